@@ -1,0 +1,431 @@
+"""The spec file: one TOML document that describes a migration, loaded into a typed model.
+
+Every section is a pydantic model that forbids unknown keys, so a typo such as ``normalise``
+is refused with the key path at fault before anything is written::
+
+    >>> load_spec_text('[source]\\nurl = "sqlite://"\\nkey = "id"\\ntable = "u"\\n'
+    ...                '[target]\\nurl = "sqlite://"\\ntable = "n"\\n[fields]\\nid = "id"\\nfoo = 1')
+    Traceback (most recent call last):
+    ...
+    authmigrate.errors.SpecError: fields.foo: expected a source column name or a table ...
+
+Secrets are never written in a spec: a value ``"env:NAME"`` names an environment variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from authmigrate.errors import SpecError
+
+TRANSFORMS = ("strip", "lower", "upper", "nfkc", "nfc", "email", "collapse_spaces", "none_if_empty")
+"""Names accepted by ``normalize``; applied in the order given."""
+
+FIELD_TYPES = ("text", "integer", "bigint", "float", "boolean", "datetime", "date", "json")
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_QUALIFIED = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def check_identifier(value: str, *, qualified: bool = False) -> str:
+    """Refuse table/column names that are not plain identifiers.
+
+    Names are always quoted by SQLAlchemy when they reach SQL, but a name with quotes,
+    semicolons or comment markers is almost certainly a mistake or an attack, so it is refused.
+    """
+    pattern = _QUALIFIED if qualified else _IDENT
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"not a plain SQL identifier: {value!r}")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class SourceSpec(_Model):
+    """Where the legacy accounts are read from."""
+
+    url: str
+    table: str | None = None
+    query: str | None = None
+    key: str
+    preset: str | None = None
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+    @field_validator("key")
+    @classmethod
+    def _key_ident(cls, v: str) -> str:
+        return check_identifier(v)
+
+    @field_validator("table")
+    @classmethod
+    def _table_ident(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, qualified=True)
+
+    @property
+    def is_file(self) -> bool:
+        """True for ``csv:///`` and ``jsonl:///`` sources."""
+        return self.url.startswith(("csv:", "jsonl:"))
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SourceSpec:
+        if self.is_file:
+            if self.table or self.query:
+                raise ValueError("a csv/jsonl source takes neither table nor query")
+        elif bool(self.table) == bool(self.query):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+
+class TargetSpec(_Model):
+    """Where the migrated accounts are written."""
+
+    url: str
+    table: str
+    key: str | None = None
+    """Target column that receives the source key untransformed (default: the source key name)."""
+    unique: list[str] = Field(default_factory=lambda: ["email"])
+    """Target fields that identify an account; duplicates follow ``run.duplicates``."""
+    create: bool = True
+
+    @field_validator("table")
+    @classmethod
+    def _table_ident(cls, v: str) -> str:
+        return check_identifier(v, qualified=True)
+
+    @field_validator("key")
+    @classmethod
+    def _key_ident(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v)
+
+
+class FieldSpec(_Model):
+    """How one target column is computed from a source row."""
+
+    from_: str | None = Field(default=None, alias="from")
+    value: Any = None
+    template: str | None = None
+    normalize: list[str] = Field(default_factory=list)
+    lowercase_local: bool = True
+    default: Any = None
+    type: str = "text"
+    required: bool = False
+    max_length: int | None = None
+    nullable: bool = True
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _as_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("normalize")
+    @classmethod
+    def _known_transforms(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in TRANSFORMS:
+                raise ValueError(f"unknown transform {name!r} (known: {', '.join(TRANSFORMS)})")
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        if v not in FIELD_TYPES:
+            raise ValueError(f"unknown type {v!r} (known: {', '.join(FIELD_TYPES)})")
+        return v
+
+    @field_validator("from_")
+    @classmethod
+    def _from_ident(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v)
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> FieldSpec:
+        origins = [x for x in (self.from_, self.template) if x is not None]
+        if self.value is not None:
+            origins.append("value")
+        if len(origins) > 1:
+            raise ValueError("give only one of from, value, template")
+        return self
+
+
+class CredentialsSpec(_Model):
+    """The legacy password hash and what to do with it."""
+
+    column: str
+    salt_column: str | None = None
+    scheme: str = "auto"
+    policy: Literal["keep", "wrap", "reset"] = "keep"
+    target_column: str = "password"
+    reset_column: str = "password_reset_required"
+    on_missing: Literal["reset", "reject"] = "reset"
+    """A NULL or empty legacy hash: migrate the account as needing a reset, or reject it."""
+    weak: list[str] | None = None
+    """Scheme ids that ``policy = "wrap"`` wraps; default: unsalted/fast digests, md5-crypt, phpass."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Parameters for ``import_hash`` (e.g. ``key_id``, ``algorithm`` of a plain digest)."""
+    keys: dict[str, str] = Field(default_factory=dict)
+    """The keyring: key id -> ``"env:NAME"``. Never the secret itself."""
+    profile: str = "OWASP_2025"
+
+    @field_validator("column", "salt_column", "target_column", "reset_column")
+    @classmethod
+    def _ident(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v)
+
+    @field_validator("keys")
+    @classmethod
+    def _env_refs(cls, v: dict[str, str]) -> dict[str, str]:
+        for key_id, ref in v.items():
+            if not (isinstance(ref, str) and ref.startswith("env:") and len(ref) > 4):
+                raise ValueError(f"key {key_id!r} must be an env:NAME reference, not a value")
+        return v
+
+
+class TokensSpec(_Model):
+    """A new token per migrated user, stored only as a hash."""
+
+    column: str = "auth_token"
+    prefix_column: str | None = None
+    purpose: str = "activation"
+    expires_in: str = "7d"
+    server_key: str | None = None
+    """Optional ``env:NAME`` of an HMAC key: the stored hash is then HMAC-SHA256."""
+
+    @field_validator("column", "prefix_column")
+    @classmethod
+    def _ident(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v)
+
+    @field_validator("expires_in")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("server_key")
+    @classmethod
+    def _env_ref(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("env:"):
+            raise ValueError("must be an env:NAME reference, not a value")
+        return v
+
+
+class SmtpSpec(_Model):
+    """How ``authmigrate notify`` reaches the mail server."""
+
+    host: str = "localhost"
+    port: int = 25
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+    @field_validator("password")
+    @classmethod
+    def _env_ref(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("env:"):
+            raise ValueError("must be an env:NAME reference, not a value")
+        return v
+
+
+class SegmentSpec(_Model):
+    """One notification segment: who gets which message."""
+
+    enabled: bool = True
+    subject: str | None = None
+    text_template: str | None = None
+    html_template: str | None = None
+
+
+class NotifySpec(_Model):
+    """Telling the users: an outbox written with each batch, sent by ``authmigrate notify``."""
+
+    email_field: str = "email"
+    sender: str = Field(default="no-reply@example.com", alias="from")
+    outbox_key: str = "env:AUTHMIGRATE_OUTBOX_KEY"
+    reset_url: str = "https://shop.example/account/reset?token={token}"
+    rate_per_second: float = 10.0
+    max_attempts: int = 5
+    shop_name: str = "our shop"
+    segments: dict[str, SegmentSpec] = Field(default_factory=dict)
+    smtp: SmtpSpec = Field(default_factory=SmtpSpec)
+
+    @field_validator("outbox_key")
+    @classmethod
+    def _env_ref(cls, v: str) -> str:
+        if not v.startswith("env:"):
+            raise ValueError("must be an env:NAME reference, not a value")
+        return v
+
+
+class RunSpec(_Model):
+    """How the run proceeds."""
+
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    duplicates: Literal["reject", "merge"] = "reject"
+    retries: int = Field(default=5, ge=0, le=100)
+    workers: int | None = Field(default=None, ge=1)
+
+
+class Spec(_Model):
+    """A whole migration."""
+
+    name: str | None = None
+    source: SourceSpec
+    target: TargetSpec
+    fields: dict[str, FieldSpec]
+    credentials: CredentialsSpec | None = None
+    tokens: TokensSpec | None = None
+    notify: NotifySpec | None = None
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _field_shorthand(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for name, f in v.items():
+            if isinstance(f, str):
+                out[name] = {"from": f}
+            elif isinstance(f, dict):
+                out[name] = f
+            else:
+                raise ValueError(
+                    f"{name}: expected a source column name or a table, got {type(f).__name__}"
+                )
+        return out
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        if not v:
+            raise ValueError("at least one field is needed")
+        for name in v:
+            check_identifier(name)
+        return v
+
+    @property
+    def migration_name(self) -> str:
+        """The name runs, checkpoints and rejects are recorded under."""
+        if self.name:
+            return self.name
+        src = self.source.table or Path(self.source.url.split(":///", 1)[-1]).name or "query"
+        return f"{src}->{self.target.table}"
+
+    @property
+    def target_key(self) -> str:
+        """The target column that holds the source key."""
+        return self.target.key or self.source.key
+
+    def fingerprint(self) -> str:
+        """A short hash of the spec's content, recorded with each run."""
+        raw = self.model_dump_json(by_alias=True, exclude_none=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """``"7d"`` -> seconds. Units: s, m, h, d, w."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration like '7d' or '12h': {text!r}")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def resolve_secret(ref: str, *, path: str) -> str:
+    """Read the secret an ``env:NAME`` reference names.
+
+    Raises:
+        SpecError: the reference is malformed or the variable is not set. The message names
+            the variable, never its value.
+    """
+    if not ref.startswith("env:"):
+        raise SpecError(path, "must be an env:NAME reference")
+    name = ref[4:]
+    value = os.environ.get(name)
+    if value is None or value == "":
+        raise SpecError(path, f"environment variable {name} is not set")
+    return value
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "literal", "list["))]
+    # pydantic reports the "from" alias as from_ in some paths
+    return ".".join("from" if p == "from_" else p for p in parts)
+
+
+def _format(err: ValidationError) -> SpecError:
+    first = err.errors()[0]
+    path = _loc(first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return SpecError(path, "unknown key (check the spelling)")
+    if kind == "missing":
+        return SpecError(path, "required key is missing")
+    msg = first["msg"]
+    msg = msg.removeprefix("Value error, ")
+    return SpecError(path, msg)
+
+
+def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
+    """Parse and validate a spec from TOML text.
+
+    Raises:
+        SpecError: invalid TOML, an unknown key, a wrong type or an inconsistent value; the
+            message names the key path.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError("", f"not valid TOML: {exc}") from None
+    if "source" in data and isinstance(data["source"], dict) and data["source"].get("preset"):
+        from authmigrate.presets import apply_preset
+
+        data = apply_preset(data)
+    if base_dir is not None:
+        data = _resolve_relative_urls(data, base_dir)
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise _format(exc) from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate the spec file at ``path``; relative file URLs are taken from its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError("", f"cannot read spec file {p}: {exc.strerror}") from None
+    return load_spec_text(text, base_dir=p.resolve().parent)
+
+
+def _resolve_relative_urls(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``sqlite:///legacy.db`` in a spec means legacy.db beside the spec, not in the cwd."""
+    for section in ("source", "target"):
+        sec = data.get(section)
+        if not isinstance(sec, dict) or not isinstance(sec.get("url"), str):
+            continue
+        url: str = sec["url"]
+        for scheme in ("sqlite:///", "csv:///", "jsonl:///"):
+            if url.startswith(scheme):
+                rest = url[len(scheme) :]
+                if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                    sec = dict(sec)
+                    sec["url"] = scheme + str(base / rest)
+                    data = dict(data)
+                    data[section] = sec
+    return data
