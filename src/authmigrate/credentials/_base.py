@@ -10,7 +10,7 @@ schemes must be registered before more general ones (the registry keeps ``priori
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 Keyring = Mapping[str, bytes | str]
 """Maps a key id named in a credential to its secret (cookie key, pepper, signer key)."""
@@ -51,7 +51,9 @@ class Scheme(Protocol):
         """Recompute the legacy digest from a password, with the credential's salt and params.
 
         ``wrap`` stores a strong hash over this digest, so that verifying a wrapped credential is
-        ``digest`` then the strong hash.
+        ``digest`` then the strong hash. ``credential`` may be either the full canonical
+        credential or what :meth:`strip_digest` returned for it: a wrapped credential only
+        keeps the latter.
         """
         ...
 
@@ -62,6 +64,18 @@ class Scheme(Protocol):
     def strip_digest(self, credential: str) -> str:
         """The canonical credential with its digest removed: what a wrapped credential keeps."""
         ...
+
+
+class Example(NamedTuple):
+    """A known-answer vector a scheme may carry for ``self_test``.
+
+    Optional: a scheme class may set ``examples: ClassVar[tuple[Example, ...]]``. ``keyring``
+    holds the (test-only) key a keyed example was made with.
+    """
+
+    password: str
+    credential: str
+    keyring: Mapping[str, bytes | str] | None = None
 
 
 S = TypeVar("S", bound=type)

@@ -1,0 +1,1 @@
+"""Placeholder: helper B's digest scheme family lands here (see issue 3)."""

@@ -1,0 +1,214 @@
+"""Wrapping a legacy credential in argon2id, and the argon2id parameter profiles.
+
+A wrapped credential stores argon2id over the legacy *digest* (not over the password), plus
+the legacy credential with its digest removed, so that verification is "recompute the legacy
+digest from the password, then verify argon2id over it". No weak digest is left in the store,
+and wrapping needs no password: a whole table is wrapped in one batch.
+
+The form (one string, PHC-style, documented in docs/credentials.md)::
+
+    $wrap$<scheme id>$argon2id$v=19$m=19456,t=2,p=1$<salt>$<tag>$<legacy credential minus digest>
+
+Everything between ``<scheme id>`` and the last field is a plain argon2id PHC string
+(without its leading ``$``); the last field is the inner scheme's ``strip_digest`` output,
+verbatim, and may itself contain ``$`` (it is last for that reason).
+
+Example::
+
+    $wrap$md5_crypt$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$...$$1$saltsalt$
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from authmigrate.errors import CredentialError
+
+from ._base import Keyring, get, register
+from ._common import malformed
+
+WRAP_PREFIX = "$wrap$"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of argon2id parameters.
+
+    Attributes:
+        name: the profile's name, as written in a spec (``credentials.profile``).
+        memory_cost: KiB of memory.
+        time_cost: passes over the memory.
+        parallelism: lanes.
+        hash_len: tag length in bytes.
+        salt_len: salt length in bytes.
+    """
+
+    name: str
+    memory_cost: int
+    time_cost: int
+    parallelism: int
+    hash_len: int = 32
+    salt_len: int = 16
+
+
+OWASP_2025 = Profile("OWASP_2025", memory_cost=19456, time_cost=2, parallelism=1)
+"""OWASP Password Storage Cheat Sheet: argon2id with 19 MiB, 2 iterations, 1 lane."""
+
+TEST = Profile("TEST", memory_cost=64, time_cost=1, parallelism=1)
+"""Deliberately cheap, for tests and demos only: never for real accounts."""
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (OWASP_2025, TEST)}
+DEFAULT_PROFILE = OWASP_2025
+
+
+def profile_named(profile: str | Profile | None) -> Profile:
+    """The profile for a name (or the profile itself; ``None`` is :data:`DEFAULT_PROFILE`).
+
+    Raises:
+        CredentialError: unknown profile name (code ``credential.profile``).
+    """
+    if profile is None:
+        return DEFAULT_PROFILE
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise CredentialError(
+            f"unknown argon2 profile {profile!r}; known: {', '.join(PROFILES)}",
+            code="credential.profile",
+        ) from None
+
+
+@functools.lru_cache(maxsize=16)
+def hasher(profile: Profile) -> argon2.PasswordHasher:
+    """argon2-cffi's hasher for a profile (cached: it is immutable and thread-safe)."""
+    return argon2.PasswordHasher(
+        time_cost=profile.time_cost,
+        memory_cost=profile.memory_cost,
+        parallelism=profile.parallelism,
+        hash_len=profile.hash_len,
+        salt_len=profile.salt_len,
+        type=argon2.Type.ID,
+    )
+
+
+_WRAP_RE = re.compile(
+    r"^\$wrap\$(?P<scheme>[A-Za-z0-9_.-]+)"
+    r"\$(?P<argon>argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+)"
+    r"\$(?P<inner>.*)$",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class WrappedParts:
+    """The three parts of a wrapped credential."""
+
+    scheme: str
+    argon2_hash: str
+    inner: str
+
+    def __repr__(self) -> str:
+        return f"WrappedParts(scheme={self.scheme!r}, argon2_hash='***', inner='***')"
+
+
+def parse_wrapped(credential: str) -> WrappedParts:
+    """Split a wrapped credential into inner scheme id, argon2id PHC string and inner part.
+
+    Raises:
+        MalformedHashError: not a wrapped credential.
+    """
+    match = _WRAP_RE.match(credential)
+    if match is None:
+        raise malformed("wrap")
+    return WrappedParts(match["scheme"], "$" + match["argon"], match["inner"])
+
+
+def format_wrapped(parts: WrappedParts) -> str:
+    """Inverse of :func:`parse_wrapped`."""
+    return f"{WRAP_PREFIX}{parts.scheme}{parts.argon2_hash}${parts.inner}"
+
+
+def wrap_credential(
+    scheme_id: str, credential: str, *, profile: str | Profile | None = None
+) -> str:
+    """Wrap a canonical credential of ``scheme_id`` (see :func:`authmigrate.credentials.wrap`)."""
+    scheme = get(scheme_id)
+    stored = scheme.stored_digest(credential)
+    inner = scheme.strip_digest(credential)
+    argon2_hash = hasher(profile_named(profile)).hash(stored)
+    return format_wrapped(WrappedParts(scheme_id, argon2_hash, inner))
+
+
+def _wrapped_again() -> CredentialError:
+    return CredentialError("a wrapped credential is not wrapped again", code="credential.wrapped")
+
+
+_VERIFIER = argon2.PasswordHasher()
+
+
+@register(priority=0)
+class Wrapped:
+    """A legacy credential wrapped in argon2id (this module's form)."""
+
+    id: ClassVar[str] = "wrap"
+    description: ClassVar[str] = (
+        "$wrap$<scheme>$argon2id$...$<legacy minus digest>: argon2id over a legacy digest"
+    )
+    weak: ClassVar[bool] = False
+
+    def identify(self, credential: str) -> bool:
+        """True for the ``$wrap$`` prefix."""
+        return credential.startswith(WRAP_PREFIX)
+
+    def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
+        """Validate a wrapped credential; it is already canonical."""
+        value = value.strip()
+        parts = parse_wrapped(value)
+        try:
+            get(parts.scheme)
+            argon2.extract_parameters(parts.argon2_hash)
+        except (KeyError, InvalidHashError, ValueError):
+            raise malformed(self.id) from None
+        return value
+
+    def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
+        """Recompute the inner legacy digest, then verify argon2id over it."""
+        parts = parse_wrapped(credential)
+        try:
+            inner = get(parts.scheme)
+        except KeyError:
+            raise malformed(self.id, "unknown inner scheme") from None
+        legacy_digest = inner.digest(password, parts.inner, keyring)
+        try:
+            return _VERIFIER.verify(parts.argon2_hash, legacy_digest)
+        except VerificationError:
+            return False
+        except InvalidHashError:
+            raise malformed(self.id) from None
+
+    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
+        """Not supported: a wrapped credential is never wrapped again."""
+        raise _wrapped_again()
+
+    def stored_digest(self, credential: str) -> bytes:
+        """Not supported (see :meth:`digest`)."""
+        raise _wrapped_again()
+
+    def strip_digest(self, credential: str) -> str:
+        """Not supported (see :meth:`digest`)."""
+        raise _wrapped_again()
+
+    def inner_scheme(self, credential: str) -> str:
+        """The scheme id of the wrapped legacy credential."""
+        return parse_wrapped(credential).scheme
+
+    def __repr__(self) -> str:
+        return "<scheme wrap>"
