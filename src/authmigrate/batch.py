@@ -25,6 +25,9 @@ class Record:
     """Notification segment: kept, wrapped, reset, merged, or one the spec defines."""
     scheme: str | None = None
     """The credential scheme found for this account, if any."""
+    token: str | None = field(default=None, repr=False)
+    """The plaintext of the record's new token, in memory only: set by ``TokenStage`` for the
+    outbox stage, never a target value."""
 
 
 @dataclass(slots=True)

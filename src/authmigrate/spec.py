@@ -208,7 +208,15 @@ class TokensSpec(_Model):
     @field_validator("expires_in")
     @classmethod
     def _duration(cls, v: str) -> str:
-        parse_duration(v)
+        if parse_duration(v) <= 0:
+            raise ValueError("must be a positive duration")
+        return v
+
+    @field_validator("purpose")
+    @classmethod
+    def _purpose(cls, v: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9_.-]{0,31}$", v):
+            raise ValueError("lower-case letters, digits and _ . - (e.g. password_reset)")
         return v
 
     @field_validator("server_key")
@@ -223,11 +231,14 @@ class SmtpSpec(_Model):
     """How ``authmigrate notify`` reaches the mail server."""
 
     host: str = "localhost"
-    port: int = 25
+    port: int = Field(default=25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str | None = None
     password: str | None = None
-    timeout: float = 30.0
+    """``env:NAME`` of the SMTP password; never the password itself."""
+    timeout: float = Field(default=30.0, gt=0)
+    ca_file: str | None = None
+    """PEM file of the CA that signed the server's certificate (default: the system's CAs)."""
 
     @field_validator("password")
     @classmethod
@@ -242,8 +253,11 @@ class SegmentSpec(_Model):
 
     enabled: bool = True
     subject: str | None = None
+    """A Jinja2 line; default: the shipped subject of a built-in segment."""
     text_template: str | None = None
+    """Path of a Jinja2 text template (relative paths: beside the spec file)."""
     html_template: str | None = None
+    """Path of a Jinja2 HTML template (autoescaped); none means a text-only message."""
 
 
 class NotifySpec(_Model):
@@ -253,9 +267,11 @@ class NotifySpec(_Model):
     sender: str = Field(default="no-reply@example.com", alias="from")
     outbox_key: str = "env:AUTHMIGRATE_OUTBOX_KEY"
     reset_url: str = "https://shop.example/account/reset?token={token}"
-    rate_per_second: float = 10.0
-    max_attempts: int = 5
+    rate_per_second: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=100)
     shop_name: str = "our shop"
+    context_fields: list[str] = Field(default_factory=list)
+    """Target fields copied into the outbox for the templates (as ``user.NAME``)."""
     segments: dict[str, SegmentSpec] = Field(default_factory=dict)
     smtp: SmtpSpec = Field(default_factory=SmtpSpec)
 
@@ -264,6 +280,36 @@ class NotifySpec(_Model):
     def _env_ref(cls, v: str) -> str:
         if not v.startswith("env:"):
             raise ValueError("must be an env:NAME reference, not a value")
+        return v
+
+    @field_validator("email_field")
+    @classmethod
+    def _email_ident(cls, v: str) -> str:
+        return check_identifier(v)
+
+    @field_validator("context_fields")
+    @classmethod
+    def _context_idents(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_identifier(name)
+        return v
+
+    @field_validator("reset_url")
+    @classmethod
+    def _reset_url(cls, v: str) -> str:
+        if "{token}" not in v:
+            raise ValueError("must contain {token} where the token goes")
+        return v
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, v: dict[str, SegmentSpec]) -> dict[str, SegmentSpec]:
+        for name, seg in v.items():
+            if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
+                raise ValueError(f"segment name {name!r}: lower-case letters, digits, _ and -")
+            builtin = name in ("kept", "wrapped", "reset", "merged")  # shipped templates
+            if not builtin and seg.enabled and not seg.text_template:
+                raise ValueError(f"segment {name!r} is not built in: give its text_template")
         return v
 
 

@@ -1,0 +1,248 @@
+"""New auth tokens for migrated users, stored only as a hash.
+
+Each migrated user gets a token from :mod:`secrets` (256 bits). The target keeps only a
+self-describing string::
+
+    $amtok$v=1,alg=sha256,purpose=activation,exp=1767225600,prefix=Xb3kQ9aZ$<digest>
+
+``digest`` is the unpadded base64 of SHA-256 (``alg=sha256``) or HMAC-SHA256 with a server key
+(``alg=hmac-sha256``) over the version, purpose, expiry and token, so that editing the purpose or
+the expiry in the stored string makes the token fail. ``prefix`` is the token's first
+:data:`PREFIX_LENGTH` characters: an index for looking the row up, too short to be of use to
+anyone who reads it (the rest still carries 208 bits).
+
+The plaintext exists only on its way to the user: :class:`TokenStage` leaves it on
+``Record.token`` (never written to the target), where the outbox stage encrypts it.
+
+    >>> token, stored = issue_token("activation", 3600)
+    >>> verify_token(token, stored, purpose="activation")
+    True
+    >>> verify_token(token + "x", stored)
+    False
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from authmigrate.batch import Batch
+from authmigrate.errors import MalformedHashError, MissingKeyError
+from authmigrate.spec import TokensSpec, parse_duration, resolve_secret
+
+TOKEN_BYTES = 32
+"""Random bytes per token: 256 bits, twice the 128-bit floor."""
+
+PREFIX_LENGTH = 8
+"""Characters of the token kept in clear as a lookup prefix."""
+
+VERSION = 1
+
+_PURPOSE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+_STORED = re.compile(
+    r"^\$amtok\$v=(?P<v>\d+),alg=(?P<alg>sha256|hmac-sha256),purpose=(?P<purpose>[a-z0-9_.-]+),"
+    r"exp=(?P<exp>\d+),prefix=(?P<prefix>[A-Za-z0-9_-]+)\$(?P<digest>[A-Za-z0-9+/]+)$"
+)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _key_bytes(server_key: str | bytes) -> bytes:
+    return server_key.encode("utf-8") if isinstance(server_key, str) else server_key
+
+
+def _digest(token: str, purpose: str, exp: int, server_key: str | bytes | None) -> bytes:
+    message = f"amtok\0{VERSION}\0{purpose}\0{exp}\0{token}".encode()
+    if server_key is None:
+        return hashlib.sha256(message).digest()
+    return hmac.new(_key_bytes(server_key), message, hashlib.sha256).digest()
+
+
+def token_prefix(token: str) -> str:
+    """The short lookup prefix of ``token`` (its first :data:`PREFIX_LENGTH` characters).
+
+    Store it in an indexed column to find the row of a presented token, then check the token
+    with :func:`verify_token`.
+    """
+    return token[:PREFIX_LENGTH]
+
+
+def issue_token(
+    purpose: str,
+    ttl_seconds: int,
+    server_key: str | bytes | None = None,
+    *,
+    now: float | None = None,
+) -> tuple[str, str]:
+    """Make a new token and the string to store for it.
+
+    Args:
+        purpose: what the token is for (``activation``, ``password_reset``, ``api``...);
+            lower-case letters, digits, ``_ . -``.
+        ttl_seconds: how long the token is valid, in seconds (> 0).
+        server_key: when given, the stored digest is HMAC-SHA256 with this key, so that a copy
+            of the table alone does not allow checking guesses.
+        now: the issue time as a Unix timestamp (default: the current time).
+
+    Returns:
+        ``(token, stored)``: the URL-safe plaintext for the user, and the hash string for the
+        target. The plaintext must never be written anywhere but the user's message.
+
+    Raises:
+        ValueError: an invalid purpose or a non-positive ttl.
+    """
+    if not _PURPOSE.match(purpose):
+        raise ValueError(f"token purpose must match {_PURPOSE.pattern}: {purpose!r}")
+    if ttl_seconds <= 0:
+        raise ValueError("ttl_seconds must be positive")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    exp = int(now if now is not None else time.time()) + int(ttl_seconds)
+    alg = "sha256" if server_key is None else "hmac-sha256"
+    digest = _b64(_digest(token, purpose, exp, server_key))
+    stored = (
+        f"$amtok$v={VERSION},alg={alg},purpose={purpose},exp={exp},"
+        f"prefix={token_prefix(token)}${digest}"
+    )
+    return token, stored
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """The parsed fields of a stored token string (nothing secret: the digest is one-way)."""
+
+    version: int
+    alg: str
+    purpose: str
+    expires_at: int
+    prefix: str
+    digest: str
+
+
+def parse_stored(stored: str) -> StoredToken:
+    """Parse a stored token string.
+
+    Raises:
+        MalformedHashError: ``stored`` is not a token string of a known version.
+    """
+    m = _STORED.match(stored) if isinstance(stored, str) else None
+    if m is None or int(m["v"]) != VERSION:
+        raise MalformedHashError("not a stored authmigrate token ($amtok$v=1,...)")
+    return StoredToken(
+        int(m["v"]), m["alg"], m["purpose"], int(m["exp"]), m["prefix"], m["digest"]
+    )
+
+
+def verify_token(
+    token: str,
+    stored: str,
+    *,
+    server_key: str | bytes | None = None,
+    purpose: str | None = None,
+    now: float | None = None,
+) -> bool:
+    """Check a presented token against its stored string, in constant time.
+
+    Args:
+        token: what the user presented.
+        stored: the string :func:`issue_token` returned (from the target's token column).
+        server_key: the HMAC key, required when the stored string says ``alg=hmac-sha256``.
+        purpose: when given, the token must have been issued for this purpose.
+        now: the check time as a Unix timestamp (default: the current time).
+
+    Returns:
+        True when the token matches, is not expired, and has the expected purpose.
+
+    Raises:
+        MalformedHashError: ``stored`` is not a stored token string.
+        MissingKeyError: the stored string needs a server key and none was given.
+    """
+    parsed = parse_stored(stored)
+    if parsed.alg == "hmac-sha256" and server_key is None:
+        raise MissingKeyError("this token was stored with HMAC-SHA256: pass server_key")
+    key = server_key if parsed.alg == "hmac-sha256" else None
+    if not isinstance(token, str):
+        return False
+    # Always compute the digest, so that a wrong purpose or an expired token takes as long as
+    # a wrong token.
+    expected = _digest(token, parsed.purpose, parsed.expires_at, key)
+    match = hmac.compare_digest(_b64(expected).encode(), parsed.digest.encode())
+    fresh = (now if now is not None else time.time()) < parsed.expires_at
+    right_purpose = purpose is None or hmac.compare_digest(
+        purpose.encode(), parsed.purpose.encode()
+    )
+    return match and fresh and right_purpose
+
+
+class TokenStage:
+    """Pipeline stage: gives every record a new token (implements ``batch.Stage``).
+
+    Fills ``spec.column`` with the stored hash string and, when configured,
+    ``spec.prefix_column`` with the lookup prefix. The plaintext goes on ``record.token`` only,
+    for the outbox stage; it is not a target value and is never written to the target.
+
+    Args:
+        spec: the ``[tokens]`` section.
+        server_key: the HMAC key itself; by default it is read from ``spec.server_key``
+            (an ``env:NAME`` reference) when that is set.
+        now: clock for the expiry (tests); default :func:`time.time`.
+
+    Raises:
+        SpecError: ``tokens.server_key`` names an unset environment variable.
+    """
+
+    secret_columns: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        spec: TokensSpec,
+        *,
+        server_key: str | bytes | None = None,
+        now: Any = None,
+    ) -> None:
+        self.spec = spec
+        self.ttl_seconds = parse_duration(spec.expires_in)
+        if server_key is None and spec.server_key is not None:
+            server_key = resolve_secret(spec.server_key, path="tokens.server_key")
+        self._server_key = server_key
+        self._now = now or time.time
+
+    def __repr__(self) -> str:
+        keyed = "hmac" if self._server_key is not None else "sha256"
+        return f"TokenStage(column={self.spec.column!r}, purpose={self.spec.purpose!r}, {keyed})"
+
+    def columns(self) -> list[sa.Column[Any]]:
+        """The token column (text) and, if configured, the indexed prefix column."""
+        cols: list[sa.Column[Any]] = [sa.Column(self.spec.column, sa.Text, nullable=True)]
+        if self.spec.prefix_column:
+            cols.append(
+                sa.Column(self.spec.prefix_column, sa.String(PREFIX_LENGTH), index=True)
+            )
+        return cols
+
+    def tables(self, metadata: sa.MetaData) -> None:
+        """No side table: the hash lives in the target table."""
+
+    def process(self, batch: Batch) -> None:
+        """Issue one token per record of the batch."""
+        now = self._now()
+        for record in batch.records:
+            token, stored = issue_token(
+                self.spec.purpose, self.ttl_seconds, self._server_key, now=now
+            )
+            record.token = token
+            record.values[self.spec.column] = stored
+            if self.spec.prefix_column:
+                record.values[self.spec.prefix_column] = token_prefix(token)
+
+    def write(self, conn: sa.Connection, batch: Batch, run_id: str) -> None:
+        """Nothing to write: the values travel with the records."""
