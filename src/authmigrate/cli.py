@@ -1,0 +1,203 @@
+"""The ``authmigrate`` command: parse, call the library, print. Nothing else lives here.
+
+Exit codes: 0 success; 1 the migration ran but found problems (rejects, verify mismatches);
+2 bad input (spec, URL, arguments), with a message naming the culprit and nothing written.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from authmigrate.errors import AuthmigrateError, SpecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"authmigrate: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into a one-line message and the documented exit code.
+
+    An unexpected exception is shown by type and first line only: SQLAlchemy appends the
+    statement's parameters to its messages, and those may hold credentials.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            _fail(str(exc), 2)
+        except AuthmigrateError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; committed batches are kept, run again to resume", 130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            orig = getattr(exc, "orig", None) or exc
+            first = (str(orig).strip().splitlines() or [""])[0]
+            _fail(f"internal error: {type(exc).__name__}: {first}", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(spec_path: str) -> Any:
+    from authmigrate.spec import load_spec
+
+    return load_spec(spec_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="authmigrate")
+@click.option("-v", "--verbose", is_flag=True, help="More log output.")
+def main(verbose: bool) -> None:
+    """Move user accounts into a new auth system: no password reset, no lost row."""
+    from authmigrate.report import setup_logging
+
+    setup_logging(verbose)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--preview", default=20, show_default=True, help="Rejected rows to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@handle_errors
+def plan(spec: str, preview: int, as_json: bool) -> None:
+    """Dry run: counts, schemes (self-tested), conflicts and rejects. Writes nothing."""
+    import json
+
+    from authmigrate.pipeline import plan_migration
+    from authmigrate.report import print_plan, progress_reporter
+
+    s = _load(spec)
+    with progress_reporter("plan") as progress:
+        result = plan_migration(s, preview=preview, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        print_plan(result)
+    if result.self_tests and not all(result.self_tests.values()):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="JSON report file.")
+@handle_errors
+def run(spec: str, report_path: str | None) -> None:
+    """Run or resume the migration: batches, one transaction each, checkpointed."""
+    from authmigrate.pipeline import run_migration
+    from authmigrate.report import print_run, progress_reporter, write_report
+
+    s = _load(spec)
+    with progress_reporter("migrate") as progress:
+        result = run_migration(s, progress=progress)
+    print_run(result)
+    path = Path(report_path) if report_path else Path(spec).with_suffix(".report.json")
+    write_report(path, result.as_dict())
+    click.echo(f"report: {path}")
+    if result.rejected:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--sample", default=None, type=int, help="Wrapped credentials to check (default: all).")
+@handle_errors
+def verify(spec: str, sample: int | None) -> None:
+    """Reconcile source and target: counts, chunk checksums, wrapped credentials."""
+    from authmigrate.verify import verify_command
+
+    sys.exit(verify_command(_load(spec), sample=sample))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def rollback(spec: str, yes: bool) -> None:
+    """Remove exactly what this migration wrote, nothing else."""
+    from authmigrate.rollback import rollback_command
+
+    sys.exit(rollback_command(_load(spec), yes=yes))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Render messages to files instead of sending.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for --dry-run .eml files.")
+@click.option("--status", is_flag=True, help="Count queued, sent and failed messages per segment.")
+@handle_errors
+def notify(spec: str, dry_run: bool, out: str | None, status: bool) -> None:
+    """Send the outbox's messages over SMTP, once per user."""
+    from authmigrate.notify import notify_command
+
+    if dry_run and not out:
+        raise SpecError("--out", "--dry-run needs --out DIR")
+    sys.exit(notify_command(_load(spec), dry_run=dry_run, out=Path(out) if out else None, status=status))
+
+
+@main.command()
+@click.option("--from", "from_url", required=True, help="Source database URL.")
+@click.option("--to", "to_url", default="sqlite:///new_users.db", show_default=True, help="Target URL.")
+@click.option("--preset", default=None, help="Platform preset (see `authmigrate presets`).")
+@click.option("-o", "--output", default="migration.toml", show_default=True, type=click.Path(dir_okay=False))
+@handle_errors
+def init(from_url: str, to_url: str, preset: str | None, output: str) -> None:
+    """Inspect a source, detect the platform and write a starting spec."""
+    from authmigrate.presets import init_command
+
+    sys.exit(init_command(from_url, to_url, preset, Path(output)))
+
+
+@main.command()
+@handle_errors
+def schemes() -> None:
+    """List every supported hash scheme id."""
+    from rich.table import Table
+
+    from authmigrate.credentials import schemes as all_schemes
+    from authmigrate.report import console
+
+    t = Table("scheme", "weak", "description", title="hash schemes", title_justify="left")
+    for s in all_schemes():
+        t.add_row(s.id, "yes" if s.weak else "", s.description)
+    console.print(t)
+
+
+@main.command()
+@handle_errors
+def presets() -> None:
+    """List the shop and framework presets."""
+    from rich.table import Table
+
+    from authmigrate.presets import list_presets
+    from authmigrate.report import console
+
+    t = Table("preset", "platform", title="presets", title_justify="left")
+    for name, description in list_presets():
+        t.add_row(name, description)
+    console.print(t)
+
+
+@main.command()
+@click.option("--users", default=50_000, show_default=True, help="Customers in the legacy shop.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Keep the files here.")
+@handle_errors
+def demo(users: int, directory: str | None) -> None:
+    """Build a legacy shop in SQLite, migrate it, verify it, print the report."""
+    from authmigrate.demo import run_demo
+
+    sys.exit(run_demo(users=users, directory=Path(directory) if directory else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""``authmigrate demo``: a legacy shop in SQLite, migrated, checked and reported. No server.
+
+The legacy shop has grown over the years: customers from its WordPress days (phpass), from an
+old Linux-crypt based shop (md5-crypt, sha512-crypt), from a Django rewrite (pbkdf2), newer
+bcrypt and argon2id accounts, an LDAP import ({SSHA}) and a MySQL one (``*HEX``). Emails come
+in mixed case, with padding, in decomposed Unicode, some duplicated, some broken; a few
+password hashes are empty, truncated or of no known scheme.
+
+Hashes are made by libpass with lower work factors than production uses, so that the demo
+builds in seconds; every format is the real one. Each customer's password is ``pw-<id>``, so
+the demo can log every sampled customer in against the migrated credential.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+DEMO_SPEC = """\
+# The demo migration: legacy shop customers -> new accounts table.
+name = "demo-shop"
+
+[source]
+url = "sqlite:///legacy_shop.db"
+table = "customers"
+key = "customer_id"
+
+[target]
+url = "sqlite:///new_accounts.db"
+table = "accounts"
+unique = ["email"]
+
+[fields]
+customer_id = "customer_id"
+email = { from = "email", normalize = "email", required = true }
+first_name = { from = "first_name", normalize = ["strip", "nfkc", "none_if_empty"] }
+last_name = { from = "last_name", normalize = ["strip", "nfkc", "none_if_empty"] }
+display_name = { template = "{first_name} {last_name}", normalize = ["collapse_spaces", "nfkc"] }
+created_at = { from = "created", type = "datetime" }
+active = { from = "status", type = "boolean" }
+origin = { value = "legacy-shop" }
+
+[credentials]
+column = "password_hash"
+scheme = "auto"
+policy = "keep"
+target_column = "password"
+
+[run]
+batch_size = 5000
+duplicates = "merge"
+"""
+
+FIRST = ["Anna", "Ben", "Chloé", "David", "Émilie", "Felix", "Greta", "Hugo", "Inès", "Jonas",
+         "Katarzyna", "Luis", "Mei", "Noah", "Olga", "Pål", "Zoë", "Søren", "Ayşe", "Yusuf"]
+LAST = ["Müller", "Smith", "García", "Nowak", "Rossi", "Dubois", "Jansen", "Kowalski", "Öztürk",
+        "Nielsen", "Svensson", "Ivanova", "Tanaka", "O'Brien", "Weiß", "Fernández"]
+DOMAINS = ["example.com", "Mail.Example.ORG", "shop.example.net", "bücher.example", "EXAMPLE.de"]
+
+
+def _hashers() -> list[tuple[str, float, object]]:
+    from passlib import hash as h
+
+    return [
+        ("phpass", 0.30, h.phpass.using(rounds=9)),
+        ("md5_crypt", 0.15, h.md5_crypt),
+        ("sha512_crypt", 0.08, h.sha512_crypt.using(rounds=5000)),
+        ("bcrypt", 0.07, h.bcrypt.using(rounds=4, ident="2y")),
+        ("django_pbkdf2_sha256", 0.10, h.django_pbkdf2_sha256.using(rounds=1000)),
+        ("argon2id", 0.05, h.argon2.using(type="ID", memory_cost=1024, rounds=1, parallelism=1)),
+        ("ldap_salted_sha1", 0.15, h.ldap_salted_sha1),
+        ("mysql41", 0.10, h.mysql41),
+    ]
+
+
+def build_legacy_shop(path: Path, users: int, *, seed: int = 2026) -> dict[str, int]:
+    """Create the legacy shop database with ``users`` customers; returns counts of what it planted."""
+    rng = random.Random(seed)
+    hashers = _hashers()
+    weights = [w for _, w, _ in hashers]
+    planted = {"duplicates": 0, "bad_email": 0, "bad_hash": 0, "no_hash": 0}
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute(
+        """CREATE TABLE customers (
+            customer_id INTEGER PRIMARY KEY,
+            email TEXT,
+            first_name TEXT,
+            last_name TEXT,
+            created TEXT,
+            status INTEGER,
+            password_hash TEXT
+        )"""
+    )
+    emails: list[str] = []
+    rows = []
+    start = dt.datetime(2012, 1, 1)
+    for cid in range(1, users + 1):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        local = f"{first}.{last}{cid}".replace("'", "").replace(" ", "")
+        email = f"{local}@{rng.choice(DOMAINS)}"
+        roll = rng.random()
+        if emails and roll < 0.01:  # the same person again, differently typed
+            email = rng.choice(emails).upper()
+            planted["duplicates"] += 1
+        elif roll < 0.02:
+            email = f"  {email}  "
+        elif roll < 0.03:
+            email = email.replace("e", "e\u0301", 1)  # decomposed accent
+        elif roll < 0.035:
+            email = rng.choice(["not-an-email", "", "jane@", "@example.com", "a b@example.com"])
+            planted["bad_email"] += 1
+        emails.append(email.strip())
+        name, _, hasher = rng.choices(hashers, weights)[0]
+        password = f"pw-{cid}"
+        cred: str | None = hasher.hash(password)  # type: ignore[attr-defined]
+        if rng.random() < 0.004:
+            cred = rng.choice([cred[: len(cred) // 2] if cred else None, "5f4dcc3b5aa765d61d8327deb882cf99x", "!locked"])
+            planted["bad_hash"] += 1
+        elif rng.random() < 0.004:
+            cred = rng.choice([None, ""])
+            planted["no_hash"] += 1
+        created = (start + dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 365 * 12))).isoformat(" ")
+        rows.append((cid, email, first, last, created, 1 if rng.random() > 0.05 else 0, cred))
+        if len(rows) >= 5000:
+            conn.executemany("INSERT INTO customers VALUES (?,?,?,?,?,?,?)", rows)
+            rows.clear()
+    conn.executemany("INSERT INTO customers VALUES (?,?,?,?,?,?,?)", rows)
+    conn.commit()
+    conn.close()
+    return planted
+
+
+def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int = 200) -> int:
+    """Build, migrate, verify and report; returns the exit code (0 when every check holds)."""
+    from rich.console import Console
+
+    from authmigrate.credentials import verify as verify_password
+    from authmigrate.pipeline import plan_migration, run_migration
+    from authmigrate.report import print_plan, print_run, progress_reporter, write_report
+    from authmigrate.spec import load_spec
+
+    console = Console(highlight=False)
+    work = directory or Path(tempfile.mkdtemp(prefix="authmigrate-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("new_accounts.db", "new_accounts.db-wal", "new_accounts.db-shm"):
+        (work / name).unlink(missing_ok=True)
+    spec_path = work / "migration.toml"
+    spec_path.write_text(DEMO_SPEC, encoding="utf-8")
+
+    t0 = time.monotonic()
+    console.print(f"[bold]1. building a legacy shop with {users:,} customers[/] in {work}")
+    planted = build_legacy_shop(work / "legacy_shop.db", users)
+    console.print(f"   built in {time.monotonic() - t0:.1f} s; planted: {planted}")
+
+    spec = load_spec(spec_path)
+    console.print("[bold]2. plan[/] (dry run, writes nothing)")
+    with progress_reporter("plan") as progress:
+        plan = plan_migration(spec, preview=8, progress=progress)
+    print_plan(plan)
+
+    console.print("[bold]3. run[/]")
+    with progress_reporter("migrate") as progress:
+        result = run_migration(spec, progress=progress)
+    print_run(result)
+    write_report(work / "migration.report.json", result.as_dict())
+
+    console.print("[bold]4. checks[/]")
+    ok = result.read == result.source_rows == result.migrated + result.rejected + result.merged
+    console.print(
+        f"   reconciliation: source {result.source_rows:,} = migrated {result.migrated:,} "
+        f"+ rejected {result.rejected:,} + merged {result.merged:,}: {'ok' if ok else 'MISMATCH'}"
+    )
+    logins_ok, checked = _login_sample(work / "new_accounts.db", sample, verify_password)
+    console.print(f"   login check: {logins_ok}/{checked} sampled customers log in with their old password")
+    again = run_migration(spec)
+    console.print(f"   second run wrote {again.this_run['migrated']} new rows (expected 0)")
+    good = ok and logins_ok == checked and again.this_run["migrated"] == 0
+    console.print(f"   report: {work / 'migration.report.json'}")
+    console.print(f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s")
+    return 0 if good else 1
+
+
+def _login_sample(db: Path, sample: int, verify_password: object) -> tuple[int, int]:
+    """Log ``sample`` random migrated customers in with ``pw-<id>``, and check a wrong one fails."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT customer_id, password FROM accounts WHERE password IS NOT NULL "
+        "ORDER BY random() LIMIT ?",
+        (sample,),
+    ).fetchall()
+    conn.close()
+    good = 0
+    for cid, cred in rows:
+        right = verify_password(f"pw-{cid}", cred)  # type: ignore[operator]
+        wrong = verify_password(f"pw-{cid}x", cred)  # type: ignore[operator]
+        good += bool(right and not wrong)
+    return good, len(rows)

@@ -1,0 +1,472 @@
+"""The migration: source pages in key order, transformed, written with their checkpoint.
+
+::
+
+    spec ─► source ─► batch (keyset on key) ─► transform ─► stages ─► target + checkpoint
+                                                   │            │     (one transaction)
+                                                   └─ rejects ◄─┘
+
+Every source row ends up counted once: migrated, rejected (reason code and column) or merged.
+A crash at any point loses at most the batch in flight, which the next run reads again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from authmigrate.batch import Batch, Record, Reject, Stage
+from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
+from authmigrate.sinks.sql import SqlTarget
+from authmigrate.sources import Source, open_source
+from authmigrate.spec import Spec
+from authmigrate.stages import CredentialStage, DuplicateStage
+from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
+
+log = logging.getLogger("authmigrate")
+
+Progress = Callable[[int, int], None]
+"""Called after each batch with (rows done so far, total rows)."""
+
+
+@dataclass
+class RunResult:
+    """What a run did; also the body of the JSON report."""
+
+    run_id: str
+    migration: str
+    status: str
+    read: int = 0
+    migrated: int = 0
+    rejected: int = 0
+    merged: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    schemes: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    this_run: dict[str, int] = field(default_factory=dict)
+    source_rows: int = 0
+
+    @property
+    def rows_per_second(self) -> float:
+        done = self.this_run.get("read", 0)
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "migration": self.migration,
+            "status": self.status,
+            "source_rows": self.source_rows,
+            "totals": {
+                "read": self.read,
+                "migrated": self.migrated,
+                "rejected": self.rejected,
+                "merged": self.merged,
+            },
+            "this_run": self.this_run,
+            "by_reason": self.by_reason,
+            "schemes": self.schemes,
+            "segments": self.segments,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+        }
+
+
+def build_stages(spec: Spec, *, dry: bool = False) -> list[Stage]:
+    """The stages after the field transforms, in order; duplicates are handled by the pipeline."""
+    stages: list[Stage] = []
+    if spec.credentials is not None:
+        stages.append(CredentialStage(spec.credentials, dry=dry, workers=spec.run.workers))
+    return stages
+
+
+def build_late_stages(spec: Spec) -> list[Stage]:
+    """Stages after duplicate handling: tokens, then the notification outbox."""
+    stages: list[Stage] = []
+    if spec.tokens is not None:
+        from authmigrate.tokens import TokenStage
+
+        stages.append(TokenStage(spec.tokens))
+    if spec.notify is not None:
+        from authmigrate.notify.outbox import OutboxStage
+
+        stages.append(OutboxStage(spec.notify, spec.migration_name))
+    return stages
+
+
+def check_source_columns(spec: Spec, source: Source) -> None:
+    """Refuse a spec that reads a column the source does not have, naming the spec key."""
+    have = set(source.columns)
+    for column, path in source_columns_used(spec).items():
+        if column not in have:
+            near = _nearest(column, have)
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise SpecError(path, f"source has no column {column!r}{hint}")
+
+
+def _nearest(name: str, choices: set[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, sorted(choices), n=1)
+    return found[0] if found else None
+
+
+class Migration:
+    """One spec, opened: source, target, transforms and stages, ready to plan or run."""
+
+    def __init__(self, spec: Spec, *, dry: bool = False) -> None:
+        self.spec = spec
+        self.source = open_source(spec.source)
+        try:
+            check_source_columns(spec, self.source)
+            dupes = self.source.duplicate_keys()
+            if dupes:
+                shown = ", ".join(repr(k) for k in dupes)
+                raise SpecError(
+                    "source.key",
+                    f"{spec.source.key!r} is not unique in the source (repeated: {shown}); "
+                    "batching and resume need a unique key",
+                )
+            self.transform = RowTransformer(spec)
+            self.early = build_stages(spec, dry=dry)
+            self.late = [] if dry else build_late_stages(spec)
+            self.target = SqlTarget(
+                spec, [*self.early, *self.late], source_types=self.source.column_types()
+            )
+            self.target.check_spec()
+        except BaseException:
+            self.source.close()
+            raise
+        self.redact = frozenset().union(*(s.secret_columns for s in [*self.early, *self.late]))
+
+    def close(self) -> None:
+        self.source.close()
+        self.target.close()
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def build_batch(
+        self, number: int, rows: list[dict[str, Any]], dupes: DuplicateStage, conn: sa.Connection | None
+    ) -> Batch:
+        """Transform rows and run every stage: everything but the write."""
+        key = self.spec.source.key
+        batch = Batch(
+            number=number,
+            first_key=rows[0][key] if rows else None,
+            last_key=rows[-1][key] if rows else None,
+            rows_read=len(rows),
+        )
+        transform = self.transform
+        records = batch.records
+        rejects = batch.rejects
+        for row in rows:
+            k = row[key]
+            try:
+                records.append(Record(k, row, transform(row)))
+            except FieldReject as rej:
+                rejects.append(Reject(k, rej.reason, rej.column, rej.detail, row))
+        if conn is not None and records:
+            self._reject_existing_keys(conn, batch)
+        for stage in self.early:
+            stage.process(batch)
+        dupes.process(batch)
+        for stage in self.late:
+            stage.process(batch)
+        return batch
+
+    def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
+        """A key already in the target was not written by us: reject, never overwrite."""
+        col = self.target.table.c[self.spec.target_key]
+        lo, hi = batch.first_key, batch.last_key
+        taken = set(conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars())
+        if taken:
+            batch.drop(
+                [
+                    (r, Reject(r.key, "target.key_exists", self.spec.target_key,
+                               "the target already has this key", r.source))
+                    for r in batch.records
+                    if r.key in taken
+                ]
+            )
+
+    def null_key_batch(self, number: int) -> Batch | None:
+        """Rows with a NULL key cannot be paged; they are rejected in the first batch."""
+        rows = list(self.source.null_key_rows())
+        if not rows:
+            return None
+        batch = Batch(number=number, first_key=None, last_key=None, rows_read=len(rows))
+        batch.rejects = [
+            Reject(None, "source.null_key", self.spec.source.key, "the key is NULL", r) for r in rows
+        ]
+        return batch
+
+    def pages(self, after: Any) -> Iterator[list[dict[str, Any]]]:
+        size = self.spec.run.batch_size
+        key = self.spec.source.key
+        while True:
+            rows = self.source.page(after, size)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][key]
+
+
+def run_migration(
+    spec: Spec,
+    *,
+    progress: Progress | None = None,
+    command: str = "run",
+) -> RunResult:
+    """Run (or resume) a migration to the end.
+
+    Each batch is read after the last committed key, transformed, and written with its
+    checkpoint in one target transaction. A lost connection retries the batch with bounded
+    backoff (``run.retries``); a second concurrent run is refused by a lock in the target.
+
+    Raises:
+        SpecError: the spec does not fit the source or target (nothing is written).
+        SourceError, TargetError: a database failed beyond the retries (committed batches stay).
+        LockError: another run of this migration is writing.
+    """
+    m = Migration(spec)
+    from authmigrate.sinks.sql import TargetLock
+
+    lock = TargetLock(m.target.engine, m.target.migration)
+    run_id = str(uuid.uuid4())
+    started = time.monotonic()
+    this_run: Counter[str] = Counter()
+    schemes: Counter[str] = Counter()
+    segments: Counter[str] = Counter()
+    status, error = "failed", None
+    try:
+        lock.acquire()
+        m.target.create()
+        m.target.start_run(run_id, command)
+        total = m.source.count()
+        number, after = m.target.checkpoint()
+        done = m.target.totals()["read"]
+        if progress:
+            progress(done, total)
+        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals))
+        if number == 0:
+            nb = m.null_key_batch(1)
+            if nb is not None:
+                _commit_with_retry(m, lambda: nb, run_id)
+                number = 1
+                this_run.update(read=nb.rows_read, rejected=len(nb.rejects))
+                done += nb.rows_read
+        for rows in m.pages(after):
+            number += 1
+            n = number
+
+            def build(rows: list[dict[str, Any]] = rows, n: int = n) -> Batch:
+                with m.target.engine.connect() as conn:
+                    return m.build_batch(n, rows, dupes, conn)
+
+            batch = _commit_with_retry(m, build, run_id)
+            merged = len(batch.merged)
+            this_run.update(
+                read=batch.rows_read,
+                migrated=len(batch.records),
+                rejected=len(batch.rejects) - merged,
+                merged=merged,
+            )
+            schemes.update(r.scheme for r in batch.records if r.scheme)
+            segments.update(r.segment for r in batch.records)
+            segments.update(j.segment for j in batch.merged)
+            done += batch.rows_read
+            if progress:
+                progress(done, total)
+        status = "done"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the operator"
+        raise
+    except AuthmigrateError as exc:
+        error = str(exc)
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {_first_line(exc)}"
+        raise
+    finally:
+        result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
+        result.schemes, result.segments = dict(schemes), dict(segments)
+        m.target.end_run(run_id, status, dict(this_run), error)
+        lock.release()
+        m.close()
+    return result
+
+
+def _lookup(m: Migration, field_name: str, values: list[Any]) -> dict[Any, Any]:
+    with m.target.engine.connect() as conn:
+        return m.target.existing(conn, field_name, values)
+
+
+def _commit_with_retry(m: Migration, build: Callable[[], Batch], run_id: str) -> Batch:
+    """Build and commit one batch; on a lost connection, wait and do the whole batch again."""
+    retries = m.spec.run.retries
+    delay = 0.2
+    for attempt in range(retries + 1):
+        try:
+            batch = build()
+            m.target.commit_batch(batch, run_id, m.redact)
+            return batch
+        except SourceError:
+            if attempt == retries:
+                raise
+        except sa.exc.IntegrityError:
+            # someone else (the live shop) took an email between our check and our insert:
+            # building the batch again sees it and treats the row as a duplicate
+            if attempt == retries:
+                raise TargetError("a batch kept violating a unique constraint of the target") from None
+        except sa.exc.DBAPIError as exc:
+            if not _transient(exc) or attempt == retries:
+                raise TargetError(f"writing batch to {m.target.where} failed: {_first_line(exc)}") from None
+        log.warning("batch failed, retrying in %.1fs (attempt %d of %d)", delay, attempt + 1, retries)
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: sa.exc.DBAPIError) -> bool:
+    return bool(exc.connection_invalidated) or isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def _result(m: Migration, run_id: str, status: str, seconds: float, this_run: dict[str, int]) -> RunResult:
+    res = RunResult(run_id=run_id, migration=m.target.migration, status=status, seconds=seconds)
+    res.this_run = {k: this_run.get(k, 0) for k in ("read", "migrated", "rejected", "merged")}
+    try:
+        totals = m.target.totals()
+        res.read, res.migrated = totals["read"], totals["migrated"]
+        res.rejected, res.merged = totals["rejected"], totals["merged"]
+        res.by_reason = m.target.reject_counts()
+        res.source_rows = m.source.count()
+    except (sa.exc.DBAPIError, AuthmigrateError):
+        pass
+    return res
+
+
+@dataclass
+class PlanResult:
+    """What ``plan`` found, without writing anything."""
+
+    migration: str
+    source_rows: int = 0
+    would_migrate: int = 0
+    rejected: int = 0
+    merged: int = 0
+    already_done: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    schemes: dict[str, int] = field(default_factory=dict)
+    self_tests: dict[str, bool] = field(default_factory=dict)
+    target_exists: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "migration": self.migration,
+            "source_rows": self.source_rows,
+            "already_done": self.already_done,
+            "would_migrate": self.would_migrate,
+            "rejected": self.rejected,
+            "merged": self.merged,
+            "by_reason": self.by_reason,
+            "preview": self.preview,
+            "schemes": self.schemes,
+            "self_tests": self.self_tests,
+        }
+
+
+def plan_migration(spec: Spec, *, preview: int = 20, progress: Progress | None = None) -> PlanResult:
+    """Dry run: read every remaining source row, transform it, identify its credential, and
+    count what would be migrated, rejected (by reason) and merged. Writes nothing.
+
+    Duplicates are found against the target when it exists, and among the source rows read
+    (their values are held in memory for this).
+    """
+    m = Migration(spec, dry=True)
+    try:
+        res = PlanResult(migration=m.target.migration)
+        res.source_rows = m.source.count()
+        exists = m.target.exists() if _target_reachable(m) else False
+        res.target_exists = exists
+        after = None
+        if exists:
+            _, after = m.target.checkpoint()
+            res.already_done = m.target.totals()["read"]
+        memory: dict[str, dict[Any, Any]] = {}
+
+        def lookup(field_name: str, values: list[Any]) -> dict[Any, Any]:
+            seen = memory.setdefault(field_name, {})
+            if exists and _has_table(m):
+                with m.target.engine.connect() as conn:
+                    for v, k in m.target.existing(conn, field_name, values).items():
+                        seen.setdefault(v, k)
+            return seen
+
+        dupes = DuplicateStage(spec, lookup)
+        reasons: Counter[str] = Counter()
+        schemes: Counter[str] = Counter()
+        done = res.already_done
+
+        def tally(batch: Batch) -> None:
+            res.would_migrate += len(batch.records)
+            schemes.update(r.scheme for r in batch.records if r.scheme)
+            for j in batch.rejects:
+                reasons[j.reason] += 1
+                if j.outcome == "merged":
+                    res.merged += 1
+                else:
+                    res.rejected += 1
+                if len(res.preview) < preview:
+                    res.preview.append(
+                        {"key": j.key, "outcome": j.outcome, "reason": j.reason,
+                         "column": j.column, "detail": j.detail}
+                    )
+
+        nb = m.null_key_batch(0) if after is None else None
+        if nb is not None:
+            tally(nb)
+            done += nb.rows_read
+        for n, rows in enumerate(m.pages(after), start=1):
+            batch = m.build_batch(n, rows, dupes, None)
+            tally(batch)
+            done += batch.rows_read
+            if progress:
+                progress(done, res.source_rows)
+        res.by_reason = dict(sorted(reasons.items()))
+        res.schemes = dict(schemes.most_common())
+        if schemes:
+            from authmigrate.credentials import self_test
+
+            res.self_tests = {s: bool(self_test(s)) for s in schemes}
+        return res
+    finally:
+        m.close()
+
+
+def _target_reachable(m: Migration) -> bool:
+    try:
+        with m.target.engine.connect():
+            return True
+    except sa.exc.DBAPIError:
+        return False
+
+
+def _has_table(m: Migration) -> bool:
+    return bool(sa.inspect(m.target.engine).has_table(m.target.table.name, schema=m.target.table.schema))

@@ -1,0 +1,154 @@
+"""Showing what happened: progress while it runs, a summary table and a JSON report after."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from authmigrate.pipeline import PlanResult, RunResult
+
+log = logging.getLogger("authmigrate")
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class RateColumn(TextColumn):
+    """Rows per second."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task: Any) -> Any:  # noqa: D102
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def progress_reporter(label: str, *, interval: float = 5.0) -> Iterator[Any]:
+    """A ``(done, total)`` callback: a progress bar with rate and ETA on a terminal, plain log
+    lines every ``interval`` seconds otherwise."""
+    if err_console.is_terminal:
+        bar = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
+        task = bar.add_task(label, total=None)
+        with bar:
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+        return
+    start = time.monotonic()
+    last = [0.0, 0]
+
+    def plain(done: int, total: int) -> None:
+        now = time.monotonic()
+        if last[1] == 0:
+            last[1] = done or -1  # rows already done before this run (resume)
+        if now - last[0] < interval and done < total:
+            return
+        last[0] = now
+        elapsed = now - start
+        base = max(last[1], 0)
+        rate = (done - base) / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        pct = 100.0 * done / total if total else 100.0
+        log.info("%s: %d/%d rows (%.0f%%), %.0f rows/s, ETA %.0fs", label, done, total, pct, rate, eta)
+
+    yield plain
+
+
+def print_run(result: RunResult) -> None:
+    """The summary table after a run."""
+    t = Table(title=f"authmigrate run: {result.migration}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("status", result.status)
+    t.add_row("source rows", f"{result.source_rows:,}")
+    t.add_row("read", f"{result.read:,}")
+    t.add_row("migrated", f"{result.migrated:,}")
+    t.add_row("rejected", f"{result.rejected:,}")
+    t.add_row("merged", f"{result.merged:,}")
+    for reason, n in result.by_reason.items():
+        t.add_row(f"  {reason}", f"{n:,}")
+    for scheme, n in sorted(result.schemes.items(), key=lambda kv: -kv[1]):
+        t.add_row(f"  scheme {scheme}", f"{n:,}")
+    for seg, n in sorted(result.segments.items()):
+        t.add_row(f"  segment {seg}", f"{n:,}")
+    t.add_row("this run read", f"{result.this_run.get('read', 0):,}")
+    t.add_row("time", f"{result.seconds:.2f} s")
+    t.add_row("rate", f"{result.rows_per_second:,.0f} rows/s")
+    console.print(t)
+
+
+def print_plan(result: PlanResult) -> None:
+    """The summary of a dry run."""
+    t = Table(title=f"authmigrate plan: {result.migration}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("source rows", f"{result.source_rows:,}")
+    if result.already_done:
+        t.add_row("already migrated (earlier runs)", f"{result.already_done:,}")
+    t.add_row("would migrate", f"{result.would_migrate:,}")
+    t.add_row("would reject", f"{result.rejected:,}")
+    t.add_row("would merge", f"{result.merged:,}")
+    for reason, n in result.by_reason.items():
+        t.add_row(f"  {reason}", f"{n:,}")
+    for scheme, n in result.schemes.items():
+        ok = result.self_tests.get(scheme)
+        mark = "" if ok is None else (" self-test ok" if ok else " SELF-TEST FAILED")
+        t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
+    console.print(t)
+    if result.preview:
+        p = Table(title="reject preview", title_justify="left")
+        for col in ("key", "outcome", "reason", "column", "detail"):
+            p.add_column(col)
+        for row in result.preview:
+            p.add_row(*(str(row[c]) if row[c] is not None else "" for c in ("key", "outcome", "reason", "column", "detail")))
+        console.print(p)
+
+
+def write_report(path: Path, body: dict[str, Any]) -> None:
+    """Write the JSON report (atomically: a crash leaves the old one or the new one)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Plain log lines to stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )

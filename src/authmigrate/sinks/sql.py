@@ -1,0 +1,478 @@
+"""The target database: the accounts table, the bookkeeping tables, the lock, the batch commit.
+
+Bookkeeping lives in the target, next to the accounts, so that one transaction covers a batch:
+
+- ``authmigrate_batches``: one row per committed batch: key range, counts and the keys it
+  wrote (compressed). The last row is the checkpoint; the rows are also what ``rollback``
+  removes and what ``verify`` reconciles.
+- ``authmigrate_rejects``: every source row not migrated as its own account: rejected (reason
+  code, column at fault, the raw row with credential columns redacted) or merged.
+- ``authmigrate_runs``: run id, start, end, spec hash, status and counts of every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+
+from authmigrate.batch import Batch, Stage
+from authmigrate.db import make_engine, safe_url
+from authmigrate.errors import LockError, TargetError
+from authmigrate.spec import FieldSpec, Spec
+
+REDACTED = "[redacted]"
+
+_TYPES: dict[str, Any] = {
+    "text": sa.Text,
+    "integer": sa.Integer,
+    "bigint": sa.BigInteger,
+    "float": sa.Float,
+    "boolean": sa.Boolean,
+    "datetime": sa.DateTime,
+    "date": sa.Date,
+    "json": sa.Text,
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def encode_key(key: Any) -> str:
+    """A source key as JSON text (ints stay ints, so resume compares them as numbers)."""
+    if isinstance(key, bool) or not isinstance(key, int | str | float):
+        key = str(key)
+    return json.dumps(key, ensure_ascii=False)
+
+
+def decode_key(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def pack_keys(keys: Sequence[Any]) -> bytes:
+    return zlib.compress(json.dumps([encode_key(k) for k in keys]).encode(), 1)
+
+
+def unpack_keys(blob: bytes | None) -> list[Any]:
+    if not blob:
+        return []
+    return [json.loads(k) for k in json.loads(zlib.decompress(blob))]
+
+
+def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """Declare (runs, batches, rejects) in ``metadata``."""
+    runs = sa.Table(
+        "authmigrate_runs",
+        metadata,
+        sa.Column("run_id", sa.String(36), primary_key=True),
+        sa.Column("migration", sa.String(200), nullable=False, index=True),
+        sa.Column("command", sa.String(20), nullable=False),
+        sa.Column("spec_hash", sa.String(32), nullable=False),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("ended_at", sa.DateTime),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("rows_read", sa.BigInteger, nullable=False, default=0),
+        sa.Column("migrated", sa.BigInteger, nullable=False, default=0),
+        sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
+        sa.Column("merged", sa.BigInteger, nullable=False, default=0),
+        sa.Column("error", sa.Text),
+    )
+    batches = sa.Table(
+        "authmigrate_batches",
+        metadata,
+        sa.Column("migration", sa.String(200), primary_key=True),
+        sa.Column("batch_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("run_id", sa.String(36), nullable=False),
+        sa.Column("first_key", sa.Text),
+        sa.Column("last_key", sa.Text),
+        sa.Column("rows_read", sa.Integer, nullable=False),
+        sa.Column("migrated", sa.Integer, nullable=False),
+        sa.Column("rejected", sa.Integer, nullable=False),
+        sa.Column("merged", sa.Integer, nullable=False),
+        sa.Column("written_keys", sa.LargeBinary),
+        sa.Column("committed_at", sa.DateTime, nullable=False),
+    )
+    rejects = sa.Table(
+        "authmigrate_rejects",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("migration", sa.String(200), nullable=False, index=True),
+        sa.Column("run_id", sa.String(36), nullable=False),
+        sa.Column("batch_no", sa.Integer, nullable=False),
+        sa.Column("source_key", sa.Text),
+        sa.Column("outcome", sa.String(10), nullable=False),
+        sa.Column("reason", sa.String(80), nullable=False),
+        sa.Column("column_name", sa.String(200)),
+        sa.Column("detail", sa.Text),
+        sa.Column("merged_into", sa.Text),
+        sa.Column("raw", sa.Text),
+    )
+    return runs, batches, rejects
+
+
+def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed: bool) -> Any:
+    """The SQL type of a target column: the spec's ``type``, else the source column's type."""
+    if "type" in spec.model_fields_set or source_type is None or spec.normalize or spec.template:
+        kind = spec.type
+        if kind == "text":
+            if spec.max_length:
+                return sa.String(spec.max_length)
+            return sa.String(320) if indexed else sa.Text()
+        return _TYPES[kind]()
+    generic = source_type.as_generic() if hasattr(source_type, "as_generic") else source_type
+    if isinstance(generic, sa.String) and indexed and not generic.length:
+        return sa.String(320)
+    with contextlib.suppress(NotImplementedError):
+        return generic
+    return sa.Text()
+
+
+class TargetLock:
+    """Held while a run writes, so a second run of the same migration is refused.
+
+    PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``; SQLite: an ``flock`` on
+    a file beside the database. All three are released by the server or the OS when the
+    holder dies, so a kill -9 leaves no stale lock behind.
+    """
+
+    def __init__(self, engine: sa.Engine, migration: str) -> None:
+        self.engine = engine
+        self.migration = migration
+        self._conn: sa.Connection | None = None
+        self._file: IO[bytes] | None = None
+
+    def _lock_id(self) -> int:
+        digest = hashlib.sha256(f"authmigrate:{self.migration}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def acquire(self) -> None:
+        backend = self.engine.dialect.name
+        held = f"another run of migration {self.migration!r} is writing to this target"
+        if backend == "sqlite":
+            db = self.engine.url.database
+            if not db or db == ":memory:":
+                return
+            fh = Path(f"{db}.authmigrate-lock").open("ab")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise LockError(held) from None
+            self._file = fh
+            return
+        conn = self.engine.connect()
+        if backend == "postgresql":
+            ok = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self._lock_id()))).scalar()
+        elif backend in ("mysql", "mariadb"):
+            name = f"authmigrate:{self._lock_id()}"
+            ok = conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar() == 1
+        else:
+            ok = True
+        conn.commit()
+        if not ok:
+            conn.close()
+            raise LockError(held)
+        self._conn = conn
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                self._conn.close()  # closing the session releases advisory locks
+            self._conn = None
+
+
+class SqlTarget:
+    """The target database of one migration."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        stages: Sequence[Stage] = (),
+        source_types: dict[str, Any] | None = None,
+        engine: sa.Engine | None = None,
+    ) -> None:
+        self.spec = spec
+        self.migration = spec.migration_name
+        self.engine = engine or make_engine(spec.target.url, path="target.url")
+        self.where = safe_url(spec.target.url)
+        self.metadata = sa.MetaData()
+        self.runs, self.batches, self.rejects = bookkeeping_tables(self.metadata)
+        self.stages = list(stages)
+        self.table = self._declare_table(source_types or {})
+        for stage in self.stages:
+            stage.tables(self.metadata)
+        self.columns = [c.name for c in self.table.c]
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def _declare_table(self, source_types: dict[str, Any]) -> sa.Table:
+        spec = self.spec
+        schema, _, name = spec.target.table.rpartition(".")
+        unique = set(spec.target.unique) & set(spec.fields)
+        key = spec.target_key
+        cols: list[sa.Column[Any]] = []
+        for fname, f in spec.fields.items():
+            src_type = source_types.get(f.from_ or fname) if f.value is None else None
+            typ = column_type(fname, f, src_type, indexed=fname in unique or fname == key)
+            cols.append(
+                sa.Column(
+                    fname,
+                    typ,
+                    primary_key=fname == key,
+                    autoincrement=False,
+                    unique=fname in unique,
+                )
+            )
+        for stage in self.stages:
+            cols.extend(stage.columns())
+        return sa.Table(name, self.metadata, *cols, schema=schema or None)
+
+    def check_spec(self) -> None:
+        """Refuse a spec whose target table would not hold what the spec maps.
+
+        Raises:
+            SpecError/TargetError: the key field is missing, or an existing table lacks a column.
+        """
+        from authmigrate.errors import SpecError
+
+        key = self.spec.target_key
+        if key not in self.spec.fields:
+            raise SpecError(
+                "target.key", f"no field {key!r} in [fields] carries the source key"
+            )
+        kf = self.spec.fields[key]
+        if kf.value is not None or kf.template is not None or kf.normalize:
+            raise SpecError(
+                f"fields.{key}", "the key field must copy the source key unchanged"
+            )
+        if (kf.from_ or key) != self.spec.source.key:
+            raise SpecError(
+                f"fields.{key}.from", f"the key field must come from {self.spec.source.key!r}"
+            )
+        try:
+            insp = sa.inspect(self.engine)
+            exists = insp.has_table(self.table.name, schema=self.table.schema)
+        except sa.exc.OperationalError as exc:
+            raise TargetError(f"cannot reach target {self.where}: {_first_line(exc)}") from None
+        if not exists:
+            if not self.spec.target.create:
+                raise SpecError("target.table", f"no table {self.spec.target.table!r} in {self.where}")
+            return
+        have = {c["name"] for c in insp.get_columns(self.table.name, schema=self.table.schema)}
+        for col in self.table.c:
+            if col.name not in have:
+                path = f"fields.{col.name}" if col.name in self.spec.fields else "target.table"
+                raise SpecError(
+                    path, f"existing table {self.spec.target.table!r} has no column {col.name!r}"
+                )
+
+    def create(self) -> None:
+        """Create what is missing: the accounts table, bookkeeping and stage tables."""
+        try:
+            self.metadata.create_all(self.engine)
+        except sa.exc.DBAPIError as exc:
+            raise TargetError(f"cannot create tables in {self.where}: {_first_line(exc)}") from None
+
+    def exists(self) -> bool:
+        insp = sa.inspect(self.engine)
+        return bool(insp.has_table("authmigrate_batches"))
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def checkpoint(self) -> tuple[int, Any]:
+        """(last committed batch number, last key read) — (0, None) before the first batch."""
+        b = self.batches
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(b.c.batch_no, b.c.last_key)
+                .where(b.c.migration == self.migration)
+                .order_by(b.c.batch_no.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return 0, None
+        return int(row.batch_no), decode_key(row.last_key)
+
+    def totals(self) -> dict[str, int]:
+        """Counts over every committed batch of this migration."""
+        b = self.batches
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
+                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
+                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
+                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
+                ).where(b.c.migration == self.migration)
+            ).one()
+        return {"read": int(row[0]), "migrated": int(row[1]), "rejected": int(row[2]), "merged": int(row[3])}
+
+    def reject_counts(self) -> dict[str, int]:
+        """Rejected and merged rows of this migration by reason code."""
+        r = self.rejects
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(r.c.reason, sa.func.count())
+                .where(r.c.migration == self.migration)
+                .group_by(r.c.reason)
+                .order_by(r.c.reason)
+            ).all()
+        return {reason: int(n) for reason, n in rows}
+
+    # -- duplicate and key checks against what the target already holds --------------------
+
+    def existing(self, conn: sa.Connection, column: str, values: Iterable[Any]) -> dict[Any, Any]:
+        """``{value: key}`` for target rows whose ``column`` is one of ``values``."""
+        vals = [v for v in set(values) if v is not None]
+        if not vals:
+            return {}
+        col = self.table.c[column]
+        key = self.table.c[self.spec.target_key]
+        found: dict[Any, Any] = {}
+        for i in range(0, len(vals), 900):
+            chunk = vals[i : i + 900]
+            for v, k in conn.execute(sa.select(col, key).where(col.in_(chunk))):
+                found[v] = k
+        return found
+
+    # -- the batch transaction --------------------------------------------------------------
+
+    def commit_batch(self, batch: Batch, run_id: str, redact: frozenset[str]) -> None:
+        """Write a batch's accounts, rejects, stage rows and checkpoint in ONE transaction."""
+        with self.engine.begin() as conn:
+            self._write(conn, batch, run_id, redact)
+
+    def _write(self, conn: sa.Connection, batch: Batch, run_id: str, redact: frozenset[str]) -> None:
+        cols = self.columns
+        if batch.records:
+            conn.execute(
+                self.table.insert(), [{c: r.values.get(c) for c in cols} for r in batch.records]
+            )
+        if batch.rejects:
+            conn.execute(
+                self.rejects.insert(),
+                [
+                    {
+                        "migration": self.migration,
+                        "run_id": run_id,
+                        "batch_no": batch.number,
+                        "source_key": None if j.key is None else encode_key(j.key),
+                        "outcome": j.outcome,
+                        "reason": j.reason,
+                        "column_name": j.column,
+                        "detail": j.detail,
+                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
+                        "raw": raw_row(j.source, redact),
+                    }
+                    for j in batch.rejects
+                ],
+            )
+        for stage in self.stages:
+            stage.write(conn, batch, run_id)
+        merged = sum(1 for j in batch.rejects if j.outcome == "merged")
+        conn.execute(
+            self.batches.insert(),
+            {
+                "migration": self.migration,
+                "batch_no": batch.number,
+                "run_id": run_id,
+                "first_key": None if batch.first_key is None else encode_key(batch.first_key),
+                "last_key": None if batch.last_key is None else encode_key(batch.last_key),
+                "rows_read": batch.rows_read,
+                "migrated": len(batch.records),
+                "rejected": len(batch.rejects) - merged,
+                "merged": merged,
+                "written_keys": pack_keys([r.key for r in batch.records]),
+                "committed_at": utcnow(),
+            },
+        )
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, command: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                self.runs.insert(),
+                {
+                    "run_id": run_id,
+                    "migration": self.migration,
+                    "command": command,
+                    "spec_hash": self.spec.fingerprint(),
+                    "started_at": utcnow(),
+                    "status": "running",
+                    "rows_read": 0,
+                    "migrated": 0,
+                    "rejected": 0,
+                    "merged": 0,
+                },
+            )
+
+    def end_run(self, run_id: str, status: str, counts: dict[str, int], error: str | None = None) -> None:
+        with contextlib.suppress(sa.exc.DBAPIError), self.engine.begin() as conn:
+            conn.execute(
+                self.runs.update()
+                .where(self.runs.c.run_id == run_id)
+                .values(
+                    ended_at=utcnow(),
+                    status=status,
+                    rows_read=counts.get("read", 0),
+                    migrated=counts.get("migrated", 0),
+                    rejected=counts.get("rejected", 0),
+                    merged=counts.get("merged", 0),
+                    error=error,
+                )
+            )
+
+    def iter_batches(self) -> Iterator[sa.Row[Any]]:
+        b = self.batches
+        with self.engine.connect() as conn:
+            yield from conn.execute(
+                sa.select(b).where(b.c.migration == self.migration).order_by(b.c.batch_no)
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "hash", "salt", "key")
+
+
+def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
+    """The source row as JSON for the rejects table, credential-like columns redacted."""
+    out: dict[str, Any] = {}
+    for name, value in source.items():
+        low = name.lower()
+        secret = name in redact or any(w in low for w in _SECRET_WORDS)
+        if secret and value is not None and low != "key":
+            out[name] = REDACTED
+        elif isinstance(value, bytes | bytearray | memoryview):
+            out[name] = bytes(value).hex()
+        elif isinstance(value, str | int | float | bool) or value is None:
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return json.dumps(out, ensure_ascii=True, default=str)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def pid_host() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"

@@ -1,0 +1,60 @@
+"""Where legacy accounts come from: any SQLAlchemy URL (table or query), CSV and JSONL files.
+
+Every source is read in key order, in pages that start after the last key read (keyset
+pagination, never OFFSET), so a batch can be re-read exactly after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from authmigrate.spec import SourceSpec
+
+
+class Source(Protocol):
+    """A readable legacy user store."""
+
+    columns: list[str]
+    """Column names, in source order."""
+
+    def count(self) -> int:
+        """Number of rows in the source (all of them, NULL keys included)."""
+        ...
+
+    def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows whose key is greater than ``after`` (None: from the start),
+        in key order."""
+        ...
+
+    def null_key_rows(self) -> Iterator[dict[str, Any]]:
+        """Rows whose key is NULL: they cannot be paged by key, so they are rejected apart."""
+        ...
+
+    def duplicate_keys(self, limit: int = 5) -> list[Any]:
+        """Up to ``limit`` key values that occur more than once (keyset paging needs unique keys)."""
+        ...
+
+    def column_types(self) -> dict[str, Any]:
+        """SQLAlchemy types of the columns, where the source knows them."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and temporary files."""
+        ...
+
+
+def open_source(spec: SourceSpec) -> Source:
+    """Open the source a spec describes.
+
+    Raises:
+        SourceError: the URL is wrong, the server is unreachable, or the table is missing.
+        SpecError: the key column is not in the source.
+    """
+    if spec.is_file:
+        from authmigrate.sources.files import FileSource
+
+        return FileSource(spec)
+    from authmigrate.sources.sql import SqlSource
+
+    return SqlSource(spec)

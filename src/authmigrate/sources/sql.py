@@ -1,0 +1,99 @@
+"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from authmigrate.db import make_engine, safe_url
+from authmigrate.errors import SourceError, SpecError
+from authmigrate.spec import SourceSpec
+
+
+class SqlSource:
+    """Pages of a table or query in key order."""
+
+    def __init__(self, spec: SourceSpec, engine: sa.Engine | None = None) -> None:
+        self.spec = spec
+        self.engine = engine or make_engine(spec.url, path="source.url")
+        self._selectable = self._open()
+        self.columns = [c.name for c in self._selectable.c]
+        if spec.key not in self.columns:
+            raise SpecError("source.key", f"source has no column {spec.key!r}")
+        self._key = self._selectable.c[spec.key]
+
+    def _open(self) -> sa.FromClause:
+        where = safe_url(self.spec.url)
+        try:
+            with self.engine.connect() as conn:
+                if self.spec.table:
+                    schema, _, name = self.spec.table.rpartition(".")
+                    md = sa.MetaData()
+                    try:
+                        return sa.Table(name, md, autoload_with=conn, schema=schema or None)
+                    except sa.exc.NoSuchTableError:
+                        raise SpecError(
+                            "source.table", f"no table {self.spec.table!r} in {where}"
+                        ) from None
+                query = self.spec.query or ""
+                probe = sa.text(f"SELECT * FROM ({query}) AS src WHERE 1 = 0")
+                try:
+                    names = list(conn.execute(probe).keys())
+                except sa.exc.DBAPIError as exc:
+                    raise SpecError("source.query", f"query fails: {_first_line(exc)}") from None
+                sub = sa.text(query).columns(*[sa.column(n) for n in names])
+                return sub.subquery("src")
+        except sa.exc.OperationalError as exc:
+            raise SourceError(f"cannot read source {where}: {_first_line(exc)}") from None
+
+    def _rows(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(stmt).all())
+        except sa.exc.DBAPIError as exc:
+            raise SourceError(
+                f"reading source {safe_url(self.spec.url)} failed: {_first_line(exc)}"
+            ) from exc
+
+    def count(self) -> int:
+        stmt = sa.select(sa.func.count()).select_from(self._selectable)
+        return int(self._rows(stmt)[0][0])
+
+    def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
+        stmt = sa.select(self._selectable).where(self._key.is_not(None))
+        if after is not None:
+            stmt = stmt.where(self._key > after)
+        stmt = stmt.order_by(self._key).limit(limit)
+        cols = self.columns
+        rows = self._rows(stmt)
+        return [dict(zip(cols, row, strict=True)) for row in rows]
+
+    def null_key_rows(self) -> Iterator[dict[str, Any]]:
+        stmt = sa.select(self._selectable).where(self._key.is_(None))
+        cols = self.columns
+        for row in self._rows(stmt):
+            yield dict(zip(cols, row, strict=True))
+
+    def duplicate_keys(self, limit: int = 5) -> list[Any]:
+        stmt = (
+            sa.select(self._key)
+            .where(self._key.is_not(None))
+            .group_by(self._key)
+            .having(sa.func.count() > 1)
+            .limit(limit)
+        )
+        return [row[0] for row in self._rows(stmt)]
+
+    def column_types(self) -> dict[str, Any]:
+        return {c.name: c.type for c in self._selectable.c if not isinstance(c.type, sa.types.NullType)}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's message without the SQL statement and parameters SQLAlchemy appends."""
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

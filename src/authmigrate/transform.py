@@ -1,0 +1,306 @@
+"""Field transforms: how each target column is computed from a source row.
+
+A spec's ``[fields]`` table is compiled once into small functions; a value that cannot be
+transformed raises :class:`FieldReject`, which the pipeline turns into a reject row with the
+reason code and the column at fault (never an exception that escapes a batch).
+
+>>> normalize_email("  Jane.Doe@Example.COM ", lowercase_local=False)
+'Jane.Doe@example.com'
+>>> normalize_email("Jane.Doe@Example.COM")
+'jane.doe@example.com'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from authmigrate.errors import SpecError
+from authmigrate.spec import FieldSpec, Spec
+
+Row = Mapping[str, Any]
+FieldFn = Callable[[Row], Any]
+
+
+class FieldReject(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A value that cannot be migrated; becomes a reject with ``reason`` and ``column``."""
+
+    def __init__(self, reason: str, column: str, detail: str = "") -> None:
+        self.reason = reason
+        self.column = column
+        self.detail = detail
+        super().__init__(reason)
+
+
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_EDGE = " \t\r\n\f\v\u00a0" + _ZERO_WIDTH
+_ATEXT = re.compile(r"^[^\s@\"(),:;<>\[\\\]\x00-\x1f\x7f" + _ZERO_WIDTH + r"]+$")
+_LABEL = re.compile(r"^(?!-)[^\s@\"(),:;<>\[\\\]\x00-\x1f\x7f_." + _ZERO_WIDTH + r"]{1,63}(?<!-)$")
+
+
+class InvalidEmail(ValueError):  # noqa: N818
+    """The value is not an email address."""
+
+
+def normalize_email(value: str, *, lowercase_local: bool = True) -> str:
+    """Trim, NFC-normalize, lower-case the domain (and, by default, the local part).
+
+    Raises:
+        InvalidEmail: not a single ``local@domain`` with a dotted domain.
+    """
+    s = value.strip(_EDGE)
+    if not s.isascii():
+        s = unicodedata.normalize("NFC", s)
+    local, at, domain = s.rpartition("@")
+    if not at or not local or not domain or len(local) > 64 or len(s) > 254:
+        raise InvalidEmail("not local@domain")
+    if "@" in local or not _ATEXT.match(local) or local.startswith(".") or local.endswith("."):
+        raise InvalidEmail("bad local part")
+    if ".." in local:
+        raise InvalidEmail("bad local part")
+    domain = domain.lower()
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise InvalidEmail("bad domain")
+    if lowercase_local:
+        local = local.lower()
+    return f"{local}@{domain}"
+
+
+def _as_text(value: Any, column: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FieldReject("field.invalid_encoding", column, "bytes are not UTF-8") from None
+    if isinstance(value, bool | int | float | Decimal):
+        return str(value)
+    raise FieldReject("field.invalid_type", column, f"expected text, got {type(value).__name__}")
+
+
+def _text_step(name: str, spec: FieldSpec, column: str) -> Callable[[Any], Any]:
+    if name == "strip":
+        return lambda v: v.strip(_EDGE)
+    if name == "lower":
+        return lambda v: v.lower()
+    if name == "upper":
+        return lambda v: v.upper()
+    if name == "nfkc":
+        return lambda v: v if v.isascii() else unicodedata.normalize("NFKC", v)
+    if name == "nfc":
+        return lambda v: v if v.isascii() else unicodedata.normalize("NFC", v)
+    if name == "collapse_spaces":
+        return lambda v: " ".join(v.split())
+    if name == "none_if_empty":
+        return lambda v: v if v.strip(_EDGE) else None
+    if name == "email":
+        lower_local = spec.lowercase_local
+
+        def email(v: str) -> str:
+            try:
+                return normalize_email(v, lowercase_local=lower_local)
+            except InvalidEmail as exc:
+                raise FieldReject("field.invalid_email", column, str(exc)) from None
+
+        return email
+    raise SpecError(f"fields.{column}.normalize", f"unknown transform {name!r}")
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off", ""}
+
+
+def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one branch a type
+    def integer(v: Any) -> Any:
+        if isinstance(v, bool):
+            return int(v)
+        if isinstance(v, int):
+            return v
+        try:
+            return int(str(v).strip())
+        except ValueError:
+            raise FieldReject("field.invalid_type", column, "not an integer") from None
+
+    def floating(v: Any) -> Any:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise FieldReject("field.invalid_type", column, "not a number") from None
+
+    def boolean(v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            return v != 0
+        s = str(v).strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+        raise FieldReject("field.invalid_type", column, "not a boolean")
+
+    def datetime_(v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            return v
+        if isinstance(v, dt.date):
+            return dt.datetime(v.year, v.month, v.day)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return dt.datetime.fromtimestamp(v, tz=dt.UTC).replace(tzinfo=None)
+        s = str(v).strip()
+        if s.startswith("0000-00-00"):
+            return None  # MySQL's zero date means "no date"
+        try:
+            return dt.datetime.fromisoformat(s)
+        except ValueError:
+            raise FieldReject("field.invalid_type", column, "not a date-time") from None
+
+    def date_(v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            return v.date()
+        if isinstance(v, dt.date):
+            return v
+        s = str(v).strip()
+        if s.startswith("0000-00-00"):
+            return None
+        try:
+            return dt.date.fromisoformat(s[:10])
+        except ValueError:
+            raise FieldReject("field.invalid_type", column, "not a date") from None
+
+    def json_(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                json.loads(v)
+            except ValueError:
+                raise FieldReject("field.invalid_type", column, "not JSON") from None
+            return v
+        return json.dumps(v, default=str)
+
+    def text(v: Any) -> Any:
+        s = _as_text(v, column)
+        if "\x00" in s:
+            raise FieldReject("field.invalid_text", column, "contains a NUL character")
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldReject("field.invalid_text", column, "not valid Unicode") from None
+        return s
+
+    table: dict[str, Callable[[Any], Any]] = {
+        "text": text,
+        "integer": integer,
+        "bigint": integer,
+        "float": floating,
+        "boolean": boolean,
+        "datetime": datetime_,
+        "date": date_,
+        "json": json_,
+    }
+    return table[kind]
+
+
+def template_fields(template: str) -> list[str]:
+    """Source column names a ``{first} {last}`` template uses."""
+    names = []
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None:
+            if not name.isidentifier():
+                raise ValueError(f"template field {name!r} is not a column name")
+            names.append(name)
+    return names
+
+
+def compile_field(name: str, spec: FieldSpec) -> FieldFn:
+    """Compile one field spec into ``row -> value`` (raising :class:`FieldReject`)."""
+    if spec.value is not None:
+        constant = spec.value
+        return lambda row: constant
+    if spec.template is not None:
+        tmpl = spec.template
+        fields = template_fields(tmpl)
+
+        def get(row: Row) -> Any:
+            parts = {f: ("" if row.get(f) is None else _as_text(row[f], name)) for f in fields}
+            return tmpl.format_map(parts)
+
+    else:
+        src = spec.from_ or name
+
+        def get(row: Row) -> Any:
+            return row.get(src)
+
+    steps = [_text_step(n, spec, name) for n in spec.normalize]
+    coerce = _coerce(spec.type, name)
+    default = spec.default
+    required = spec.required or not spec.nullable
+    max_length = spec.max_length
+    is_text = spec.type == "text"
+
+    if not steps and is_text and max_length is None and default is None and not required:
+        # the hot path of a plain copy
+        def plain(row: Row) -> Any:
+            v = get(row)
+            return None if v is None else coerce(v)
+
+        return plain
+
+    def field(row: Row) -> Any:
+        v = get(row)
+        if v is not None and steps:
+            v = _as_text(v, name)
+            for step in steps:
+                v = step(v)
+                if v is None:
+                    break
+        if v is None:
+            v = default
+        if v is None:
+            if required:
+                raise FieldReject("field.missing", name, "no value")
+            return None
+        v = coerce(v)
+        if max_length is not None and isinstance(v, str) and len(v) > max_length:
+            raise FieldReject("field.too_long", name, f"longer than {max_length}")
+        return v
+
+    return field
+
+
+def source_columns_used(spec: Spec) -> dict[str, str]:
+    """Every source column the spec reads, mapped to the spec key that names it."""
+    used: dict[str, str] = {spec.source.key: "source.key"}
+    for name, f in spec.fields.items():
+        if f.value is not None:
+            continue
+        if f.template is not None:
+            try:
+                names = template_fields(f.template)
+            except ValueError as exc:
+                raise SpecError(f"fields.{name}.template", str(exc)) from None
+            for col in names:
+                used.setdefault(col, f"fields.{name}.template")
+        else:
+            used.setdefault(f.from_ or name, f"fields.{name}.from")
+    if spec.credentials is not None:
+        used.setdefault(spec.credentials.column, "credentials.column")
+        if spec.credentials.salt_column:
+            used.setdefault(spec.credentials.salt_column, "credentials.salt_column")
+    return used
+
+
+class RowTransformer:
+    """All fields of a spec, compiled: ``row -> {target column: value}``."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.fns = [(name, compile_field(name, f)) for name, f in spec.fields.items()]
+
+    def __call__(self, row: Row) -> dict[str, Any]:
+        return {name: fn(row) for name, fn in self.fns}
