@@ -1,0 +1,258 @@
+"""``authmigrate init``: inspect a source, detect its platform, write a commented spec.
+
+The spec written is self-contained: the preset's query, fields and credentials are written out
+in full, so that what runs is what the file says, and every line can be edited.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from authmigrate.errors import AuthmigrateError, SourceError, SpecError
+from authmigrate.presets import (
+    Preset,
+    detect_schema,
+    get_preset,
+    with_mysql_charset,
+)
+from authmigrate.presets._model import SchemaView
+
+DEFAULT_TARGET_URL = "sqlite:///accounts.db"
+DEFAULT_TARGET_TABLE = "accounts"
+
+
+class _Schema:
+    """A snapshot of table and column names (one round trip per table, then cached)."""
+
+    def __init__(self, inspector: sa.Inspector) -> None:
+        self._inspector = inspector
+        self._tables = list(inspector.get_table_names())
+        self._columns: dict[str, list[dict[str, Any]]] = {}
+
+    def get_table_names(self) -> list[str]:
+        return list(self._tables)
+
+    def get_columns(self, table_name: str) -> list[dict[str, Any]]:
+        if table_name not in self._columns:
+            self._columns[table_name] = [dict(c) for c in self._inspector.get_columns(table_name)]
+        return self._columns[table_name]
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
+def _engine(url: str) -> sa.Engine:
+    if url.startswith(("csv:", "jsonl:")):
+        raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
+    try:
+        return sa.create_engine(with_mysql_charset(url))
+    except ArgumentError:
+        raise SpecError("--from", "not a database URL (e.g. mysql+pymysql://user@host/shop)")
+    except NoSuchModuleError as exc:
+        raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}")
+
+
+def inspect_source(url: str) -> SchemaView:
+    """Read the table and column names of the database at ``url``.
+
+    Raises:
+        SpecError: not a database URL (or no driver for it).
+        SourceError: the database cannot be reached; the message hides the password.
+    """
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            schema = _Schema(sa.inspect(conn))
+            for table in schema.get_table_names():
+                schema.get_columns(table)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        raise SourceError(f"cannot read {_safe_url(url)}: {reason}") from None
+    finally:
+        engine.dispose()
+    return schema
+
+
+def resolve(from_url: str, preset: str | None) -> tuple[Preset, str, bool]:
+    """``(preset, table prefix, detected)`` for ``init``: detected, or the named one.
+
+    With a named preset the source is still inspected to find its prefix; the platform's
+    default prefix is used when its tables are not found (``detected`` is then False).
+    """
+    schema = inspect_source(from_url)
+    if preset is not None:
+        chosen = get_preset(preset)
+        score, prefix = chosen.detect(schema)
+        return chosen, prefix, score > 0
+    matches = detect_schema(schema)
+    if not matches:
+        raise SourceError(
+            "no known shop platform found in the source tables; "
+            "name one with --preset (see `authmigrate presets`)"
+        )
+    _, name, prefix = matches[0]
+    return get_preset(name), prefix, True
+
+
+def write_init_spec(
+    from_url: str,
+    to_url: str | None = None,
+    preset: str | None = None,
+    out: Path = Path("migration.toml"),
+) -> Path:
+    """Inspect ``from_url``, detect the platform (or take ``preset``) and write a spec to ``out``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        SpecError: bad URL, unknown preset, or ``out`` already exists.
+        SourceError: the source cannot be read or holds no known platform.
+    """
+    out = Path(out)
+    if out.exists():
+        raise SpecError("--output", f"{out} already exists (remove it or choose another -o)")
+    chosen, prefix, detected = resolve(from_url, preset)
+    text = render_spec(chosen, prefix, with_mysql_charset(from_url), to_url, detected=detected)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def init_command(from_url: str, to_url: str | None, preset: str | None, out: Path) -> int:
+    """The ``authmigrate init`` command: write the spec, print what was found.
+
+    Returns:
+        0 on success, 2 on bad input (URL, preset, unreachable source, unknown platform).
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        path = write_init_spec(from_url, to_url, preset, Path(out))
+    except AuthmigrateError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        return 2
+    chosen, prefix = _read_back(path)
+    console.print(
+        f"Found [bold]{chosen.title}[/] (table prefix [cyan]{prefix or '(none)'}[/]); "
+        f"wrote [bold]{path}[/].",
+        highlight=False,
+    )
+    for key_id, ref in chosen.credentials.get("keys", {}).items():
+        console.print(f"  before running: export {ref[4:]}=...   (secret for key {key_id!r})")
+    console.print(f"  next: authmigrate plan {path}")
+    return 0
+
+
+def _read_back(path: Path) -> tuple[Preset, str]:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# preset:"):
+            name, _, prefix = line[len("# preset:") :].strip().partition(" prefix=")
+            return get_preset(name), prefix.strip('"')
+    raise SourceError(f"{path} was not written by init")
+
+
+def _toml(value: Any) -> str:
+    """One TOML value (strings, numbers, booleans, lists, inline tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() else json.dumps(name)
+
+
+def render_spec(
+    preset: Preset, prefix: str, from_url: str, to_url: str | None, *, detected: bool = True
+) -> str:
+    """The commented TOML spec for ``preset`` with table prefix ``prefix``."""
+    query = preset.render_query(prefix)
+    if "'''" in query:  # pragma: no cover - no preset query contains it
+        raise ValueError("query cannot be written as a TOML literal string")
+    how = "detected from the schema" if detected else "named with --preset (tables not found)"
+    lines = [
+        f"# authmigrate spec for {preset.title}: {how}.",
+        f"# preset: {preset.name} prefix={json.dumps(prefix)}",
+        "#",
+        f"# {preset.summary}",
+        *(f"# {n}" for n in preset.notes),
+        "#",
+        "# Check it with `authmigrate plan` before `authmigrate run`. Secrets never go in this",
+        "# file: a key is named as \"env:VARIABLE\" and read from the environment at run time.",
+        "",
+        f"name = {_toml(preset.name)}",
+        "",
+        "[source]",
+        f"url = {_toml(from_url)}",
+        "# The preset's query, written out (the same as `preset = "
+        f"{_toml(preset.name)}` with table_prefix = {_toml(prefix)}).",
+        "# Batches follow the key: the query must keep exposing it as legacy_id.",
+        f"key = {_toml(preset.key)}",
+        f"query = '''\n{query}'''",
+        "",
+        "[target]",
+        f"url = {_toml(to_url or DEFAULT_TARGET_URL)}"
+        + ("" if to_url else "    # where the new accounts go: change me"),
+        f"table = {_toml(DEFAULT_TARGET_TABLE)}",
+        f"key = {_toml(preset.key)}                 # keeps the platform's id to link back",
+        f"unique = {_toml(list(preset.target_unique))}"
+        "          # what identifies one account; duplicates follow run.duplicates",
+        "",
+        "[fields]",
+        "# target column = source column, or a table: from, normalize, type, required...",
+    ]
+    for name, spec in preset.fields.items():
+        lines.append(f"{_key(name)} = {_toml(spec)}")
+    lines += ["", "[credentials]"]
+    creds = dict(preset.credentials)
+    lines.append(f"column = {_toml(creds.pop('column'))}")
+    if "salt_column" in creds:
+        lines.append(f"salt_column = {_toml(creds.pop('salt_column'))}")
+    lines.append(
+        f"scheme = {_toml(creds.pop('scheme'))}"
+        "            # see `authmigrate schemes`; auto identifies each hash"
+    )
+    lines += [
+        'policy = "keep"          # keep: import as is | wrap: strong hash over weak ones'
+        " | reset",
+        'target_column = "password"',
+    ]
+    params = creds.pop("params", None)
+    keys = creds.pop("keys", None)
+    for extra_key, extra_value in creds.items():
+        lines.append(f"{_key(extra_key)} = {_toml(extra_value)}")
+    if params:
+        lines += ["", "[credentials.params]"]
+        lines += [f"{_key(k)} = {_toml(v)}" for k, v in params.items()]
+    if keys:
+        lines += ["", "[credentials.keys]", "# key id = \"env:VARIABLE\" holding the secret"]
+        lines += [f"{_key(k)} = {_toml(v)}" for k, v in keys.items()]
+    lines += [
+        "",
+        "# [tokens]                # a new activation token per user, stored only hashed",
+        '# column = "auth_token"',
+        "",
+        "[run]",
+        "batch_size = 5000",
+        'duplicates = "reject"    # or "merge"',
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""Spree / Solidus (spree_auth_devise / solidus_auth_devise): ``spree_users``.
+
+``encrypted_password`` is Devise's bcrypt (``$2a$11$...``, with the Devise pepper appended to
+the password when ``config.pepper`` is set); stores migrated from Spree < 1.2 keep Authlogic's
+SHA-512 (20 rounds of ``sha512(digest.salt)``) with ``password_salt``. ``deleted_at`` marks a
+soft-deleted user and ``locked_at`` a locked one.
+"""
+
+from __future__ import annotations
+
+from authmigrate.presets._model import Preset, datetime_field, email_field, name_field
+
+QUERY = """
+SELECT u.id AS legacy_id,
+       u.email,
+       u.login,
+       u.encrypted_password,
+       u.password_salt,
+       u.created_at,
+       u.confirmed_at,
+       u.locked_at,
+       CASE WHEN u.deleted_at IS NULL AND u.locked_at IS NULL THEN 1 ELSE 0 END AS active
+FROM {p}users u
+WHERE u.deleted_at IS NULL
+"""
+
+SPREE = Preset(
+    name="spree",
+    aliases=("solidus",),
+    title="Spree / Solidus (Devise)",
+    summary="spree_users.encrypted_password (Devise bcrypt; Authlogic sha512 + password_salt)",
+    default_prefix="spree_",
+    required={
+        "users": ("id", "email", "encrypted_password", "password_salt", "sign_in_count"),
+        "roles": ("id", "name"),
+    },
+    bonus_tables=("orders", "addresses", "role_users"),
+    query=QUERY,
+    fields={
+        "email": email_field("email"),
+        "username": name_field("login"),
+        "created_at": datetime_field("created_at"),
+        "confirmed_at": datetime_field("confirmed_at"),
+        "locked_at": datetime_field("locked_at"),
+        "active": {"from": "active", "type": "boolean"},
+    },
+    credentials={"column": "encrypted_password", "salt_column": "password_salt",
+                 "scheme": "devise_bcrypt"},
+    notes=(
+        "With a Devise pepper (config.pepper), add it to the keyring as an env reference:",
+        "  [credentials.keys] devise = \"env:DEVISE_PEPPER\" and params.key_id = \"devise\".",
+        "Authlogic SHA-512 stores (Spree < 1.2): scheme = \"authlogic_sha512\".",
+    ),
+    sources=("spree_auth_devise db/migrate/20101026184949_create_users.rb and later",),
+)
