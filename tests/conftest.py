@@ -1,0 +1,30 @@
+"""Shared fixtures: a real PostgreSQL server started by the suite, fresh databases per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pg_server import PgServer, pg_session
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One private PostgreSQL server for the whole session."""
+    yield from pg_session()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty PostgreSQL database for this test."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """The same test against SQLite and against the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/target.db"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database()
