@@ -76,14 +76,35 @@ def start_pg() -> PgServer:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
     subprocess.run(
-        [*as_user, _bin("initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
+        [
+            *as_user,
+            _bin("initdb"),
+            "-D",
+            str(datadir),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ],
         check=True,
         capture_output=True,
     )
     port = free_port()
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     subprocess.run(
-        [*as_user, _bin("pg_ctl"), "-D", str(datadir), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+        [
+            *as_user,
+            _bin("pg_ctl"),
+            "-D",
+            str(datadir),
+            "-o",
+            opts,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )

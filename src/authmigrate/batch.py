@@ -58,9 +58,7 @@ class Batch:
     records: list[Record] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
 
-    def reject(
-        self, record: Record, reason: str, column: str | None, detail: str = ""
-    ) -> None:
+    def reject(self, record: Record, reason: str, column: str | None, detail: str = "") -> None:
         """Move ``record`` out of the accounts to write and into the rejects."""
         self.records.remove(record)
         self.rejects.append(Reject(record.key, reason, column, detail, record.source))

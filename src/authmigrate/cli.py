@@ -110,7 +110,9 @@ def run(spec: str, report_path: str | None) -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--sample", default=None, type=int, help="Wrapped credentials to check (default: all).")
+@click.option(
+    "--sample", default=None, type=int, help="Wrapped credentials to check (default: all)."
+)
 @handle_errors
 def verify(spec: str, sample: int | None) -> None:
     """Reconcile source and target: counts, chunk checksums, wrapped credentials."""
@@ -142,14 +144,20 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool) -> None:
 
     if dry_run and not out:
         raise SpecError("--out", "--dry-run needs --out DIR")
-    sys.exit(notify_command(_load(spec), dry_run=dry_run, out=Path(out) if out else None, status=status))
+    sys.exit(
+        notify_command(_load(spec), dry_run=dry_run, out=Path(out) if out else None, status=status)
+    )
 
 
 @main.command()
 @click.option("--from", "from_url", required=True, help="Source database URL.")
-@click.option("--to", "to_url", default="sqlite:///new_users.db", show_default=True, help="Target URL.")
+@click.option(
+    "--to", "to_url", default="sqlite:///new_users.db", show_default=True, help="Target URL."
+)
 @click.option("--preset", default=None, help="Platform preset (see `authmigrate presets`).")
-@click.option("-o", "--output", default="migration.toml", show_default=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", default="migration.toml", show_default=True, type=click.Path(dir_okay=False)
+)
 @handle_errors
 def init(from_url: str, to_url: str, preset: str | None, output: str) -> None:
     """Inspect a source, detect the platform and write a starting spec."""

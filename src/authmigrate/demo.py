@@ -55,10 +55,46 @@ batch_size = 5000
 duplicates = "merge"
 """
 
-FIRST = ["Anna", "Ben", "Chloé", "David", "Émilie", "Felix", "Greta", "Hugo", "Inès", "Jonas",
-         "Katarzyna", "Luis", "Mei", "Noah", "Olga", "Pål", "Zoë", "Søren", "Ayşe", "Yusuf"]
-LAST = ["Müller", "Smith", "García", "Nowak", "Rossi", "Dubois", "Jansen", "Kowalski", "Öztürk",
-        "Nielsen", "Svensson", "Ivanova", "Tanaka", "O'Brien", "Weiß", "Fernández"]
+FIRST = [
+    "Anna",
+    "Ben",
+    "Chloé",
+    "David",
+    "Émilie",
+    "Felix",
+    "Greta",
+    "Hugo",
+    "Inès",
+    "Jonas",
+    "Katarzyna",
+    "Luis",
+    "Mei",
+    "Noah",
+    "Olga",
+    "Pål",
+    "Zoë",
+    "Søren",
+    "Ayşe",
+    "Yusuf",
+]
+LAST = [
+    "Müller",
+    "Smith",
+    "García",
+    "Nowak",
+    "Rossi",
+    "Dubois",
+    "Jansen",
+    "Kowalski",
+    "Öztürk",
+    "Nielsen",
+    "Svensson",
+    "Ivanova",
+    "Tanaka",
+    "O'Brien",
+    "Weiß",
+    "Fernández",
+]
 DOMAINS = ["example.com", "Mail.Example.ORG", "shop.example.net", "bücher.example", "EXAMPLE.de"]
 
 
@@ -78,7 +114,7 @@ def _hashers() -> list[tuple[str, float, object]]:
 
 
 def build_legacy_shop(path: Path, users: int, *, seed: int = 2026) -> dict[str, int]:
-    """Create the legacy shop database with ``users`` customers; returns counts of what it planted."""
+    """Create the legacy shop with ``users`` customers; returns counts of what it planted."""
     rng = random.Random(seed)
     hashers = _hashers()
     weights = [w for _, w, _ in hashers]
@@ -119,12 +155,20 @@ def build_legacy_shop(path: Path, users: int, *, seed: int = 2026) -> dict[str, 
         password = f"pw-{cid}"
         cred: str | None = hasher.hash(password)  # type: ignore[attr-defined]
         if rng.random() < 0.004:
-            cred = rng.choice([cred[: len(cred) // 2] if cred else None, "5f4dcc3b5aa765d61d8327deb882cf99x", "!locked"])
+            cred = rng.choice(
+                [
+                    cred[: len(cred) // 2] if cred else None,
+                    "5f4dcc3b5aa765d61d8327deb882cf99x",
+                    "!locked",
+                ]
+            )
             planted["bad_hash"] += 1
         elif rng.random() < 0.004:
             cred = rng.choice([None, ""])
             planted["no_hash"] += 1
-        created = (start + dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 365 * 12))).isoformat(" ")
+        created = (start + dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 365 * 12))).isoformat(
+            " "
+        )
         rows.append((cid, email, first, last, created, 1 if rng.random() > 0.05 else 0, cred))
         if len(rows) >= 5000:
             conn.executemany("INSERT INTO customers VALUES (?,?,?,?,?,?,?)", rows)
@@ -176,12 +220,16 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
         f"+ rejected {result.rejected:,} + merged {result.merged:,}: {'ok' if ok else 'MISMATCH'}"
     )
     logins_ok, checked = _login_sample(work / "new_accounts.db", sample, verify_password)
-    console.print(f"   login check: {logins_ok}/{checked} sampled customers log in with their old password")
+    console.print(
+        f"   login check: {logins_ok}/{checked} sampled customers log in with their old password"
+    )
     again = run_migration(spec)
     console.print(f"   second run wrote {again.this_run['migrated']} new rows (expected 0)")
     good = ok and logins_ok == checked and again.this_run["migrated"] == 0
     console.print(f"   report: {work / 'migration.report.json'}")
-    console.print(f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s")
+    console.print(
+        f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s"
+    )
     return 0 if good else 1
 
 

@@ -154,7 +154,11 @@ class Migration:
     # -- one batch --------------------------------------------------------------------------
 
     def build_batch(
-        self, number: int, rows: list[dict[str, Any]], dupes: DuplicateStage, conn: sa.Connection | None
+        self,
+        number: int,
+        rows: list[dict[str, Any]],
+        dupes: DuplicateStage,
+        conn: sa.Connection | None,
     ) -> Batch:
         """Transform rows and run every stage: everything but the write."""
         key = self.spec.source.key
@@ -190,8 +194,16 @@ class Migration:
         if taken:
             batch.drop(
                 [
-                    (r, Reject(r.key, "target.key_exists", self.spec.target_key,
-                               "the target already has this key", r.source))
+                    (
+                        r,
+                        Reject(
+                            r.key,
+                            "target.key_exists",
+                            self.spec.target_key,
+                            "the target already has this key",
+                            r.source,
+                        ),
+                    )
                     for r in batch.records
                     if r.key in taken
                 ]
@@ -204,7 +216,8 @@ class Migration:
             return None
         batch = Batch(number=number, first_key=None, last_key=None, rows_read=len(rows))
         batch.rejects = [
-            Reject(None, "source.null_key", self.spec.source.key, "the key is NULL", r) for r in rows
+            Reject(None, "source.null_key", self.spec.source.key, "the key is NULL", r)
+            for r in rows
         ]
         return batch
 
@@ -325,11 +338,17 @@ def _commit_with_retry(m: Migration, build: Callable[[], Batch], run_id: str) ->
             # someone else (the live shop) took an email between our check and our insert:
             # building the batch again sees it and treats the row as a duplicate
             if attempt == retries:
-                raise TargetError("a batch kept violating a unique constraint of the target") from None
+                raise TargetError(
+                    "a batch kept violating a unique constraint of the target"
+                ) from None
         except sa.exc.DBAPIError as exc:
             if not _transient(exc) or attempt == retries:
-                raise TargetError(f"writing batch to {m.target.where} failed: {_first_line(exc)}") from None
-        log.warning("batch failed, retrying in %.1fs (attempt %d of %d)", delay, attempt + 1, retries)
+                raise TargetError(
+                    f"writing batch to {m.target.where} failed: {_first_line(exc)}"
+                ) from None
+        log.warning(
+            "batch failed, retrying in %.1fs (attempt %d of %d)", delay, attempt + 1, retries
+        )
         time.sleep(delay)
         delay = min(delay * 2, 10.0)
     raise AssertionError("unreachable")
@@ -347,7 +366,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(orig).__name__
 
 
-def _result(m: Migration, run_id: str, status: str, seconds: float, this_run: dict[str, int]) -> RunResult:
+def _result(
+    m: Migration, run_id: str, status: str, seconds: float, this_run: dict[str, int]
+) -> RunResult:
     res = RunResult(run_id=run_id, migration=m.target.migration, status=status, seconds=seconds)
     res.this_run = {k: this_run.get(k, 0) for k in ("read", "migrated", "rejected", "merged")}
     try:
@@ -392,7 +413,9 @@ class PlanResult:
         }
 
 
-def plan_migration(spec: Spec, *, preview: int = 20, progress: Progress | None = None) -> PlanResult:
+def plan_migration(
+    spec: Spec, *, preview: int = 20, progress: Progress | None = None
+) -> PlanResult:
     """Dry run: read every remaining source row, transform it, identify its credential, and
     count what would be migrated, rejected (by reason) and merged. Writes nothing.
 
@@ -435,8 +458,13 @@ def plan_migration(spec: Spec, *, preview: int = 20, progress: Progress | None =
                     res.rejected += 1
                 if len(res.preview) < preview:
                     res.preview.append(
-                        {"key": j.key, "outcome": j.outcome, "reason": j.reason,
-                         "column": j.column, "detail": j.detail}
+                        {
+                            "key": j.key,
+                            "outcome": j.outcome,
+                            "reason": j.reason,
+                            "column": j.column,
+                            "detail": j.detail,
+                        }
                     )
 
         nb = m.null_key_batch(0) if after is None else None
@@ -469,4 +497,6 @@ def _target_reachable(m: Migration) -> bool:
 
 
 def _has_table(m: Migration) -> bool:
-    return bool(sa.inspect(m.target.engine).has_table(m.target.table.name, schema=m.target.table.schema))
+    return bool(
+        sa.inspect(m.target.engine).has_table(m.target.table.name, schema=m.target.table.schema)
+    )

@@ -83,7 +83,9 @@ def progress_reporter(label: str, *, interval: float = 5.0) -> Iterator[Any]:
         rate = (done - base) / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else 0.0
         pct = 100.0 * done / total if total else 100.0
-        log.info("%s: %d/%d rows (%.0f%%), %.0f rows/s, ETA %.0fs", label, done, total, pct, rate, eta)
+        log.info(
+            "%s: %d/%d rows (%.0f%%), %.0f rows/s, ETA %.0fs", label, done, total, pct, rate, eta
+        )
 
     yield plain
 
@@ -113,7 +115,9 @@ def print_run(result: RunResult) -> None:
 
 def print_plan(result: PlanResult) -> None:
     """The summary of a dry run."""
-    t = Table(title=f"authmigrate plan: {result.migration}", show_header=False, title_justify="left")
+    t = Table(
+        title=f"authmigrate plan: {result.migration}", show_header=False, title_justify="left"
+    )
     t.add_column(style="bold")
     t.add_column(justify="right")
     t.add_row("source rows", f"{result.source_rows:,}")
@@ -134,7 +138,12 @@ def print_plan(result: PlanResult) -> None:
         for col in ("key", "outcome", "reason", "column", "detail"):
             p.add_column(col)
         for row in result.preview:
-            p.add_row(*(str(row[c]) if row[c] is not None else "" for c in ("key", "outcome", "reason", "column", "detail")))
+            p.add_row(
+                *(
+                    str(row[c]) if row[c] is not None else ""
+                    for c in ("key", "outcome", "reason", "column", "detail")
+                )
+            )
         console.print(p)
 
 

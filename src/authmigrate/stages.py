@@ -17,7 +17,9 @@ def load_keyring(spec: CredentialsSpec) -> dict[str, bytes | str]:
     Raises:
         SpecError: a named environment variable is not set (the message names it, not a value).
     """
-    return {kid: resolve_secret(ref, path=f"credentials.keys.{kid}") for kid, ref in spec.keys.items()}
+    return {
+        kid: resolve_secret(ref, path=f"credentials.keys.{kid}") for kid, ref in spec.keys.items()
+    }
 
 
 class CredentialStage:
@@ -26,7 +28,9 @@ class CredentialStage:
     ``dry=True`` (for ``plan``) identifies and imports only: no wrapping, whatever the policy.
     """
 
-    def __init__(self, spec: CredentialsSpec, *, dry: bool = False, workers: int | None = None) -> None:
+    def __init__(
+        self, spec: CredentialsSpec, *, dry: bool = False, workers: int | None = None
+    ) -> None:
         from authmigrate.credentials import CredentialPolicy
 
         self.spec = spec
@@ -65,7 +69,16 @@ class CredentialStage:
             if raw is None or (isinstance(raw, str) and not raw.strip()):
                 if self.spec.on_missing == "reject":
                     doomed.append(
-                        (rec, Reject(rec.key, "credential.missing", self.spec.column, "no password hash", rec.source))
+                        (
+                            rec,
+                            Reject(
+                                rec.key,
+                                "credential.missing",
+                                self.spec.column,
+                                "no password hash",
+                                rec.source,
+                            ),
+                        )
                     )
                     continue
                 rec.values[target], rec.values[reset] = None, True
@@ -79,7 +92,9 @@ class CredentialStage:
             for rec, res in zip(present, results, strict=True):
                 if isinstance(res, Exception):
                     code = getattr(res, "code", "credential.malformed")
-                    doomed.append((rec, Reject(rec.key, code, self.spec.column, str(res), rec.source)))
+                    doomed.append(
+                        (rec, Reject(rec.key, code, self.spec.column, str(res), rec.source))
+                    )
                     continue
                 rec.values[target] = res.credential
                 rec.values[reset] = res.credential is None
@@ -100,7 +115,9 @@ class DuplicateStage:
 
     secret_columns: frozenset[str] = frozenset()
 
-    def __init__(self, spec: Spec, lookup: Callable[[str, list[Any]], dict[Any, Any]] | None) -> None:
+    def __init__(
+        self, spec: Spec, lookup: Callable[[str, list[Any]], dict[Any, Any]] | None
+    ) -> None:
         self.fields = [f for f in spec.target.unique if f in spec.fields]
         self.merge = spec.run.duplicates == "merge"
         self.lookup = lookup

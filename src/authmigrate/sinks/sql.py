@@ -162,7 +162,7 @@ class TargetLock:
             db = self.engine.url.database
             if not db or db == ":memory:":
                 return
-            fh = Path(f"{db}.authmigrate-lock").open("ab")
+            fh = Path(f"{db}.authmigrate-lock").open("ab")  # noqa: SIM115 - held for the run
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -251,14 +251,10 @@ class SqlTarget:
 
         key = self.spec.target_key
         if key not in self.spec.fields:
-            raise SpecError(
-                "target.key", f"no field {key!r} in [fields] carries the source key"
-            )
+            raise SpecError("target.key", f"no field {key!r} in [fields] carries the source key")
         kf = self.spec.fields[key]
         if kf.value is not None or kf.template is not None or kf.normalize:
-            raise SpecError(
-                f"fields.{key}", "the key field must copy the source key unchanged"
-            )
+            raise SpecError(f"fields.{key}", "the key field must copy the source key unchanged")
         if (kf.from_ or key) != self.spec.source.key:
             raise SpecError(
                 f"fields.{key}.from", f"the key field must come from {self.spec.source.key!r}"
@@ -270,7 +266,9 @@ class SqlTarget:
             raise TargetError(f"cannot reach target {self.where}: {_first_line(exc)}") from None
         if not exists:
             if not self.spec.target.create:
-                raise SpecError("target.table", f"no table {self.spec.target.table!r} in {self.where}")
+                raise SpecError(
+                    "target.table", f"no table {self.spec.target.table!r} in {self.where}"
+                )
             return
         have = {c["name"] for c in insp.get_columns(self.table.name, schema=self.table.schema)}
         for col in self.table.c:
@@ -319,7 +317,12 @@ class SqlTarget:
                     sa.func.coalesce(sa.func.sum(b.c.merged), 0),
                 ).where(b.c.migration == self.migration)
             ).one()
-        return {"read": int(row[0]), "migrated": int(row[1]), "rejected": int(row[2]), "merged": int(row[3])}
+        return {
+            "read": int(row[0]),
+            "migrated": int(row[1]),
+            "rejected": int(row[2]),
+            "merged": int(row[3]),
+        }
 
     def reject_counts(self) -> dict[str, int]:
         """Rejected and merged rows of this migration by reason code."""
@@ -356,7 +359,9 @@ class SqlTarget:
         with self.engine.begin() as conn:
             self._write(conn, batch, run_id, redact)
 
-    def _write(self, conn: sa.Connection, batch: Batch, run_id: str, redact: frozenset[str]) -> None:
+    def _write(
+        self, conn: sa.Connection, batch: Batch, run_id: str, redact: frozenset[str]
+    ) -> None:
         cols = self.columns
         if batch.records:
             conn.execute(
@@ -421,7 +426,9 @@ class SqlTarget:
                 },
             )
 
-    def end_run(self, run_id: str, status: str, counts: dict[str, int], error: str | None = None) -> None:
+    def end_run(
+        self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
+    ) -> None:
         with contextlib.suppress(sa.exc.DBAPIError), self.engine.begin() as conn:
             conn.execute(
                 self.runs.update()

@@ -32,7 +32,7 @@ class Source(Protocol):
         ...
 
     def duplicate_keys(self, limit: int = 5) -> list[Any]:
-        """Up to ``limit`` key values that occur more than once (keyset paging needs unique keys)."""
+        """Up to ``limit`` key values that occur more than once (paging needs unique keys)."""
         ...
 
     def column_types(self) -> dict[str, Any]:

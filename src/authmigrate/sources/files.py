@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.sources.sql import SqlSource
 from authmigrate.spec import SourceSpec
@@ -41,6 +43,7 @@ class FileSource:
         if not self.path.is_file():
             raise SourceError(f"source file not found: {self.path}")
         self._dir = Path(tempfile.mkdtemp(prefix="authmigrate-stage-"))
+        self._int_keys = True
         db = self._dir / "stage.db"
         try:
             columns = self._stage(db)
@@ -56,12 +59,16 @@ class FileSource:
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         kind = self.spec.url.split(":", 1)[0]
         try:
-            with self.path.open(encoding=self.spec.encoding, errors="surrogateescape", newline="") as fh:
+            with self.path.open(
+                encoding=self.spec.encoding, errors="surrogateescape", newline=""
+            ) as fh:
                 if kind == "csv":
                     reader = csv.DictReader(fh, delimiter=self.spec.delimiter)
                     for line, row in enumerate(reader, start=2):
                         if None in row:
-                            raise SourceError(f"{self.path.name} line {line}: more values than columns")
+                            raise SourceError(
+                                f"{self.path.name} line {line}: more values than columns"
+                            )
                         yield line, dict(row)
                     return
                 for line, text in enumerate(fh, start=1):
@@ -70,12 +77,16 @@ class FileSource:
                     try:
                         obj = json.loads(text)
                     except json.JSONDecodeError as exc:
-                        raise SourceError(f"{self.path.name} line {line}: not JSON ({exc.msg})") from None
+                        raise SourceError(
+                            f"{self.path.name} line {line}: not JSON ({exc.msg})"
+                        ) from None
                     if not isinstance(obj, dict):
                         raise SourceError(f"{self.path.name} line {line}: not a JSON object")
                     yield line, obj
         except UnicodeError as exc:
-            raise SourceError(f"{self.path.name}: cannot decode as {self.spec.encoding}: {exc.reason}") from None
+            raise SourceError(
+                f"{self.path.name}: cannot decode as {self.spec.encoding}: {exc}"
+            ) from None
 
     def _stage(self, db: Path) -> list[str]:
         conn = sqlite3.connect(db)
@@ -88,21 +99,24 @@ class FileSource:
         def flush() -> None:
             if not pending:
                 return
-            for row in pending:
-                for name in row:
-                    if name not in columns:
-                        if columns:
-                            conn.execute(f'ALTER TABLE src ADD COLUMN "{_q(name)}"')
-                        columns.append(name)
+            fresh = [
+                n for n in dict.fromkeys(n for row in pending for n in row) if n not in columns
+            ]
             if not _table_exists(conn):
+                columns.extend(fresh)
                 cols = ", ".join(f'"{_q(c)}"' for c in columns)
                 conn.execute(f"CREATE TABLE src ({cols})")
+            else:
+                for name in fresh:  # a JSONL line may bring a key the earlier ones lacked
+                    conn.execute(f'ALTER TABLE src ADD COLUMN "{_q(name)}"')
+                    columns.append(name)
             names = ", ".join(f'"{_q(c)}"' for c in columns)
             marks = ", ".join("?" for _ in columns)
-            conn.executemany(
-                f"INSERT INTO src ({names}) VALUES ({marks})",
-                [tuple(_cell(r.get(c), c == key) for c in columns) for r in pending],
-            )
+            staged = [tuple(_cell(r.get(c), c == key) for c in columns) for r in pending]
+            k = columns.index(key) if key in columns else -1
+            if k >= 0 and self._int_keys:
+                self._int_keys = all(isinstance(row[k], int | None) for row in staged)
+            conn.executemany(f"INSERT INTO src ({names}) VALUES ({marks})", staged)
             pending.clear()
 
         for _line, row in self._rows():
@@ -131,7 +145,8 @@ class FileSource:
         return self._sql.duplicate_keys(limit)
 
     def column_types(self) -> dict[str, Any]:
-        return {}
+        """Files carry no types; a key whose every value is an integer becomes BIGINT."""
+        return {self.spec.key: sa.BigInteger()} if self._int_keys else {}
 
     def close(self) -> None:
         self._sql.close()

@@ -87,7 +87,9 @@ class SqlSource:
         return [row[0] for row in self._rows(stmt)]
 
     def column_types(self) -> dict[str, Any]:
-        return {c.name: c.type for c in self._selectable.c if not isinstance(c.type, sa.types.NullType)}
+        return {
+            c.name: c.type for c in self._selectable.c if not isinstance(c.type, sa.types.NullType)
+        }
 
     def close(self) -> None:
         self.engine.dispose()

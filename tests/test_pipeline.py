@@ -1,0 +1,431 @@
+"""The migration pipeline end to end, on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from authmigrate.errors import SpecError
+from authmigrate.pipeline import plan_migration, run_migration
+from authmigrate.spec import load_spec_text
+
+SEED_SPEC = """
+[source]
+url = "sqlite:///{src}"
+table = "old_users"
+key = "user_id"
+
+[target]
+url = "{dst}"
+table = "new_users"
+
+[fields]
+user_id = "user_id"
+email = {{ from = "email", normalize = "email" }}
+
+[run]
+batch_size = {batch}
+duplicates = "{dupes}"
+"""
+
+
+def make_seed_source(path: Path, emails: list[str | None]) -> None:
+    """The seed scenario's legacy table: old_users(user_id, email)."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE old_users (user_id INTEGER PRIMARY KEY, email TEXT)")
+    conn.executemany(
+        "INSERT INTO old_users VALUES (?, ?)", [(i + 1, e) for i, e in enumerate(emails)]
+    )
+    conn.commit()
+    conn.close()
+
+
+def seed_spec(src: Path, dst: str, *, batch: int = 3, dupes: str = "reject") -> str:
+    return SEED_SPEC.format(src=src, dst=dst, batch=batch, dupes=dupes)
+
+
+def target_rows(url: str, query: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(sa.text(query))]
+    engine.dispose()
+    return rows
+
+
+def test_seed_scenario_migrates_normalized_emails_in_batches(
+    tmp_path: Path, target_url: str
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(
+        src,
+        [
+            "Ann@Example.COM",
+            " bob@example.com ",
+            "carl@EXAMPLE.org",
+            "dana@example.net",
+            "eve@example.com",
+            "frank@example.com",
+            "gina@example.com",
+        ],
+    )
+    spec = load_spec_text(seed_spec(src, target_url, batch=3))
+    result = run_migration(spec)
+    assert result.status == "done"
+    assert (result.read, result.migrated, result.rejected, result.merged) == (7, 7, 0, 0)
+    rows = target_rows(target_url, "SELECT user_id, email FROM new_users ORDER BY user_id")
+    assert rows[:3] == [(1, "ann@example.com"), (2, "bob@example.com"), (3, "carl@example.org")]
+    batches = target_rows(
+        target_url, "SELECT batch_no, rows_read FROM authmigrate_batches ORDER BY batch_no"
+    )
+    assert batches == [(1, 3), (2, 3), (3, 1)]
+
+
+def test_rerun_of_finished_migration_writes_nothing(tmp_path: Path, target_url: str) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, [f"user{i}@example.com" for i in range(10)])
+    spec = load_spec_text(seed_spec(src, target_url, batch=4))
+    run_migration(spec)
+    again = run_migration(spec)
+    assert again.this_run == {"read": 0, "migrated": 0, "rejected": 0, "merged": 0}
+    assert again.migrated == 10
+    assert target_rows(target_url, "SELECT count(*) FROM new_users") == [(10,)]
+    runs = target_rows(
+        target_url, "SELECT status, migrated FROM authmigrate_runs ORDER BY started_at"
+    )
+    assert runs == [("done", 10), ("done", 0)]
+
+
+def test_new_source_rows_after_a_run_are_picked_up_by_the_next(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, [f"user{i}@example.com" for i in range(5)])
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(seed_spec(src, dst, batch=2))
+    run_migration(spec)
+    conn = sqlite3.connect(src)
+    conn.execute("INSERT INTO old_users VALUES (6, 'late@example.com')")
+    conn.commit()
+    conn.close()
+    again = run_migration(spec)
+    assert again.this_run["migrated"] == 1
+    assert target_rows(dst, "SELECT email FROM new_users WHERE user_id = 6") == [
+        ("late@example.com",)
+    ]
+
+
+def test_resume_after_failed_batch_continues_at_last_committed(tmp_path: Path) -> None:
+    """A batch that fails mid-way leaves the earlier batches committed and nothing of its own."""
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, [f"user{i}@example.com" for i in range(9)])
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(seed_spec(src, dst, batch=3))
+    calls = {"n": 0}
+    import authmigrate.sinks.sql as sink
+
+    original = sink.SqlTarget.commit_batch
+
+    def failing(self: sink.SqlTarget, batch, run_id, redact):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with self.engine.begin() as conn:
+                self._write(conn, batch, run_id, redact)
+                raise KeyboardInterrupt  # the operator's Ctrl-C, mid-transaction
+        return original(self, batch, run_id, redact)
+
+    sink.SqlTarget.commit_batch = failing  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_migration(spec)
+    finally:
+        sink.SqlTarget.commit_batch = original  # type: ignore[method-assign]
+    assert target_rows(dst, "SELECT count(*) FROM new_users") == [(3,)]
+    assert target_rows(dst, "SELECT status FROM authmigrate_runs") == [("interrupted",)]
+    result = run_migration(spec)
+    assert result.this_run["read"] == 6
+    assert target_rows(dst, "SELECT count(*), count(DISTINCT user_id) FROM new_users") == [(9, 9)]
+
+
+@pytest.mark.parametrize("rule,outcome", [("reject", "rejected"), ("merge", "merged")])
+def test_duplicate_emails_differing_in_case_and_unicode_follow_the_rule(
+    tmp_path: Path, rule: str, outcome: str
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(
+        src,
+        [
+            "jose\u0301@example.com",
+            "ann@example.com",
+            "Ann@EXAMPLE.com",
+            "jos\u00e9@Example.com",
+            "zed@example.com",
+        ],
+    )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(seed_spec(src, dst, batch=2, dupes=rule))
+    result = run_migration(spec)
+    assert result.migrated == 3
+    rows = target_rows(
+        dst, "SELECT source_key, outcome, reason, merged_into FROM authmigrate_rejects ORDER BY id"
+    )
+    assert rows == [("3", outcome, "duplicate.email", "2"), ("4", outcome, "duplicate.email", "1")]
+    assert result.read == result.migrated + result.rejected + result.merged
+
+
+def test_invalid_values_become_rejects_with_reason_and_column(
+    tmp_path: Path, target_url: str
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, ["ok@example.com", "not-an-email", None, "a b@example.com", "x@y"])
+    spec_text = seed_spec(src, target_url).replace(
+        'normalize = "email" }', 'normalize = "email", required = true }'
+    )
+    result = run_migration(load_spec_text(spec_text))
+    assert result.migrated == 1
+    rows = target_rows(
+        target_url,
+        "SELECT source_key, reason, column_name FROM authmigrate_rejects ORDER BY source_key",
+    )
+    assert rows == [
+        ("2", "field.invalid_email", "email"),
+        ("3", "field.missing", "email"),
+        ("4", "field.invalid_email", "email"),
+        ("5", "field.invalid_email", "email"),
+    ]
+
+
+def test_rejected_rows_keep_the_raw_row_with_credentials_redacted(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT, pass TEXT)")
+    conn.execute("INSERT INTO u VALUES (1, 'broken', '$P$BsecrethashXXXXXXXXXXXXXXXXXXX')")
+    conn.commit()
+    conn.close()
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "u"
+key = "id"
+[target]
+url = "{dst}"
+table = "accounts"
+[fields]
+id = "id"
+email = {{ from = "email", normalize = "email" }}
+[credentials]
+column = "pass"
+"""
+    )
+    run_migration(spec)
+    (raw,) = target_rows(dst, "SELECT raw FROM authmigrate_rejects")[0]
+    assert json.loads(raw) == {"id": 1, "email": "broken", "pass": "[redacted]"}
+
+
+def test_transforms_template_constant_default_and_types(tmp_path: Path) -> None:
+    src = tmp_path / "people.csv"
+    src.write_text(
+        "id,first,last,mail,joined,active\n"
+        "10,  Zoë ,Müller,ZOE@Example.com,2020-01-02 03:04:05,1\n"
+        "9,ﬁona,,fiona@example.com,,0\n"
+        "11,X,Y,x@example.com,yesterday,1\n",
+        encoding="utf-8",
+    )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "csv:///{src}"
+key = "id"
+[target]
+url = "{dst}"
+table = "people"
+key = "legacy_id"
+[fields]
+legacy_id = "id"
+email = {{ from = "mail", normalize = "email", lowercase_local = false }}
+first_name = {{ from = "first", normalize = ["strip", "nfkc"] }}
+name = {{ template = "{{first}} {{last}}", normalize = ["collapse_spaces", "nfkc"] }}
+origin = {{ value = "csv-import" }}
+last_name = {{ from = "last", normalize = "none_if_empty", default = "(none)" }}
+joined = {{ type = "datetime", normalize = "none_if_empty" }}
+active = {{ type = "boolean" }}
+"""
+    )
+    result = run_migration(spec)
+    assert (result.migrated, result.rejected) == (2, 1)
+    rows = target_rows(
+        dst,
+        "SELECT legacy_id, email, first_name, name, origin, last_name, joined, active "
+        "FROM people ORDER BY legacy_id",
+    )
+    assert rows == [
+        (9, "fiona@example.com", "fiona", "fiona", "csv-import", "(none)", None, 0),
+        (
+            10,
+            "ZOE@example.com",
+            "Zoë",
+            "Zoë Müller",
+            "csv-import",
+            "Müller",
+            "2020-01-02 03:04:05.000000",
+            1,
+        ),
+    ]
+    assert target_rows(dst, "SELECT source_key, reason, column_name FROM authmigrate_rejects") == [
+        ("11", "field.invalid_type", "joined")
+    ]
+
+
+def test_jsonl_source_with_null_and_blank_keys_rejects_them(tmp_path: Path) -> None:
+    src = tmp_path / "users.jsonl"
+    src.write_text(
+        '{"uid": 2, "email": "b@example.com"}\n'
+        '{"uid": null, "email": "nokey@example.com"}\n'
+        '{"uid": 1, "email": "a@example.com"}\n',
+        encoding="utf-8",
+    )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "jsonl:///{src}"
+key = "uid"
+[target]
+url = "{dst}"
+table = "accounts"
+[fields]
+uid = "uid"
+email = {{ from = "email", normalize = "email" }}
+"""
+    )
+    result = run_migration(spec)
+    assert (result.read, result.migrated, result.rejected) == (3, 2, 1)
+    assert target_rows(dst, "SELECT reason FROM authmigrate_rejects") == [("source.null_key",)]
+
+
+def test_existing_target_rows_are_never_overwritten(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, ["a@example.com", "b@example.com", "c@example.com"])
+    dst = f"sqlite:///{tmp_path}/t.db"
+    conn = sqlite3.connect(tmp_path / "t.db")
+    conn.execute("CREATE TABLE new_users (user_id INTEGER PRIMARY KEY, email TEXT, extra TEXT)")
+    conn.execute("INSERT INTO new_users VALUES (2, 'someone@example.com', 'kept')")
+    conn.execute("INSERT INTO new_users VALUES (50, 'c@example.com', 'kept')")
+    conn.commit()
+    conn.close()
+    result = run_migration(load_spec_text(seed_spec(src, dst)))
+    assert result.migrated == 1
+    assert target_rows(dst, "SELECT user_id, email, extra FROM new_users ORDER BY user_id") == [
+        (1, "a@example.com", None),
+        (2, "someone@example.com", "kept"),
+        (50, "c@example.com", "kept"),
+    ]
+    assert target_rows(dst, "SELECT source_key, reason FROM authmigrate_rejects ORDER BY id") == [
+        ("2", "target.key_exists"),
+        ("3", "duplicate.email"),
+    ]
+
+
+def test_plan_counts_rejects_and_writes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, ["a@example.com", "bad", "A@example.com", "c@example.com"])
+    dst_file = tmp_path / "t.db"
+    spec = load_spec_text(seed_spec(src, f"sqlite:///{dst_file}"))
+    plan = plan_migration(spec)
+    assert (plan.source_rows, plan.would_migrate, plan.rejected) == (4, 2, 2)
+    assert plan.by_reason == {"duplicate.email": 1, "field.invalid_email": 1}
+    assert (
+        not dst_file.exists()
+        or sa.inspect(sa.create_engine(f"sqlite:///{dst_file}")).get_table_names() == []
+    )
+
+
+def test_non_unique_source_key_is_refused_before_writing(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE old_users (user_id INTEGER, email TEXT)")
+    conn.executemany("INSERT INTO old_users VALUES (?, ?)", [(1, "a@x.io"), (1, "b@x.io")])
+    conn.commit()
+    conn.close()
+    dst_file = tmp_path / "t.db"
+    with pytest.raises(SpecError, match="source.key: 'user_id' is not unique"):
+        run_migration(load_spec_text(seed_spec(src, f"sqlite:///{dst_file}")))
+    assert not dst_file.exists()
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "authmigrate", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            ('normalize = "email"', 'normalize = "emial"'),
+            "fields.email.normalize: unknown transform 'emial'",
+        ),
+        (('table = "old_users"', 'table = "old_usrs"'), "source.table: no table 'old_usrs'"),
+        (("email = {", 'email = { frm = "x", '), "fields.email.frm: unknown key"),
+        (("batch_size = 3", 'batch_size = "many"'), "run.batch_size"),
+        (
+            ('from = "email"', 'from = "emial"'),
+            "fields.email.from: source has no column 'emial' (did you mean 'email'?)",
+        ),
+        (
+            ('table = "new_users"', 'table = "new_users; DROP TABLE x"'),
+            "target.table: not a plain SQL identifier",
+        ),
+        (('url = "sqlite:///', 'url = "nosuchdb:///'), "source.url"),
+    ],
+)
+def test_bad_spec_exits_2_naming_the_key_and_writes_nothing(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, ["a@example.com"])
+    dst_file = tmp_path / "t.db"
+    text = seed_spec(src, f"sqlite:///{dst_file}").replace(*edit, 1)
+    spec = tmp_path / "m.toml"
+    spec.write_text(text)
+    proc = run_cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not dst_file.exists()
+
+
+def test_cli_run_prints_summary_and_writes_json_report(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, ["a@example.com", "bad", "c@example.com"])
+    spec = tmp_path / "m.toml"
+    spec.write_text(seed_spec(src, f"sqlite:///{tmp_path}/t.db"))
+    proc = run_cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 1  # ran, with a reject
+    assert "migrated" in proc.stdout and "field.invalid_email" in proc.stdout
+    report = json.loads((tmp_path / "m.report.json").read_text())
+    assert report["totals"] == {"read": 3, "migrated": 2, "rejected": 1, "merged": 0}
+    assert report["by_reason"] == {"field.invalid_email": 1}
+    assert "migrate:" in proc.stderr  # plain progress lines when not on a terminal
+
+
+def test_target_unreachable_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, ["a@example.com"])
+    spec = tmp_path / "m.toml"
+    spec.write_text(seed_spec(src, "postgresql+psycopg://u:hunter2@127.0.0.1:1/nodb"))
+    proc = run_cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "cannot reach target" in proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout
