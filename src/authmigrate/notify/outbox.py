@@ -1,0 +1,356 @@
+"""The transactional outbox: one row per message to send, written with the batch.
+
+:class:`OutboxStage` queues a message for every record of an enabled segment and for every
+merged duplicate, in the same target transaction as the accounts themselves: a batch that
+commits has its messages queued, one that rolls back has none. ``authmigrate notify`` then
+sends them (:mod:`authmigrate.notify.sender`).
+
+A message that needs the user's token (its templates use ``token`` or ``reset_link``) stores it
+encrypted with AES-256-GCM under the key named by ``notify.outbox_key``, bound to its row
+(migration, source key, segment) as associated data; the ciphertext is erased once the message
+is sent. Nothing else in the outbox is secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from authmigrate.batch import Batch
+from authmigrate.errors import AuthmigrateError, SpecError
+from authmigrate.notify.templates import Templates
+from authmigrate.spec import NotifySpec, Spec, resolve_secret
+from authmigrate.tokens import parse_stored
+
+OUTBOX_TABLE = "authmigrate_outbox"
+STATUSES = ("queued", "sending", "sent", "failed")
+"""``sending`` after a crash means *in doubt*: see docs/notify.md."""
+
+_CIPHER_VERSION = "v1"
+_CHUNK = 500
+
+
+class OutboxKeyError(AuthmigrateError):
+    """The outbox key is missing, malformed, or does not decrypt a stored token."""
+
+    exit_code = 2
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC (what every supported database stores the same way)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare (or return the already declared) outbox table in ``metadata``."""
+    if OUTBOX_TABLE in metadata.tables:
+        return metadata.tables[OUTBOX_TABLE]
+    return sa.Table(
+        OUTBOX_TABLE,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("migration", sa.String(200), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("source_key", sa.String(255), nullable=False),
+        sa.Column("segment", sa.String(32), nullable=False),
+        sa.Column("recipient", sa.Text, nullable=True),
+        sa.Column("context", sa.Text, nullable=False, default="{}"),
+        sa.Column("token_ciphertext", sa.Text, nullable=True),
+        sa.Column("message_id", sa.String(255), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, default="queued"),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("claimed_at", sa.DateTime, nullable=True),
+        sa.Column("sent_at", sa.DateTime, nullable=True),
+        sa.UniqueConstraint("migration", "source_key", "segment", name="uq_authmigrate_outbox"),
+        sa.Index("ix_authmigrate_outbox_status", "migration", "status", "id"),
+    )
+
+
+def generate_outbox_key() -> str:
+    """A new outbox key (URL-safe base64 of 32 random bytes) to put in the environment.
+
+    ``python -c "from authmigrate.notify import generate_outbox_key as g; print(g())"``
+    """
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+class OutboxCipher:
+    """AES-256-GCM for tokens at rest in the outbox; the key never shows in a repr.
+
+    Args:
+        key: 32 bytes, or their (URL-safe or standard) base64 form, such as the output of
+            :func:`generate_outbox_key` or ``Fernet.generate_key()``.
+
+    Raises:
+        OutboxKeyError: the key is not 32 bytes.
+    """
+
+    def __init__(self, key: bytes | str) -> None:
+        raw = key if isinstance(key, bytes) and len(key) == 32 else _b64_key(key)
+        if len(raw) != 32:
+            raise OutboxKeyError(
+                "the outbox key must be 32 bytes in base64 (make one with generate_outbox_key)"
+            )
+        self._aead = AESGCM(raw)
+
+    def __repr__(self) -> str:
+        return "OutboxCipher(<key hidden>)"
+
+    @classmethod
+    def from_spec(cls, notify: NotifySpec) -> OutboxCipher:
+        """Read the key that ``notify.outbox_key`` names.
+
+        Raises:
+            SpecError: the environment variable is not set.
+            OutboxKeyError: its value is not a key.
+        """
+        try:
+            return cls(resolve_secret(notify.outbox_key, path="notify.outbox_key"))
+        except OutboxKeyError as exc:
+            raise SpecError("notify.outbox_key", str(exc)) from None
+
+    def encrypt(self, token: str, aad: bytes) -> str:
+        """Encrypt a token, bound to ``aad`` (the row's identity)."""
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead.encrypt(nonce, token.encode("utf-8"), aad)
+        return f"{_CIPHER_VERSION}:" + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def decrypt(self, ciphertext: str, aad: bytes) -> str:
+        """Decrypt a token sealed by :meth:`encrypt` with the same ``aad``.
+
+        Raises:
+            OutboxKeyError: wrong key, or a ciphertext moved to another row or altered.
+        """
+        version, _, body = ciphertext.partition(":")
+        try:
+            if version != _CIPHER_VERSION:
+                raise ValueError(version)
+            raw = base64.urlsafe_b64decode(body.encode("ascii"))
+            return self._aead.decrypt(raw[:12], raw[12:], aad).decode("utf-8")
+        except (InvalidTag, ValueError, binascii.Error):
+            raise OutboxKeyError(
+                "cannot decrypt a queued token: wrong notify.outbox_key or altered row"
+            ) from None
+
+
+def _b64_key(key: bytes | str) -> bytes:
+    text = key.encode("ascii", "replace") if isinstance(key, str) else key
+    try:
+        return base64.urlsafe_b64decode(text.strip().replace(b"+", b"-").replace(b"/", b"_"))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def row_aad(migration: str, source_key: str, segment: str) -> bytes:
+    """The associated data that binds a token ciphertext to its outbox row."""
+    return f"authmigrate-outbox\0{migration}\0{source_key}\0{segment}".encode()
+
+
+def message_id(migration: str, source_key: str, segment: str, sender: str) -> str:
+    """The Message-ID of a message: the same for every attempt, so receivers can dedupe."""
+    digest = hashlib.sha256(row_aad(migration, source_key, segment)).hexdigest()[:40]
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "authmigrate.invalid"
+    return f"<am.{digest}@{domain}>"
+
+
+def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class OutboxStage:
+    """Pipeline stage: queues the messages of a batch (implements ``batch.Stage``).
+
+    One message per record whose segment is enabled, and one per merged duplicate (segment
+    ``merged``), addressed to the record's ``notify.email_field``. A record without an address
+    is queued as ``failed`` ("no email address") so that ``--status`` shows it.
+
+    A record already in the outbox (a re-run over the same key) keeps one row: a still
+    ``queued`` message is refreshed with the new token and address; one that was sent, failed
+    or is in doubt is left alone, so nobody is told twice.
+
+    Args:
+        notify: the ``[notify]`` section.
+        migration: the migration's name (``spec.migration_name``).
+        key: the outbox key itself; by default read from ``notify.outbox_key``.
+        token_column: the target column holding the stored token string, for ``expires_at``
+            in the templates (``spec.tokens.column``); optional.
+        base_dir: folder of relative template paths (the spec's folder).
+
+    Raises:
+        SpecError: the outbox key is unset or malformed, or a template does not compile.
+    """
+
+    secret_columns: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        notify: NotifySpec,
+        migration: str,
+        *,
+        key: bytes | str | None = None,
+        token_column: str | None = None,
+        base_dir: Path | None = None,
+    ) -> None:
+        self.notify = notify
+        self.migration = migration
+        self.token_column = token_column
+        self.templates = Templates(notify, base_dir=base_dir)
+        self.templates.check()
+        self._cipher = OutboxCipher(key) if key is not None else OutboxCipher.from_spec(notify)
+        self._table: sa.Table | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Spec, *, base_dir: Path | None = None) -> OutboxStage:
+        """The stage for a whole spec (which must have a ``[notify]`` section)."""
+        if spec.notify is None:
+            raise SpecError("notify", "the spec has no [notify] section")
+        column = spec.tokens.column if spec.tokens is not None else None
+        return cls(spec.notify, spec.migration_name, token_column=column, base_dir=base_dir)
+
+    def __repr__(self) -> str:
+        return f"OutboxStage(migration={self.migration!r})"
+
+    def columns(self) -> list[sa.Column[Any]]:
+        """No column in the target table."""
+        return []
+
+    def tables(self, metadata: sa.MetaData) -> None:
+        """Declare ``authmigrate_outbox``."""
+        self._table = outbox_table(metadata)
+
+    def process(self, batch: Batch) -> None:
+        """Nothing to do before the write: the messages are built from what is committed."""
+
+    def write(self, conn: sa.Connection, batch: Batch, run_id: str) -> None:
+        """Queue the batch's messages, inside the batch's transaction."""
+        table = self._table if self._table is not None else outbox_table(sa.MetaData())
+        rows = self.rows(batch, run_id)
+        if not rows:
+            return
+        existing: dict[tuple[str, str], str] = {}
+        keys = sorted({r["source_key"] for r in rows})
+        for chunk in _chunks(keys):
+            found = conn.execute(
+                sa.select(table.c.source_key, table.c.segment, table.c.status).where(
+                    table.c.migration == self.migration, table.c.source_key.in_(chunk)
+                )
+            )
+            existing.update({(k, s): st for k, s, st in found})
+        fresh = [r for r in rows if (r["source_key"], r["segment"]) not in existing]
+        for chunk in _chunks(fresh):
+            conn.execute(table.insert(), chunk)
+        for r in rows:
+            if existing.get((r["source_key"], r["segment"])) != "queued":
+                continue
+            conn.execute(
+                table.update()
+                .where(
+                    table.c.migration == self.migration,
+                    table.c.source_key == r["source_key"],
+                    table.c.segment == r["segment"],
+                    table.c.status == "queued",
+                )
+                .values(
+                    run_id=run_id,
+                    recipient=r["recipient"],
+                    context=r["context"],
+                    token_ciphertext=r["token_ciphertext"],
+                    status=r["status"],
+                    last_error=r["last_error"],
+                )
+            )
+
+    def rows(self, batch: Batch, run_id: str) -> list[dict[str, Any]]:
+        """The outbox rows for a batch (ciphertext only; never a plaintext token)."""
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        enabled = self.templates.enabled
+        for record in batch.records:
+            if record.segment in enabled:
+                rows.append(
+                    self._row(run_id, now, record.key, record.segment, record.values,
+                              record.token, None)
+                )
+        if "merged" in enabled:
+            for reject in batch.merged:
+                rows.append(
+                    self._row(run_id, now, reject.key, "merged", reject.values or {}, None,
+                              reject.merged_into)
+                )
+        return rows
+
+    def _row(
+        self,
+        run_id: str,
+        now: dt.datetime,
+        key: Any,
+        segment: str,
+        values: dict[str, Any],
+        token: str | None,
+        merged_into: Any,
+    ) -> dict[str, Any]:
+        source_key = str(key)
+        recipient = values.get(self.notify.email_field)
+        recipient = str(recipient).strip() if recipient not in (None, "") else None
+        context: dict[str, Any] = {f: values.get(f) for f in self.notify.context_fields}
+        if merged_into is not None:
+            context["merged_into"] = str(merged_into)
+        ciphertext = None
+        if token is not None and recipient and self.templates.needs_token(segment):
+            ciphertext = self._cipher.encrypt(token, row_aad(self.migration, source_key, segment))
+            expires = self._expires_at(values)
+            if expires:
+                context["expires_at"] = expires
+        return {
+            "migration": self.migration,
+            "run_id": run_id,
+            "source_key": source_key,
+            "segment": segment,
+            "recipient": recipient,
+            "context": json.dumps(context, default=str, sort_keys=True),
+            "token_ciphertext": ciphertext,
+            "message_id": message_id(self.migration, source_key, segment, self.notify.sender),
+            "status": "queued" if recipient else "failed",
+            "attempts": 0,
+            "last_error": None if recipient else "no email address",
+            "created_at": now,
+        }
+
+    def _expires_at(self, values: dict[str, Any]) -> str | None:
+        if not self.token_column:
+            return None
+        stored = values.get(self.token_column)
+        try:
+            exp = parse_stored(stored).expires_at if isinstance(stored, str) else None
+        except ValueError:
+            return None
+        if exp is None:
+            return None
+        return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def rollback_outbox(conn: sa.Connection, migration: str) -> int:
+    """Delete every outbox row of ``migration`` (for ``authmigrate rollback``); returns the count.
+
+    Does nothing when the outbox table does not exist.
+    """
+    if not sa.inspect(conn).has_table(OUTBOX_TABLE):
+        return 0
+    table = outbox_table(sa.MetaData())
+    result = conn.execute(table.delete().where(table.c.migration == migration))
+    return int(result.rowcount or 0)

@@ -1,0 +1,725 @@
+"""Sending the outbox over SMTP, exactly once as far as SMTP allows.
+
+For each queued message, in id order:
+
+1. render it (and decrypt its token) while it is still ``queued``;
+2. **claim** it: ``status = 'sending'``, ``attempts + 1``, in its own committed transaction,
+   conditional on it still being ``queued`` (two senders never both get a message);
+3. run the SMTP transaction ``MAIL``, ``RCPT``, ``DATA``, body, then the final ``.``;
+4. on ``250``: ``status = 'sent'``, the token ciphertext erased, committed.
+
+What a failure means depends on when it happens (docs/notify.md):
+
+- a 4xx reply, or a connection lost *before the final dot was written*: the server cannot have
+  accepted the message; it goes back to ``queued`` and is retried after a bounded exponential
+  backoff, until ``notify.max_attempts``;
+- a 5xx reply: ``failed``, with the server's reply as the reason;
+- a connection lost, or no reply, *after the final dot*: the server may have accepted it. The
+  message stays ``sending`` (in doubt) and is never resent automatically; :func:`requeue`
+  puts it back when the operator decides to;
+- a crash (kill -9) anywhere: a claimed message stays ``sending`` (in doubt, as above); every
+  other message is either ``sent`` (committed) or still ``queued`` and is sent by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import heapq
+import json
+import logging
+import random
+import re
+import select
+import smtplib
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from authmigrate.errors import AuthmigrateError, SpecError
+from authmigrate.notify.outbox import (
+    OUTBOX_TABLE,
+    STATUSES,
+    OutboxCipher,
+    outbox_table,
+    row_aad,
+    utcnow,
+)
+from authmigrate.notify.templates import Rendered, Templates
+from authmigrate.spec import NotifySpec, SmtpSpec, Spec, load_spec, resolve_secret
+
+log = logging.getLogger("authmigrate.notify")
+
+DRY_RUN_TOKEN = "DRY-RUN-NOT-A-REAL-TOKEN"
+"""What a dry run puts where the token goes: .eml files never carry a real token."""
+
+_MAX_ERROR = 500
+_PAGE = 200
+
+
+class NotifyError(AuthmigrateError):
+    """Sending cannot go on: the SMTP server is unreachable, refuses the login or the sender.
+
+    The message names the server and the reply, never a password or a token.
+    """
+
+
+class _Transient(Exception):
+    """The server did not accept the message; trying again is safe."""
+
+
+class _Permanent(Exception):
+    """The server refused the message for good (5xx)."""
+
+
+class _InDoubt(Exception):
+    """The server may have accepted the message; resending could duplicate it."""
+
+
+class _Fatal(Exception):
+    """No message can be sent with this configuration (login, sender refused, TLS)."""
+
+
+@dataclass
+class SendReport:
+    """What one :func:`send_outbox` call did."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    in_doubt: int = 0
+    skipped: int = 0
+    """Messages another sender claimed first."""
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and nothing was left in doubt."""
+        return self.failed == 0 and self.in_doubt == 0
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+def _reply(code: int, resp: bytes | str) -> str:
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+    return f"{code} {' '.join(text.split())}"
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+class _Mailer:
+    """One SMTP connection, opened on demand and reopened after a drop."""
+
+    def __init__(self, spec: SmtpSpec, password: str | None) -> None:
+        self.spec = spec
+        self._password = password
+        self._conn: smtplib.SMTP | None = None
+
+    def __repr__(self) -> str:
+        return f"_Mailer({self.spec.host}:{self.spec.port}, {self.spec.security})"
+
+    def scrub(self, text: str) -> str:
+        """Remove the password from a text that may quote the server."""
+        if self._password:
+            text = text.replace(self._password, "[redacted]")
+        return text
+
+    def connect(self) -> None:
+        """Open the connection if needed.
+
+        Raises:
+            _Transient: the server cannot be reached (yet).
+            _Fatal: TLS or the login fails.
+        """
+        if self._conn is not None:
+            return
+        spec = self.spec
+        where = f"{spec.host}:{spec.port}"
+        conn: smtplib.SMTP | None = None
+        try:
+            ctx = ssl.create_default_context(cafile=spec.ca_file)
+            if spec.security == "tls":
+                conn = smtplib.SMTP_SSL(spec.host, spec.port, timeout=spec.timeout, context=ctx)
+            else:
+                conn = smtplib.SMTP(spec.host, spec.port, timeout=spec.timeout)
+            conn.ehlo_or_helo_if_needed()
+            if spec.security == "starttls":
+                conn.starttls(context=ctx)
+                conn.ehlo()
+            if spec.username:
+                conn.login(spec.username, self._password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            self._abandon(conn)
+            reply = self.scrub(_reply(exc.smtp_code, exc.smtp_error))
+            raise _Fatal(f"SMTP login as {spec.username!r} at {where} refused: {reply}") from None
+        except (smtplib.SMTPNotSupportedError, ssl.SSLError) as exc:
+            self._abandon(conn)
+            raise _Fatal(f"SMTP at {where}: {type(exc).__name__}: {self.scrub(str(exc))}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._abandon(conn)
+            reason = self.scrub(str(exc)) or type(exc).__name__
+            raise _Transient(f"cannot connect to {where}: {reason}") from None
+        self._conn = conn
+
+    def deliver(self, sender: str, recipient: str, data: bytes) -> None:
+        """Run one SMTP transaction; raise what its outcome means (see the module docstring)."""
+        self.connect()
+        conn = self._conn
+        assert conn is not None
+        try:
+            code, resp = conn.mail(sender)
+            if code != 250:
+                self._reset()
+                if code >= 500:
+                    raise _Fatal(f"the server refused the sender {sender}: {_reply(code, resp)}")
+                self._raise_for(code, resp)
+            code, resp = conn.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset()
+                self._raise_for(code, resp)
+            code, resp = conn.docmd("DATA")
+            if code != 354:
+                self._reset()
+                self._raise_for(code, resp)
+            conn.send(_dot_stuff(data))
+            self._check_alive(conn)
+            conn.send(b".\r\n")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.close()
+            raise _Transient(f"connection lost before the end of the message: {exc}") from None
+        try:
+            code, resp = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.close()
+            raise _InDoubt(f"no reply after the end of the message ({exc}): delivery unknown")
+        if code != 250:
+            self._raise_for(code, resp)
+
+    def close(self) -> None:
+        """Close the connection (QUIT when possible)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+    def _raise_for(self, code: int, resp: bytes | str) -> None:
+        reply = _reply(code, resp)
+        if code == 421:
+            self.close()
+        if 400 <= code < 500 or code < 200:
+            raise _Transient(reply)
+        raise _Permanent(reply)
+
+    def _reset(self) -> None:
+        try:
+            assert self._conn is not None
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    @staticmethod
+    def _check_alive(conn: smtplib.SMTP) -> None:
+        """Before the final dot: a server that already hung up never saw the message end."""
+        sock = conn.sock
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable and not sock.recv(1, socket.MSG_PEEK):
+            raise smtplib.SMTPServerDisconnected("the server closed the connection")
+
+    @staticmethod
+    def _abandon(conn: smtplib.SMTP | None) -> None:
+        if conn is not None:
+            with suppress(OSError):
+                conn.close()
+
+
+class _RateLimiter:
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self.next = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self.next > now:
+            time.sleep(self.next - now)
+            now = self.next
+        self.next = now + self.interval
+
+
+# --------------------------------------------------------------------------- the outbox
+
+
+def _notify_of(spec: Spec) -> NotifySpec:
+    if spec.notify is None:
+        raise SpecError("notify", "the spec has no [notify] section")
+    return spec.notify
+
+
+def _table(engine: sa.Engine) -> sa.Table | None:
+    if not sa.inspect(engine).has_table(OUTBOX_TABLE):
+        return None
+    return outbox_table(sa.MetaData())
+
+
+def build_message(
+    notify: NotifySpec, row: Any, rendered: Rendered, *, date: str | None = None
+) -> EmailMessage:
+    """The MIME message for an outbox row (text, plus HTML as an alternative when present)."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = notify.sender
+    msg["To"] = row.recipient
+    msg["Subject"] = rendered.subject
+    msg["Date"] = date or formatdate(usegmt=True)
+    msg["Message-ID"] = row.message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Authmigrate-Segment"] = row.segment
+    msg.set_content(rendered.text)
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+def _render(templates: Templates, row: Any, token: str | None) -> Rendered:
+    context = json.loads(row.context or "{}")
+    merged_into = context.pop("merged_into", None)
+    expires_at = context.pop("expires_at", None)
+    user = {"email": row.recipient, **context}
+    ctx = templates.context(
+        segment=row.segment, user=user, token=token, expires_at=expires_at,
+        merged_into=merged_into,
+    )
+    return templates.render(row.segment, ctx)
+
+
+def _bounded(text: str, *secrets_: str | None) -> str:
+    for secret in secrets_:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text[:_MAX_ERROR]
+
+
+class _Outbox:
+    """The row-level state changes of one sender, each its own committed transaction."""
+
+    def __init__(self, engine: sa.Engine, table: sa.Table, migration: str) -> None:
+        self.engine = engine
+        self.t = table
+        self.migration = migration
+
+    def page(self, after: int) -> list[int]:
+        t = self.t
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.id)
+                .where(t.c.migration == self.migration, t.c.status == "queued", t.c.id > after)
+                .order_by(t.c.id)
+                .limit(_PAGE)
+            )
+            return [r[0] for r in rows]
+
+    def count_queued(self) -> int:
+        t = self.t
+        with self.engine.connect() as conn:
+            q = sa.select(sa.func.count()).where(
+                t.c.migration == self.migration, t.c.status == "queued"
+            )
+            return int(conn.execute(q).scalar_one())
+
+    def get(self, msg_id: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(self.t).where(self.t.c.id == msg_id)).one_or_none()
+
+    def claim(self, msg_id: int) -> bool:
+        t = self.t
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.update()
+                .where(t.c.id == msg_id, t.c.status == "queued")
+                .values(status="sending", attempts=t.c.attempts + 1, claimed_at=utcnow())
+            )
+            return result.rowcount == 1
+
+    def finish(self, msg_id: int, *, was: str, **values: Any) -> None:
+        t = self.t
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.id == msg_id, t.c.status == was).values(**values))
+
+    def sent(self, msg_id: int) -> None:
+        self.finish(
+            msg_id, was="sending", status="sent", sent_at=utcnow(), token_ciphertext=None,
+            last_error=None,
+        )
+
+
+def send_outbox(
+    engine: sa.Engine,
+    spec: Spec,
+    *,
+    base_dir: Path | None = None,
+    console: Console | None = None,
+    progress: bool | None = None,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    limit: int | None = None,
+) -> SendReport:
+    """Send every queued message of the spec's migration.
+
+    Args:
+        engine: the target database.
+        spec: the migration spec (its ``[notify]`` section says how and what to send).
+        base_dir: folder of relative template paths (the spec's folder).
+        console: where progress goes; default: nowhere but the ``authmigrate.notify`` logger.
+        progress: a progress bar (default: when ``console`` is a terminal); otherwise a plain
+            line on ``console`` every few seconds.
+        backoff: seconds before the first retry of a temporary failure; doubled per attempt
+            (with jitter) up to ``max_backoff``.
+        limit: stop after this many attempts (for trickling a large outbox).
+
+    Returns:
+        The counts of this call; :func:`status` gives the whole outbox.
+
+    Raises:
+        SpecError: the ``[notify]`` section is missing, a template is broken, or a secret's
+            environment variable is unset.
+        NotifyError: the SMTP server stays unreachable, or refuses the login or the sender.
+            Every message not yet sent stays queued.
+    """
+    notify = _notify_of(spec)
+    templates = Templates(notify, base_dir=base_dir)
+    templates.check()
+    report = SendReport()
+    table = _table(engine)
+    if table is None:
+        return report
+    outbox = _Outbox(engine, table, spec.migration_name)
+    cipher: OutboxCipher | None = None
+    password = None
+    if notify.smtp.password:
+        password = resolve_secret(notify.smtp.password, path="notify.smtp.password")
+    mailer = _Mailer(notify.smtp, password)
+    limiter = _RateLimiter(notify.rate_per_second)
+    envelope_from = parseaddr(notify.sender)[1] or notify.sender
+    retry: list[tuple[float, int]] = []
+    pending: deque[int] = deque()
+    after = 0
+    attempts = 0
+    total = outbox.count_queued()
+
+    def next_id() -> int | None:
+        nonlocal after
+        if retry and retry[0][0] <= time.monotonic():
+            return heapq.heappop(retry)[1]
+        if not pending:
+            pending.extend(outbox.page(after))
+            if pending:
+                after = pending[-1]
+        if pending:
+            return pending.popleft()
+        if retry:
+            time.sleep(max(0.0, retry[0][0] - time.monotonic()))
+            return heapq.heappop(retry)[1]
+        return None
+
+    with _progress(console, progress, total) as tick:
+        try:
+            while limit is None or attempts < limit:
+                msg_id = next_id()
+                if msg_id is None:
+                    break
+                row = outbox.get(msg_id)
+                if row is None or row.status != "queued":
+                    continue
+                if not row.recipient:
+                    outbox.finish(msg_id, was="queued", status="failed",
+                                  last_error="no email address")
+                    report.failed += 1
+                    tick(report)
+                    continue
+                token = None
+                if row.token_ciphertext is not None:
+                    cipher = cipher or OutboxCipher.from_spec(notify)
+                    aad = row_aad(row.migration, row.source_key, row.segment)
+                    token = cipher.decrypt(row.token_ciphertext, aad)
+                try:
+                    data = build_message(notify, row, _render(templates, row, token)).as_bytes()
+                except Exception as exc:  # a template or header problem of this one message
+                    reason = _bounded(f"cannot build the message: {type(exc).__name__}: {exc}",
+                                      token)
+                    outbox.finish(msg_id, was="queued", status="failed", last_error=reason)
+                    report.failed += 1
+                    tick(report)
+                    continue
+                _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
+                limiter.wait()
+                if not outbox.claim(msg_id):
+                    report.skipped += 1
+                    continue
+                attempts += 1
+                _deliver_one(mailer, outbox, row, envelope_from, data, token, report,
+                             retry, notify.max_attempts, backoff, max_backoff)
+                tick(report)
+        finally:
+            mailer.close()
+    return report
+
+
+def _deliver_one(
+    mailer: _Mailer,
+    outbox: _Outbox,
+    row: Any,
+    envelope_from: str,
+    data: bytes,
+    token: str | None,
+    report: SendReport,
+    retry: list[tuple[float, int]],
+    max_attempts: int,
+    backoff: float,
+    max_backoff: float,
+) -> None:
+    attempt = row.attempts + 1
+    try:
+        mailer.deliver(envelope_from, row.recipient, data)
+    except _Transient as exc:
+        reason = _bounded(mailer.scrub(str(exc)), token)
+        if attempt >= max_attempts:
+            outbox.finish(row.id, was="sending", status="failed",
+                          last_error=f"gave up after {attempt} attempts: {reason}")
+            report.failed += 1
+            log.warning("message %s failed after %d attempts", row.message_id, attempt)
+            return
+        outbox.finish(row.id, was="sending", status="queued", last_error=reason)
+        report.retried += 1
+        delay = min(max_backoff, backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        heapq.heappush(retry, (time.monotonic() + delay, row.id))
+        log.info("message %s: temporary failure, retry in %.1fs: %s", row.message_id, delay,
+                 reason)
+    except _Permanent as exc:
+        reason = _bounded(mailer.scrub(str(exc)), token)
+        outbox.finish(row.id, was="sending", status="failed", last_error=reason)
+        report.failed += 1
+        log.warning("message %s refused: %s", row.message_id, reason)
+    except _InDoubt as exc:
+        reason = _bounded(mailer.scrub(str(exc)), token)
+        outbox.finish(row.id, was="sending", last_error=f"in doubt: {reason}")
+        report.in_doubt += 1
+        log.warning("message %s in doubt (not resent): %s", row.message_id, reason)
+    except _Fatal as exc:
+        outbox.finish(row.id, was="sending", status="queued", attempts=row.attempts,
+                      last_error=_bounded(str(exc), token))
+        raise NotifyError(str(exc)) from None
+    else:
+        outbox.sent(row.id)
+        report.sent += 1
+        log.debug("message %s sent", row.message_id)
+
+
+def _connect_with_retries(
+    mailer: _Mailer, tries: int, backoff: float, max_backoff: float
+) -> None:
+    for attempt in range(1, tries + 1):
+        try:
+            mailer.connect()
+            return
+        except _Fatal as exc:
+            raise NotifyError(str(exc)) from None
+        except _Transient as exc:
+            if attempt == tries:
+                raise NotifyError(f"{exc} (after {tries} tries)") from None
+            time.sleep(min(max_backoff, backoff * 2 ** (attempt - 1)))
+
+
+@contextmanager
+def _progress(console: Console | None, bar: bool | None, total: int) -> Iterator[Any]:
+    if console is None:
+        yield lambda report: None
+        return
+    if bar is None:
+        bar = console.is_terminal
+    if bar:
+        with Progress(
+            TextColumn("notify"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"), console=console, transient=False,
+        ) as prog:
+            task = prog.add_task("notify", total=total, detail="")
+
+            def tick(report: SendReport) -> None:
+                detail = f"failed {report.failed}" if report.failed else ""
+                prog.update(task, completed=report.sent + report.failed + report.in_doubt,
+                            detail=detail)
+
+            yield tick
+        return
+    last = [time.monotonic()]
+
+    def line(report: SendReport) -> None:
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            console.print(f"notify: {report.sent} sent, {report.failed} failed, "
+                          f"{report.retried} retried of {total}", highlight=False)
+
+    yield line
+
+
+def status(engine: sa.Engine, spec: Spec) -> dict[str, dict[str, int]]:
+    """Counts of the migration's messages: ``{segment: {status: count}}``.
+
+    Every status of :data:`~authmigrate.notify.outbox.STATUSES` is present for each segment.
+    ``sending`` outside a running ``notify`` means *in doubt* (see docs/notify.md).
+    """
+    table = _table(engine)
+    if table is None:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(table.c.segment, table.c.status, sa.func.count())
+            .where(table.c.migration == spec.migration_name)
+            .group_by(table.c.segment, table.c.status)
+        )
+        for segment, state, n in rows:
+            counts.setdefault(segment, dict.fromkeys(STATUSES, 0))[state] = int(n)
+    return dict(sorted(counts.items()))
+
+
+def dry_run(
+    engine: sa.Engine, spec: Spec, out_dir: Path, *, base_dir: Path | None = None
+) -> int:
+    """Render every queued message to ``out_dir/<id>-<segment>.eml`` instead of sending it.
+
+    Nothing in the outbox changes and no secret is needed: a token's place holds
+    :data:`DRY_RUN_TOKEN`, so the files never carry a real token. Returns the file count.
+
+    Raises:
+        SpecError: no ``[notify]`` section, or a broken template.
+    """
+    notify = _notify_of(spec)
+    templates = Templates(notify, base_dir=base_dir)
+    templates.check()
+    table = _table(engine)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if table is None:
+        return 0
+    written = 0
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(table)
+            .where(table.c.migration == spec.migration_name, table.c.status == "queued")
+            .order_by(table.c.id)
+        )
+        for row in rows:
+            if not row.recipient:
+                continue
+            token = DRY_RUN_TOKEN if row.token_ciphertext is not None else None
+            msg = build_message(notify, row, _render(templates, row, token))
+            (out_dir / f"{row.id:08d}-{row.segment}.eml").write_bytes(msg.as_bytes())
+            written += 1
+    return written
+
+
+def requeue(
+    engine: sa.Engine,
+    spec: Spec,
+    *,
+    which: Literal["in_doubt", "failed"],
+    older_than: float = 0.0,
+) -> int:
+    """Put messages back in the queue: an operator's decision, never automatic.
+
+    ``in_doubt``: messages left ``sending`` (claimed at least ``older_than`` seconds ago), after
+    checking the mail server's log for their Message-ID; resending one that did arrive sends it
+    twice (with the same Message-ID). ``failed``: after fixing what the reason says; their
+    attempt count starts again. Returns the number of messages requeued.
+    """
+    table = _table(engine)
+    if table is None:
+        return 0
+    where = [table.c.migration == spec.migration_name]
+    if which == "in_doubt":
+        cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        where += [table.c.status == "sending", table.c.claimed_at <= cutoff]
+        values: dict[str, Any] = {"status": "queued"}
+    else:
+        where += [table.c.status == "failed", table.c.recipient.is_not(None)]
+        values = {"status": "queued", "attempts": 0}
+    with engine.begin() as conn:
+        return int(conn.execute(table.update().where(*where).values(**values)).rowcount or 0)
+
+
+_outbox_status = status
+_render_outbox = dry_run
+
+
+def notify_command(
+    spec: Spec | str | Path,
+    *,
+    dry_run: bool = False,
+    out: Path | None = None,
+    status: bool = False,
+    console: Console | None = None,
+) -> int:
+    """Run ``authmigrate notify SPEC [--dry-run --out DIR] [--status]``; return the exit code.
+
+    0: done (every message sent); 1: some messages failed or are in doubt, or the server
+    cannot be used; 2: bad spec or arguments (nothing sent).
+    """
+    console = console or Console()
+    try:
+        base_dir: Path | None = None
+        if not isinstance(spec, Spec):
+            base_dir = Path(spec).resolve().parent
+            spec = load_spec(spec)
+        engine = sa.create_engine(spec.target.url)
+        try:
+            if status:
+                _print_status(console, _outbox_status(engine, spec))
+                return 0
+            if dry_run:
+                if out is None:
+                    raise SpecError("--out", "--dry-run needs --out DIR")
+                n = _render_outbox(engine, spec, out, base_dir=base_dir)
+                console.print(f"notify: {n} message(s) rendered to {out} (nothing sent)")
+                return 0
+            report = send_outbox(engine, spec, base_dir=base_dir, console=console)
+        finally:
+            engine.dispose()
+    except AuthmigrateError as exc:
+        console.print(f"[red]notify: {exc}[/red]", highlight=False)
+        return exc.exit_code
+    console.print(
+        f"notify: {report.sent} sent, {report.failed} failed, {report.in_doubt} in doubt, "
+        f"{report.retried} retried",
+        highlight=False,
+    )
+    if report.in_doubt:
+        console.print("in doubt: see docs/notify.md before requeueing them", highlight=False)
+    return 0 if report.ok else 1
+
+
+def _print_status(console: Console, counts: dict[str, dict[str, int]]) -> None:
+    table = Table(title="outbox")
+    table.add_column("segment")
+    for state in STATUSES:
+        table.add_column("in doubt (sending)" if state == "sending" else state, justify="right")
+    for segment, by_status in counts.items():
+        table.add_row(segment, *(str(by_status[s]) for s in STATUSES))
+    console.print(table)

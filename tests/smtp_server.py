@@ -1,0 +1,184 @@
+"""A real SMTP server for the notify tests: aiosmtpd on a free port, plus a connection-dropping proxy.
+
+:func:`smtp_server` starts an aiosmtpd server whose handler records every accepted message and
+can be told to answer the next DATA commands with scripted replies (``451 ...`` then the normal
+``250``). :class:`DroppingProxy` sits in front of it and cuts the first connections at a chosen
+point of the SMTP dialogue, as a server or network that drops mid-stream does.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Literal
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    """One message the server accepted."""
+
+    rcpt: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+    def text(self) -> str:
+        body = self.message.get_body(("plain",))
+        assert body is not None
+        return str(body.get_content())  # type: ignore[attr-defined]
+
+    def html(self) -> str | None:
+        body = self.message.get_body(("html",))
+        return None if body is None else str(body.get_content())  # type: ignore[attr-defined]
+
+
+@dataclass
+class RecordingHandler:
+    """Accepts and records messages; ``script`` holds replies for the next DATA commands."""
+
+    received: list[Received] = field(default_factory=list)
+    script: list[str] = field(default_factory=list)
+    data_commands: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.data_commands += 1
+            if self.script:
+                return self.script.pop(0)
+            self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 2.0.0 OK"
+
+    def per_recipient(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r for m in self.received for r in m.rcpt)
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: RecordingHandler
+
+
+@contextmanager
+def smtp_server(*, username: str | None = None, password: str | None = None) -> Iterator[SmtpServer]:
+    """Run a recording aiosmtpd server on 127.0.0.1; with credentials, AUTH is required."""
+    handler = RecordingHandler()
+    kwargs: dict[str, Any] = {}
+    if username is not None:
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                          auth_data: Any) -> AuthResult:
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and auth_data.login.decode() == username
+                and auth_data.password.decode() == password
+            )
+            return AuthResult(success=ok, handled=False)
+
+        kwargs = {"authenticator": authenticator, "auth_required": True,
+                  "auth_require_tls": False}
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+
+
+class DroppingProxy:
+    """A TCP proxy that cuts its first ``times`` connections at a point of the SMTP dialogue.
+
+    ``at="data_command"``: when the client sends ``DATA`` (never forwarded), the connection is
+    closed: the server cannot have received the message.
+    ``at="mid_body"``: after the server's 354, the first body bytes are forwarded in part and
+    the connection is closed before the message's end reaches the server.
+    """
+
+    def __init__(self, upstream_port: int, *, at: Literal["data_command", "mid_body"],
+                 times: int = 1) -> None:
+        self.upstream_port = upstream_port
+        self.at = at
+        self.remaining = times
+        self.drops = 0
+        self.port = free_port()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        with suppress(OSError):
+            self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            cut = self.remaining > 0
+            self.remaining -= 1
+            threading.Thread(target=self._pump_down, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump_up, args=(client, upstream, cut),
+                             daemon=True).start()
+
+    @staticmethod
+    def _pump_down(upstream: socket.socket, client: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := upstream.recv(65536):
+                client.sendall(chunk)
+        with suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+
+    def _pump_up(self, client: socket.socket, upstream: socket.socket, cut: bool) -> None:
+        in_data = False
+        try:
+            while chunk := client.recv(65536):
+                if cut and not in_data and chunk.upper().startswith(b"DATA"):
+                    if self.at == "data_command":
+                        self._drop(client, upstream)
+                        return
+                    in_data = True
+                elif cut and in_data:
+                    upstream.sendall(chunk[: max(1, len(chunk) // 2)].rstrip(b".\r\n"))
+                    self._drop(client, upstream)
+                    return
+                upstream.sendall(chunk)
+        except OSError:
+            pass
+        with suppress(OSError):
+            upstream.shutdown(socket.SHUT_RDWR)
+
+    def _drop(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.drops += 1
+        for s in (client, upstream):
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with suppress(OSError):
+                s.close()
