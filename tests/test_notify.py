@@ -15,7 +15,6 @@ from urllib.parse import unquote
 
 import pytest
 import sqlalchemy as sa
-from tests.smtp_server import DroppingProxy, SmtpServer, smtp_server
 
 from authmigrate.batch import Batch, Record, Reject
 from authmigrate.errors import SpecError
@@ -34,6 +33,7 @@ from authmigrate.notify.outbox import row_aad
 from authmigrate.notify.sender import DRY_RUN_TOKEN, NotifyError
 from authmigrate.spec import Spec, load_spec_text
 from authmigrate.tokens import TokenStage, verify_token
+from tests.smtp_server import DroppingProxy, SmtpServer, smtp_server
 
 KEY_ENV = "AUTHMIGRATE_TEST_OUTBOX_KEY"
 PASSWORD_ENV = "AUTHMIGRATE_TEST_SMTP_PASSWORD"

@@ -1,0 +1,139 @@
+"""Tokens: 256-bit secrets stored only as a self-describing hash, checked in constant time."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authmigrate.batch import Batch, Record
+from authmigrate.errors import MalformedHashError, MissingKeyError, SpecError
+from authmigrate.spec import TokensSpec
+from authmigrate.tokens import (
+    PREFIX_LENGTH,
+    TokenStage,
+    issue_token,
+    parse_stored,
+    token_prefix,
+    verify_token,
+)
+
+NOW = 1_800_000_000
+
+
+def test_issued_token_verifies_and_stored_form_is_self_describing() -> None:
+    token, stored = issue_token("activation", 3600, now=NOW)
+
+    assert verify_token(token, stored, now=NOW + 10)
+    parsed = parse_stored(stored)
+    assert (parsed.version, parsed.alg, parsed.purpose) == (1, "sha256", "activation")
+    assert parsed.expires_at == NOW + 3600
+    assert parsed.prefix == token_prefix(token) == token[:PREFIX_LENGTH]
+    assert re.fullmatch(r"\$amtok\$v=1,alg=sha256,purpose=activation,exp=\d+,prefix=\S{8}\$\S+",
+                        stored)
+
+
+def test_stored_form_never_contains_the_plaintext() -> None:
+    for _ in range(50):
+        token, stored = issue_token("api", 60)
+        assert token not in stored
+        assert token[PREFIX_LENGTH:] not in stored
+
+
+def test_token_has_at_least_128_bits_and_is_unique() -> None:
+    tokens = {issue_token("api", 60)[0] for _ in range(2000)}
+    assert len(tokens) == 2000
+    for token in tokens:
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
+        assert len(token) * 6 >= 256  # URL-safe base64 of 32 random bytes
+
+
+def test_expired_token_is_refused() -> None:
+    token, stored = issue_token("activation", 60, now=NOW)
+    assert verify_token(token, stored, now=NOW + 59)
+    assert not verify_token(token, stored, now=NOW + 60)
+
+
+def test_wrong_purpose_is_refused() -> None:
+    token, stored = issue_token("activation", 60, now=NOW)
+    assert verify_token(token, stored, purpose="activation", now=NOW)
+    assert not verify_token(token, stored, purpose="password_reset", now=NOW)
+
+
+def test_editing_expiry_or_purpose_in_the_stored_string_breaks_it() -> None:
+    token, stored = issue_token("activation", 60, now=NOW)
+    later = stored.replace(f"exp={NOW + 60}", f"exp={NOW + 10**6}")
+    assert not verify_token(token, later, now=NOW)
+    other = stored.replace("purpose=activation", "purpose=api")
+    assert not verify_token(token, other, now=NOW)
+
+
+def test_hmac_tokens_need_the_server_key() -> None:
+    token, stored = issue_token("api", 60, "server-key", now=NOW)
+
+    assert "alg=hmac-sha256" in stored
+    assert verify_token(token, stored, server_key="server-key", now=NOW)
+    assert not verify_token(token, stored, server_key="other-key", now=NOW)
+    with pytest.raises(MissingKeyError):
+        verify_token(token, stored, now=NOW)
+
+
+def test_malformed_stored_string_raises() -> None:
+    for bad in ["", "plain-token", "$amtok$v=2,alg=sha256,purpose=a,exp=1,prefix=x$abc"]:
+        with pytest.raises(MalformedHashError):
+            verify_token("x", bad)
+
+
+def test_bad_purpose_and_ttl_are_refused() -> None:
+    with pytest.raises(ValueError):
+        issue_token("Has Spaces", 60)
+    with pytest.raises(ValueError):
+        issue_token("api", 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_no_other_string_verifies(guess: str) -> None:
+    token, stored = issue_token("api", 60, now=NOW)
+    if guess != token:
+        assert not verify_token(guess, stored, now=NOW)
+
+
+def test_token_stage_fills_hash_and_prefix_and_keeps_plaintext_off_the_values() -> None:
+    stage = TokenStage(TokensSpec(column="auth_token", prefix_column="auth_token_prefix",
+                                  purpose="password_reset", expires_in="2d"))
+    batch = Batch(1, 1, 3, 3, [Record(i, {}, {"email": f"{i}@x"}) for i in range(3)])
+
+    stage.process(batch)
+
+    assert [c.name for c in stage.columns()] == ["auth_token", "auth_token_prefix"]
+    for record in batch.records:
+        assert record.token is not None
+        assert record.token not in repr(record)
+        assert record.token not in str(record.values)
+        assert record.values["auth_token_prefix"] == token_prefix(record.token)
+        assert verify_token(record.token, record.values["auth_token"], purpose="password_reset")
+        expires_in = parse_stored(record.values["auth_token"]).expires_at - time.time()
+        assert 2 * 86400 - 60 < expires_in <= 2 * 86400
+    assert len({r.token for r in batch.records}) == 3
+
+
+def test_token_stage_reads_the_server_key_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_TOKEN_KEY", "k" * 32)
+    stage = TokenStage(TokensSpec(server_key="env:TEST_TOKEN_KEY"))
+    batch = Batch(1, 1, 1, 1, [Record(1, {}, {})])
+    stage.process(batch)
+    record = batch.records[0]
+    assert record.token is not None
+    assert verify_token(record.token, record.values["auth_token"], server_key="k" * 32)
+    assert "k" * 32 not in repr(stage)
+
+    monkeypatch.delenv("TEST_TOKEN_KEY")
+    with pytest.raises(SpecError) as err:
+        TokenStage(TokensSpec(server_key="env:TEST_TOKEN_KEY"))
+    assert err.value.path == "tokens.server_key"
