@@ -232,10 +232,9 @@ class _Passlib:
         return self._as_bytes(checksum)
 
     def strip_digest(self, credential: str) -> str:
-        """The string with its checksum left out (libpass's config string)."""
-        parsed = self._parse(credential)
-        parsed.checksum = None
-        return str(parsed.to_string())
+        """The string up to and including the ``$`` before the checksum (its last field)."""
+        self._parse(credential)
+        return credential.rsplit("$", 1)[0] + "$"
 
     def __repr__(self) -> str:
         return f"<scheme {self.id}>"
