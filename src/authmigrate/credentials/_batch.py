@@ -21,6 +21,7 @@ from authmigrate.errors import CredentialError, MalformedHashError, UnknownSchem
 
 from . import default_weak, identify, import_hash, verify
 from ._base import Example, Keyring, get
+from ._examples import KNOWN_ANSWERS
 from .wrap import TEST, Profile, profile_named, wrap_credential
 
 POLICIES = ("keep", "wrap", "reset")
@@ -187,17 +188,33 @@ def _wrap_all(
 def self_test(scheme_id: str) -> bool:
     """Check that a scheme works on this machine before a run relies on it.
 
-    Uses the scheme's known-answer ``examples`` (made by the platform's own code) when it has
-    them, else hashes a random password with the scheme's ``hash`` method when it has one. A
-    correct password must verify, a wrong one must not, and the example must be identified
-    as this scheme; a weak scheme must also survive wrap-then-verify (with the cheap
-    ``TEST`` profile). False when the scheme is unknown or cannot be tested at all.
+    Uses the scheme's known-answer ``examples`` and its vector in ``_examples.KNOWN_ANSWERS``
+    (both made by the platform's own code), else hashes a random password with the scheme's
+    ``hash`` method when it has one. A correct password must verify, a wrong one must not,
+    and the example must be identified as this scheme; a weak scheme must also survive
+    wrap-then-verify (with the cheap ``TEST`` profile). False when the scheme is unknown or
+    cannot be tested at all; never raises.
     """
     try:
         scheme = get(scheme_id)
     except KeyError:
         return False
+    if scheme_id == "wrap":
+        # The wrapper has no vectors of its own: it passes when it wraps a weak scheme's.
+        return self_test("django_md5")
     cases: list[Example] = list(getattr(scheme, "examples", ()))
+    known = KNOWN_ANSWERS.get(scheme_id)
+    if known is not None:
+        try:
+            imported = import_hash(
+                scheme_id,
+                known["stored"],
+                salt=known["import"].get("salt"),
+                **(known["import"].get("params") or {}),
+            )
+        except CredentialError:
+            return False
+        cases.append(Example(known["password"], imported, known["keyring"]))
     make = getattr(scheme, "hash", None)
     if not cases and callable(make):
         password = secrets.token_urlsafe(12)

@@ -36,7 +36,7 @@ class DeviseBcrypt:
         # PHP's crypt() over "correct horse" + pepper, as Devise::Encryptor hashes.
         Example(
             "correct horse",
-            "$devise-bcrypt$k=devise_pepper$"
+            "$devise-bcrypt$k=devise_pepper"
             "$2a$04$abcdefghijklmnopqrstuueAuu9OnqCAUFerR0dg6hTillSSVBctG",
             {"devise_pepper": "pepper-for-self-test"},
         ),
