@@ -143,7 +143,7 @@ def _merge_fields(preset: Preset, user: Any) -> dict[str, Any]:
         user = {}
     if not isinstance(user, dict):
         raise SpecError("fields", "must be a table")
-    merged: dict[str, Any] = copy.deepcopy(dict(preset.fields))
+    merged: dict[str, Any] = copy.deepcopy(preset.all_fields)
     for name, value in user.items():
         if value is False:
             merged.pop(name, None)

@@ -62,8 +62,15 @@ class Preset:
     notes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     key: str = "legacy_id"
+    key_type: str = "bigint"
+    """Type of the key field: the platform's id, kept to link the new account back."""
     sources: tuple[str, ...] = field(default=())
     """Where the table definitions come from (published install SQL), for the docs."""
+
+    @property
+    def all_fields(self) -> dict[str, Any]:
+        """The ``[fields]`` section: the key field first, then the platform's mapping."""
+        return {self.key: {"from": self.key, "type": self.key_type}, **self.fields}
 
     def render_query(self, prefix: str | None = None) -> str:
         """The source query with the table prefix filled in (default: the platform's)."""

@@ -38,7 +38,7 @@ DRUPAL7 = Preset(
         "created_at": {"from": "created", "type": "datetime"},
         "active": flag_field("status"),
     },
-    credentials={"column": "pass", "scheme": "drupal7"},
+    credentials={"column": "pass", "scheme": "auto"},
     notes=("uid 0 (the anonymous user) is not read; created is a Unix time.",),
     sources=("Drupal 7 modules/user/user.install (user_schema: users, users_roles)",),
 )

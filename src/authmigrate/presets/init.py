@@ -219,7 +219,7 @@ def render_spec(
         "[fields]",
         "# target column = source column, or a table: from, normalize, type, required...",
     ]
-    for name, spec in preset.fields.items():
+    for name, spec in preset.all_fields.items():
         lines.append(f"{_key(name)} = {_toml(spec)}")
     lines += ["", "[credentials]"]
     creds = dict(preset.credentials)

@@ -48,7 +48,7 @@ JOOMLA = Preset(
         "active": flag_field("active"),
         "email_confirmed": flag_field("confirmed"),
     },
-    credentials={"column": "password", "scheme": "joomla"},
+    credentials={"column": "password", "scheme": "auto"},
     notes=("Joomla's table prefix is chosen at install (#__ in its SQL): found from the tables.",),
     sources=("Joomla 4 installation/sql/mysql/base.sql (#__users, #__user_usergroup_map)",),
 )

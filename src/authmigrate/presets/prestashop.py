@@ -20,12 +20,12 @@ from authmigrate.presets._model import (
     zero_date,
 )
 
-QUERY = f"""
-SELECT c.id_customer AS legacy_id,
+_COLUMNS = """c.id_customer AS legacy_id,
        c.email,
        c.firstname,
-       c.lastname,
-       c.passwd,
+       c.lastname,"""
+
+_TAIL = f"""
        c.id_shop,
        c.id_shop_group,
        c.id_default_group,
@@ -35,6 +35,17 @@ SELECT c.id_customer AS legacy_id,
 FROM {{p}}customer c
 WHERE c.is_guest = 0 AND c.deleted = 0
 """
+
+QUERY_16 = f"""
+SELECT {_COLUMNS}
+       c.passwd,{_TAIL}"""
+
+# bcrypt rows pass as they are; md5 rows are given their canonical form (cookie key id
+# "prestashop"), so that scheme = "auto" reads both kinds in one column.
+QUERY = f"""
+SELECT {_COLUMNS}
+       CASE WHEN LEFT(c.passwd, 1) = '$' THEN c.passwd
+            ELSE CONCAT('$prestashop$k=prestashop$', LOWER(c.passwd)) END AS passwd,{_TAIL}"""
 
 _REQUIRED = {
     "customer": ("id_customer", "email", "passwd", "secure_key", "is_guest", "date_add"),
@@ -78,7 +89,7 @@ PRESTASHOP16 = Preset(
     required=_REQUIRED,
     refine=_md5_column,
     bonus_tables=("customer_group", "guest"),
-    query=QUERY,
+    query=QUERY_16,
     fields=_FIELDS,
     credentials={
         "column": "passwd",
@@ -101,12 +112,10 @@ PRESTASHOP = Preset(
     bonus_tables=("customer_group", "guest", "customer_session"),
     query=QUERY,
     fields=_FIELDS,
-    credentials={
-        "column": "passwd",
-        "scheme": "prestashop",
-        "params": {"key_id": "prestashop"},
-        "keys": {"prestashop": "env:PS_COOKIE_KEY"},
-    },
-    notes=_KEY_NOTES,
+    credentials={"column": "passwd", "scheme": "auto", "keys": {"prestashop": "env:PS_COOKIE_KEY"}},
+    notes=(
+        *_KEY_NOTES,
+        "bcrypt rows are read as they are; md5 rows are tagged with key id \"prestashop\".",
+    ),
     sources=("PrestaShop 1.7/8 install-dev/data/db_structure.sql (PREFIX_customer)",),
 )

@@ -48,6 +48,7 @@ SHOPWARE6 = Preset(
     },
     bonus_tables=("customer_address", "migration"),
     query=QUERY,
+    key_type="text",
     fields={
         "email": email_field("email"),
         "customer_number": name_field("customer_number"),

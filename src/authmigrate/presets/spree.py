@@ -44,8 +44,7 @@ SPREE = Preset(
         "locked_at": datetime_field("locked_at"),
         "active": {"from": "active", "type": "boolean"},
     },
-    credentials={"column": "encrypted_password", "salt_column": "password_salt",
-                 "scheme": "devise_bcrypt"},
+    credentials={"column": "encrypted_password", "scheme": "auto"},
     notes=(
         "With a Devise pepper (config.pepper), add it to the keyring as an env reference:",
         "  [credentials.keys] devise = \"env:DEVISE_PEPPER\" and params.key_id = \"devise\".",
