@@ -48,6 +48,24 @@ class InvalidEmail(ValueError):  # noqa: N818
     """The value is not an email address."""
 
 
+_ASCII_EMAIL = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64})@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)"
+)
+
+
+def _ascii_ok(s: str) -> bool:
+    """The dot and hyphen rules the fast regex leaves out."""
+    return not (
+        ".." in s
+        or s[0] == "."
+        or ".@" in s
+        or "@-" in s
+        or "-." in s
+        or ".-" in s
+        or s[-1] == "-"
+    )
+
+
 def normalize_email(value: str, *, lowercase_local: bool = True) -> str:
     """Trim, NFC-normalize, lower-case the domain (and, by default, the local part).
 
@@ -55,7 +73,12 @@ def normalize_email(value: str, *, lowercase_local: bool = True) -> str:
         InvalidEmail: not a single ``local@domain`` with a dotted domain.
     """
     s = value.strip(_EDGE)
-    if not s.isascii():
+    if s.isascii() and len(s) <= 254:
+        # the common case, one regex: dot-atom local part, dotted LDH domain
+        m = _ASCII_EMAIL.fullmatch(s)
+        if m is not None and _ascii_ok(s):
+            return s.lower() if lowercase_local else f"{m.group(1)}@{m.group(2).lower()}"
+    else:
         s = unicodedata.normalize("NFC", s)
     local, at, domain = s.rpartition("@")
     if not at or not local or not domain or len(local) > 64 or len(s) > 254:
@@ -84,6 +107,27 @@ def _as_text(value: Any, column: str) -> str:
     if isinstance(value, bool | int | float | Decimal):
         return str(value)
     raise FieldReject("field.invalid_type", column, f"expected text, got {type(value).__name__}")
+
+
+def check_text(s: str, column: str) -> str:
+    """Refuse text a database cannot store: NUL characters, lone surrogates."""
+    if "\x00" in s:
+        raise FieldReject("field.invalid_text", column, "contains a NUL character")
+    if not s.isascii():
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldReject("field.invalid_text", column, "not valid Unicode") from None
+    return s
+
+
+def _passthrough(column: str) -> Callable[[Any], Any]:
+    """A plain copy keeps the source's type; only text is checked."""
+
+    def same(v: Any) -> Any:
+        return check_text(v, column) if type(v) is str else v
+
+    return same
 
 
 def _text_step(name: str, spec: FieldSpec, column: str) -> Callable[[Any], Any]:
@@ -185,14 +229,8 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
         return json.dumps(v, default=str)
 
     def text(v: Any) -> Any:
-        s = _as_text(v, column)
-        if "\x00" in s:
-            raise FieldReject("field.invalid_text", column, "contains a NUL character")
-        try:
-            s.encode("utf-8")
-        except UnicodeEncodeError:
-            raise FieldReject("field.invalid_text", column, "not valid Unicode") from None
-        return s
+        s = v if type(v) is str else _as_text(v, column)
+        return check_text(s, column)
 
     table: dict[str, Callable[[Any], Any]] = {
         "text": text,
@@ -238,7 +276,8 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
             return row.get(src)
 
     steps = [_text_step(n, spec, name) for n in spec.normalize]
-    coerce = _coerce(spec.type, name)
+    typed = "type" in spec.model_fields_set or bool(steps) or spec.template is not None
+    coerce = _coerce(spec.type, name) if typed else _passthrough(name)
     default = spec.default
     required = spec.required or not spec.nullable
     max_length = spec.max_length
@@ -246,8 +285,10 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
 
     if not steps and is_text and max_length is None and default is None and not required:
         # the hot path of a plain copy
+        src_col = spec.from_ or name
+
         def plain(row: Row) -> Any:
-            v = get(row)
+            v = row.get(src_col) if spec.template is None else get(row)
             return None if v is None else coerce(v)
 
         return plain
@@ -255,7 +296,8 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
     def field(row: Row) -> Any:
         v = get(row)
         if v is not None and steps:
-            v = _as_text(v, name)
+            if type(v) is not str:
+                v = _as_text(v, name)
             for step in steps:
                 v = step(v)
                 if v is None:
