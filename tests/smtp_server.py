@@ -22,6 +22,9 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+ACCEPT_THEN_HANG_UP = "accept-then-hang-up"
+"""A scripted reply: keep the message, then drop the connection before the 250 is sent."""
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -55,7 +58,11 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Accepts and records messages; ``script`` holds replies for the next DATA commands."""
+    """Accepts and records messages; ``script`` holds replies for the next DATA commands.
+
+    A scripted ``250 ...`` or :data:`ACCEPT_THEN_HANG_UP` keeps the message; any other reply
+    refuses it.
+    """
 
     received: list[Received] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
@@ -65,10 +72,13 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.data_commands += 1
-            if self.script:
-                return self.script.pop(0)
-            self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
-        return "250 2.0.0 OK"
+            reply = self.script.pop(0) if self.script else "250 2.0.0 OK"
+            if reply == ACCEPT_THEN_HANG_UP or reply.startswith("250"):
+                self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
+        if reply == ACCEPT_THEN_HANG_UP:
+            server.transport.abort()
+            return "250 2.0.0 OK (never reaches the client)"
+        return reply
 
     def per_recipient(self) -> Counter[str]:
         with self.lock:

@@ -33,7 +33,7 @@ from authmigrate.notify.outbox import row_aad
 from authmigrate.notify.sender import DRY_RUN_TOKEN, NotifyError
 from authmigrate.spec import Spec, load_spec_text
 from authmigrate.tokens import TokenStage, verify_token
-from tests.smtp_server import DroppingProxy, SmtpServer, smtp_server
+from tests.smtp_server import ACCEPT_THEN_HANG_UP, DroppingProxy, SmtpServer, smtp_server
 
 KEY_ENV = "AUTHMIGRATE_TEST_OUTBOX_KEY"
 PASSWORD_ENV = "AUTHMIGRATE_TEST_SMTP_PASSWORD"
@@ -325,6 +325,25 @@ def test_connection_dropped_mid_body_never_duplicates_after_resume(
         assert row.status in ("sent", "sending")
     assert first.in_doubt + second.in_doubt == sum(r.status == "sending" for r in rows) <= 1
     assert second.sent == 0
+
+
+def test_reply_lost_after_end_of_data_is_in_doubt_and_never_resent_automatically(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    server.handler.script = [ACCEPT_THEN_HANG_UP]
+
+    first = send(engine, spec)
+    second = send(engine, spec)
+
+    assert (first.sent, first.in_doubt, second.sent) == (2, 1, 0)
+    assert set(server.handler.per_recipient().values()) == {1}
+    assert len(server.handler.per_recipient()) == 3
+    (doubt,) = [r for r in outbox_rows(engine) if r.status == "sending"]
+    assert doubt.last_error.startswith("in doubt: no reply after the end of the message")
+    assert doubt.token_ciphertext is not None  # kept, in case the operator requeues it
+    assert status(engine, spec)["reset"] == {"queued": 0, "sending": 1, "sent": 2, "failed": 0}
 
 
 def test_outbox_rows_roll_back_with_the_batch(tmp_path: Path, server: SmtpServer) -> None:
