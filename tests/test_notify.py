@@ -41,15 +41,16 @@ SMTP_PASSWORD = "s3cret-Pa55word-for-smtp"
 TOKEN_RE = re.compile(r"token=([A-Za-z0-9_%-]+)")
 
 
-def spec_text(db: Path, port: int, extra: str = "") -> str:
+def spec_text(db: Path | str, port: int, extra: str = "") -> str:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
     return f"""
 name = "shop"
 [source]
-url = "sqlite:///{db.parent / 'legacy.db'}"
+url = "sqlite:///legacy.db"
 table = "old_users"
 key = "user_id"
 [target]
-url = "sqlite:///{db}"
+url = "{url}"
 table = "new_users"
 [fields]
 user_id = "user_id"
@@ -90,8 +91,8 @@ def server() -> Iterator[SmtpServer]:
         yield s
 
 
-def make_spec(tmp_path: Path, port: int, extra: str = "") -> Spec:
-    return load_spec_text(spec_text(tmp_path / "target.db", port, extra))
+def make_spec(tmp_path: Path, port: int, extra: str = "", *, url: str | None = None) -> Spec:
+    return load_spec_text(spec_text(url or tmp_path / "target.db", port, extra))
 
 
 def migrate(spec: Spec, segments: dict[str, int], merged: int = 0) -> tuple[sa.Engine, Batch]:
@@ -184,6 +185,22 @@ def test_every_user_of_a_segment_gets_exactly_one_message_with_its_template(
         seg: {"queued": 0, "sending": 0, "sent": n, "failed": 0}
         for seg, n in {"kept": 3, "merged": 2, "reset": 4, "wrapped": 3}.items()
     }
+
+
+def test_outbox_send_and_retry_work_on_sqlite_and_postgresql(
+    tmp_path: Path, server: SmtpServer, target_url: str
+) -> None:
+    spec = make_spec(tmp_path, server.port, url=target_url)
+    engine, _ = migrate(spec, {"reset": 3, "kept": 2}, merged=1)
+    server.handler.script = ["451 4.3.0 Try again later"]
+
+    report = send(engine, spec)
+
+    assert (report.sent, report.retried) == (6, 1)
+    assert len(server.handler.per_recipient()) == 6
+    assert set(server.handler.per_recipient().values()) == {1}
+    assert status(engine, spec)["reset"] == {"queued": 0, "sending": 0, "sent": 3, "failed": 0}
+    engine.dispose()
 
 
 def test_token_in_received_message_verifies_against_stored_hash(
@@ -491,6 +508,7 @@ def test_unset_outbox_key_is_a_spec_error_naming_the_key(
     assert err.value.path == "notify.outbox_key" and KEY_ENV in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtp_login_with_password_from_env_sends(tmp_path: Path) -> None:
     with smtp_server(username="shop", password=SMTP_PASSWORD) as srv:
         extra = f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n'
@@ -500,6 +518,7 @@ def test_smtp_login_with_password_from_env_sends(tmp_path: Path) -> None:
     assert report.sent == 2 and len(srv.handler.received) == 2
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtp_password_never_appears_in_logs_errors_or_outbox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
