@@ -1,0 +1,875 @@
+"""``authmigrate verify``: prove that the target holds exactly what the migration says it wrote.
+
+Three checks, all read-only (verify takes the migration's lock only so that it never reads a
+target a run is writing to):
+
+1. **Reconciliation.** ``source rows = migrated + rejected + merged``, each term counted on its
+   own: source rows in the source; migrated = target rows whose key is in the batches'
+   ``written_keys``; rejected and merged from ``authmigrate_rejects``.
+2. **Row checksums.** The source is read in key order, in chunks of ``chunk`` rows (keyset
+   pages, like the run). The source side of a chunk re-runs the spec's field transforms and
+   hashes each row's mapped values; the target side is a ``count`` and a ``sum`` of a 40-bit
+   row hash over the same keys, computed *in the database* on PostgreSQL (``md5``) and SQLite (a
+   registered function), streamed in Python elsewhere. Values are put in one canonical text
+   form per column type first, so SQLite and PostgreSQL agree. A chunk whose digests differ is
+   split in halves, and each half checksummed again, down to :data:`LEAF_ROWS` keys whose rows
+   are then compared one by one (the bisection of data-diff/reladiff). The result names the
+   keys *missing* (should be in the target, are not), *extra* (in the target, should not be)
+   and *different* (with the columns that differ, never the values).
+3. **Credentials and tokens.** Columns whose values are random per run (tokens) or salted by
+   wrapping cannot be checksummed; they are checked apart: a kept credential must equal the
+   source hash imported again, a wrapped one must have been made from it (scheme, kept part
+   and argon2id over the legacy digest, see :mod:`authmigrate.verify_credentials`) — every
+   one, or a random sample of ``sample`` wrapped credentials; a token must be a well-formed
+   stored token.
+
+Which target rows are the migration's business: rows whose key is a source key. A target row
+with a key the source never had (a sign-up in the live new system) is not reported; a target
+row for a source row that the migration rejected or merged is reported as extra, unless the
+row was rejected because that key was already in the target (``target.key_exists``).
+
+Memory: one chunk of rows, plus the migration's written keys and reject keys as a set (tens of
+bytes per key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from authmigrate.db import make_engine, safe_url
+from authmigrate.errors import TargetError
+from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
+from authmigrate.sources import Source, open_source
+from authmigrate.spec import Spec
+from authmigrate.transform import FieldReject, RowTransformer
+
+log = logging.getLogger("authmigrate")
+
+LEAF_ROWS = 16
+"""Bisection stops at this many keys and compares the rows themselves."""
+
+IN_LIST = 1000
+"""Keys per ``IN (...)`` list (SQLite and some drivers limit bound parameters)."""
+
+_HASH_HEX = 10  # 40 bits per row: sum over a million rows stays far below 2**63
+_IN_DB_KINDS = frozenset({"text", "int", "bool", "datetime", "date"})
+_SQLITE_HASH_FN = "authmigrate_row_hash"
+
+
+@dataclass
+class Difference:
+    """A key present on both sides whose mapped values differ (column names only)."""
+
+    key: Any
+    columns: list[str]
+
+
+@dataclass
+class CredentialProblem:
+    """A migrated account whose credential or token does not follow from its source row."""
+
+    key: Any
+    column: str
+    reason: str
+    """Stable code: ``credential.differs``, ``credential.not_wrapped``, ``wrap.digest``..."""
+
+
+@dataclass
+class VerifyResult:
+    """Everything ``verify`` found; ``ok`` when every check holds."""
+
+    migration: str
+    source_rows: int = 0
+    migrated: int = 0
+    rejected: int = 0
+    merged: int = 0
+    missing: list[Any] = field(default_factory=list)
+    extra: list[Any] = field(default_factory=list)
+    different: list[Difference] = field(default_factory=list)
+    credential_problems: list[CredentialProblem] = field(default_factory=list)
+    credentials_checked: int = 0
+    wrapped_checked: int = 0
+    wrapped_total: int = 0
+    tokens_checked: int = 0
+    chunks: int = 0
+    chunks_bisected: int = 0
+    checksums: str = "streamed"
+    """``in-database`` or ``streamed``: where the target side's checksums were computed."""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def reconciled(self) -> bool:
+        """``source rows = migrated + rejected + merged``."""
+        return self.source_rows == self.migrated + self.rejected + self.merged
+
+    @property
+    def ok(self) -> bool:
+        """True when the counts reconcile and no row or credential is wrong."""
+        return (
+            self.reconciled
+            and not self.missing
+            and not self.extra
+            and not self.different
+            and not self.credential_problems
+            and not self.notes
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (keys, column names and reason codes only)."""
+        return {
+            "migration": self.migration,
+            "ok": self.ok,
+            "source_rows": self.source_rows,
+            "migrated": self.migrated,
+            "rejected": self.rejected,
+            "merged": self.merged,
+            "reconciled": self.reconciled,
+            "missing": self.missing,
+            "extra": self.extra,
+            "different": [{"key": d.key, "columns": d.columns} for d in self.different],
+            "credential_problems": [
+                {"key": p.key, "column": p.column, "reason": p.reason}
+                for p in self.credential_problems
+            ],
+            "credentials_checked": self.credentials_checked,
+            "wrapped_checked": self.wrapped_checked,
+            "tokens_checked": self.tokens_checked,
+            "chunks": self.chunks,
+            "chunks_bisected": self.chunks_bisected,
+            "checksums": self.checksums,
+            "notes": self.notes,
+        }
+
+
+# -- canonical values ----------------------------------------------------------------------
+
+
+def column_kind(type_: Any) -> str:
+    """The canonical kind of a target column type: text, int, bool, datetime, date, number."""
+    if isinstance(type_, sa.Boolean):
+        return "bool"
+    if isinstance(type_, sa.Integer):
+        return "int"
+    if isinstance(type_, sa.DateTime):
+        return "datetime"
+    if isinstance(type_, sa.Date):
+        return "date"
+    if isinstance(type_, sa.Float | sa.Numeric):
+        return "number"
+    if isinstance(type_, sa.String):
+        return "text"
+    return "other"
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off", ""}
+
+
+def canonical(kind: str, value: Any) -> str | None:  # noqa: C901 - one branch per kind
+    """One value as the text both sides hash: the same for SQLite and PostgreSQL.
+
+    >>> canonical("bool", True), canonical("int", "42"), canonical("datetime", "2020-01-02")
+    ('1', '42', '2020-01-02 00:00:00.000000')
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", "replace")
+    if kind == "int":
+        if isinstance(value, bool):
+            return str(int(value))
+        if isinstance(value, int):
+            return str(value)
+        try:
+            return str(int(str(value).strip()))
+        except ValueError:
+            return str(value)
+    if kind == "bool":
+        if isinstance(value, bool | int):
+            return "1" if value else "0"
+        s = str(value).strip().lower()
+        return "1" if s in _TRUE else "0" if s in _FALSE else str(value)
+    if kind == "datetime":
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value.strip())
+            except ValueError:
+                return value
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if isinstance(value, dt.date):
+            return f"{value.isoformat()} 00:00:00.000000"
+        return str(value)
+    if kind == "date":
+        if isinstance(value, dt.datetime):
+            return value.date().isoformat()
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return str(value)[:10]
+    if kind == "number":
+        try:
+            return repr(float(value))
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def row_text(values: Sequence[str | None]) -> str:
+    """The canonical values of one row joined: ``N`` for NULL, ``v<escaped>`` otherwise."""
+    return "|".join("N" if v is None else "v" + _escape(v) for v in values)
+
+
+def text_hash(text: str) -> int:
+    """The 40-bit row hash (the first 10 hex digits of MD5, as PostgreSQL computes them)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return int(hashlib.md5(raw, usedforsecurity=False).hexdigest()[:_HASH_HEX], 16)
+
+
+def _sqlite_row_hash(text: str | bytes | None) -> int | None:
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text_hash(text)
+
+
+Digest = tuple[int, int]
+"""(rows, sum of row hashes) over a set of keys."""
+
+
+# -- the two sides -------------------------------------------------------------------------
+
+
+class _Target:
+    """The target table seen by verify: reflected, with checksum queries over key lists."""
+
+    def __init__(self, spec: Spec, engine: sa.Engine, conn: sa.Connection) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.conn = conn
+        schema, _, name = spec.target.table.rpartition(".")
+        self.table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema or None)
+        key = spec.target_key
+        self.key = self.table.c[key]
+        self.key_kind = column_kind(self.key.type)
+        self.columns = [c for c in spec.fields if c in self.table.c]
+        self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
+        self.in_db = self._can_hash_in_db()
+
+    def _can_hash_in_db(self) -> bool:
+        backend = self.engine.dialect.name
+        if not set(self.kinds) <= _IN_DB_KINDS:
+            return False
+        if backend == "sqlite":
+            raw: Any = self.conn.connection.driver_connection
+            raw.create_function(_SQLITE_HASH_FN, 1, _sqlite_row_hash, deterministic=True)
+            return True
+        if backend == "postgresql":
+            enc = self.conn.execute(sa.text("SHOW server_encoding")).scalar()
+            return str(enc).upper() in ("UTF8", "SQL_ASCII")
+        return False
+
+    def key_value(self, key: Any) -> Any:
+        """A source key as the target's key column holds it."""
+        if self.key_kind == "text" and not isinstance(key, str):
+            return str(key)
+        if self.key_kind == "int" and isinstance(key, str) and key.strip().lstrip("-").isdigit():
+            return int(key)
+        return key
+
+    def _piece(self, col: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[Any]:
+        pg = self.engine.dialect.name == "postgresql"
+        text: sa.ColumnElement[Any]
+        if kind == "bool":
+            text = sa.case((col, sa.literal("1", sa.Text)), else_=sa.literal("0", sa.Text))
+        elif kind == "datetime" and pg:
+            text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
+        elif kind == "date" and pg:
+            text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
+        else:
+            text = sa.cast(col, sa.Text)
+        esc = sa.func.replace(
+            sa.func.replace(text, "\\", "\\\\", type_=sa.Text), "|", "\\|", type_=sa.Text
+        )
+        return sa.case(
+            (col.is_(None), sa.literal("N", sa.Text)), else_=sa.literal("v", sa.Text) + esc
+        )
+
+    def _hash_expr(self) -> sa.ColumnElement[Any]:
+        pieces = [
+            self._piece(self.table.c[c], k) for c, k in zip(self.columns, self.kinds, strict=True)
+        ]
+        row = pieces[0]
+        for piece in pieces[1:]:
+            row = row + sa.literal("|", sa.Text) + piece
+        if self.engine.dialect.name == "sqlite":
+            return sa.func.authmigrate_row_hash(row, type_=sa.BigInteger)
+        from sqlalchemy.dialects.postgresql import BIT
+
+        hexed = sa.literal("x", sa.Text) + sa.func.substr(sa.func.md5(row), 1, _HASH_HEX)
+        return sa.cast(sa.cast(hexed, BIT(_HASH_HEX * 4)), sa.BigInteger)
+
+    def digest(self, keys: Sequence[Any]) -> Digest:
+        """(rows, sum of row hashes) of the target rows with these keys."""
+        if not keys:
+            return (0, 0)
+        if not self.in_db:
+            rows = self.rows(keys)
+            return (len(rows), sum(text_hash(row_text(v)) for v in rows.values()))
+        expr = self._hash_expr()
+        count = total = 0
+        for part in _slices(keys, IN_LIST):
+            n, s = self.conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(expr), 0)).where(
+                    self.key.in_(part)
+                )
+            ).one()
+            count, total = count + int(n), total + int(s)
+        return (count, total)
+
+    def rows(self, keys: Sequence[Any]) -> dict[str, list[str | None]]:
+        """Canonical values of the target rows with these keys, by key id."""
+        cols = [self.table.c[c] for c in self.columns]
+        out: dict[str, list[str | None]] = {}
+        for part in _slices(keys, IN_LIST):
+            for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
+                out[key_id(row[0])] = [
+                    canonical(k, v) for k, v in zip(self.kinds, row[1:], strict=True)
+                ]
+        return out
+
+    def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The given columns (and the key, as ``""``) of the target rows with these keys."""
+        cols = [self.table.c[c] for c in columns]
+        out: dict[str, dict[str, Any]] = {}
+        for part in _slices(keys, IN_LIST):
+            for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
+                out[key_id(row[0])] = {"": row[0], **dict(zip(columns, row[1:], strict=True))}
+        return out
+
+
+def key_id(key: Any) -> str:
+    """A key as a string, so that 42 from one side and "42" from the other are the same key."""
+    return key if isinstance(key, str) else str(key)
+
+
+def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class _Chunk:
+    """One key-ordered chunk of source rows, hashed."""
+
+    keys: list[Any]
+    """Target key values to check, in source order (rows the target may legitimately hold
+    under another owner, ``target.key_exists``, are left out)."""
+    hashes: dict[str, int]
+    values: dict[str, list[str | None] | str]
+    """Canonical values of each expected row, or the reject reason if it no longer transforms."""
+    unaccounted: list[Any]
+    expected_rows: list[dict[str, Any]]
+
+
+class _Verifier:
+    def __init__(
+        self, spec: Spec, source: Source, target: _Target, sample: int | None, chunk: int
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.target = target
+        self.sample = sample
+        self.chunk = chunk
+        self.transform = RowTransformer(spec)
+        self.result = VerifyResult(migration=spec.migration_name)
+        self.written: set[str] = set()
+        self.rejects: dict[str, str] = {}
+        self.rng = random.Random()
+        self.reservoir: list[tuple[Any, str, str, str]] = []
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def load_bookkeeping(self, conn: sa.Connection) -> None:
+        _, batches, rejects = bookkeeping_tables(sa.MetaData())
+        name = self.spec.migration_name
+        for (blob,) in conn.execute(
+            sa.select(batches.c.written_keys).where(batches.c.migration == name)
+        ):
+            self.written.update(key_id(k) for k in unpack_keys(blob))
+        res = self.result
+        for source_key, outcome, reason in conn.execute(
+            sa.select(rejects.c.source_key, rejects.c.outcome, rejects.c.reason).where(
+                rejects.c.migration == name
+            )
+        ):
+            if outcome == "merged":
+                res.merged += 1
+            else:
+                res.rejected += 1
+            if source_key is not None:
+                self.rejects[key_id(decode_key(source_key))] = reason
+
+    # -- the pass over the source ---------------------------------------------------------
+
+    def run(self) -> VerifyResult:
+        res = self.result
+        res.source_rows = self.source.count()
+        res.checksums = "in-database" if self.target.in_db else "streamed"
+        seen: set[str] = set()
+        missing_written = 0
+        key = self.spec.source.key
+        after: Any = None
+        while True:
+            rows = self.source.page(after, self.chunk)
+            if not rows:
+                break
+            after = rows[-1][key]
+            chunk = self._hash_chunk(rows, seen)
+            missing_written += self._compare_chunk(chunk)
+            self._check_secrets(chunk)
+        self._finish_sample()
+        gone = [k for k in self.written if k not in seen]
+        present = self.target.select([self.target.key_value(k) for k in gone], []) if gone else {}
+        res.extra.extend(present[k][""] for k in gone if k in present)
+        res.migrated = len(self.written) - missing_written - (len(gone) - len(present))
+        return res
+
+    def _hash_chunk(self, rows: list[dict[str, Any]], seen: set[str]) -> _Chunk:
+        key = self.spec.source.key
+        kinds = dict(zip(self.target.columns, self.target.kinds, strict=True))
+        chunk = _Chunk([], {}, {}, [], [])
+        for row in rows:
+            k = row[key]
+            kid = key_id(k)
+            seen.add(kid)
+            if kid in self.written:
+                try:
+                    mapped = self.transform(row)
+                except FieldReject as rej:
+                    chunk.values[kid] = f"{rej.column} (now {rej.reason})"
+                    chunk.hashes[kid] = -1  # matches no target row
+                else:
+                    canon = [canonical(kinds[c], mapped.get(c)) for c in self.target.columns]
+                    chunk.values[kid] = canon
+                    chunk.hashes[kid] = text_hash(row_text(canon))
+                    chunk.expected_rows.append(row)
+            elif self.rejects.get(kid) == "target.key_exists":
+                continue
+            elif kid not in self.rejects:
+                chunk.unaccounted.append(k)
+            chunk.keys.append(self.target.key_value(k))
+        return chunk
+
+    def _compare_chunk(self, chunk: _Chunk) -> int:
+        """Checksum the chunk, bisect it on a mismatch; returns expected rows found missing."""
+        res = self.result
+        res.chunks += 1
+        found = _Found()
+        if self._source_digest(chunk, chunk.keys) != self.target.digest(chunk.keys):
+            res.chunks_bisected += 1
+            self._bisect(chunk, chunk.keys, found)
+            if not found.any() and self.target.in_db:
+                # the database's canonical text differs from ours (an exotic type or
+                # encoding): the rows agree, so stream the rest of the table instead
+                log.warning("in-database checksums disagree with the rows; streaming instead")
+                self.target.in_db = False
+                res.checksums = "streamed"
+        extra_ids = {key_id(k) for k in found.extra}
+        res.missing.extend(found.missing)
+        res.missing.extend(k for k in chunk.unaccounted if key_id(k) not in extra_ids)
+        res.extra.extend(found.extra)
+        res.different.extend(found.different)
+        return len(found.missing)
+
+    def _source_digest(self, chunk: _Chunk, keys: Sequence[Any]) -> Digest:
+        count = total = 0
+        for k in keys:
+            h = chunk.hashes.get(key_id(k))
+            if h is not None:
+                count += 1
+                total += h
+        return (count, total)
+
+    def _bisect(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
+        if len(keys) <= LEAF_ROWS:
+            self._compare_rows(chunk, keys, found)
+            return
+        mid = len(keys) // 2
+        for half in (keys[:mid], keys[mid:]):
+            if self._source_digest(chunk, half) != self.target.digest(half):
+                self._bisect(chunk, half, found)
+
+    def _compare_rows(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
+        there = self.target.rows(keys)
+        for k in keys:
+            kid = key_id(k)
+            want = chunk.values.get(kid)
+            have = there.get(kid)
+            if want is None and have is None:
+                continue
+            if have is None:
+                found.missing.append(k)
+            elif want is None:
+                found.extra.append(k)
+            elif isinstance(want, str):
+                found.different.append(Difference(k, [want]))
+            elif want != have:
+                cols = [
+                    c for c, w, h in zip(self.target.columns, want, have, strict=True) if w != h
+                ]
+                found.different.append(Difference(k, cols))
+
+    # -- credentials and tokens -----------------------------------------------------------
+
+    def _check_secrets(self, chunk: _Chunk) -> None:
+        cred, tok = self.spec.credentials, self.spec.tokens
+        columns: list[str] = []
+        if cred is not None:
+            columns += [cred.target_column, cred.reset_column]
+        if tok is not None:
+            columns.append(tok.column)
+        columns = [c for c in columns if c in self.target.table.c]
+        if not columns or not chunk.expected_rows:
+            return
+        key = self.spec.source.key
+        keys = [self.target.key_value(r[key]) for r in chunk.expected_rows]
+        there = self.target.select(keys, columns)
+        if cred is not None and {cred.target_column, cred.reset_column} <= set(columns):
+            self._check_credentials(chunk.expected_rows, there)
+        if tok is not None and tok.column in columns:
+            self._check_tokens(chunk.expected_rows, there)
+
+    def _check_credentials(
+        self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]
+    ) -> None:
+        from authmigrate.credentials import CredentialPolicy, default_weak, prepare_batch
+
+        cred = self.spec.credentials
+        assert cred is not None
+        res = self.result
+        key = self.spec.source.key
+        policy = CredentialPolicy(
+            scheme=cred.scheme,
+            policy="keep" if cred.policy == "wrap" else cred.policy,
+            weak=None,
+            params=dict(cred.params),
+            profile=cred.profile,
+        )
+        weak = frozenset(cred.weak) if cred.weak is not None else default_weak()
+        items: list[tuple[str | None, str | None]] = []
+        present: list[tuple[Any, dict[str, Any]]] = []
+        for row in rows:
+            got = there.get(key_id(row[key]))
+            if got is None:
+                continue  # reported as missing already
+            raw = row.get(cred.column)
+            if isinstance(raw, bytes | bytearray | memoryview):
+                raw = bytes(raw).decode("utf-8", "replace")
+            salt = row.get(cred.salt_column) if cred.salt_column else None
+            present.append((row[key], got))
+            blank = raw is None or (isinstance(raw, str) and not raw.strip())
+            items.append((None if blank else str(raw).strip(), None if salt is None else str(salt)))
+        prepared = (
+            prepare_batch([(v or "", s) for v, s in items], policy, workers=1) if items else []
+        )
+        digest_jobs: list[tuple[Any, str, str, str]] = []
+        for (k, got), (value, _), outcome in zip(present, items, prepared, strict=True):
+            stored, reset = got[cred.target_column], got[cred.reset_column]
+            res.credentials_checked += 1
+            problem = self._credential_problem(
+                k, value, outcome, stored, bool(reset), weak, digest_jobs
+            )
+            if problem:
+                res.credential_problems.append(CredentialProblem(k, cred.target_column, problem))
+        self._run_digest_checks(digest_jobs)
+
+    def _credential_problem(
+        self,
+        key: Any,
+        value: str | None,
+        outcome: Any,
+        stored: str | None,
+        reset: bool,
+        weak: frozenset[str],
+        digest_jobs: list[tuple[Any, str, str, str]],
+    ) -> str:
+        import hmac
+
+        from authmigrate.credentials import Prepared
+        from authmigrate.verify_credentials import check_wrapped, is_wrapped
+
+        cred = self.spec.credentials
+        assert cred is not None
+        if value is None or cred.policy == "reset":
+            if cred.policy != "reset" and cred.on_missing == "reject":
+                return "credential.missing"
+            return "" if stored is None and reset else "credential.not_reset"
+        if not isinstance(outcome, Prepared) or outcome.credential is None:
+            return "credential.unreadable"
+        canonical_cred = outcome.credential
+        if cred.policy == "wrap" and outcome.scheme in weak:
+            if not is_wrapped(stored):
+                return "credential.not_wrapped"
+            assert stored is not None
+            check = check_wrapped(stored, canonical_cred, outcome.scheme, check_digest=False)
+            if not check.ok:
+                return check.reason
+            self._queue_digest_check((key, stored, canonical_cred, outcome.scheme), digest_jobs)
+            return ""
+        if stored is None or not hmac.compare_digest(
+            stored.encode("utf-8", "surrogatepass"), canonical_cred.encode("utf-8", "surrogatepass")
+        ):
+            return "credential.differs"
+        return "credential.reset_flag" if reset else ""
+
+    def _queue_digest_check(
+        self, job: tuple[Any, str, str, str], digest_jobs: list[tuple[Any, str, str, str]]
+    ) -> None:
+        res = self.result
+        res.wrapped_total += 1
+        if self.sample is None:
+            digest_jobs.append(job)
+            return
+        # reservoir sampling: every wrapped credential equally likely to be checked
+        if len(self.reservoir) < self.sample:
+            self.reservoir.append(job)
+            return
+        slot = self.rng.randrange(res.wrapped_total)
+        if slot < self.sample:
+            self.reservoir[slot] = job
+
+    def _finish_sample(self) -> None:
+        self._run_digest_checks(self.reservoir)
+        self.reservoir = []
+
+    def _run_digest_checks(self, jobs: Sequence[tuple[Any, str, str, str]]) -> None:
+        if not jobs:
+            return
+        from authmigrate.credentials._batch import default_workers
+        from authmigrate.verify_credentials import check_wrapped
+
+        def one(job: tuple[Any, str, str, str]) -> str:
+            return check_wrapped(job[1], job[2], job[3]).reason
+
+        with ThreadPoolExecutor(max_workers=default_workers()) as pool:
+            reasons = list(pool.map(one, jobs))
+        cred = self.spec.credentials
+        assert cred is not None
+        for job, reason in zip(jobs, reasons, strict=True):
+            self.result.wrapped_checked += 1
+            if reason:
+                self.result.credential_problems.append(
+                    CredentialProblem(job[0], cred.target_column, reason)
+                )
+
+    def _check_tokens(self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]) -> None:
+        from authmigrate.errors import MalformedHashError
+        from authmigrate.tokens import parse_stored
+
+        tok = self.spec.tokens
+        assert tok is not None
+        key = self.spec.source.key
+        for row in rows:
+            got = there.get(key_id(row[key]))
+            if got is None:
+                continue
+            self.result.tokens_checked += 1
+            stored = got[tok.column]
+            try:
+                parsed = parse_stored(stored)
+            except MalformedHashError:
+                reason = "token.missing" if stored is None else "token.malformed"
+                self.result.credential_problems.append(
+                    CredentialProblem(row[key], tok.column, reason)
+                )
+                continue
+            if parsed.purpose != tok.purpose:
+                self.result.credential_problems.append(
+                    CredentialProblem(row[key], tok.column, "token.purpose")
+                )
+
+
+@dataclass
+class _Found:
+    missing: list[Any] = field(default_factory=list)
+    extra: list[Any] = field(default_factory=list)
+    different: list[Difference] = field(default_factory=list)
+
+    def any(self) -> bool:
+        return bool(self.missing or self.extra or self.different)
+
+
+def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_000) -> VerifyResult:
+    """Reconcile source and target, compare every mapped row, check credentials and tokens.
+
+    Args:
+        spec: the migration.
+        sample: check the argon2id part of this many wrapped credentials, chosen at random
+            (``None``: every one). Kept credentials are always all compared.
+        chunk: source rows per checksummed chunk.
+
+    Returns:
+        A :class:`VerifyResult`; ``result.ok`` is True when everything holds.
+
+    Raises:
+        SpecError, SourceError: the source cannot be read as the spec says.
+        TargetError: the target cannot be reached.
+        LockError: a run of this migration is writing to the target right now.
+    """
+    if chunk < 1:
+        raise ValueError("chunk must be positive")
+    if sample is not None and sample < 0:
+        from authmigrate.errors import SpecError
+
+        raise SpecError("--sample", "must be 0 or more")
+    started = time.monotonic()
+    source = open_source(spec.source)
+    engine = make_engine(spec.target.url, path="target.url")
+    lock = TargetLock(engine, spec.migration_name)
+    try:
+        try:
+            lock.acquire()
+            conn = engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise TargetError(
+                f"cannot reach target {safe_url(spec.target.url)}: {_first_line(exc)}"
+            ) from None
+        with conn:
+            result = _verify(spec, source, engine, conn, sample, chunk)
+    finally:
+        lock.release()
+        source.close()
+        engine.dispose()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _verify(
+    spec: Spec,
+    source: Source,
+    engine: sa.Engine,
+    conn: sa.Connection,
+    sample: int | None,
+    chunk: int,
+) -> VerifyResult:
+    insp = sa.inspect(conn)
+    schema, _, name = spec.target.table.rpartition(".")
+    if not insp.has_table("authmigrate_batches") or not insp.has_table(name, schema=schema or None):
+        result = VerifyResult(migration=spec.migration_name, source_rows=source.count())
+        result.notes.append(f"no run of this migration has written to {safe_url(spec.target.url)}")
+        return result
+    target = _Target(spec, engine, conn)
+    verifier = _Verifier(spec, source, target, sample, chunk)
+    verifier.load_bookkeeping(conn)
+    if not verifier.written and not verifier.rejects and verifier.result.rejected == 0:
+        verifier.result.notes.append("no batch of this migration is recorded in the target")
+    missing_fields = [f for f in spec.fields if f not in target.table.c]
+    if missing_fields:
+        verifier.result.notes.append(
+            f"the target table has no column {', '.join(repr(f) for f in missing_fields)}"
+        )
+    return verifier.run()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+# -- the command ---------------------------------------------------------------------------
+
+SHOWN = 20
+"""Keys listed per kind of problem on the terminal (the JSON has them all)."""
+
+
+def verify_command(spec: Spec, sample: int | None) -> int:
+    """``authmigrate verify``: run :func:`verify_migration` and print what it found.
+
+    Returns:
+        0 when every check holds, 1 otherwise (the problems are listed).
+    """
+    from rich.table import Table
+
+    from authmigrate.report import console
+
+    res = verify_migration(spec, sample=sample)
+    t = Table(title=f"authmigrate verify: {res.migration}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("source rows", f"{res.source_rows:,}")
+    t.add_row("migrated", f"{res.migrated:,}")
+    t.add_row("rejected", f"{res.rejected:,}")
+    t.add_row("merged", f"{res.merged:,}")
+    total = res.migrated + res.rejected + res.merged
+    sign = "=" if res.reconciled else "≠"
+    t.add_row(
+        "reconciliation",
+        f"{res.source_rows:,} {sign} {res.migrated:,} + {res.rejected:,} + {res.merged:,}"
+        + ("" if res.reconciled else f" (= {total:,})"),
+    )
+    t.add_row(
+        "chunks checksummed", f"{res.chunks:,} ({res.checksums}), {res.chunks_bisected:,} bisected"
+    )
+    t.add_row(
+        "rows missing / extra / different",
+        f"{len(res.missing)} / {len(res.extra)} / {len(res.different)}",
+    )
+    if spec.credentials is not None:
+        t.add_row("credentials compared", f"{res.credentials_checked:,}")
+        if res.wrapped_total:
+            t.add_row(
+                "wrapped, argon2id checked", f"{res.wrapped_checked:,} of {res.wrapped_total:,}"
+            )
+    if spec.tokens is not None:
+        t.add_row("tokens checked", f"{res.tokens_checked:,}")
+    t.add_row("time", f"{res.seconds:.2f} s")
+    console.print(t)
+    for note in res.notes:
+        console.print(f"[bold red]problem:[/] {note}")
+    _print_keys("missing (should be in the target, are not)", res.missing)
+    _print_keys("extra (in the target, should not be)", res.extra)
+    _print_keys(
+        "different (mapped values differ)",
+        [f"{d.key!r}: {', '.join(d.columns)}" for d in res.different],
+        raw=True,
+    )
+    _print_keys(
+        "credentials and tokens",
+        [f"{p.key!r}: {p.column} {p.reason}" for p in res.credential_problems],
+        raw=True,
+    )
+    console.print("[bold green]verify ok[/]" if res.ok else "[bold red]verify found problems[/]")
+    return 0 if res.ok else 1
+
+
+def _print_keys(title: str, items: Sequence[Any], *, raw: bool = False) -> None:
+    from rich.markup import escape
+
+    from authmigrate.report import console
+
+    if not items:
+        return
+    console.print(f"[bold red]{escape(title)}:[/] {len(items):,}")
+    for item in items[:SHOWN]:
+        console.print(f"  {escape(item if raw else repr(item))}")
+    if len(items) > SHOWN:
+        console.print(f"  ... and {len(items) - SHOWN:,} more")
