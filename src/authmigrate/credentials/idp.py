@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from authmigrate.errors import CredentialError
 
 from . import _phc
-from ._base import Keyring, register
+from ._base import Example, Keyring, register
 from ._common import DigestScheme, b64decode, b64encode, is_hex, malformed, secret_for
 
 
@@ -94,6 +94,18 @@ class FirebaseScrypt(DigestScheme):
     id: ClassVar[str] = "firebase_scrypt"
     description: ClassVar[str] = "Firebase Auth modified scrypt (signer key by id)"
     weak: ClassVar[bool] = False
+    examples: ClassVar[tuple[Example, ...]] = (
+        # the example of Firebase's documentation for importing scrypt users (public key)
+        Example(
+            "user1password",
+            "$firebase-scrypt$k=example,m=14,r=8,s=Bw$42xEC+ixf3L2lw$lSrfV15cpx95/sZS2W9c9Kp6i"
+            "/LVgQNDNC/qzrCnh1SAyZvqmZqAjTdn3aoItz+VHjoZilo78198JAdRuid5lQ",
+            {
+                "example": "jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0Qs"
+                "EmYUSDzZvpjeJ9WmXA=="
+            },
+        ),
+    )
 
     def identify(self, credential: str) -> bool:
         """True for ``$firebase-scrypt$...``."""
@@ -250,6 +262,9 @@ class LdapMd5(_Ldap):
     prefix: ClassVar[str] = "{MD5}"
     algorithm: ClassVar[str] = "md5"
     salted: ClassVar[bool] = False
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example("password", "{MD5}X03MO1qnZdYdgyfeuILPmQ=="),
+    )  # slappasswd
 
 
 @register(priority=60)
@@ -261,6 +276,9 @@ class LdapSha1(_Ldap):
     prefix: ClassVar[str] = "{SHA}"
     algorithm: ClassVar[str] = "sha1"
     salted: ClassVar[bool] = False
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example("password", "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="),
+    )  # slappasswd
 
 
 @register(priority=60)
@@ -272,6 +290,9 @@ class LdapSaltedMd5(_Ldap):
     prefix: ClassVar[str] = "{SMD5}"
     algorithm: ClassVar[str] = "md5"
     salted: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example("password", "{SMD5}bvdQu0bC6iVCaK9j/EoWidWWyWI="),
+    )  # slappasswd
 
 
 @register(priority=60)
@@ -283,6 +304,9 @@ class LdapSaltedSha1(_Ldap):
     prefix: ClassVar[str] = "{SSHA}"
     algorithm: ClassVar[str] = "sha1"
     salted: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example("password", "{SSHA}zyTTpmekHiJD/ewnMtBofKEhpMKSe2Bm"),
+    )  # slappasswd
 
 
 @register(priority=55)
@@ -294,6 +318,9 @@ class LdapSaltedSha256(_Ldap):
     prefix: ClassVar[str] = "{SSHA256}"
     algorithm: ClassVar[str] = "sha256"
     salted: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example("password", "{SSHA256}dSi7IApaT1uONeb5JASfTsTEhsaWaum48tQlFZzcI3YVH6Drp6jbuA=="),
+    )  # slappasswd
 
 
 @register(priority=55)
@@ -305,6 +332,13 @@ class LdapSaltedSha512(_Ldap):
     prefix: ClassVar[str] = "{SSHA512}"
     algorithm: ClassVar[str] = "sha512"
     salted: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example(
+            "password",
+            "{SSHA512}NNQFm5IsQnRPatdGSmiZLuItC7iEDolRrHksz4m1XAO1/uqlCXv1TrqWzfDDTR/sSoa8FSpq"
+            "BdAOL1L4yY2EnrGiLedPBuHZ",
+        ),
+    )  # slappasswd
 
 
 # -- MySQL, PostgreSQL -----------------------------------------------------------------------
@@ -321,6 +355,9 @@ class Mysql41(DigestScheme):
     id: ClassVar[str] = "mysql41"
     description: ClassVar[str] = "MySQL 4.1+ PASSWORD() *HEX (sha1 of sha1)"
     weak: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        Example("password", "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"),  # MariaDB PASSWORD()
+    )
 
     def identify(self, credential: str) -> bool:
         """True for ``*`` followed by 40 hex digits."""
@@ -369,6 +406,10 @@ class PostgresMd5(DigestScheme):
     id: ClassVar[str] = "postgres_md5"
     description: ClassVar[str] = "PostgreSQL md5 role password (md5 of password + username)"
     weak: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        # role "alice", from PostgreSQL 15's pg_authid
+        Example("password", "$postgres-md5$YWxpY2U$dc9478eb4e94a7dcf2bda02360188a52"),
+    )
 
     def identify(self, credential: str) -> bool:
         """True for ``$postgres-md5$...``; a bare ``md5...`` lacks its username."""
