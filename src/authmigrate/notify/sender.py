@@ -676,15 +676,18 @@ def notify_command(
     out: Path | None = None,
     status: bool = False,
     console: Console | None = None,
+    base_dir: Path | None = None,
 ) -> int:
     """Run ``authmigrate notify SPEC [--dry-run --out DIR] [--status]``; return the exit code.
+
+    ``spec`` is a loaded spec or the path of its file; relative template paths are read from
+    the file's folder, or from ``base_dir`` for a loaded spec.
 
     0: done (every message sent); 1: some messages failed or are in doubt, or the server
     cannot be used; 2: bad spec or arguments (nothing sent).
     """
     console = console or Console()
     try:
-        base_dir: Path | None = None
         if not isinstance(spec, Spec):
             base_dir = Path(spec).resolve().parent
             spec = load_spec(spec)
