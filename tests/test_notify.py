@@ -222,7 +222,7 @@ def test_token_in_received_message_verifies_against_stored_hash(
         token = text_tokens.pop()
         assert verify_token(token, stored[rcpt], purpose="password_reset")
         expiry = re.search(r"expires on (\S+ \S+) UTC", received.text())
-        assert expiry is not None and expiry.group(1) > time.strftime("%Y-%m-%d %H:%M")
+        assert expiry is not None and expiry.group(1) > time.strftime("%Y-%m-%d %H:%M", time.gmtime())
         assert not verify_token(token, stored[next(e for e in stored if e != rcpt)])
         assert "Ann reset-" not in received.text() or rcpt.startswith("reset")
 
