@@ -57,6 +57,8 @@ class Batch:
     rows_read: int
     records: list[Record] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    source_rows: list[dict[str, Any]] | None = field(default=None, repr=False)
+    """The rows as read, so a failed batch can be done again from scratch."""
 
     def reject(self, record: Record, reason: str, column: str | None, detail: str = "") -> None:
         """Move ``record`` out of the accounts to write and into the rejects."""

@@ -12,11 +12,14 @@ A crash at any point loses at most the batch in flight, which the next run reads
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,20 +156,15 @@ class Migration:
 
     # -- one batch --------------------------------------------------------------------------
 
-    def build_batch(
-        self,
-        number: int,
-        rows: list[dict[str, Any]],
-        dupes: DuplicateStage,
-        conn: sa.Connection | None,
-    ) -> Batch:
-        """Transform rows and run every stage: everything but the write."""
+    def transform_batch(self, number: int, rows: list[dict[str, Any]]) -> Batch:
+        """Apply the field transforms: a pure function of the rows, safe to run ahead."""
         key = self.spec.source.key
         batch = Batch(
             number=number,
             first_key=rows[0][key] if rows else None,
             last_key=rows[-1][key] if rows else None,
             rows_read=len(rows),
+            source_rows=rows,
         )
         transform = self.transform
         records = batch.records
@@ -177,7 +175,17 @@ class Migration:
                 records.append(Record(k, row, transform(row)))
             except FieldReject as rej:
                 rejects.append(Reject(k, rej.reason, rej.column, rej.detail, row))
-        if conn is not None and records:
+        return batch
+
+    def finish_batch(
+        self, batch: Batch, dupes: DuplicateStage, conn: sa.Connection | None
+    ) -> Batch:
+        """Run the stages on a transformed batch: everything but the write.
+
+        ``conn`` (None in ``plan``) is a target connection for the checks against what the
+        target already holds.
+        """
+        if conn is not None and batch.records:
             self._reject_existing_keys(conn, batch)
         for stage in self.early:
             stage.process(batch)
@@ -222,14 +230,78 @@ class Migration:
         return batch
 
     def pages(self, after: Any) -> Iterator[list[dict[str, Any]]]:
+        """Source pages in key order after ``after``; a failed read is retried with backoff."""
         size = self.spec.run.batch_size
         key = self.spec.source.key
         while True:
-            rows = self.source.page(after, size)
+            rows = _with_retries(self.source.page, after, size, self.spec.run.retries)
             if not rows:
                 return
             yield rows
             after = rows[-1][key]
+
+    def transformed(self, after: Any, first_number: int) -> Iterator[Batch]:
+        """Transformed batches, numbered from ``first_number``."""
+        for number, rows in enumerate(self.pages(after), start=first_number):
+            yield self.transform_batch(number, rows)
+
+
+def _with_retries(
+    read: Callable[[Any, int], list[dict[str, Any]]], after: Any, size: int, retries: int
+) -> list[dict[str, Any]]:
+    delay = 0.2
+    for attempt in range(retries + 1):
+        try:
+            return read(after, size)
+        except SourceError:
+            if attempt == retries:
+                raise
+            log.warning("source read failed, retrying in %.1fs", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def read_ahead(items: Iterator[Batch], depth: int = 2) -> Generator[Batch, None, None]:
+    """Run ``items`` in a thread, ``depth`` batches ahead of the consumer.
+
+    Reading and transforming (Python) overlap with the consumer's database writes (C code that
+    releases the GIL). Memory stays bounded by ``depth`` batches; an error in the thread is
+    raised in the consumer; closing the consumer stops the thread.
+    """
+    q: queue.Queue[Batch | _Failed | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(_Failed(exc))
+
+    thread = threading.Thread(target=work, name="authmigrate-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.05)
 
 
 def run_migration(
@@ -272,32 +344,26 @@ def run_migration(
         if number == 0:
             nb = m.null_key_batch(1)
             if nb is not None:
-                _commit_with_retry(m, lambda: nb, run_id)
+                _commit_with_retry(m, nb, None, run_id)
                 number = 1
                 this_run.update(read=nb.rows_read, rejected=len(nb.rejects))
                 done += nb.rows_read
-        for rows in m.pages(after):
-            number += 1
-            n = number
-
-            def build(rows: list[dict[str, Any]] = rows, n: int = n) -> Batch:
-                with m.target.engine.connect() as conn:
-                    return m.build_batch(n, rows, dupes, conn)
-
-            batch = _commit_with_retry(m, build, run_id)
-            merged = len(batch.merged)
-            this_run.update(
-                read=batch.rows_read,
-                migrated=len(batch.records),
-                rejected=len(batch.rejects) - merged,
-                merged=merged,
-            )
-            schemes.update(r.scheme for r in batch.records if r.scheme)
-            segments.update(r.segment for r in batch.records)
-            segments.update(j.segment for j in batch.merged)
-            done += batch.rows_read
-            if progress:
-                progress(done, total)
+        with contextlib.closing(read_ahead(m.transformed(after, number + 1))) as batches:
+            for fresh in batches:
+                batch = _commit_with_retry(m, fresh, dupes, run_id)
+                merged = len(batch.merged)
+                this_run.update(
+                    read=batch.rows_read,
+                    migrated=len(batch.records),
+                    rejected=len(batch.rejects) - merged,
+                    merged=merged,
+                )
+                schemes.update(r.scheme for r in batch.records if r.scheme)
+                segments.update(r.segment for r in batch.records)
+                segments.update(j.segment for j in batch.merged)
+                done += batch.rows_read
+                if progress:
+                    progress(done, total)
         status = "done"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the operator"
@@ -322,21 +388,24 @@ def _lookup(m: Migration, field_name: str, values: list[Any]) -> dict[Any, Any]:
         return m.target.existing(conn, field_name, values)
 
 
-def _commit_with_retry(m: Migration, build: Callable[[], Batch], run_id: str) -> Batch:
-    """Build and commit one batch; on a lost connection, wait and do the whole batch again."""
+def _commit_with_retry(
+    m: Migration, fresh: Batch, dupes: DuplicateStage | None, run_id: str
+) -> Batch:
+    """Finish and commit one batch; on a lost connection, wait and do the whole batch again
+    from its source rows."""
     retries = m.spec.run.retries
     delay = 0.2
+    batch = fresh
     for attempt in range(retries + 1):
         try:
-            batch = build()
+            if dupes is not None:
+                with m.target.engine.connect() as conn:
+                    m.finish_batch(batch, dupes, conn)
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
-        except SourceError:
-            if attempt == retries:
-                raise
         except sa.exc.IntegrityError:
             # someone else (the live shop) took an email between our check and our insert:
-            # building the batch again sees it and treats the row as a duplicate
+            # doing the batch again sees it and treats the row as a duplicate
             if attempt == retries:
                 raise TargetError(
                     "a batch kept violating a unique constraint of the target"
@@ -347,10 +416,16 @@ def _commit_with_retry(m: Migration, build: Callable[[], Batch], run_id: str) ->
                     f"writing batch to {m.target.where} failed: {_first_line(exc)}"
                 ) from None
         log.warning(
-            "batch failed, retrying in %.1fs (attempt %d of %d)", delay, attempt + 1, retries
+            "batch %d failed, retrying in %.1fs (attempt %d of %d)",
+            batch.number,
+            delay,
+            attempt + 1,
+            retries,
         )
         time.sleep(delay)
         delay = min(delay * 2, 10.0)
+        if batch.source_rows is not None:
+            batch = m.transform_batch(batch.number, batch.source_rows)
     raise AssertionError("unreachable")
 
 
@@ -472,7 +547,7 @@ def plan_migration(
             tally(nb)
             done += nb.rows_read
         for n, rows in enumerate(m.pages(after), start=1):
-            batch = m.build_batch(n, rows, dupes, None)
+            batch = m.finish_batch(m.transform_batch(n, rows), dupes, None)
             tally(batch)
             done += batch.rows_read
             if progress:
