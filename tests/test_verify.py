@@ -1,0 +1,194 @@
+"""verify: reconciliation, checksums on SQLite and PostgreSQL, credentials and tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from authmigrate.pipeline import run_migration
+from authmigrate.spec import load_spec
+from authmigrate.verify import canonical, row_text, text_hash, verify_migration
+from tests.helpers_verify import cli, execute, make_source, scalar, write_spec
+
+
+def test_verify_holds_after_a_clean_run_and_shows_each_term(
+    tmp_path: Path, target_url: str
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 3000)
+    spec = write_spec(tmp_path / "m.toml", src, target_url, batch=400)
+    run = run_migration(load_spec(spec))
+    result = verify_migration(load_spec(spec), chunk=700)
+    assert result.ok, result.as_dict()
+    assert (result.source_rows, result.migrated, result.rejected, result.merged) == (
+        3000,
+        run.migrated,
+        run.rejected,
+        run.merged,
+    )
+    assert result.rejected > 0 and result.merged > 0
+    assert result.chunks == 5 and result.chunks_bisected == 0
+    proc = cli("verify", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0
+    terms = f"3,000 = {run.migrated:,} + {run.rejected:,} + {run.merged:,}"
+    assert terms in proc.stdout
+
+
+def test_verify_before_any_run_exits_1(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 10)
+    spec = write_spec(tmp_path / "m.toml", src, f"sqlite:///{tmp_path}/t.db")
+    proc = cli("verify", str(spec), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "no run of this migration" in proc.stdout
+
+
+def test_source_rows_added_after_the_run_are_reported_missing(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 200)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = write_spec(tmp_path / "m.toml", src, dst)
+    run_migration(load_spec(spec))
+    execute(
+        f"sqlite:///{src}",
+        "INSERT INTO legacy_users VALUES (201, 'late@example.com', 'Late', NULL, 1, 0, NULL)",
+        "DELETE FROM legacy_users WHERE user_id = 5",
+    )
+    result = verify_migration(load_spec(spec))
+    assert result.missing == [201]
+    assert result.extra == [5]  # the source no longer has it
+    assert not result.ok  # the counts happen to balance (one in, one out); the keys do not
+
+
+def test_in_database_checksum_matches_the_python_one(target_url: str) -> None:
+    execute(
+        target_url,
+        "CREATE TABLE t (k INTEGER PRIMARY KEY, s TEXT, b BOOLEAN, d TIMESTAMP, n INTEGER)",
+    )
+    execute(
+        target_url,
+        "INSERT INTO t VALUES (1, 'a|b\\c ünï', TRUE, '2020-01-02 03:04:05.678901', -3),"
+        " (2, NULL, FALSE, NULL, NULL)",
+    )
+    import sqlalchemy as sa
+
+    from authmigrate.spec import load_spec_text
+    from authmigrate.verify import _Target
+
+    spec = load_spec_text(
+        f'[source]\nurl = "sqlite://"\ntable = "x"\nkey = "k"\n'
+        f'[target]\nurl = "{target_url}"\ntable = "t"\n'
+        '[fields]\nk = "k"\ns = "s"\nb = "b"\nd = "d"\nn = "n"\n'
+    )
+    engine = sa.create_engine(target_url)
+    with engine.connect() as conn:
+        target = _Target(spec, engine, conn)
+        assert target.in_db
+        in_db = target.digest([1, 2])
+        target.in_db = False
+        streamed = target.digest([1, 2])
+    engine.dispose()
+    python = sum(
+        text_hash(row_text([canonical(k, v) for k, v in zip(kinds, row, strict=True)]))
+        for kinds, row in [
+            (
+                ("int", "text", "bool", "datetime", "int"),
+                (1, "a|b\\c ünï", True, "2020-01-02 03:04:05.678901", -3),
+            ),
+            (("int", "text", "bool", "datetime", "int"), (2, None, False, None, None)),
+        ]
+    )
+    assert in_db == streamed == (2, python)
+
+
+def test_wrapped_kept_credentials_and_tokens_are_checked(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 150, hashes=True)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = write_spec(tmp_path / "m.toml", src, dst, credentials="wrap", tokens=True)
+    run_migration(load_spec(spec))
+    result = verify_migration(load_spec(spec))
+    assert result.ok, result.as_dict()
+    assert result.wrapped_total > 0 and result.wrapped_checked == result.wrapped_total
+    assert result.credentials_checked == result.migrated == result.tokens_checked
+
+    wrapped_key = scalar(
+        dst, "SELECT min(user_id) FROM accounts WHERE password LIKE '$wrap$md5_crypt$%'"
+    )
+    token_key = scalar(dst, "SELECT max(user_id) FROM accounts")
+    kept_key = scalar(dst, "SELECT user_id FROM accounts WHERE password LIKE '$2%' LIMIT 1")
+    other_wrapped = scalar(
+        dst,
+        "SELECT password FROM accounts WHERE password LIKE '$wrap$md5_crypt$%' AND user_id != :k"
+        " LIMIT 1",
+        {"k": wrapped_key},
+    )
+    # a wrapped credential of another account: same scheme, but not from this source hash
+    execute(
+        dst,
+        "UPDATE accounts SET password = :p WHERE user_id = :k",
+        params={"p": other_wrapped, "k": wrapped_key},
+    )
+    execute(dst, f"UPDATE accounts SET password = password || 'x' WHERE user_id = {kept_key}")
+    execute(dst, f"UPDATE accounts SET auth_token = 'plain-token' WHERE user_id = {token_key}")
+    result = verify_migration(load_spec(spec))
+    problems = {(p.key, p.column, p.reason) for p in result.credential_problems}
+    assert (kept_key, "password", "credential.differs") in problems
+    assert (token_key, "auth_token", "token.malformed") in problems
+    assert (wrapped_key, "password", "wrap.inner") in problems  # another salt
+    assert len(problems) == 3
+    assert not result.different  # credentials and tokens are not part of the row checksums
+
+
+def test_sample_limits_the_argon2_checks(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 90, hashes=True)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = write_spec(tmp_path / "m.toml", src, dst, credentials="wrap")
+    run_migration(load_spec(spec))
+    result = verify_migration(load_spec(spec), sample=5)
+    assert result.ok
+    assert result.wrapped_checked == 5 < result.wrapped_total
+    proc = cli("verify", str(spec), "--sample", "3", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "3 of" in proc.stdout
+
+
+@pytest.mark.postgres
+def test_verify_across_databases_sqlite_source_postgres_target(tmp_path: Path, pg_url: str) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 500, hashes=True)
+    spec = write_spec(tmp_path / "m.toml", src, pg_url, credentials="keep", tokens=True)
+    run_migration(load_spec(spec))
+    result = verify_migration(load_spec(spec), chunk=128)
+    assert result.ok, result.as_dict()
+    assert result.checksums == "in-database"
+    execute(
+        pg_url,
+        "UPDATE accounts SET created_at = created_at + interval '1 second' WHERE user_id = 42",
+    )
+    result = verify_migration(load_spec(spec), chunk=128)
+    assert [(d.key, d.columns) for d in result.different] == [(42, ["created_at"])]
+
+
+def test_check_wrapped_needs_the_argon2_hash_over_the_legacy_digest() -> None:
+    from authmigrate.credentials.wrap import (
+        TEST,
+        WrappedParts,
+        format_wrapped,
+        hasher,
+        parse_wrapped,
+        wrap_credential,
+    )
+    from authmigrate.verify_credentials import check_wrapped
+
+    legacy = "$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/"
+    good = wrap_credential("md5_crypt", legacy, profile=TEST)
+    parts = parse_wrapped(good)
+    forged = format_wrapped(WrappedParts(parts.scheme, hasher(TEST).hash(b"other"), parts.inner))
+    assert check_wrapped(good, legacy, "md5_crypt").ok
+    assert check_wrapped(forged, legacy, "md5_crypt").reason == "wrap.digest"
+    assert check_wrapped(forged, legacy, "md5_crypt", check_digest=False).ok
+    assert check_wrapped(good, legacy, "phpass").reason == "wrap.scheme"
+    assert check_wrapped("$wrap$nonsense", legacy, "md5_crypt").reason == "wrap.malformed"
