@@ -195,7 +195,7 @@ class Phpass(DigestScheme):
         """``PasswordHash::CheckPassword``: libpass's phpass, after WordPress's length cap."""
         if not self._complete(credential):
             raise malformed(self.id)
-        if ITOA64.find(credential[3]) < 7:
+        if not 7 <= ITOA64.find(credential[3]) <= 30:
             raise malformed(self.id, "round count out of range")
         if len(_pw(password)) > MAX_PASSWORD_BYTES_WORDPRESS:
             return False
