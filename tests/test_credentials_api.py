@@ -185,3 +185,16 @@ def test_reprs_of_results_mask_the_credential() -> None:
     prepared = creds.prepare_batch([(DJANGO_MD5, None)], creds.CredentialPolicy(policy="keep"))[0]
     assert isinstance(prepared, creds.Prepared)
     assert DJANGO_MD5 not in repr(prepared)
+
+
+def test_a_canonical_credential_imports_as_itself_even_without_params() -> None:
+    """A preset's query may already emit our canonical form; 'auto' must not re-import it."""
+    import authmigrate
+
+    canonical = authmigrate.import_hash(
+        "prestashop", "5f4dcc3b5aa765d61d8327deb882cf99", key_id="ps"
+    )
+    assert authmigrate.import_hash("auto", canonical) == canonical
+    assert authmigrate.import_hash("prestashop", canonical) == canonical
+    with pytest.raises(authmigrate.CredentialError):
+        authmigrate.import_hash("auto", "$prestashop$k=ps$not-hex")

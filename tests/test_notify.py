@@ -69,6 +69,8 @@ rate_per_second = 500
 max_attempts = 4
 shop_name = "Example Shop"
 context_fields = ["first_name"]
+[notify.segments.kept]
+enabled = true
 [notify.smtp]
 host = "127.0.0.1"
 port = {port}
@@ -422,13 +424,15 @@ def test_disabled_segment_is_not_queued_and_custom_templates_override(
         "Hi {{ user.first_name }}, set a password: {{ reset_link }}\n"
     )
     extra = f"""
-[notify.segments.kept]
-enabled = false
 [notify.segments.wrapped]
 subject = "Hello {{{{ user.first_name }}}}"
 text_template = "{tmp_path / 'welcome.txt'}"
 """
-    spec = make_spec(tmp_path, server.port, extra)
+    spec = load_spec_text(
+        spec_text(tmp_path / "target.db", server.port, extra).replace(
+            "[notify.segments.kept]\nenabled = true", "[notify.segments.kept]\nenabled = false"
+        )
+    )
     engine, _ = migrate(spec, {"kept": 2, "wrapped": 1})
 
     send(engine, spec)
@@ -604,3 +608,13 @@ def test_killed_notify_resumed_sends_the_rest_exactly_once(
             assert send(engine, spec).sent == 1
     assert len(server.handler.per_recipient()) == n
     assert max(server.handler.per_recipient().values()) == 1
+
+
+def test_kept_segment_gets_no_message_unless_the_spec_asks(tmp_path: Path) -> None:
+    """Customers whose password simply keeps working have nothing to do: no mail by default."""
+    text = spec_text(tmp_path / "target.db", 2525).replace("[notify.segments.kept]\nenabled = true\n", "")
+    spec = load_spec_text(text)
+    engine, _ = migrate(spec, {"kept": 3, "reset": 2})
+    counts = status(engine, spec)
+    assert "kept" not in counts
+    assert counts["reset"]["queued"] == 2

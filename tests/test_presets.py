@@ -211,17 +211,7 @@ SHOPS = [
 ]
 
 
-_KNOWN_GAPS = {
-    "prestashop": pytest.mark.xfail(
-        strict=True,
-        reason="import_hash('auto') re-imports a canonical $prestashop$ credential as raw and "
-        "asks for key_id (credentials: importing a canonical form should be idempotent)",
-    ),
-}
-SHOP_PARAMS = [
-    pytest.param(s, id=s.preset, marks=[_KNOWN_GAPS[s.preset]] if s.preset in _KNOWN_GAPS else [])
-    for s in SHOPS
-]
+SHOP_PARAMS = [pytest.param(s, id=s.preset) for s in SHOPS]
 
 
 def build_shop(server_url: str, shop: Shop) -> str:

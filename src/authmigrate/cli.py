@@ -137,16 +137,32 @@ def rollback(spec: str, yes: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Render messages to files instead of sending.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for --dry-run .eml files.")
 @click.option("--status", is_flag=True, help="Count queued, sent and failed messages per segment.")
+@click.option(
+    "--requeue",
+    type=click.Choice(["in_doubt", "failed"]),
+    help="Put messages left in doubt (check the mail log first) or failed back in the queue.",
+)
 @handle_errors
-def notify(spec: str, dry_run: bool, out: str | None, status: bool) -> None:
+def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str | None) -> None:
     """Send the outbox's messages over SMTP, once per user."""
     from authmigrate.notify import notify_command
+    from authmigrate.notify import requeue as requeue_messages
 
     if dry_run and not out:
         raise SpecError("--out", "--dry-run needs --out DIR")
-    sys.exit(
-        notify_command(_load(spec), dry_run=dry_run, out=Path(out) if out else None, status=status)
-    )
+    if requeue:
+        import sqlalchemy as sa
+
+        loaded = _load(spec)
+        engine = sa.create_engine(loaded.target.url)
+        try:
+            n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
+        finally:
+            engine.dispose()
+        click.echo(f"requeued {n} message(s)")
+        return
+    # the path, not a loaded spec: template paths are relative to the spec's folder
+    sys.exit(notify_command(spec, dry_run=dry_run, out=Path(out) if out else None, status=status))
 
 
 @main.command()

@@ -101,7 +101,7 @@ def build_late_stages(spec: Spec) -> list[Stage]:
     if spec.notify is not None:
         from authmigrate.notify.outbox import OutboxStage
 
-        stages.append(OutboxStage(spec.notify, spec.migration_name))
+        stages.append(OutboxStage.from_spec(spec, base_dir=spec.base_dir))
     return stages
 
 

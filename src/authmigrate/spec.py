@@ -1,13 +1,15 @@
-"""The spec file: one TOML document that describes a migration, loaded into a typed model.
+r"""The spec file: one TOML document that describes a migration, loaded into a typed model.
 
 Every section is a pydantic model that forbids unknown keys, so a typo such as ``normalise``
 is refused with the key path at fault before anything is written::
 
-    >>> load_spec_text('[source]\\nurl = "sqlite://"\\nkey = "id"\\ntable = "u"\\n'
-    ...                '[target]\\nurl = "sqlite://"\\ntable = "n"\\n[fields]\\nid = "id"\\nfoo = 1')
+    >>> load_spec_text(
+    ...     '[source]\nurl = "sqlite://"\nkey = "id"\ntable = "u"\n'
+    ...     '[target]\nurl = "sqlite://"\ntable = "n"\n[fields]\nid = {frm = "id"}'
+    ... )
     Traceback (most recent call last):
     ...
-    authmigrate.errors.SpecError: fields.foo: expected a source column name or a table ...
+    authmigrate.errors.SpecError: fields.id.frm: unknown key (check the spelling)
 
 Secrets are never written in a spec: a value ``"env:NAME"`` names an environment variable.
 """
@@ -21,7 +23,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from authmigrate.errors import SpecError
 
@@ -169,7 +179,7 @@ class CredentialsSpec(_Model):
     on_missing: Literal["reset", "reject"] = "reset"
     """A NULL or empty legacy hash: migrate the account as needing a reset, or reject it."""
     weak: list[str] | None = None
-    """Scheme ids that ``policy = "wrap"`` wraps; default: unsalted/fast digests, md5-crypt, phpass."""
+    """Scheme ids ``policy = "wrap"`` wraps; default: unsalted/fast digests, md5-crypt, phpass."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Parameters for ``import_hash`` (e.g. ``key_id``, ``algorithm`` of a plain digest)."""
     keys: dict[str, str] = Field(default_factory=dict)
@@ -333,6 +343,12 @@ class Spec(_Model):
     tokens: TokensSpec | None = None
     notify: NotifySpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the spec file (relative template paths are read from there)."""
+        return self._base_dir
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -444,9 +460,11 @@ def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
     if base_dir is not None:
         data = _resolve_relative_urls(data, base_dir)
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
         raise _format(exc) from None
+    spec._base_dir = base_dir
+    return spec
 
 
 def load_spec(path: str | Path) -> Spec:

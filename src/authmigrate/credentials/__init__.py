@@ -103,10 +103,24 @@ def import_hash(scheme: str, hash: str, *, salt: str | None = None, **params: ob
     target = _scheme_for(scheme_id)
     try:
         return target.import_hash(value, salt=salt, **params)
-    except CredentialError:
+    except CredentialError as exc:
+        if exc.code == "credential.bad_params" and salt is None and _is_canonical(target, value):
+            # already canonical (a preset's query built our form): its params are inside it
+            return value
         raise
     except (ValueError, TypeError, IndexError, UnicodeError):
         raise MalformedHashError(f"not a valid {scheme_id} credential") from None
+
+
+def _is_canonical(scheme: Scheme, value: str) -> bool:
+    """True when ``value`` is in ``scheme``'s canonical form and parses."""
+    try:
+        if not scheme.identify(value):
+            return False
+        scheme.stored_digest(value)
+    except Exception:  # noqa: BLE001 - any parse failure means "not canonical"
+        return False
+    return True
 
 
 def _burn_time() -> None:

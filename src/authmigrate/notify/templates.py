@@ -24,7 +24,9 @@ from authmigrate.errors import SpecError
 from authmigrate.spec import NotifySpec, SegmentSpec
 
 BUILTIN_SEGMENTS = ("kept", "wrapped", "reset", "merged")
-"""Segments with shipped templates; all are enabled unless the spec says ``enabled = false``."""
+"""Segments with shipped templates. All but ``kept`` (nothing changes for the customer) are
+enabled unless the spec says ``enabled = false``; ``kept`` is sent only when the spec has a
+``[notify.segments.kept]`` table."""
 
 DEFAULT_SUBJECTS = {
     "kept": "Your {{ shop_name }} account has moved",
@@ -85,7 +87,8 @@ class Templates:
         self._segments: dict[str, _Segment] = {}
         names = dict.fromkeys([*BUILTIN_SEGMENTS, *notify.segments])
         for name in names:
-            seg = notify.segments.get(name, SegmentSpec())
+            # "kept" means nothing changes for the customer: no message unless the spec asks
+            seg = notify.segments.get(name, SegmentSpec(enabled=name != "kept"))
             if seg.enabled:
                 self._segments[name] = self._compile(name, seg)
 
