@@ -429,3 +429,106 @@ def test_target_unreachable_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cannot reach target" in proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
+
+
+def test_unique_group_allows_same_email_in_two_websites(tmp_path: Path) -> None:
+    """Magento keeps one account per email per website: unique together, not apart."""
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE c (id INTEGER PRIMARY KEY, website_id INTEGER, email TEXT)")
+    conn.executemany(
+        "INSERT INTO c VALUES (?, ?, ?)",
+        [(1, 1, "a@example.com"), (2, 2, "A@example.com"), (3, 1, "a@EXAMPLE.com")],
+    )
+    conn.commit()
+    conn.close()
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "c"
+key = "id"
+[target]
+url = "{dst}"
+table = "customers"
+unique = [["website_id", "email"]]
+[fields]
+id = "id"
+website_id = "website_id"
+email = {{ from = "email", normalize = "email" }}
+"""
+    )
+    result = run_migration(spec)
+    assert (result.migrated, result.rejected) == (2, 1)
+    assert target_rows(dst, "SELECT source_key, reason FROM authmigrate_rejects") == [
+        ("3", "duplicate.website_id+email")
+    ]
+    engine = sa.create_engine(dst)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as c:
+        c.execute(sa.text("INSERT INTO customers VALUES (9, 2, 'a@example.com')"))
+    engine.dispose()
+
+
+def test_scheme_list_reads_a_column_that_mixes_formats(tmp_path: Path) -> None:
+    """Joomla 3 keeps bcrypt for new accounts and md5:salt for old ones in one column."""
+    import hashlib
+
+    import bcrypt
+
+    import authmigrate
+
+    old = hashlib.md5(b"secret-1" + b"SALTsalt").hexdigest() + ":SALTsalt"
+    new = bcrypt.hashpw(b"secret-2", bcrypt.gensalt(4)).decode()
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT, password TEXT)")
+    conn.executemany(
+        "INSERT INTO u VALUES (?, ?, ?)",
+        [(1, "a@example.com", old), (2, "b@example.com", new), (3, "c@example.com", "garbage")],
+    )
+    conn.commit()
+    conn.close()
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "u"
+key = "id"
+[target]
+url = "{dst}"
+table = "accounts"
+[fields]
+id = "id"
+email = {{ from = "email", normalize = "email" }}
+[credentials]
+column = "password"
+scheme = ["auto", "joomla"]
+"""
+    )
+    result = run_migration(spec)
+    assert (result.migrated, result.rejected) == (2, 1)
+    creds = dict(target_rows(dst, "SELECT id, password FROM accounts"))
+    assert authmigrate.verify("secret-1", creds[1]) and authmigrate.verify("secret-2", creds[2])
+    assert not authmigrate.verify("secret-2", creds[1])
+    assert target_rows(dst, "SELECT reason FROM authmigrate_rejects") == [("credential.malformed",)]
+
+
+def test_unknown_scheme_in_spec_names_the_key_and_a_suggestion() -> None:
+    text = """
+[source]
+url = "sqlite://"
+table = "u"
+key = "id"
+[target]
+url = "sqlite://"
+table = "n"
+[fields]
+id = "id"
+[credentials]
+column = "pass"
+scheme = "phpas"
+"""
+    with pytest.raises(SpecError, match=r"credentials.scheme: unknown scheme 'phpas' \(did you mean 'phpass'\?\)"):
+        load_spec_text(text)

@@ -383,9 +383,9 @@ def run_migration(
     return result
 
 
-def _lookup(m: Migration, field_name: str, values: list[Any]) -> dict[Any, Any]:
+def _lookup(m: Migration, group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
     with m.target.engine.connect() as conn:
-        return m.target.existing(conn, field_name, values)
+        return m.target.existing(conn, group, values)
 
 
 def _commit_with_retry(
@@ -507,13 +507,15 @@ def plan_migration(
         if exists:
             _, after = m.target.checkpoint()
             res.already_done = m.target.totals()["read"]
-        memory: dict[str, dict[Any, Any]] = {}
+        memory: dict[tuple[str, ...], dict[Any, Any]] = {}
+        with_target = exists and _has_table(m)
 
-        def lookup(field_name: str, values: list[Any]) -> dict[Any, Any]:
-            seen = memory.setdefault(field_name, {})
-            if exists and _has_table(m):
+        def lookup(group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
+            # plan writes nothing, so every value seen is held in memory
+            seen = memory.setdefault(group, {})
+            if with_target:
                 with m.target.engine.connect() as conn:
-                    for v, k in m.target.existing(conn, field_name, values).items():
+                    for v, k in m.target.existing(conn, group, values).items():
                         seen.setdefault(v, k)
             return seen
 

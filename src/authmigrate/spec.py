@@ -103,8 +103,9 @@ class TargetSpec(_Model):
     table: str
     key: str | None = None
     """Target column that receives the source key untransformed (default: the source key name)."""
-    unique: list[str] = Field(default_factory=lambda: ["email"])
-    """Target fields that identify an account; duplicates follow ``run.duplicates``."""
+    unique: list[str | list[str]] = Field(default_factory=lambda: list[str | list[str]](["email"]))
+    """Target fields that identify an account (a list: unique together, e.g. Magento's
+    ``["website_id", "email"]``); duplicates follow ``run.duplicates``."""
     create: bool = True
 
     @field_validator("table")
@@ -172,7 +173,9 @@ class CredentialsSpec(_Model):
 
     column: str
     salt_column: str | None = None
-    scheme: str = "auto"
+    scheme: str | list[str] = "auto"
+    """A scheme id, ``"auto"``, or a list tried in order (``["auto", "joomla"]``) for a column
+    that mixes formats."""
     policy: Literal["keep", "wrap", "reset"] = "keep"
     target_column: str = "password"
     reset_column: str = "password_reset_required"
@@ -191,6 +194,37 @@ class CredentialsSpec(_Model):
     def _ident(cls, v: str | None) -> str | None:
         return None if v is None else check_identifier(v)
 
+    @field_validator("scheme")
+    @classmethod
+    def _known_schemes(cls, v: str | list[str]) -> str | list[str]:
+        names = [v] if isinstance(v, str) else v
+        if not names:
+            raise ValueError("give at least one scheme id")
+        for name in names:
+            _check_scheme_id(name, allow_auto=True)
+        return v
+
+    @field_validator("weak")
+    @classmethod
+    def _known_weak(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            _check_scheme_id(name, allow_auto=False)
+        return v
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        from authmigrate.credentials import PROFILES
+
+        if v not in PROFILES:
+            raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
+        return v
+
+    @property
+    def schemes(self) -> list[str]:
+        """The scheme ids to try, in order."""
+        return [self.scheme] if isinstance(self.scheme, str) else list(self.scheme)
+
     @field_validator("keys")
     @classmethod
     def _env_refs(cls, v: dict[str, str]) -> dict[str, str]:
@@ -198,6 +232,19 @@ class CredentialsSpec(_Model):
             if not (isinstance(ref, str) and ref.startswith("env:") and len(ref) > 4):
                 raise ValueError(f"key {key_id!r} must be an env:NAME reference, not a value")
         return v
+
+
+def _check_scheme_id(name: str, *, allow_auto: bool) -> None:
+    from authmigrate.credentials import schemes
+
+    known = {s.id for s in schemes()}
+    if name in known or (allow_auto and name == "auto"):
+        return
+    import difflib
+
+    near = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else " (see `authmigrate schemes`)"
+    raise ValueError(f"unknown scheme {name!r}{hint}")
 
 
 class TokensSpec(_Model):

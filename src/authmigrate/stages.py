@@ -31,18 +31,10 @@ class CredentialStage:
     def __init__(
         self, spec: CredentialsSpec, *, dry: bool = False, workers: int | None = None
     ) -> None:
-        from authmigrate.credentials import CredentialPolicy
 
         self.spec = spec
         self.keyring = load_keyring(spec) if spec.keys else {}
-        policy = "keep" if dry and spec.policy == "wrap" else spec.policy
-        self.policy = CredentialPolicy(
-            scheme=spec.scheme,
-            policy=policy,
-            weak=frozenset(spec.weak) if spec.weak is not None else None,
-            params=dict(spec.params),
-            profile=spec.profile,
-        )
+        self.dry = dry
         self.workers = workers
         self.secret_columns = frozenset(c for c in (spec.column, spec.salt_column) if c)
 
@@ -56,8 +48,6 @@ class CredentialStage:
         return None
 
     def process(self, batch: Batch) -> None:
-        from authmigrate.credentials import prepare_batch
-
         target, reset = self.spec.target_column, self.spec.reset_column
         present: list[Record] = []
         items: list[tuple[str | None, str | None]] = []
@@ -88,7 +78,7 @@ class CredentialStage:
             present.append(rec)
             items.append((str(raw).strip(), None if salt is None else str(salt)))
         if items:
-            results = prepare_batch(items, self.policy, self.keyring, workers=self.workers)
+            results = self._prepare(items)
             for rec, res in zip(present, results, strict=True):
                 if isinstance(res, Exception):
                     code = getattr(res, "code", "credential.malformed")
@@ -101,8 +91,55 @@ class CredentialStage:
                 rec.segment, rec.scheme = res.segment, res.scheme
         batch.drop(doomed)
 
+    def _prepare(self, items: list[tuple[str | None, str | None]]) -> list[Any]:
+        return prepare_credentials(
+            self.spec, items, keyring=self.keyring, dry=self.dry, workers=self.workers
+        )
+
     def write(self, conn: sa.Connection, batch: Batch, run_id: str) -> None:
         return None
+
+
+_TRY_NEXT = frozenset({"credential.unrecognized", "credential.malformed", "credential.bad_params"})
+
+
+def prepare_credentials(
+    spec: CredentialsSpec,
+    items: list[tuple[str | None, str | None]],
+    *,
+    keyring: dict[str, bytes | str] | None = None,
+    dry: bool = False,
+    workers: int | None = None,
+) -> list[Any]:
+    """Import (and keep, wrap or drop) legacy hashes as the spec says; one result per item,
+    a ``Prepared`` or a ``CredentialError``.
+
+    The spec's schemes are tried in order, each on the items the earlier ones could not read.
+    ``dry`` imports only (no wrapping), for ``plan`` and ``verify``.
+    """
+    from authmigrate.credentials import CredentialPolicy, prepare_batch
+
+    policy = "keep" if dry and spec.policy == "wrap" else spec.policy
+    results: list[Any] = [None] * len(items)
+    todo = list(range(len(items)))
+    for scheme in spec.schemes:
+        chosen = CredentialPolicy(
+            scheme=scheme,
+            policy=policy,
+            weak=frozenset(spec.weak) if spec.weak is not None else None,
+            params=dict(spec.params) if scheme != "auto" else {},
+            profile=spec.profile,
+        )
+        got = prepare_batch([items[i] for i in todo], chosen, keyring, workers=workers)
+        retry = []
+        for i, res in zip(todo, got, strict=True):
+            results[i] = res
+            if isinstance(res, Exception) and getattr(res, "code", "") in _TRY_NEXT:
+                retry.append(i)
+        todo = retry
+        if not todo:
+            break
+    return results
 
 
 class DuplicateStage:
@@ -110,20 +147,18 @@ class DuplicateStage:
 
     The first account in key order wins, whether it was migrated in this batch, an earlier batch,
     or was in the target before. A later one is rejected (``duplicate.<field>``) or, with
-    ``run.duplicates = "merge"``, recorded as merged into the first.
+    ``run.duplicates = "merge"``, recorded as merged into the first. A group of fields
+    (``unique = [["website_id", "email"]]``) is unique together (``duplicate.website_id+email``).
     """
 
     secret_columns: frozenset[str] = frozenset()
 
     def __init__(
-        self, spec: Spec, lookup: Callable[[str, list[Any]], dict[Any, Any]] | None
+        self, spec: Spec, lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]]
     ) -> None:
-        self.fields = [f for f in spec.target.unique if f in spec.fields]
+        self.groups = unique_groups(spec)
         self.merge = spec.run.duplicates == "merge"
         self.lookup = lookup
-        self.seen: dict[str, dict[Any, Any]] | None = None
-        if lookup is None:  # plan without a target: remember every value seen (memory grows)
-            self.seen = {f: {} for f in self.fields}
 
     def columns(self) -> list[sa.Column[Any]]:
         return []
@@ -132,13 +167,10 @@ class DuplicateStage:
         return None
 
     def process(self, batch: Batch) -> None:
-        for field in self.fields:
-            values = [r.values.get(field) for r in batch.records]
-            if self.lookup is not None:
-                taken = self.lookup(field, values)
-            else:
-                assert self.seen is not None
-                taken = self.seen[field]
+        for group in self.groups:
+            values = [group_value(r.values, group) for r in batch.records]
+            taken = self.lookup(group, values)
+            label = "+".join(group)
             doomed: list[tuple[Record, Reject]] = []
             for rec, value in zip(batch.records, values, strict=True):
                 if value is None:
@@ -149,9 +181,9 @@ class DuplicateStage:
                     continue
                 rej = Reject(
                     rec.key,
-                    f"duplicate.{field}",
-                    field,
-                    f"same {field} as account {first}",
+                    f"duplicate.{label}",
+                    label,
+                    f"same {label} as account {first}",
                     rec.source,
                     outcome="merged" if self.merge else "rejected",
                     merged_into=first,
@@ -162,3 +194,21 @@ class DuplicateStage:
 
     def write(self, conn: sa.Connection, batch: Batch, run_id: str) -> None:
         return None
+
+
+def unique_groups(spec: Spec) -> list[tuple[str, ...]]:
+    """``target.unique`` as tuples of field names (groups naming no field are skipped)."""
+    groups = []
+    for entry in spec.target.unique:
+        group = (entry,) if isinstance(entry, str) else tuple(entry)
+        if group and all(f in spec.fields for f in group):
+            groups.append(group)
+    return groups
+
+
+def group_value(values: dict[str, Any], group: tuple[str, ...]) -> Any:
+    """The value a record has for a unique group: one value, a tuple, or None if any is NULL."""
+    if len(group) == 1:
+        return values.get(group[0])
+    parts = tuple(values.get(f) for f in group)
+    return None if any(p is None for p in parts) else parts

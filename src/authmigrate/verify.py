@@ -560,19 +560,13 @@ class _Verifier:
     def _check_credentials(
         self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]
     ) -> None:
-        from authmigrate.credentials import CredentialPolicy, default_weak, prepare_batch
+        from authmigrate.credentials import default_weak
+        from authmigrate.stages import prepare_credentials
 
         cred = self.spec.credentials
         assert cred is not None
         res = self.result
         key = self.spec.source.key
-        policy = CredentialPolicy(
-            scheme=cred.scheme,
-            policy="keep" if cred.policy == "wrap" else cred.policy,
-            weak=None,
-            params=dict(cred.params),
-            profile=cred.profile,
-        )
         weak = frozenset(cred.weak) if cred.weak is not None else default_weak()
         items: list[tuple[str | None, str | None]] = []
         present: list[tuple[Any, dict[str, Any]]] = []
@@ -588,7 +582,9 @@ class _Verifier:
             blank = raw is None or (isinstance(raw, str) and not raw.strip())
             items.append((None if blank else str(raw).strip(), None if salt is None else str(salt)))
         prepared = (
-            prepare_batch([(v or "", s) for v, s in items], policy, workers=1) if items else []
+            prepare_credentials(cred, [(v or "", s) for v, s in items], dry=True, workers=1)
+            if items
+            else []
         )
         digest_jobs: list[tuple[Any, str, str, str]] = []
         for (k, got), (value, _), outcome in zip(present, items, prepared, strict=True):

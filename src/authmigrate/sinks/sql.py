@@ -263,12 +263,16 @@ class SqlTarget:
     def _declare_table(self, source_types: dict[str, Any]) -> sa.Table:
         spec = self.spec
         schema, _, name = spec.target.table.rpartition(".")
-        unique = set(spec.target.unique) & set(spec.fields)
+        from authmigrate.stages import unique_groups
+
+        groups = unique_groups(spec)
+        unique = {g[0] for g in groups if len(g) == 1}
+        indexed = {f for g in groups for f in g}
         key = spec.target_key
-        cols: list[sa.Column[Any]] = []
+        cols: list[Any] = []
         for fname, f in spec.fields.items():
             src_type = source_types.get(f.from_ or fname) if f.value is None else None
-            typ = column_type(fname, f, src_type, indexed=fname in unique or fname == key)
+            typ = column_type(fname, f, src_type, indexed=fname in indexed or fname == key)
             cols.append(
                 sa.Column(
                     fname,
@@ -280,6 +284,7 @@ class SqlTarget:
             )
         for stage in self.stages:
             cols.extend(stage.columns())
+        cols.extend(sa.UniqueConstraint(*g) for g in groups if len(g) > 1)
         return sa.Table(name, self.metadata, *cols, schema=schema or None)
 
     def check_spec(self) -> None:
@@ -379,19 +384,23 @@ class SqlTarget:
 
     # -- duplicate and key checks against what the target already holds --------------------
 
-    def existing(self, conn: sa.Connection, column: str, values: Iterable[Any]) -> dict[Any, Any]:
-        """``{value: key}`` for target rows whose ``column`` is one of ``values``."""
+    def existing(
+        self, conn: sa.Connection, group: tuple[str, ...], values: Iterable[Any]
+    ) -> dict[Any, Any]:
+        """``{value: key}`` for target rows whose ``group`` columns hold one of ``values``
+        (a value is a tuple for a group of several columns)."""
         vals = [v for v in set(values) if v is not None]
         if not vals:
             return {}
-        col = self.table.c[column]
+        cols = [self.table.c[c] for c in group]
         key = self.table.c[self.spec.target_key]
+        probe = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
         found: dict[Any, Any] = {}
         step = 900 if self.engine.dialect.name == "mysql" else 10_000
         for i in range(0, len(vals), step):
             chunk = vals[i : i + step]
-            for v, k in conn.execute(sa.select(col, key).where(col.in_(chunk))):
-                found[v] = k
+            for row in conn.execute(sa.select(*cols, key).where(probe.in_(chunk))):
+                found[row[0] if len(cols) == 1 else tuple(row[:-1])] = row[-1]
         return found
 
     # -- the batch transaction --------------------------------------------------------------
@@ -448,7 +457,14 @@ class SqlTarget:
     # -- runs -------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, command: str) -> None:
+        """Record a new run; call it while holding the :class:`TargetLock`.
+
+        An earlier run of this migration still marked ``running`` cannot be alive (it would
+        hold the lock): it was killed or lost its machine. It is marked ``crashed``, with the
+        counts of the batches it committed, so the history tells it from a clean stop.
+        """
         with self.engine.begin() as conn:
+            self._mark_crashed(conn)
             conn.execute(
                 self.runs.insert(),
                 {
@@ -463,6 +479,34 @@ class SqlTarget:
                     "rejected": 0,
                     "merged": 0,
                 },
+            )
+
+    def _mark_crashed(self, conn: sa.Connection) -> None:
+        r, b = self.runs, self.batches
+        stale = conn.execute(
+            sa.select(r.c.run_id).where(r.c.migration == self.migration, r.c.status == "running")
+        ).scalars()
+        for run_id in list(stale):
+            done = conn.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
+                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
+                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
+                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
+                ).where(b.c.migration == self.migration, b.c.run_id == run_id)
+            ).one()
+            conn.execute(
+                r.update()
+                .where(r.c.run_id == run_id)
+                .values(
+                    status="crashed",
+                    rows_read=int(done[0]),
+                    migrated=int(done[1]),
+                    rejected=int(done[2]),
+                    merged=int(done[3]),
+                    error="ended without recording its end (killed or lost); "
+                    "its committed batches are kept",
+                )
             )
 
     def end_run(
