@@ -350,6 +350,7 @@ def run_migration(
                 done += nb.rows_read
         with contextlib.closing(read_ahead(m.transformed(after, number + 1))) as batches:
             for fresh in batches:
+                lock.ensure()
                 batch = _commit_with_retry(m, fresh, dupes, run_id)
                 merged = len(batch.merged)
                 this_run.update(

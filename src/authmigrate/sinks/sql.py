@@ -224,6 +224,38 @@ class TargetLock:
             raise LockError(held)
         self._conn = conn
 
+    def ensure(self) -> None:
+        """Check that the lock is still held; take it again if the server dropped its session.
+
+        A PostgreSQL advisory lock (or a MySQL ``GET_LOCK``) lives in its session: when the
+        connection is lost (``pg_terminate_backend``, a server restart), the lock goes with it.
+        A run calls this before each batch, so it takes the lock again, or stops if another run
+        took it meanwhile, and never writes beside a second run.
+
+        Raises:
+            LockError: the lock was lost and another run holds it now.
+            TargetError: the target cannot be reached to take the lock again.
+        """
+        if self._conn is None:
+            return  # an flock (released only when this process dies) or no lock at all
+        try:
+            self._conn.execute(sa.select(1))
+            self._conn.commit()
+            return
+        except sa.exc.DBAPIError:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                self._conn.close()
+            self._conn = None
+        try:
+            self.acquire()
+        except LockError:
+            raise LockError(
+                f"lost the lock of migration {self.migration!r} with its connection, "
+                "and another run holds it now; this run stops"
+            ) from None
+        except sa.exc.DBAPIError as exc:
+            raise TargetError(f"lost the connection holding the lock: {_first_line(exc)}") from None
+
     def release(self) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
