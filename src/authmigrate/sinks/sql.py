@@ -17,9 +17,10 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import operator
 import os
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,6 +140,14 @@ def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed:
     return sa.Text()
 
 
+def _tuple_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``row -> tuple of row[name]`` in C (itemgetter), always a tuple."""
+    get = operator.itemgetter(*names)
+    if len(names) == 1:
+        return lambda row: (get(row),)
+    return get
+
+
 class BulkInsert:
     """An INSERT compiled once for a table and run with the driver's executemany.
 
@@ -154,6 +163,7 @@ class BulkInsert:
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self.positional else [c.key for c in table.c]
         self.names = names
+        self._getter = _tuple_getter(names)
         self.procs = [
             (i, proc)
             for i, name in enumerate(names)
@@ -162,18 +172,23 @@ class BulkInsert:
 
     def __call__(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         names, procs = self.names, self.procs
-        params: list[Any]
-        if self.positional:
-            params = [[r.get(n) for n in names] for r in rows]
+        if not self.positional:
+            named = [{n: r.get(n) for n in names} for r in rows]
+            for values in named:
+                for i, proc in procs:
+                    values[names[i]] = proc(values[names[i]])
+            conn.exec_driver_sql(self.sql, named)
+            return
+        try:
+            params: list[Any] = list(map(self._getter, rows))
+        except KeyError:  # a stage left a column unset: it is NULL
+            params = [tuple(r.get(n) for n in names) for r in rows]
+        if procs:
+            params = [list(values) for values in params]
             for values in params:
                 for i, proc in procs:
                     values[i] = proc(values[i])
-            params = [tuple(values) for values in params] if procs else [tuple(v) for v in params]
-        else:
-            params = [{n: r.get(n) for n in names} for r in rows]
-            for values in params:
-                for i, proc in procs:
-                    values[names[i]] = proc(values[names[i]])
+            params = [tuple(values) for values in params]
         conn.exec_driver_sql(self.sql, params)
 
 

@@ -67,8 +67,7 @@ class SqlSource:
             stmt = stmt.where(self._key > after)
         stmt = stmt.order_by(self._key).limit(limit)
         cols = self.columns
-        rows = self._rows(stmt)
-        return [dict(zip(cols, row, strict=True)) for row in rows]
+        return [dict(zip(cols, row)) for row in self._rows(stmt)]  # noqa: B905 - same width
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
         stmt = sa.select(self._selectable).where(self._key.is_(None))
