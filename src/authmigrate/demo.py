@@ -8,12 +8,15 @@ password hashes are empty, truncated or of no known scheme.
 
 Hashes are made by libpass with lower work factors than production uses, so that the demo
 builds in seconds; every format is the real one. Each customer's password is ``pw-<id>``, so
-the demo can log every sampled customer in against the migrated credential.
+the demo can log every sampled customer in against the migrated credential. Each migrated
+customer gets a password-reset token (stored hashed); customers with no usable password and
+merged duplicates get a message in the outbox, which the demo renders to .eml files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import sqlite3
 import tempfile
@@ -49,6 +52,16 @@ column = "password_hash"
 scheme = "auto"
 policy = "keep"
 target_column = "password"
+
+[tokens]
+column = "auth_token"
+purpose = "password_reset"
+expires_in = "14d"
+
+[notify]
+from = "Demo Shop <no-reply@shop.example>"
+shop_name = "Demo Shop"
+reset_url = "https://shop.example/account/reset?token={token}"
 
 [run]
 batch_size = 5000
@@ -183,7 +196,6 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
     """Build, migrate, verify and report; returns the exit code (0 when every check holds)."""
     from rich.console import Console
 
-    from authmigrate.credentials import verify as verify_password
     from authmigrate.pipeline import plan_migration, run_migration
     from authmigrate.report import print_plan, print_run, progress_reporter, write_report
     from authmigrate.spec import load_spec
@@ -201,6 +213,11 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
     planted = build_legacy_shop(work / "legacy_shop.db", users)
     console.print(f"   built in {time.monotonic() - t0:.1f} s; planted: {planted}")
 
+    from authmigrate.notify import generate_outbox_key
+
+    # tokens travel encrypted in the outbox; a real migration reads this key from the
+    # environment, the demo makes a throwaway one (never shown)
+    os.environ.setdefault("AUTHMIGRATE_OUTBOX_KEY", generate_outbox_key())
     spec = load_spec(spec_path)
     console.print("[bold]2. plan[/] (dry run, writes nothing)")
     with progress_reporter("plan") as progress:
@@ -219,12 +236,29 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
         f"   reconciliation: source {result.source_rows:,} = migrated {result.migrated:,} "
         f"+ rejected {result.rejected:,} + merged {result.merged:,}: {'ok' if ok else 'MISMATCH'}"
     )
-    logins_ok, checked = _login_sample(work / "new_accounts.db", sample, verify_password)
+    logins_ok, upgraded, checked = _login_sample(work / "new_accounts.db", sample)
     console.print(
-        f"   login check: {logins_ok}/{checked} sampled customers log in with their old password"
+        f"   login check: {logins_ok}/{checked} sampled customers log in with their old "
+        f"password (wrong passwords refused); {upgraded} would be upgraded to argon2id on login"
     )
     again = run_migration(spec)
     console.print(f"   second run wrote {again.this_run['migrated']} new rows (expected 0)")
+
+    console.print("[bold]5. notifications[/] (rendered, not sent: notify --dry-run)")
+    import sqlalchemy as sa
+
+    from authmigrate.notify import dry_run, status
+
+    engine = sa.create_engine(spec.target.url)
+    try:
+        queued = status(engine, spec)
+        rendered = dry_run(engine, spec, work / "outbox", base_dir=work)
+    finally:
+        engine.dispose()
+    for segment, counts in sorted(queued.items()):
+        console.print(f"   {segment}: {counts.get('queued', 0):,} queued")
+    console.print(f"   {rendered:,} messages rendered to {work / 'outbox'}")
+
     good = ok and logins_ok == checked and again.this_run["migrated"] == 0
     console.print(f"   report: {work / 'migration.report.json'}")
     console.print(
@@ -233,8 +267,16 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
     return 0 if good else 1
 
 
-def _login_sample(db: Path, sample: int, verify_password: object) -> tuple[int, int]:
-    """Log ``sample`` random migrated customers in with ``pw-<id>``, and check a wrong one fails."""
+def _login_sample(db: Path, sample: int) -> tuple[int, int, int]:
+    """Log ``sample`` random migrated customers in with ``pw-<id>`` as the new system would
+    (``verify_and_update``), and check that a wrong password is refused.
+
+    Returns (logins that behaved, credentials that would be upgraded, customers checked).
+    """
+    from argon2 import PasswordHasher
+
+    from authmigrate import verify, verify_and_update
+
     conn = sqlite3.connect(db)
     rows = conn.execute(
         "SELECT customer_id, password FROM accounts WHERE password IS NOT NULL "
@@ -242,9 +284,11 @@ def _login_sample(db: Path, sample: int, verify_password: object) -> tuple[int, 
         (sample,),
     ).fetchall()
     conn.close()
-    good = 0
+    good = upgraded = 0
     for cid, cred in rows:
-        right = verify_password(f"pw-{cid}", cred)  # type: ignore[operator]
-        wrong = verify_password(f"pw-{cid}x", cred)  # type: ignore[operator]
-        good += bool(right and not wrong)
-    return good, len(rows)
+        ok, new = verify_and_update(f"pw-{cid}", cred)
+        if new is not None:
+            upgraded += 1
+            ok = ok and PasswordHasher().verify(new, f"pw-{cid}")
+        good += bool(ok and not verify(f"pw-{cid}x", cred))
+    return good, upgraded, len(rows)
