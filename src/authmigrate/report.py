@@ -40,6 +40,8 @@ class RateColumn(TextColumn):
         from rich.text import Text
 
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed:
+            speed = task.completed / task.elapsed
         return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
 
 
