@@ -532,3 +532,41 @@ scheme = "phpas"
 """
     with pytest.raises(SpecError, match=r"credentials.scheme: unknown scheme 'phpas' \(did you mean 'phpass'\?\)"):
         load_spec_text(text)
+
+
+def test_duplicates_found_across_batches_on_a_typed_unique_field(
+    tmp_path: Path, target_url: str
+) -> None:
+    """The prepared lookup gives back typed values (dates), so a taken date is seen as taken."""
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, day TEXT)")
+    conn.executemany(
+        "INSERT INTO m VALUES (?, ?)",
+        [(1, "2024-01-01"), (2, "2024-01-02"), (3, "2024-01-01"), (4, "2024-01-02 00:00:00")],
+    )
+    conn.commit()
+    conn.close()
+    spec = load_spec_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "m"
+key = "id"
+[target]
+url = "{target_url}"
+table = "days"
+unique = ["day"]
+[fields]
+id = "id"
+day = {{ type = "date" }}
+[run]
+batch_size = 2
+"""
+    )
+    result = run_migration(spec)
+    assert (result.migrated, result.rejected) == (2, 2)
+    assert target_rows(target_url, "SELECT source_key, merged_into FROM authmigrate_rejects ORDER BY id") == [
+        ("3", "1"),
+        ("4", "2"),
+    ]

@@ -192,6 +192,52 @@ class BulkInsert:
         conn.exec_driver_sql(self.sql, params)
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
+class InLookup:
+    """``SELECT column, key WHERE column IN (...)`` with a fixed number of placeholders,
+    compiled once; the last chunk is padded with NULL (which matches nothing).
+
+    SQLAlchemy renders an expanding IN of thousands of values anew on every call, which cost
+    more than the index probes themselves.
+    """
+
+    def __init__(self, column: sa.Column[Any], key: sa.Column[Any], dialect: sa.Dialect) -> None:
+        self.size = 900 if dialect.name == "mysql" else 5000
+        names = [f"v{i}" for i in range(self.size)]
+        stmt = sa.select(column, key).where(
+            column.in_([sa.bindparam(n, type_=column.type) for n in names])
+        )
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.names = list(compiled.positiontup or names) if self.positional else names
+        impl = column.type.dialect_impl(dialect)
+        self.proc = impl.bind_processor(dialect)
+        self.result = impl.result_processor(dialect, None)
+        key_impl = key.type.dialect_impl(dialect)
+        self.key_result = key_impl.result_processor(dialect, None)
+
+    def __call__(self, conn: sa.Connection, values: list[Any]) -> list[tuple[Any, Any]]:
+        if self.proc is not None:
+            values = [self.proc(v) for v in values]
+        out: list[tuple[Any, Any]] = []
+        for i in range(0, len(values), self.size):
+            chunk = values[i : i + self.size]
+            chunk += [None] * (self.size - len(chunk))
+            params: Any = (
+                tuple(chunk) if self.positional else dict(zip(self.names, chunk, strict=True))
+            )
+            out.extend(tuple(r) for r in conn.exec_driver_sql(self.sql, params))
+        if self.result is not None or self.key_result is not None:
+            same = _identity
+            value_of, key_of = self.result or same, self.key_result or same
+            out = [(value_of(v), key_of(k)) for v, k in out]
+        return out
+
+
 class TargetLock:
     """Held while a run writes, so a second run of the same migration is refused.
 
@@ -304,6 +350,7 @@ class SqlTarget:
             stage.tables(self.metadata)
         self.columns = [c.name for c in self.table.c]
         self._insert = BulkInsert(self.table, self.engine.dialect)
+        self._lookups: dict[str, InLookup] = {}
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -441,13 +488,20 @@ class SqlTarget:
             return {}
         cols = [self.table.c[c] for c in group]
         key = self.table.c[self.spec.target_key]
-        probe = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
         found: dict[Any, Any] = {}
-        step = 900 if self.engine.dialect.name == "mysql" else 10_000
+        if len(cols) == 1:
+            lookup = self._lookups.get(group[0])
+            if lookup is None:
+                lookup = self._lookups[group[0]] = InLookup(cols[0], key, self.engine.dialect)
+            for value, k in lookup(conn, vals):
+                found[value] = k
+            return found
+        probe = sa.tuple_(*cols)
+        step = 900 if self.engine.dialect.name == "mysql" else 5000
         for i in range(0, len(vals), step):
             chunk = vals[i : i + step]
             for row in conn.execute(sa.select(*cols, key).where(probe.in_(chunk))):
-                found[row[0] if len(cols) == 1 else tuple(row[:-1])] = row[-1]
+                found[tuple(row[:-1])] = row[-1]
         return found
 
     # -- the batch transaction --------------------------------------------------------------
