@@ -163,15 +163,19 @@ _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
 
 def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one branch a type
+    bits = 31 if kind == "integer" else 63  # INTEGER / BIGINT, as every target stores them
+
     def integer(v: Any) -> Any:
         if isinstance(v, bool):
             return int(v)
-        if isinstance(v, int):
-            return v
-        try:
-            return int(str(v).strip())
-        except ValueError:
-            raise FieldReject("field.invalid_type", column, "not an integer") from None
+        if not isinstance(v, int):
+            try:
+                v = int(str(v).strip())
+            except ValueError:
+                raise FieldReject("field.invalid_type", column, "not an integer") from None
+        if not -(2**bits) <= v < 2**bits:
+            raise FieldReject("field.out_of_range", column, f"does not fit {bits + 1} bits")
+        return v
 
     def floating(v: Any) -> Any:
         try:
@@ -192,12 +196,22 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
         raise FieldReject("field.invalid_type", column, "not a boolean")
 
     def datetime_(v: Any) -> Any:
+        v = _datetime(v)
+        if isinstance(v, dt.datetime) and v.tzinfo is not None:
+            # SQLite would keep the wall time and PostgreSQL convert to its session's zone
+            return v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v
+
+    def _datetime(v: Any) -> Any:
         if isinstance(v, dt.datetime):
             return v
         if isinstance(v, dt.date):
             return dt.datetime(v.year, v.month, v.day)
         if isinstance(v, int | float) and not isinstance(v, bool):
-            return dt.datetime.fromtimestamp(v, tz=dt.UTC).replace(tzinfo=None)
+            try:
+                return dt.datetime.fromtimestamp(v, tz=dt.UTC).replace(tzinfo=None)
+            except (OverflowError, OSError, ValueError):
+                raise FieldReject("field.invalid_type", column, "not a timestamp") from None
         s = str(v).strip()
         if s.startswith("0000-00-00"):
             return None  # MySQL's zero date means "no date"

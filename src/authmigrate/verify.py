@@ -209,7 +209,7 @@ def canonical(kind: str, value: Any) -> str | None:  # noqa: C901 - one branch p
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+            return f"{value.year:04d}-{value:%m-%d %H:%M:%S.%f}"  # %Y drops zeros before 1000
         if isinstance(value, dt.date):
             return f"{value.isoformat()} 00:00:00.000000"
         return str(value)

@@ -163,11 +163,14 @@ def _table_exists(conn: sqlite3.Connection) -> bool:
 
 def _cell(value: Any, is_key: bool) -> Any:
     """A file value as SQLite stores it: blank keys are NULL, digit keys are integers."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return str(value)  # SQLite integers are 64-bit: keep a bigger number as its digits
     if is_key:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-            return int(value.strip())
+            number = int(value.strip())
+            return number if number < 2**63 else value.strip()
         return value
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
