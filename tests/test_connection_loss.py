@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from authmigrate.db import make_engine
 from authmigrate.errors import AuthmigrateError, LockError
 from authmigrate.pipeline import run_migration
+from authmigrate.reconcile import verify_migration
 from authmigrate.sinks.sql import TargetLock
 from authmigrate.spec import load_spec
-from authmigrate.verify import verify_migration
 from tests.helpers_verify import make_source, write_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

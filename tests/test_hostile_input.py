@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authmigrate.pipeline import run_migration
+from authmigrate.reconcile import verify_migration
 from authmigrate.spec import load_spec, load_spec_text
-from authmigrate.verify import verify_migration
 from tests.helpers_verify import cli, make_source, table_rows, write_spec
 
 SQLISH = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from authmigrate.reconcile import verify_migration
 from authmigrate.spec import load_spec
-from authmigrate.verify import verify_migration
 from tests.helpers_verify import cli, execute, make_source, scalar, write_spec
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from authmigrate.pipeline import run_migration
+from authmigrate.reconcile import canonical, row_text, text_hash, verify_migration
 from authmigrate.spec import load_spec
-from authmigrate.verify import canonical, row_text, text_hash, verify_migration
 from tests.helpers_verify import cli, execute, make_source, scalar, write_spec
 
 
@@ -73,8 +73,8 @@ def test_in_database_checksum_matches_the_python_one(target_url: str) -> None:
     )
     import sqlalchemy as sa
 
+    from authmigrate.reconcile import _Target
     from authmigrate.spec import load_spec_text
-    from authmigrate.verify import _Target
 
     spec = load_spec_text(
         f'[source]\nurl = "sqlite://"\ntable = "x"\nkey = "k"\n'

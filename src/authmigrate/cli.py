@@ -116,7 +116,7 @@ def run(spec: str, report_path: str | None) -> None:
 @handle_errors
 def verify(spec: str, sample: int | None) -> None:
     """Reconcile source and target: counts, chunk checksums, wrapped credentials."""
-    from authmigrate.verify import verify_command
+    from authmigrate.reconcile import verify_command
 
     sys.exit(verify_command(_load(spec), sample=sample))
 
