@@ -570,3 +570,47 @@ batch_size = 2
         ("3", "1"),
         ("4", "2"),
     ]
+
+
+def test_two_sources_with_the_same_table_name_keep_separate_checkpoints(tmp_path: Path) -> None:
+    """Two shops' old_users into one target: the second must not resume from the first."""
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    make_seed_source(a, [f"a{i}@example.com" for i in range(5)])
+    make_seed_source(b, [f"b{i}@example.com" for i in range(10)])
+    dst = f"sqlite:///{tmp_path}/t.db"
+    first = run_migration(load_spec_text(seed_spec(a, dst).replace("new_users", "shop_a")))
+    second = run_migration(load_spec_text(seed_spec(b, dst).replace("new_users", "shop_b")))
+    third = run_migration(
+        load_spec_text(seed_spec(b, dst).replace('table = "new_users"', 'table = "shop_a"'))
+    )
+    assert first.migrated == 5 and second.migrated == 10
+    assert first.migration != second.migration
+    assert third.this_run["read"] == 10  # same target table, other source: its own progress
+    assert third.by_reason == {"target.key_exists": 5}
+
+
+def test_a_row_the_target_refuses_is_rejected_and_the_rest_migrates(
+    tmp_path: Path, target_url: str
+) -> None:
+    """A constraint the spec does not know (here a CHECK) must not block the migration."""
+    src = tmp_path / "legacy.db"
+    make_seed_source(
+        src, ["a@example.com", "much.too.long.for.the.check@example.com", "c@example.com"]
+    )
+    engine = sa.create_engine(target_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE new_users (user_id INTEGER PRIMARY KEY, "
+                "email VARCHAR(320) UNIQUE CHECK (length(email) < 20))"
+            )
+        )
+    engine.dispose()
+    result = run_migration(load_spec_text(seed_spec(src, target_url, batch=10)))
+    assert (result.migrated, result.rejected) == (2, 1)
+    (reason, key, detail) = target_rows(
+        target_url, "SELECT reason, source_key, detail FROM authmigrate_rejects"
+    )[0]
+    assert (reason, key) == ("target.constraint", "2")
+    assert "check" in detail.lower()
+    assert "much.too.long" not in detail

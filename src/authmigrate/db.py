@@ -19,6 +19,14 @@ def safe_url(url: str | URL) -> str:
         return "<unparsable url>"
 
 
+def first_line(exc: BaseException) -> str:
+    """The driver's message, first line only: SQLAlchemy appends the statement and its
+    parameters (which may hold credentials), and PostgreSQL's DETAIL lines hold values."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
 def make_engine(url: str, *, path: str) -> Engine:
     """Create an engine for ``url``; ``path`` is the spec key the URL came from.
 

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Record, Reject, Stage
+from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
 from authmigrate.sinks.sql import SqlTarget
 from authmigrate.sources import Source, open_source
@@ -175,13 +176,20 @@ class Migration:
         return batch
 
     def finish_batch(
-        self, batch: Batch, dupes: DuplicateStage, conn: sa.Connection | None
+        self,
+        batch: Batch,
+        dupes: DuplicateStage,
+        conn: sa.Connection | None,
+        conflicts: dict[Any, str] | None = None,
     ) -> Batch:
         """Run the stages on a transformed batch: everything but the write.
 
         ``conn`` (None in ``plan``) is a target connection for the checks against what the
-        target already holds.
+        target already holds; ``conflicts`` are rows the target refused in an earlier attempt
+        (key -> the database's reason), rejected as ``target.constraint``.
         """
+        if conflicts:
+            self._drop(batch, conflicts, "target.constraint", None)
         if conn is not None and batch.records:
             self._reject_existing_keys(conn, batch)
         for stage in self.early:
@@ -192,27 +200,29 @@ class Migration:
         return batch
 
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
-        """A key already in the target was not written by us: reject, never overwrite."""
-        col = self.target.table.c[self.spec.target_key]
-        lo, hi = batch.first_key, batch.last_key
-        taken = set(conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars())
+        """A key already in the target was not written by us: reject, never overwrite.
+
+        Looked up by equality (``IN``), not by range: a range follows the target's collation,
+        which need not be the order or equality Python sees.
+        """
+        key = self.spec.target_key
+        taken = self.target.existing(conn, (key,), [r.key for r in batch.records])
         if taken:
-            batch.drop(
-                [
-                    (
-                        r,
-                        Reject(
-                            r.key,
-                            "target.key_exists",
-                            self.spec.target_key,
-                            "the target already has this key",
-                            r.source,
-                        ),
-                    )
-                    for r in batch.records
-                    if r.key in taken
-                ]
+            self._drop(
+                batch,
+                {k: "the target already has this key" for k in taken},
+                "target.key_exists",
+                key,
             )
+
+    def _drop(self, batch: Batch, keys: dict[Any, str], reason: str, column: str | None) -> None:
+        batch.drop(
+            [
+                (r, Reject(r.key, reason, column, keys[r.key], r.source))
+                for r in batch.records
+                if r.key in keys
+            ]
+        )
 
     def null_key_batch(self, number: int) -> Batch | None:
         """Rows with a NULL key cannot be paged; they are rejected in the first batch."""
@@ -329,7 +339,7 @@ def run_migration(
         error = str(exc)
         raise
     except Exception as exc:
-        error = f"{type(exc).__name__}: {_first_line(exc)}"
+        error = f"{type(exc).__name__}: {first_line(exc)}"
         raise
     finally:
         result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
@@ -349,28 +359,38 @@ def _commit_with_retry(
     m: Migration, fresh: Batch, dupes: DuplicateStage | None, run_id: str
 ) -> Batch:
     """Finish and commit one batch; on a lost connection, wait and do the whole batch again
-    from its source rows."""
+    from its source rows.
+
+    A constraint the target enforces and the spec does not know (a NOT NULL, a unique index
+    with a case-insensitive collation, a CHECK) fails the whole insert. The first time, the
+    batch is simply done again (the live shop may have taken an email between our check and
+    our insert); if it fails again, the rows the target refuses are found one by one and
+    rejected as ``target.constraint``, so one bad row never blocks a migration.
+    """
     retries = m.spec.run.retries
     delay = 0.2
     batch = fresh
+    conflicts: dict[Any, str] = {}
+    refused = 0
     for attempt in range(retries + 1):
         try:
             if dupes is not None:
                 with m.target.engine.connect() as conn:
-                    m.finish_batch(batch, dupes, conn)
+                    m.finish_batch(batch, dupes, conn, conflicts)
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
         except sa.exc.IntegrityError:
-            # someone else (the live shop) took an email between our check and our insert:
-            # doing the batch again sees it and treats the row as a duplicate
+            refused += 1
+            if refused >= 2:
+                conflicts.update(m.target.find_conflicts(batch))
             if attempt == retries:
                 raise TargetError(
-                    "a batch kept violating a unique constraint of the target"
+                    f"batch {batch.number} kept violating a constraint of the target"
                 ) from None
         except sa.exc.DBAPIError as exc:
             if not _transient(exc) or attempt == retries:
                 raise TargetError(
-                    f"writing batch to {m.target.where} failed: {_first_line(exc)}"
+                    f"writing batch to {m.target.where} failed: {first_line(exc)}"
                 ) from None
         log.warning(
             "batch %d failed, retrying in %.1fs (attempt %d of %d)",
@@ -379,7 +399,7 @@ def _commit_with_retry(
             attempt + 1,
             retries,
         )
-        time.sleep(delay)
+        time.sleep(delay if not refused else 0)
         delay = min(delay * 2, 10.0)
         if batch.source_rows is not None:
             batch = m.transform_batch(batch.number, batch.source_rows)
@@ -390,12 +410,6 @@ def _transient(exc: sa.exc.DBAPIError) -> bool:
     return bool(exc.connection_invalidated) or isinstance(
         exc, sa.exc.OperationalError | sa.exc.InterfaceError
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 def _result(

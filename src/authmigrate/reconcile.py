@@ -46,7 +46,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url
+from authmigrate.db import first_line, make_engine, safe_url
 from authmigrate.errors import TargetError
 from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
 from authmigrate.sources import Source, open_source
@@ -746,7 +746,7 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
             conn = engine.connect()
         except sa.exc.OperationalError as exc:
             raise TargetError(
-                f"cannot reach target {safe_url(spec.target.url)}: {_first_line(exc)}"
+                f"cannot reach target {safe_url(spec.target.url)}: {first_line(exc)}"
             ) from None
         with conn:
             result = _verify(spec, source, engine, conn, sample, chunk)
@@ -783,12 +783,6 @@ def _verify(
             f"the target table has no column {', '.join(repr(f) for f in missing_fields)}"
         )
     return verifier.run()
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 # -- the command ---------------------------------------------------------------------------

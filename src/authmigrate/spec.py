@@ -428,8 +428,15 @@ class Spec(_Model):
         """The name runs, checkpoints and rejects are recorded under."""
         if self.name:
             return self.name
-        src = self.source.table or Path(self.source.url.split(":///", 1)[-1]).name or "query"
-        return f"{src}->{self.target.table}"
+        src = self.source
+        label = Path(src.url.split(":///", 1)[-1]).name if src.is_file else src.table or "query"
+        # two shops' "customers" tables into one target must not share a checkpoint: the
+        # name carries a hash of where the rows come from (password masked, never shown)
+        from authmigrate.db import safe_url
+
+        origin = f"{safe_url(src.url) if not src.is_file else src.url}|{src.table}|{src.query}"
+        digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
+        return f"{label}->{self.target.table}@{digest}"
 
     @property
     def target_key(self) -> str:

@@ -137,9 +137,7 @@ def parse_stored(stored: str) -> StoredToken:
     m = _STORED.match(stored) if isinstance(stored, str) else None
     if m is None or int(m["v"]) != VERSION:
         raise MalformedHashError("not a stored authmigrate token ($amtok$v=1,...)")
-    return StoredToken(
-        int(m["v"]), m["alg"], m["purpose"], int(m["exp"]), m["prefix"], m["digest"]
-    )
+    return StoredToken(int(m["v"]), m["alg"], m["purpose"], int(m["exp"]), m["prefix"], m["digest"])
 
 
 def verify_token(
@@ -224,9 +222,7 @@ class TokenStage:
         """The token column (text) and, if configured, the indexed prefix column."""
         cols: list[sa.Column[Any]] = [sa.Column(self.spec.column, sa.Text, nullable=True)]
         if self.spec.prefix_column:
-            cols.append(
-                sa.Column(self.spec.prefix_column, sa.String(PREFIX_LENGTH), index=True)
-            )
+            cols.append(sa.Column(self.spec.prefix_column, sa.String(PREFIX_LENGTH), index=True))
         return cols
 
     def tables(self, metadata: sa.MetaData) -> None:

@@ -56,13 +56,7 @@ _ASCII_EMAIL = re.compile(
 def _ascii_ok(s: str) -> bool:
     """The dot and hyphen rules the fast regex leaves out."""
     return not (
-        ".." in s
-        or s[0] == "."
-        or ".@" in s
-        or "@-" in s
-        or "-." in s
-        or ".-" in s
-        or s[-1] == "-"
+        ".." in s or s[0] == "." or ".@" in s or "@-" in s or "-." in s or ".-" in s or s[-1] == "-"
     )
 
 

@@ -283,14 +283,22 @@ class OutboxStage:
         for record in batch.records:
             if record.segment in enabled:
                 rows.append(
-                    self._row(run_id, now, record.key, record.segment, record.values,
-                              record.token, None)
+                    self._row(
+                        run_id, now, record.key, record.segment, record.values, record.token, None
+                    )
                 )
         if "merged" in enabled:
             for reject in batch.merged:
                 rows.append(
-                    self._row(run_id, now, reject.key, "merged", reject.values or {}, None,
-                              reject.merged_into)
+                    self._row(
+                        run_id,
+                        now,
+                        reject.key,
+                        "merged",
+                        reject.values or {},
+                        None,
+                        reject.merged_into,
+                    )
                 )
         return rows
 

@@ -305,7 +305,10 @@ def _render(templates: Templates, row: Any, token: str | None) -> Rendered:
     expires_at = context.pop("expires_at", None)
     user = {"email": row.recipient, **context}
     ctx = templates.context(
-        segment=row.segment, user=user, token=token, expires_at=expires_at,
+        segment=row.segment,
+        user=user,
+        token=token,
+        expires_at=expires_at,
         merged_into=merged_into,
     )
     return templates.render(row.segment, ctx)
@@ -366,7 +369,11 @@ class _Outbox:
 
     def sent(self, msg_id: int) -> None:
         self.finish(
-            msg_id, was="sending", status="sent", sent_at=utcnow(), token_ciphertext=None,
+            msg_id,
+            was="sending",
+            status="sent",
+            sent_at=utcnow(),
+            token_ciphertext=None,
             last_error=None,
         )
 
@@ -450,8 +457,9 @@ def send_outbox(
                 if row is None or row.status != "queued":
                     continue
                 if not row.recipient:
-                    outbox.finish(msg_id, was="queued", status="failed",
-                                  last_error="no email address")
+                    outbox.finish(
+                        msg_id, was="queued", status="failed", last_error="no email address"
+                    )
                     report.failed += 1
                     tick(report)
                     continue
@@ -463,8 +471,9 @@ def send_outbox(
                 try:
                     data = build_message(notify, row, _render(templates, row, token)).as_bytes()
                 except Exception as exc:  # a template or header problem of this one message
-                    reason = _bounded(f"cannot build the message: {type(exc).__name__}: {exc}",
-                                      token)
+                    reason = _bounded(
+                        f"cannot build the message: {type(exc).__name__}: {exc}", token
+                    )
                     outbox.finish(msg_id, was="queued", status="failed", last_error=reason)
                     report.failed += 1
                     tick(report)
@@ -475,8 +484,19 @@ def send_outbox(
                     report.skipped += 1
                     continue
                 attempts += 1
-                _deliver_one(mailer, outbox, row, envelope_from, data, token, report,
-                             retry, notify.max_attempts, backoff, max_backoff)
+                _deliver_one(
+                    mailer,
+                    outbox,
+                    row,
+                    envelope_from,
+                    data,
+                    token,
+                    report,
+                    retry,
+                    notify.max_attempts,
+                    backoff,
+                    max_backoff,
+                )
                 tick(report)
         finally:
             mailer.close()
@@ -502,8 +522,12 @@ def _deliver_one(
     except _Transient as exc:
         reason = _bounded(mailer.scrub(str(exc)), token)
         if attempt >= max_attempts:
-            outbox.finish(row.id, was="sending", status="failed",
-                          last_error=f"gave up after {attempt} attempts: {reason}")
+            outbox.finish(
+                row.id,
+                was="sending",
+                status="failed",
+                last_error=f"gave up after {attempt} attempts: {reason}",
+            )
             report.failed += 1
             log.warning("message %s failed after %d attempts", row.message_id, attempt)
             return
@@ -511,8 +535,7 @@ def _deliver_one(
         report.retried += 1
         delay = min(max_backoff, backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
         heapq.heappush(retry, (time.monotonic() + delay, row.id))
-        log.info("message %s: temporary failure, retry in %.1fs: %s", row.message_id, delay,
-                 reason)
+        log.info("message %s: temporary failure, retry in %.1fs: %s", row.message_id, delay, reason)
     except _Permanent as exc:
         reason = _bounded(mailer.scrub(str(exc)), token)
         outbox.finish(row.id, was="sending", status="failed", last_error=reason)
@@ -524,8 +547,13 @@ def _deliver_one(
         report.in_doubt += 1
         log.warning("message %s in doubt (not resent): %s", row.message_id, reason)
     except _Fatal as exc:
-        outbox.finish(row.id, was="sending", status="queued", attempts=row.attempts,
-                      last_error=_bounded(str(exc), token))
+        outbox.finish(
+            row.id,
+            was="sending",
+            status="queued",
+            attempts=row.attempts,
+            last_error=_bounded(str(exc), token),
+        )
         raise NotifyError(str(exc)) from None
     else:
         outbox.sent(row.id)
@@ -533,9 +561,7 @@ def _deliver_one(
         log.debug("message %s sent", row.message_id)
 
 
-def _connect_with_retries(
-    mailer: _Mailer, tries: int, backoff: float, max_backoff: float
-) -> None:
+def _connect_with_retries(mailer: _Mailer, tries: int, backoff: float, max_backoff: float) -> None:
     for attempt in range(1, tries + 1):
         try:
             mailer.connect()
@@ -557,15 +583,21 @@ def _progress(console: Console | None, bar: bool | None, total: int) -> Iterator
         bar = console.is_terminal
     if bar:
         with Progress(
-            TextColumn("notify"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[detail]}"), console=console, transient=False,
+            TextColumn("notify"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            transient=False,
         ) as prog:
             task = prog.add_task("notify", total=total, detail="")
 
             def tick(report: SendReport) -> None:
                 detail = f"failed {report.failed}" if report.failed else ""
-                prog.update(task, completed=report.sent + report.failed + report.in_doubt,
-                            detail=detail)
+                prog.update(
+                    task, completed=report.sent + report.failed + report.in_doubt, detail=detail
+                )
 
             yield tick
         return
@@ -574,8 +606,11 @@ def _progress(console: Console | None, bar: bool | None, total: int) -> Iterator
     def line(report: SendReport) -> None:
         if time.monotonic() - last[0] >= 5:
             last[0] = time.monotonic()
-            console.print(f"notify: {report.sent} sent, {report.failed} failed, "
-                          f"{report.retried} retried of {total}", highlight=False)
+            console.print(
+                f"notify: {report.sent} sent, {report.failed} failed, "
+                f"{report.retried} retried of {total}",
+                highlight=False,
+            )
 
     yield line
 
@@ -601,9 +636,7 @@ def status(engine: sa.Engine, spec: Spec) -> dict[str, dict[str, int]]:
     return dict(sorted(counts.items()))
 
 
-def dry_run(
-    engine: sa.Engine, spec: Spec, out_dir: Path, *, base_dir: Path | None = None
-) -> int:
+def dry_run(engine: sa.Engine, spec: Spec, out_dir: Path, *, base_dir: Path | None = None) -> int:
     """Render every queued message to ``out_dir/<id>-<segment>.eml`` instead of sending it.
 
     Nothing in the outbox changes and no secret is needed: a token's place holds

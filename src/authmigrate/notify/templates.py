@@ -149,7 +149,10 @@ class Templates:
         for name in self._segments:
             for token in ("sample-token", None):
                 ctx = self.context(
-                    segment=name, user=user, token=token, expires_at="2030-01-01 00:00 UTC",
+                    segment=name,
+                    user=user,
+                    token=token,
+                    expires_at="2030-01-01 00:00 UTC",
                     merged_into="1",
                 )
                 try:
@@ -161,9 +164,11 @@ class Templates:
         path = f"notify.segments.{name}"
         builtin = name in BUILTIN_SEGMENTS
         subject_src = seg.subject or DEFAULT_SUBJECTS.get(name) or "{{ shop_name }}"
-        text_src = self._source(seg.text_template, f"{path}.text_template") if (
-            seg.text_template
-        ) else self._default(f"{name}.txt.j2")
+        text_src = (
+            self._source(seg.text_template, f"{path}.text_template")
+            if (seg.text_template)
+            else self._default(f"{name}.txt.j2")
+        )
         html_src: str | None
         if seg.html_template:
             html_src = self._source(seg.html_template, f"{path}.html_template")

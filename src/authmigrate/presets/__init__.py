@@ -122,7 +122,7 @@ def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
     if prefix is None:
         prefix = preset.default_prefix
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
-        raise SpecError("source.table_prefix", "must be letters, digits, _ or $ (e.g. \"wp_\")")
+        raise SpecError("source.table_prefix", 'must be letters, digits, _ or $ (e.g. "wp_")')
 
     if not source.get("table") and not source.get("query"):
         source["query"] = preset.render_query(prefix)

@@ -163,6 +163,5 @@ def zero_date(expr: str) -> str:
     the server. Dates before year 1000 are outside the supported DATETIME range and go too.
     """
     return (
-        f"CASE WHEN {expr} IS NULL OR CAST({expr} AS CHAR) < '1000-01-01' THEN NULL "
-        f"ELSE {expr} END"
+        f"CASE WHEN {expr} IS NULL OR CAST({expr} AS CHAR) < '1000-01-01' THEN NULL ELSE {expr} END"
     )

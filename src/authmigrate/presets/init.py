@@ -196,7 +196,7 @@ def render_spec(
         *(f"# {n}" for n in preset.notes),
         "#",
         "# Check it with `authmigrate plan` before `authmigrate run`. Secrets never go in this",
-        "# file: a key is named as \"env:VARIABLE\" and read from the environment at run time.",
+        '# file: a key is named as "env:VARIABLE" and read from the environment at run time.',
         "",
         f"name = {_toml(preset.name)}",
         "",
@@ -231,8 +231,7 @@ def render_spec(
         "            # see `authmigrate schemes`; auto identifies each hash"
     )
     lines += [
-        'policy = "keep"          # keep: import as is | wrap: strong hash over weak ones'
-        " | reset",
+        'policy = "keep"          # keep: import as is | wrap: strong hash over weak ones | reset',
         'target_column = "password"',
     ]
     params = creds.pop("params", None)
@@ -243,7 +242,7 @@ def render_spec(
         lines += ["", "[credentials.params]"]
         lines += [f"{_key(k)} = {_toml(v)}" for k, v in params.items()]
     if keys:
-        lines += ["", "[credentials.keys]", "# key id = \"env:VARIABLE\" holding the secret"]
+        lines += ["", "[credentials.keys]", '# key id = "env:VARIABLE" holding the secret']
         lines += [f"{_key(k)} = {_toml(v)}" for k, v in keys.items()]
     lines += [
         "",

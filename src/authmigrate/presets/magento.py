@@ -77,6 +77,7 @@ _FIELDS = {
     "website_email": {"template": "{website_id}:{email}", "normalize": ["strip", "lower"]},
 }
 
+
 def _is_magento1(schema: SchemaView, prefix: str) -> bool:
     """Magento 1 keeps the hash in EAV; a ``password_hash`` column means Magento 2."""
     return not has_column(schema, f"{prefix}customer_entity", "password_hash")
@@ -100,8 +101,8 @@ MAGENTO1 = Preset(
     target_unique=("website_email",),
     notes=(
         "Names and the password hash are EAV attributes, looked up by attribute_code.",
-        "An email is unique per website: website_email (\"<website_id>:<email>\") is the",
-        "unique column; set target.unique = [\"email\"] for a global account scope.",
+        'An email is unique per website: website_email ("<website_id>:<email>") is the',
+        'unique column; set target.unique = ["email"] for a global account scope.',
     ),
     sources=(
         "Magento 1.9 app/code/core/Mage/Customer/sql/customer_setup/install-1.6.0.0.php",
@@ -127,9 +128,8 @@ MAGENTO2 = Preset(
     target_unique=("website_email",),
     notes=(
         "An email is unique per website (customer account share scope): website_email",
-        "(\"<website_id>:<email>\") is the unique column; set target.unique = [\"email\"]",
+        '("<website_id>:<email>") is the unique column; set target.unique = ["email"]',
         "for a global scope.",
     ),
     sources=("magento2 app/code/Magento/Customer/etc/db_schema.xml (customer_entity)",),
 )
-

@@ -115,7 +115,7 @@ PRESTASHOP = Preset(
     credentials={"column": "passwd", "scheme": "auto", "keys": {"prestashop": "env:PS_COOKIE_KEY"}},
     notes=(
         *_KEY_NOTES,
-        "bcrypt rows are read as they are; md5 rows are tagged with key id \"prestashop\".",
+        'bcrypt rows are read as they are; md5 rows are tagged with key id "prestashop".',
     ),
     sources=("PrestaShop 1.7/8 install-dev/data/db_structure.sql (PREFIX_customer)",),
 )

@@ -42,8 +42,14 @@ SHOPWARE6 = Preset(
     summary="customer.password bcrypt, legacy_password/legacy_encoder (Md5, Sha256) from SW5",
     default_prefix="",
     required={
-        "customer": ("id", "email", "password", "legacy_password", "legacy_encoder",
-                     "sales_channel_id"),
+        "customer": (
+            "id",
+            "email",
+            "password",
+            "legacy_password",
+            "legacy_encoder",
+            "sales_channel_id",
+        ),
         "sales_channel": ("id",),
     },
     bonus_tables=("customer_address", "migration"),
@@ -62,7 +68,7 @@ SHOPWARE6 = Preset(
     notes=(
         "Guest accounts (guest = 1) are not read. Shops that bind customers to sales",
         "channels may hold one email per channel: then set target.unique =",
-        "[\"email\", \"sales_channel_id\"].",
+        '["email", "sales_channel_id"].',
     ),
     sources=(
         "shopware/platform src/Core/Migration/V6_3/Migration1536232960Customer.php",

@@ -47,8 +47,8 @@ SPREE = Preset(
     credentials={"column": "encrypted_password", "scheme": "auto"},
     notes=(
         "With a Devise pepper (config.pepper), add it to the keyring as an env reference:",
-        "  [credentials.keys] devise = \"env:DEVISE_PEPPER\" and params.key_id = \"devise\".",
-        "Authlogic SHA-512 stores (Spree < 1.2): scheme = \"authlogic_sha512\".",
+        '  [credentials.keys] devise = "env:DEVISE_PEPPER" and params.key_id = "devise".',
+        'Authlogic SHA-512 stores (Spree < 1.2): scheme = "authlogic_sha512".',
     ),
     sources=("spree_auth_devise db/migrate/20101026184949_create_users.rb and later",),
 )

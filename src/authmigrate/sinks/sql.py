@@ -19,6 +19,7 @@ import hashlib
 import json
 import operator
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Stage
-from authmigrate.db import make_engine, safe_url
+from authmigrate.db import first_line, make_engine, safe_url
 from authmigrate.errors import LockError, TargetError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -315,7 +316,7 @@ class TargetLock:
                 "and another run holds it now; this run stops"
             ) from None
         except sa.exc.DBAPIError as exc:
-            raise TargetError(f"lost the connection holding the lock: {_first_line(exc)}") from None
+            raise TargetError(f"lost the connection holding the lock: {first_line(exc)}") from None
 
     def release(self) -> None:
         if self._file is not None:
@@ -403,7 +404,7 @@ class SqlTarget:
             insp = sa.inspect(self.engine)
             exists = insp.has_table(self.table.name, schema=self.table.schema)
         except sa.exc.OperationalError as exc:
-            raise TargetError(f"cannot reach target {self.where}: {_first_line(exc)}") from None
+            raise TargetError(f"cannot reach target {self.where}: {first_line(exc)}") from None
         if not exists:
             if not self.spec.target.create:
                 raise SpecError(
@@ -423,7 +424,7 @@ class SqlTarget:
         try:
             self.metadata.create_all(self.engine)
         except sa.exc.DBAPIError as exc:
-            raise TargetError(f"cannot create tables in {self.where}: {_first_line(exc)}") from None
+            raise TargetError(f"cannot create tables in {self.where}: {first_line(exc)}") from None
 
     def exists(self) -> bool:
         insp = sa.inspect(self.engine)
@@ -503,6 +504,32 @@ class SqlTarget:
             for row in conn.execute(sa.select(*cols, key).where(probe.in_(chunk))):
                 found[tuple(row[:-1])] = row[-1]
         return found
+
+    def find_conflicts(self, batch: Batch) -> dict[Any, str]:
+        """Insert a batch's accounts one by one in a transaction that is rolled back, and
+        return ``{key: the database's reason}`` for each one the target refuses.
+
+        PostgreSQL aborts a transaction on error, so each row gets a savepoint there; SQLite
+        and MySQL roll back only the failed statement.
+        """
+        bad: dict[Any, str] = {}
+        savepoints = self.engine.dialect.name == "postgresql"
+        with self.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                for rec in batch.records:
+                    sp = conn.begin_nested() if savepoints else None
+                    try:
+                        self._insert(conn, [rec.values])
+                        if sp is not None:
+                            sp.commit()
+                    except sa.exc.IntegrityError as exc:
+                        if sp is not None:
+                            sp.rollback()
+                        bad[rec.key] = _without_values(first_line(exc))
+            finally:
+                trans.rollback()
+        return bad
 
     # -- the batch transaction --------------------------------------------------------------
 
@@ -659,10 +686,9 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
     return json.dumps(out, ensure_ascii=True, default=str)
 
 
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
+def _without_values(message: str) -> str:
+    """A driver message with quoted values masked (MySQL quotes the duplicate value)."""
+    return re.sub(r"'[^']*'", "'…'", message)
 
 
 def pid_host() -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url
+from authmigrate.db import first_line, make_engine, safe_url
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
 
@@ -42,11 +42,11 @@ class SqlSource:
                 try:
                     names = list(conn.execute(probe).keys())
                 except sa.exc.DBAPIError as exc:
-                    raise SpecError("source.query", f"query fails: {_first_line(exc)}") from None
+                    raise SpecError("source.query", f"query fails: {first_line(exc)}") from None
                 sub = sa.text(query).columns(*[sa.column(n) for n in names])
                 return sub.subquery("src")
         except sa.exc.OperationalError as exc:
-            raise SourceError(f"cannot read source {where}: {_first_line(exc)}") from None
+            raise SourceError(f"cannot read source {where}: {first_line(exc)}") from None
 
     def _rows(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
         try:
@@ -54,7 +54,7 @@ class SqlSource:
                 return list(conn.execute(stmt).all())
         except sa.exc.DBAPIError as exc:
             raise SourceError(
-                f"reading source {safe_url(self.spec.url)} failed: {_first_line(exc)}"
+                f"reading source {safe_url(self.spec.url)} failed: {first_line(exc)}"
             ) from exc
 
     def count(self) -> int:
@@ -92,9 +92,3 @@ class SqlSource:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's message without the SQL statement and parameters SQLAlchemy appends."""
-    orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
