@@ -139,10 +139,11 @@ def test_resume_after_failed_batch_continues_at_last_committed(tmp_path: Path) -
 
     sink.SqlTarget.commit_batch = failing  # type: ignore[method-assign]
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as info:
             run_migration(spec)
     finally:
         sink.SqlTarget.commit_batch = original  # type: ignore[method-assign]
+    assert info.value.result.this_run["read"] == 3  # what the CLI writes as the report
     assert target_rows(dst, "SELECT count(*) FROM new_users") == [(3,)]
     assert target_rows(dst, "SELECT status FROM authmigrate_runs") == [("interrupted",)]
     result = run_migration(spec)
@@ -388,6 +389,13 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             "target.table: not a plain SQL identifier",
         ),
         (('url = "sqlite:///', 'url = "nosuchdb:///'), "source.url"),
+        (('url = "sqlite:///', 'url = "sqlite:///nowhere'), "source.url: no such SQLite file"),
+        (('email = {', 'name = { template = "{email:>30}" }\nemail = {'), "fields.name.template: template field {email} takes no format spec"),
+        (('[run]', '[target.x]\n[run]'), "target.x: unknown key"),
+        (('user_id = "user_id"', 'user_id = "user_id"\nbad-name = "email"'), "fields.bad-name: not a plain SQL identifier"),
+        (('user_id = "user_id"', 'user_id = "user_id"\nn = { value = "abc", type = "integer" }'), "fields.n.value: not an integer"),
+        (('[run]', '[tokens]\ncolumn = "email"\n[run]'), "fields.email: the column is already filled by tokens.column"),
+        (('table = "new_users"', 'table = "new_users"\nunique = ["emial"]'), "target.unique[0]: no field 'emial'"),
     ],
 )
 def test_bad_spec_exits_2_naming_the_key_and_writes_nothing(
@@ -614,3 +622,42 @@ def test_a_row_the_target_refuses_is_rejected_and_the_rest_migrates(
     assert (reason, key) == ("target.constraint", "2")
     assert "check" in detail.lower()
     assert "much.too.long" not in detail
+
+
+def test_file_keys_keep_their_text_unless_every_one_is_a_plain_integer(
+    tmp_path: Path, target_url: str
+) -> None:
+    """007 is not 7: a file whose keys are not all plain integers keeps them all as text."""
+    src = tmp_path / "users.csv"
+    src.write_text("id,email\n007,a@x.io\n7,b@x.io\nabc,c@x.io\n", encoding="utf-8")
+    spec = load_spec_text(
+        f"""
+[source]
+url = "csv:///{src}"
+key = "id"
+[target]
+url = "{target_url}"
+table = "accounts"
+[fields]
+id = "id"
+email = "email"
+"""
+    )
+    result = run_migration(spec)
+    assert result.migrated == 3
+    assert sorted(r[0] for r in target_rows(target_url, "SELECT id FROM accounts")) == ["007", "7", "abc"]
+
+
+def test_query_source_keeps_integer_keys_integers(tmp_path: Path, target_url: str) -> None:
+    """A query has no reflected types: they are read off its rows, so keys stay numbers."""
+    src = tmp_path / "legacy.db"
+    make_seed_source(src, [f"u{i}@example.com" for i in range(12)])
+    text = seed_spec(src, target_url, batch=5).replace(
+        'table = "old_users"', 'query = "SELECT user_id, email FROM old_users WHERE user_id > 2"'
+    )
+    result = run_migration(load_spec_text(text))
+    assert result.migrated == 10
+    again = run_migration(load_spec_text(text))
+    assert again.this_run["read"] == 0
+    keys = [r[0] for r in target_rows(target_url, "SELECT user_id FROM new_users ORDER BY user_id")]
+    assert keys == list(range(3, 13))

@@ -60,13 +60,8 @@ class Batch:
     source_rows: list[dict[str, Any]] | None = field(default=None, repr=False)
     """The rows as read, so a failed batch can be done again from scratch."""
 
-    def reject(self, record: Record, reason: str, column: str | None, detail: str = "") -> None:
-        """Move ``record`` out of the accounts to write and into the rejects."""
-        self.records.remove(record)
-        self.rejects.append(Reject(record.key, reason, column, detail, record.source))
-
     def drop(self, doomed: list[tuple[Record, Reject]]) -> None:
-        """Move many records to the rejects at once (O(n), unlike repeated :meth:`reject`)."""
+        """Move records out of the accounts to write and into the rejects, in one pass."""
         if not doomed:
             return
         ids = {id(r) for r, _ in doomed}
@@ -81,7 +76,7 @@ class Batch:
 class Stage(Protocol):
     """A step applied to every batch after the field transforms.
 
-    Implementations: the credential stage (``pipeline.CredentialStage``), the token stage
+    Implementations: the credential stage (``stages.CredentialStage``), the token stage
     (``tokens.TokenStage``) and the outbox stage (``notify.outbox.OutboxStage``).
     """
 

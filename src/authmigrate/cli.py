@@ -98,10 +98,17 @@ def run(spec: str, report_path: str | None) -> None:
     from authmigrate.report import print_run, progress_reporter, write_report
 
     s = _load(spec)
-    with progress_reporter("migrate") as progress:
-        result = run_migration(s, progress=progress)
-    print_run(result)
     path = Path(report_path) if report_path else Path(spec).with_suffix(".report.json")
+    try:
+        with progress_reporter("migrate") as progress:
+            result = run_migration(s, progress=progress)
+    except BaseException as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None:  # a failed or interrupted run still says what it did
+            write_report(path, partial.as_dict())
+            click.echo(f"report: {path}", err=True)
+        raise
+    print_run(result)
     write_report(path, result.as_dict())
     click.echo(f"report: {path}")
     if result.rejected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,16 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(orig).__name__
 
 
+def sqlite_file(engine: Engine) -> Path | None:
+    """The database file of a SQLite engine (None for other databases and :memory:)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    db = engine.url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
 def make_engine(url: str, *, path: str) -> Engine:
     """Create an engine for ``url``; ``path`` is the spec key the URL came from.
 
@@ -36,8 +47,8 @@ def make_engine(url: str, *, path: str) -> Engine:
         SpecError: the URL does not parse or names a driver that is not installed.
     """
     try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+        parsed = sa.make_url(url)  # a port like ':54x2' is a ValueError
+    except (sa.exc.ArgumentError, ValueError):
         raise SpecError(path, "not a database URL (e.g. sqlite:///legacy.db)") from None
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     backend = parsed.get_backend_name()

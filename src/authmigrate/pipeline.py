@@ -49,8 +49,12 @@ class RunResult:
     rejected: int = 0
     merged: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    """Rejected rows by reason code (all runs)."""
+    merged_by_reason: dict[str, int] = field(default_factory=dict)
     schemes: dict[str, int] = field(default_factory=dict)
+    """Credential schemes of the accounts migrated by this run."""
     segments: dict[str, int] = field(default_factory=dict)
+    """Notification segments of the accounts migrated or merged by this run."""
     seconds: float = 0.0
     this_run: dict[str, int] = field(default_factory=dict)
     source_rows: int = 0
@@ -74,8 +78,9 @@ class RunResult:
             },
             "this_run": self.this_run,
             "by_reason": self.by_reason,
-            "schemes": self.schemes,
-            "segments": self.segments,
+            "merged_by_reason": self.merged_by_reason,
+            "this_run_schemes": self.schemes,
+            "this_run_segments": self.segments,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
         }
@@ -296,6 +301,7 @@ def run_migration(
     schemes: Counter[str] = Counter()
     segments: Counter[str] = Counter()
     status, error = "failed", None
+    failure: BaseException | None = None
     try:
         lock.acquire()
         m.target.create()
@@ -332,14 +338,16 @@ def run_migration(
             if progress:
                 progress(done, total)
         status = "done"
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the operator"
+    except KeyboardInterrupt as exc:
+        status, error, failure = "interrupted", "interrupted by the operator", exc
         raise
     except AuthmigrateError as exc:
-        error = str(exc)
+        error, failure = str(exc), exc
+        if this_run["read"]:
+            exc.exit_code = 1  # batches were committed: not "bad input, nothing written"
         raise
     except Exception as exc:
-        error = f"{type(exc).__name__}: {first_line(exc)}"
+        error, failure = f"{type(exc).__name__}: {first_line(exc)}", exc
         raise
     finally:
         result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
@@ -347,6 +355,8 @@ def run_migration(
         m.target.end_run(run_id, status, dict(this_run), error)
         lock.release()
         m.close()
+        if failure is not None:
+            failure.result = result  # type: ignore[attr-defined] # the CLI still writes the report
     return result
 
 
@@ -421,7 +431,8 @@ def _result(
         totals = m.target.totals()
         res.read, res.migrated = totals["read"], totals["migrated"]
         res.rejected, res.merged = totals["rejected"], totals["merged"]
-        res.by_reason = m.target.reject_counts()
+        res.by_reason = m.target.reject_counts("rejected")
+        res.merged_by_reason = m.target.reject_counts("merged")
         res.source_rows = m.source.count()
     except (sa.exc.DBAPIError, AuthmigrateError):
         pass
@@ -472,7 +483,7 @@ def plan_migration(
     try:
         res = PlanResult(migration=m.target.migration)
         res.source_rows = m.source.count()
-        exists = m.target.exists() if _target_reachable(m) else False
+        exists = not m.target.file_missing and _target_reachable(m) and m.target.exists()
         res.target_exists = exists
         after = None
         if exists:

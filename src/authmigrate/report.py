@@ -102,13 +102,15 @@ def print_run(result: RunResult) -> None:
     t.add_row("read", f"{result.read:,}")
     t.add_row("migrated", f"{result.migrated:,}")
     t.add_row("rejected", f"{result.rejected:,}")
-    t.add_row("merged", f"{result.merged:,}")
     for reason, n in result.by_reason.items():
         t.add_row(f"  {reason}", f"{n:,}")
+    t.add_row("merged", f"{result.merged:,}")
+    for reason, n in result.merged_by_reason.items():
+        t.add_row(f"  {reason}", f"{n:,}")
     for scheme, n in sorted(result.schemes.items(), key=lambda kv: -kv[1]):
-        t.add_row(f"  scheme {scheme}", f"{n:,}")
+        t.add_row(f"  this run: scheme {scheme}", f"{n:,}")
     for seg, n in sorted(result.segments.items()):
-        t.add_row(f"  segment {seg}", f"{n:,}")
+        t.add_row(f"  this run: segment {seg}", f"{n:,}")
     t.add_row("this run read", f"{result.this_run.get('read', 0):,}")
     t.add_row("time", f"{result.seconds:.2f} s")
     t.add_row("rate", f"{result.rows_per_second:,.0f} rows/s")

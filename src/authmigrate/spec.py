@@ -69,7 +69,18 @@ class SourceSpec(_Model):
     key: str
     preset: str | None = None
     encoding: str = "utf-8"
-    delimiter: str = ","
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}") from None
+        return v
 
     @field_validator("key")
     @classmethod
@@ -130,8 +141,7 @@ class FieldSpec(_Model):
     default: Any = None
     type: str = "text"
     required: bool = False
-    max_length: int | None = None
-    nullable: bool = True
+    max_length: int | None = Field(default=None, ge=1)
 
     @field_validator("normalize", mode="before")
     @classmethod
@@ -157,6 +167,22 @@ class FieldSpec(_Model):
     @classmethod
     def _from_ident(cls, v: str | None) -> str | None:
         return None if v is None else check_identifier(v)
+
+    @field_validator("template")
+    @classmethod
+    def _plain_template(cls, v: str | None) -> str | None:
+        if v is not None:
+            from authmigrate.transform import template_fields
+
+            template_fields(v)
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _scalar_value(cls, v: Any) -> Any:
+        if isinstance(v, dict | list):
+            raise ValueError("a constant must be a single value, not a table or a list")
+        return v
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldSpec:
@@ -423,6 +449,26 @@ class Spec(_Model):
             check_identifier(name)
         return v
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        explicit = "unique" in self.target.model_fields_set  # the default names email
+        for i, entry in enumerate(self.target.unique if explicit else []):
+            for name in [entry] if isinstance(entry, str) else entry:
+                if name not in self.fields:
+                    raise ValueError(f"target.unique[{i}]: no field {name!r} in [fields]")
+        taken: dict[str, str] = {}
+        if self.credentials is not None:
+            taken[self.credentials.target_column] = "credentials.target_column"
+            taken[self.credentials.reset_column] = "credentials.reset_column"
+        if self.tokens is not None:
+            taken[self.tokens.column] = "tokens.column"
+            if self.tokens.prefix_column:
+                taken[self.tokens.prefix_column] = "tokens.prefix_column"
+        for name in self.fields:
+            if name in taken:
+                raise ValueError(f"fields.{name}: the column is already filled by {taken[name]}")
+        return self
+
     @property
     def migration_name(self) -> str:
         """The name runs, checkpoints and rejects are recorded under."""
@@ -513,6 +559,13 @@ def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
         data = apply_preset(data)
     if base_dir is not None:
         data = _resolve_relative_urls(data, base_dir)
+    fields = data.get("fields")
+    if isinstance(fields, dict):
+        for name in fields:
+            try:
+                check_identifier(name)
+            except ValueError as exc:
+                raise SpecError(f"fields.{name}", str(exc)) from None
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

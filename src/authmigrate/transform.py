@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import string
 import unicodedata
@@ -173,9 +174,12 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
 
     def floating(v: Any) -> Any:
         try:
-            return float(v)
-        except (TypeError, ValueError):
+            f = float(v)
+        except (TypeError, ValueError, OverflowError):
             raise FieldReject("field.invalid_type", column, "not a number") from None
+        if not math.isfinite(f):
+            raise FieldReject("field.out_of_range", column, "not a finite number")
+        return f
 
     def boolean(v: Any) -> Any:
         if isinstance(v, bool):
@@ -254,13 +258,24 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
 
 
 def template_fields(template: str) -> list[str]:
-    """Source column names a ``{first} {last}`` template uses."""
+    """Source column names a ``{first} {last}`` template uses.
+
+    Only plain ``{column}`` fields: a format spec or conversion (``{n:d}``, ``{x!r}``) would
+    fail on some rows' values, so it is refused when the spec is read.
+    """
     names = []
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is not None:
-            if not name.isidentifier():
-                raise ValueError(f"template field {name!r} is not a column name")
-            names.append(name)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a template: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"template field {name!r} is not a column name")
+        if spec or conversion:
+            raise ValueError(f"template field {{{name}}} takes no format spec or conversion")
+        names.append(name)
     return names
 
 
@@ -268,6 +283,11 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
     """Compile one field spec into ``row -> value`` (raising :class:`FieldReject`)."""
     if spec.value is not None:
         constant = spec.value
+        if "type" in spec.model_fields_set:
+            try:
+                constant = _coerce(spec.type, name)(constant)
+            except FieldReject as exc:
+                raise SpecError(f"fields.{name}.value", f"{exc.detail} ({spec.type})") from None
         return lambda row: constant
     if spec.template is not None:
         tmpl = spec.template
@@ -287,19 +307,26 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
     typed = "type" in spec.model_fields_set or bool(steps) or spec.template is not None
     coerce = _coerce(spec.type, name) if typed else _passthrough(name)
     default = spec.default
-    required = spec.required or not spec.nullable
+    required = spec.required
     max_length = spec.max_length
     is_text = spec.type == "text"
 
     if not steps and is_text and max_length is None and default is None and not required:
         # the hot path of a plain copy
+        if spec.template is not None:
+
+            def plain(row: Row) -> Any:
+                v = get(row)
+                return None if v is None else coerce(v)
+
+            return plain
         src_col = spec.from_ or name
 
-        def plain(row: Row) -> Any:
-            v = row.get(src_col) if spec.template is None else get(row)
+        def copy(row: Row) -> Any:
+            v = row.get(src_col)
             return None if v is None else coerce(v)
 
-        return plain
+        return copy
 
     def field(row: Row) -> Any:
         v = get(row)

@@ -18,17 +18,16 @@ import fcntl
 import hashlib
 import json
 import operator
-import os
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Stage
-from authmigrate.db import first_line, make_engine, safe_url
+from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import LockError, TargetError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -400,6 +399,8 @@ class SqlTarget:
             raise SpecError(
                 f"fields.{key}.from", f"the key field must come from {self.spec.source.key!r}"
             )
+        if self.file_missing:
+            return  # a new SQLite file: nothing to check, and connecting would create it
         try:
             insp = sa.inspect(self.engine)
             exists = insp.has_table(self.table.name, schema=self.table.schema)
@@ -425,6 +426,12 @@ class SqlTarget:
             self.metadata.create_all(self.engine)
         except sa.exc.DBAPIError as exc:
             raise TargetError(f"cannot create tables in {self.where}: {first_line(exc)}") from None
+
+    @property
+    def file_missing(self) -> bool:
+        """True for a SQLite target whose file does not exist yet."""
+        path = sqlite_file(self.engine)
+        return path is not None and not path.exists()
 
     def exists(self) -> bool:
         insp = sa.inspect(self.engine)
@@ -465,13 +472,13 @@ class SqlTarget:
             "merged": int(row[3]),
         }
 
-    def reject_counts(self) -> dict[str, int]:
-        """Rejected and merged rows of this migration by reason code."""
+    def reject_counts(self, outcome: str = "rejected") -> dict[str, int]:
+        """Rows of this migration with ``outcome`` (rejected or merged), by reason code."""
         r = self.rejects
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(r.c.reason, sa.func.count())
-                .where(r.c.migration == self.migration)
+                .where(r.c.migration == self.migration, r.c.outcome == outcome)
                 .group_by(r.c.reason)
                 .order_by(r.c.reason)
             ).all()
@@ -655,13 +662,6 @@ class SqlTarget:
                 )
             )
 
-    def iter_batches(self) -> Iterator[sa.Row[Any]]:
-        b = self.batches
-        with self.engine.connect() as conn:
-            yield from conn.execute(
-                sa.select(b).where(b.c.migration == self.migration).order_by(b.c.batch_no)
-            )
-
     def close(self) -> None:
         self.engine.dispose()
 
@@ -689,7 +689,3 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
 def _without_values(message: str) -> str:
     """A driver message with quoted values masked (MySQL quotes the duplicate value)."""
     return re.sub(r"'[^']*'", "'…'", message)
-
-
-def pid_host() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -93,14 +95,14 @@ class FileSource:
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
         columns: list[str] = []
-        pending: list[dict[str, Any]] = []
+        pending: list[tuple[int, dict[str, Any]]] = []
         key = self.spec.key
 
         def flush() -> None:
             if not pending:
                 return
             fresh = [
-                n for n in dict.fromkeys(n for row in pending for n in row) if n not in columns
+                n for n in dict.fromkeys(n for _, row in pending for n in row) if n not in columns
             ]
             if not _table_exists(conn):
                 columns.extend(fresh)
@@ -112,21 +114,30 @@ class FileSource:
                     columns.append(name)
             names = ", ".join(f'"{_q(c)}"' for c in columns)
             marks = ", ".join("?" for _ in columns)
-            staged = [tuple(_cell(r.get(c), c == key) for c in columns) for r in pending]
+            staged = [
+                tuple(
+                    _key_text(r.get(c), line, self.path.name) if c == key else _cell(r.get(c))
+                    for c in columns
+                )
+                for line, r in pending
+            ]
             k = columns.index(key) if key in columns else -1
             if k >= 0 and self._int_keys:
-                self._int_keys = all(isinstance(row[k], int | None) for row in staged)
+                self._int_keys = all(_is_int_key(row[k]) for row in staged)
             conn.executemany(f"INSERT INTO src ({names}) VALUES ({marks})", staged)
             pending.clear()
 
-        for _line, row in self._rows():
-            pending.append(row)
+        for line, row in self._rows():
+            pending.append((line, row))
             if len(pending) >= _CHUNK:
                 flush()
         flush()
         if not columns:
             conn.execute(f'CREATE TABLE src ("{_q(key)}")')
             columns.append(key)
+        if self._int_keys:
+            # every key is a plain integer: page and store them as numbers (10 after 9)
+            conn.execute(f'UPDATE src SET "{_q(key)}" = CAST("{_q(key)}" AS INTEGER)')
         conn.execute(f'CREATE INDEX src_key ON src ("{_q(key)}")')
         conn.commit()
         conn.close()
@@ -161,17 +172,46 @@ def _table_exists(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'src'").fetchone() is not None
 
 
-def _cell(value: Any, is_key: bool) -> Any:
-    """A file value as SQLite stores it: blank keys are NULL, digit keys are integers."""
+_CANONICAL_INT = re.compile(r"-?[1-9][0-9]{0,18}|0")
+
+
+def _key_text(value: Any, line: int, path: str) -> str | None:
+    """A key as text, the same whatever the file's typing: JSON ``1`` and CSV ``1`` agree,
+    ``true`` stays ``true``; blank is NULL."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if not text:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SourceError(f"{path} line {line}: the key is not valid text") from None
+    return text
+
+
+def _is_int_key(text: str | None) -> bool:
+    """Digits that read back the same as an integer (no leading zero: ``007`` stays text)."""
+    return text is None or (
+        _CANONICAL_INT.fullmatch(text) is not None and -(2**63) <= int(text) < 2**63
+    )
+
+
+def _cell(value: Any) -> Any:
+    """A non-key file value as SQLite stores it."""
+    if isinstance(value, bool):
+        return int(value)
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         return str(value)  # SQLite integers are 64-bit: keep a bigger number as its digits
-    if is_key:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-            number = int(value.strip())
-            return number if number < 2**63 else value.strip()
-        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, str):

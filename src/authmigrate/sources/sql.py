@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line, make_engine, safe_url
+from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
 
@@ -18,6 +20,10 @@ class SqlSource:
     def __init__(self, spec: SourceSpec, engine: sa.Engine | None = None) -> None:
         self.spec = spec
         self.engine = engine or make_engine(spec.url, path="source.url")
+        path = sqlite_file(self.engine)
+        if path is not None and not path.is_file():
+            # connecting would create an empty database where the legacy one was expected
+            raise SpecError("source.url", f"no such SQLite file: {path}")
         self._selectable = self._open()
         self.columns = [c.name for c in self._selectable.c]
         if spec.key not in self.columns:
@@ -86,9 +92,34 @@ class SqlSource:
         return [row[0] for row in self._rows(stmt)]
 
     def column_types(self) -> dict[str, Any]:
-        return {
+        """Reflected types of a table; for a query, types guessed from its first rows."""
+        known = {
             c.name: c.type for c in self._selectable.c if not isinstance(c.type, sa.types.NullType)
         }
+        if self.spec.table or len(known) == len(self.columns):
+            return known
+        seen: dict[str, type] = {}
+        for row in self._rows(sa.select(self._selectable).limit(200)):
+            for name, value in zip(self.columns, row, strict=True):
+                if value is not None and name not in known:
+                    seen.setdefault(name, type(value))
+        for name, kind in seen.items():
+            guessed = _PY_TYPES.get(kind)
+            if guessed is not None:
+                known[name] = guessed()
+        return known
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+_PY_TYPES: dict[type, Any] = {
+    dt.datetime: sa.DateTime,
+    dt.date: sa.Date,
+    decimal.Decimal: sa.Numeric,
+    bool: sa.Boolean,
+    int: sa.BigInteger,
+    float: sa.Float,
+    str: sa.Text,
+    bytes: sa.LargeBinary,
+}
