@@ -207,18 +207,21 @@ class Migration:
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
         """A key already in the target was not written by us: reject, never overwrite.
 
-        Looked up by equality (``IN``), not by range: a range follows the target's collation,
-        which need not be the order or equality Python sees.
+        Integer keys are looked up by range (one index scan); other keys by equality
+        (``IN``), since a text range follows the target's collation, which need not be the
+        order the source pages in.
         """
         key = self.spec.target_key
-        taken = self.target.existing(conn, (key,), [r.key for r in batch.records])
+        if all(type(r.key) is int for r in batch.records):
+            col = self.target.table.c[key]
+            lo, hi = batch.records[0].key, batch.records[-1].key
+            found = conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars()
+            taken: Any = {k for k in found if type(k) is int}
+        else:
+            taken = self.target.existing(conn, (key,), [r.key for r in batch.records])
         if taken:
-            self._drop(
-                batch,
-                {k: "the target already has this key" for k in taken},
-                "target.key_exists",
-                key,
-            )
+            reason = dict.fromkeys(taken, "the target already has this key")
+            self._drop(batch, reason, "target.key_exists", key)
 
     def _drop(self, batch: Batch, keys: dict[Any, str], reason: str, column: str | None) -> None:
         batch.drop(
