@@ -194,13 +194,14 @@ def init(from_url: str, to_url: str, preset: str | None, output: str) -> None:
 def schemes() -> None:
     """List every supported hash scheme id."""
     from rich.table import Table
+    from rich.text import Text
 
     from authmigrate.credentials import schemes as all_schemes
     from authmigrate.report import console
 
     t = Table("scheme", "weak", "description", title="hash schemes", title_justify="left")
     for s in all_schemes():
-        t.add_row(s.id, "yes" if s.weak else "", s.description)
+        t.add_row(Text(s.id), "yes" if s.weak else "", Text(s.description))
     console.print(t)
 
 
@@ -209,13 +210,14 @@ def schemes() -> None:
 def presets() -> None:
     """List the shop and framework presets."""
     from rich.table import Table
+    from rich.text import Text
 
     from authmigrate.presets import list_presets
     from authmigrate.report import console
 
     t = Table("preset", "platform", title="presets", title_justify="left")
     for name, description in list_presets():
-        t.add_row(name, description)
+        t.add_row(Text(name), Text(description))
     console.print(t)
 
 

@@ -200,7 +200,7 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
     from authmigrate.report import print_plan, print_run, progress_reporter, write_report
     from authmigrate.spec import load_spec
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     work = directory or Path(tempfile.mkdtemp(prefix="authmigrate-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     for name in ("new_accounts.db", "new_accounts.db-wal", "new_accounts.db-shm"):

@@ -22,12 +22,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from authmigrate.pipeline import PlanResult, RunResult
 
 log = logging.getLogger("authmigrate")
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# no emoji codes (":salt:" in "hash:salt:version" would become a picture), no highlighting;
+# data goes into tables as Text, never as markup
+console = Console(stderr=False, highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 class RateColumn(TextColumn):
@@ -37,8 +40,6 @@ class RateColumn(TextColumn):
         super().__init__("")
 
     def render(self, task: Any) -> Any:  # noqa: D102
-        from rich.text import Text
-
         speed = task.finished_speed or task.speed
         if not speed and task.elapsed:
             speed = task.completed / task.elapsed
@@ -138,16 +139,10 @@ def print_plan(result: PlanResult) -> None:
         t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
     console.print(t)
     if result.preview:
-        p = Table(title="reject preview", title_justify="left")
-        for col in ("key", "outcome", "reason", "column", "detail"):
-            p.add_column(col)
+        cols = ("key", "outcome", "reason", "column", "detail")
+        p = Table(*cols, title="reject preview", title_justify="left")
         for row in result.preview:
-            p.add_row(
-                *(
-                    str(row[c]) if row[c] is not None else ""
-                    for c in ("key", "outcome", "reason", "column", "detail")
-                )
-            )
+            p.add_row(*(Text("" if row[c] is None else str(row[c])) for c in cols))
         console.print(p)
 
 
