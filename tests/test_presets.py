@@ -172,7 +172,7 @@ def load_saleor(conn: sa.Connection, p: str, accounts: list[dict[str, Any]]) -> 
         insert(conn, f"{p}account_user", is_superuser=0, email=a["email"], is_staff=0,
                is_active=1, password=a["hash"], date_joined=WHEN, first_name=a["first"],
                last_name=a["last"], is_confirmed=1, language_code="en", updated_at=WHEN,
-               uuid=uuid.uuid4().hex)
+               uuid=uuid.uuid4().hex, jwt_token_key="k" * 12, search_document="")
 
 
 def load_spree(conn: sa.Connection, p: str, accounts: list[dict[str, Any]]) -> None:

@@ -3,17 +3,17 @@
 ``encrypted_password`` is Devise's bcrypt (``$2a$11$...``, with the Devise pepper appended to
 the password when ``config.pepper`` is set); stores migrated from Spree < 1.2 keep Authlogic's
 SHA-512 (20 rounds of ``sha512(digest.salt)``) with ``password_salt``. ``deleted_at`` marks a
-soft-deleted user and ``locked_at`` a locked one.
+soft-deleted user and ``locked_at`` a locked one. The query reads no ``login``: solidus_auth_devise
+dropped that column (migration 20210601202000), and where it remains it holds the email.
 """
 
 from __future__ import annotations
 
-from authmigrate.presets._model import Preset, datetime_field, email_field, name_field
+from authmigrate.presets._model import Preset, datetime_field, email_field
 
 QUERY = """
 SELECT u.id AS legacy_id,
        u.email,
-       u.login,
        u.encrypted_password,
        u.password_salt,
        u.created_at,
@@ -38,7 +38,6 @@ SPREE = Preset(
     query=QUERY,
     fields={
         "email": email_field("email"),
-        "username": name_field("login"),
         "created_at": datetime_field("created_at"),
         "confirmed_at": datetime_field("confirmed_at"),
         "locked_at": datetime_field("locked_at"),
@@ -50,5 +49,8 @@ SPREE = Preset(
         '  [credentials.keys] devise = "env:DEVISE_PEPPER" and params.key_id = "devise".',
         'Authlogic SHA-512 stores (Spree < 1.2): scheme = "authlogic_sha512".',
     ),
-    sources=("spree_auth_devise db/migrate/20101026184949_create_users.rb and later",),
+    sources=(
+        "solidus core/db/migrate/20160101010000_solidus_one_four.rb (spree_users, spree_roles)",
+        "solidus_auth_devise db/migrate/* (Devise columns; login removed 20210601202000)",
+    ),
 )
