@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.mariadb_server import mariadb_server, mariadb_url  # noqa: F401 - shared fixtures
 from tests.pg_server import PgServer, pg_session
 
 

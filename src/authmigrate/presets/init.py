@@ -95,7 +95,7 @@ def resolve(from_url: str, preset: str | None) -> tuple[Preset, str, bool]:
         return chosen, prefix, score > 0
     matches = detect_schema(schema)
     if not matches:
-        raise SourceError(
+        raise NoPlatform(
             "no known shop platform found in the source tables; "
             "name one with --preset (see `authmigrate presets`)"
         )
@@ -121,10 +121,33 @@ def write_init_spec(
     out = Path(out)
     if out.exists():
         raise SpecError("--output", f"{out} already exists (remove it or choose another -o)")
-    chosen, prefix, detected = resolve(from_url, preset)
-    text = render_spec(chosen, prefix, with_mysql_charset(from_url), to_url, detected=detected)
+    try:
+        chosen, prefix, detected = resolve(from_url, preset)
+        text = render_spec(chosen, prefix, with_mysql_charset(from_url), to_url, detected=detected)
+    except NoPlatform:
+        text = _generic(from_url, to_url or DEFAULT_TARGET_URL)
     out.write_text(text, encoding="utf-8")
     return out
+
+
+class NoPlatform(SourceError):
+    """No preset's tables are in the source."""
+
+
+def _generic(from_url: str, to_url: str) -> str:
+    """The spec of a home-grown accounts table (see :mod:`authmigrate.presets.generic`)."""
+    from authmigrate.presets.generic import render_generic_spec
+
+    engine = _engine(from_url)
+    try:
+        return render_generic_spec(with_mysql_charset(from_url), to_url, engine)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        raise SourceError(f"cannot read {_safe_url(from_url)}: {reason}") from None
+    except SourceError as exc:
+        raise SourceError(f"no known shop platform found in the source tables, and {exc}") from None
+    finally:
+        engine.dispose()
 
 
 def init_command(from_url: str, to_url: str | None, preset: str | None, out: Path) -> int:
@@ -135,13 +158,23 @@ def init_command(from_url: str, to_url: str | None, preset: str | None, out: Pat
     """
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     try:
         path = write_init_spec(from_url, to_url, preset, Path(out))
     except AuthmigrateError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console.print("[bold red]error:[/] ", end="", highlight=False)
+        console.print(str(exc), highlight=False, markup=False, emoji=False, soft_wrap=True)
         return 2
-    chosen, prefix = _read_back(path)
+    found = _read_back(path)
+    if found is None:
+        console.print(
+            f"No shop platform recognised: wrote [bold]{path}[/] for a home-grown table; "
+            "check the guesses in it.",
+            highlight=False,
+        )
+        console.print(f"  next: authmigrate plan {path}")
+        return 0
+    chosen, prefix = found
     console.print(
         f"Found [bold]{chosen.title}[/] (table prefix [cyan]{prefix or '(none)'}[/]); "
         f"wrote [bold]{path}[/].",
@@ -153,12 +186,12 @@ def init_command(from_url: str, to_url: str | None, preset: str | None, out: Pat
     return 0
 
 
-def _read_back(path: Path) -> tuple[Preset, str]:
+def _read_back(path: Path) -> tuple[Preset, str] | None:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("# preset:"):
             name, _, prefix = line[len("# preset:") :].strip().partition(" prefix=")
             return get_preset(name), prefix.strip('"')
-    raise SourceError(f"{path} was not written by init")
+    return None  # a generic spec: no preset behind it
 
 
 def _toml(value: Any) -> str:
