@@ -535,7 +535,12 @@ def test_apply_preset_keeps_the_users_own_keys() -> None:
     assert "charset=utf8mb4" in data["source"]["url"]
     assert data["fields"]["email"] == {"from": "user_email"}
     assert "phone" not in data["fields"] and data["fields"]["nick"] == "user_nicename"
-    assert data["credentials"] == {"column": "user_pass", "scheme": "auto", "policy": "wrap"}
+    assert data["credentials"] == {
+        "column": "user_pass",
+        "scheme": ["auto", "digest"],
+        "params": {"algorithm": "md5", "encoding": "hex"},
+        "policy": "wrap",
+    }
     assert "table_prefix" not in data["source"]
     assert raw["source"]["table_prefix"] == "blog_"  # the input is not modified
 

@@ -48,7 +48,8 @@ JOOMLA = Preset(
         "active": flag_field("active"),
         "email_confirmed": flag_field("confirmed"),
     },
-    credentials={"column": "password", "scheme": "auto"},
+    # bcrypt/phpass since Joomla 3.2; md5(password . salt):salt from 1.5/2.5 sites kept along
+    credentials={"column": "password", "scheme": ["auto", "joomla"]},
     notes=("Joomla's table prefix is chosen at install (#__ in its SQL): found from the tables.",),
     sources=("Joomla 4 installation/sql/mysql/base.sql (#__users, #__user_usergroup_map)",),
 )

@@ -3,7 +3,9 @@
 ``user_pass`` holds phpass portable hashes (``$P$B...``, WordPress < 6.8), the bcrypt form of
 WordPress 6.8+ (``$wp$2y$10$...``: bcrypt over base64(HMAC-SHA384(password, "wp-sha384"))),
 plain bcrypt from plugins, and plain MD5 from WordPress < 2.5: ``scheme = "auto"`` tells
-them apart. WooCommerce keeps no password of its own: a customer is a WordPress user.
+the first three apart, and the bare MD5 hex that no scheme can claim by itself is read as a
+plain ``digest`` (md5, hex), the fallback of the scheme list. WooCommerce keeps no password
+of its own: a customer is a WordPress user.
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ WOOCOMMERCE = Preset(
         "created_at": datetime_field("user_registered"),
         "active": flag_field("active"),
     },
-    credentials={"column": "user_pass", "scheme": "auto"},
+    credentials={
+        "column": "user_pass",
+        "scheme": ["auto", "digest"],
+        "params": {"algorithm": "md5", "encoding": "hex"},
+    },
     notes=(
         "Every WordPress user is read (administrators too): to keep only customers add",
         "  WHERE EXISTS (SELECT 1 FROM wp_usermeta c WHERE c.user_id = u.ID",
