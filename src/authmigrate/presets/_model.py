@@ -58,7 +58,7 @@ class Preset:
     credentials: Mapping[str, Any]
     bonus_tables: tuple[str, ...] = ()
     refine: Refine | None = None
-    target_unique: tuple[str, ...] = ("email",)
+    target_unique: tuple[str | tuple[str, ...], ...] = ("email",)
     notes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     key: str = "legacy_id"

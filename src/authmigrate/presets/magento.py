@@ -8,7 +8,7 @@ Magento 1 keeps the password hash, first and last name as EAV attributes: rows o
 Magento 2 stores ``hash:salt:version`` in ``customer_entity.password_hash`` (version 1 =
 SHA-256, 2/3_... = Argon2id13 via libsodium, chains such as ``0:1`` after upgrades): scheme
 ``magento2``. An email is unique per website (``account share scope`` = per website), so the
-preset makes ``website_id:email`` the unique column.
+preset makes ``website_id`` and ``email`` unique together in the target.
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ _FIELDS = {
     "group_id": {"from": "group_id", "type": "integer"},
     "created_at": datetime_field("created_at"),
     "active": flag_field("is_active"),
-    # one account per (website, email): the target's unique column
-    "website_email": {"template": "{website_id}:{email}", "normalize": ["strip", "lower"]},
 }
+
+# one account per (website, email), as Magento's "per website" account share scope
+_PER_WEBSITE = (("website_id", "email"),)
 
 
 def _is_magento1(schema: SchemaView, prefix: str) -> bool:
@@ -98,11 +99,11 @@ MAGENTO1 = Preset(
     query=MAGENTO1_QUERY,
     fields=_FIELDS,
     credentials={"column": "password_hash", "scheme": "magento1"},
-    target_unique=("website_email",),
+    target_unique=_PER_WEBSITE,
     notes=(
         "Names and the password hash are EAV attributes, looked up by attribute_code.",
-        'An email is unique per website: website_email ("<website_id>:<email>") is the',
-        'unique column; set target.unique = ["email"] for a global account scope.',
+        "An email is unique per website: website_id and email are unique together; set",
+        'target.unique = ["email"] for a global account scope.',
     ),
     sources=(
         "Magento 1.9 app/code/core/Mage/Customer/sql/customer_setup/install-1.6.0.0.php",
@@ -125,11 +126,10 @@ MAGENTO2 = Preset(
         "locked_until": datetime_field("lock_expires"),
     },
     credentials={"column": "password_hash", "scheme": "magento2"},
-    target_unique=("website_email",),
+    target_unique=_PER_WEBSITE,
     notes=(
-        "An email is unique per website (customer account share scope): website_email",
-        '("<website_id>:<email>") is the unique column; set target.unique = ["email"]',
-        "for a global scope.",
+        "An email is unique per website (customer account share scope): website_id and",
+        'email are unique together; set target.unique = ["email"] for a global scope.',
     ),
     sources=("magento2 app/code/Magento/Customer/etc/db_schema.xml (customer_entity)",),
 )
