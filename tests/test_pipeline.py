@@ -390,12 +390,27 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ),
         (('url = "sqlite:///', 'url = "nosuchdb:///'), "source.url"),
         (('url = "sqlite:///', 'url = "sqlite:///nowhere'), "source.url: no such SQLite file"),
-        (('email = {', 'name = { template = "{email:>30}" }\nemail = {'), "fields.name.template: template field {email} takes no format spec"),
-        (('[run]', '[target.x]\n[run]'), "target.x: unknown key"),
-        (('user_id = "user_id"', 'user_id = "user_id"\nbad-name = "email"'), "fields.bad-name: not a plain SQL identifier"),
-        (('user_id = "user_id"', 'user_id = "user_id"\nn = { value = "abc", type = "integer" }'), "fields.n.value: not an integer"),
-        (('[run]', '[tokens]\ncolumn = "email"\n[run]'), "fields.email: the column is already filled by tokens.column"),
-        (('table = "new_users"', 'table = "new_users"\nunique = ["emial"]'), "target.unique[0]: no field 'emial'"),
+        (
+            ("email = {", 'name = { template = "{email:>30}" }\nemail = {'),
+            "fields.name.template: template field {email} takes no format spec",
+        ),
+        (("[run]", "[target.x]\n[run]"), "target.x: unknown key"),
+        (
+            ('user_id = "user_id"', 'user_id = "user_id"\nbad-name = "email"'),
+            "fields.bad-name: not a plain SQL identifier",
+        ),
+        (
+            ('user_id = "user_id"', 'user_id = "user_id"\nn = { value = "abc", type = "integer" }'),
+            "fields.n.value: not an integer",
+        ),
+        (
+            ("[run]", '[tokens]\ncolumn = "email"\n[run]'),
+            "fields.email: the column is already filled by tokens.column",
+        ),
+        (
+            ('table = "new_users"', 'table = "new_users"\nunique = ["emial"]'),
+            "target.unique[0]: no field 'emial'",
+        ),
     ],
 )
 def test_bad_spec_exits_2_naming_the_key_and_writes_nothing(
@@ -538,7 +553,9 @@ id = "id"
 column = "pass"
 scheme = "phpas"
 """
-    with pytest.raises(SpecError, match=r"credentials.scheme: unknown scheme 'phpas' \(did you mean 'phpass'\?\)"):
+    with pytest.raises(
+        SpecError, match=r"credentials.scheme: unknown scheme 'phpas' \(did you mean 'phpass'\?\)"
+    ):
         load_spec_text(text)
 
 
@@ -574,7 +591,9 @@ batch_size = 2
     )
     result = run_migration(spec)
     assert (result.migrated, result.rejected) == (2, 2)
-    assert target_rows(target_url, "SELECT source_key, merged_into FROM authmigrate_rejects ORDER BY id") == [
+    assert target_rows(
+        target_url, "SELECT source_key, merged_into FROM authmigrate_rejects ORDER BY id"
+    ) == [
         ("3", "1"),
         ("4", "2"),
     ]
@@ -645,7 +664,11 @@ email = "email"
     )
     result = run_migration(spec)
     assert result.migrated == 3
-    assert sorted(r[0] for r in target_rows(target_url, "SELECT id FROM accounts")) == ["007", "7", "abc"]
+    assert sorted(r[0] for r in target_rows(target_url, "SELECT id FROM accounts")) == [
+        "007",
+        "7",
+        "abc",
+    ]
 
 
 def test_query_source_keeps_integer_keys_integers(tmp_path: Path, target_url: str) -> None:
@@ -661,3 +684,45 @@ def test_query_source_keeps_integer_keys_integers(tmp_path: Path, target_url: st
     assert again.this_run["read"] == 0
     keys = [r[0] for r in target_rows(target_url, "SELECT user_id FROM new_users ORDER BY user_id")]
     assert keys == list(range(3, 13))
+
+
+def test_source_that_disappears_mid_run_stops_clearly_then_resumes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The legacy table vanishes after the first batch: the run stops with an error naming
+    the source (exit 1: batches were committed), and once it is back the next run finishes
+    with nothing lost and nothing doubled."""
+    from authmigrate.errors import SourceError
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE old_users (user_id INTEGER PRIMARY KEY, email TEXT)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO old_users SELECT g, 'u' || g || '@example.com' FROM generate_series(1, 50) g"
+            )
+        )
+    text = (
+        SEED_SPEC.format(src="x", dst=f"sqlite:///{tmp_path}/t.db", batch=10, dupes="reject")
+        .replace("sqlite:///x", pg_url)
+        .replace('duplicates = "reject"', 'duplicates = "reject"\nretries = 1')
+    )
+    spec = load_spec_text(text)
+
+    def vanish(done: int, total: int) -> None:
+        if done == 10:
+            with engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE old_users RENAME TO old_users_away"))
+
+    with pytest.raises(SourceError, match="reading source postgresql") as info:
+        run_migration(spec, progress=vanish)
+    assert info.value.exit_code == 1
+    assert target_rows(f"sqlite:///{tmp_path}/t.db", "SELECT count(*) FROM new_users") == [(10,)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE old_users_away RENAME TO old_users"))
+    engine.dispose()
+    result = run_migration(spec)
+    assert (result.read, result.migrated) == (50, 50)
+    assert target_rows(
+        f"sqlite:///{tmp_path}/t.db", "SELECT count(*), count(DISTINCT user_id) FROM new_users"
+    ) == [(50, 50)]
