@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import argon2
 from argon2.exceptions import InvalidHashError
 
 from authmigrate.errors import CredentialError, MalformedHashError, UnknownSchemeError
@@ -37,6 +38,10 @@ from ._base import Example, Keyring, Scheme, all_schemes, get
 from .wrap import OWASP_2025, PROFILES, TEST, Profile, hasher, profile_named, wrap_credential
 
 _DUMMY_PASSWORD = "authmigrate-timing-equaliser"
+
+_PARSE_ERRORS = (ValueError, TypeError, IndexError, UnicodeError, ArithmeticError)
+"""What a scheme's parsing may raise on a hostile value besides CredentialError (an
+OverflowError from hashlib is an ArithmeticError, not a ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def import_hash(scheme: str, hash: str, *, salt: str | None = None, **params: ob
             # already canonical (a preset's query built our form): its params are inside it
             return value
         raise
-    except (ValueError, TypeError, IndexError, UnicodeError):
+    except _PARSE_ERRORS:
         raise MalformedHashError(f"not a valid {scheme_id} credential") from None
 
 
@@ -135,7 +140,7 @@ def _checked_verify(password: str, credential: str, keyring: Keyring | None) -> 
         return scheme.verify(password, credential, keyring)
     except CredentialError:
         raise
-    except (ValueError, TypeError, IndexError, UnicodeError):
+    except _PARSE_ERRORS:
         raise MalformedHashError(f"not a valid {scheme.id} credential") from None
 
 
@@ -160,20 +165,32 @@ def verify(password: str, credential: str, *, keyring: Keyring | None = None) ->
 
 
 def needs_update(credential: str, *, profile: str | Profile | None = None) -> bool:
-    """True unless ``credential`` is argon2id with exactly the current profile's parameters.
+    """True unless ``credential`` is argon2id (v=19) at least as strong as the profile.
 
     Wrapped, weak and strong-but-not-argon2id credentials all need an update; so does an
-    argon2id hash with other parameters. ``profile`` defaults to ``OWASP_2025``.
+    argon2id hash with less memory, fewer passes, a shorter salt or tag than the profile, or an
+    older argon2 version. A stronger argon2id (Django's 100 MiB, say, or OWASP hashes while a
+    run uses the cheap ``TEST`` profile) is current: it is never re-hashed down to the profile.
+    ``profile`` defaults to ``OWASP_2025``.
 
     Raises:
         UnknownSchemeError: the credential is not recognised.
     """
     if identify(credential) != "argon2id":
         return True
+    target = profile_named(profile)
     try:
-        return hasher(profile_named(profile)).check_needs_rehash(credential)
+        params = argon2.extract_parameters(credential)
     except (InvalidHashError, ValueError):
         raise MalformedHashError("not a valid argon2id credential") from None
+    return not (
+        params.type is argon2.Type.ID
+        and params.version == argon2.low_level.ARGON2_VERSION
+        and params.memory_cost >= target.memory_cost
+        and params.time_cost >= target.time_cost
+        and params.hash_len >= target.hash_len
+        and params.salt_len >= target.salt_len
+    )
 
 
 def verify_and_update(
@@ -217,7 +234,7 @@ def wrap(
         return wrap_credential(scheme_id, credential, profile=profile)
     except CredentialError:
         raise
-    except (ValueError, TypeError, IndexError, UnicodeError):
+    except _PARSE_ERRORS:
         raise MalformedHashError(f"not a valid {scheme_id} credential") from None
 
 

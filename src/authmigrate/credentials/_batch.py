@@ -87,12 +87,17 @@ def _import_one(value: str | None, salt: str | None, policy: CredentialPolicy) -
     """(canonical credential, scheme id) of one legacy value."""
     if value is None or not str(value).strip():
         raise CredentialError("no credential in the row", code="credential.missing")
-    canonical = import_hash(policy.scheme, str(value), salt=salt, **dict(policy.params))
     try:
-        scheme_id = identify(canonical)
-    except UnknownSchemeError:
-        # A named scheme whose canonical form is ambiguous on its own: trust the spec.
-        scheme_id = policy.scheme
+        canonical = import_hash(policy.scheme, str(value), salt=salt, **dict(policy.params))
+        try:
+            scheme_id = identify(canonical)
+        except UnknownSchemeError:
+            # A named scheme whose canonical form is ambiguous on its own: trust the spec.
+            scheme_id = policy.scheme
+    except CredentialError:
+        raise
+    except Exception:  # noqa: BLE001 - one hostile row must not end the batch
+        raise MalformedHashError(f"not a valid {policy.scheme} credential") from None
     return canonical, scheme_id
 
 
@@ -166,7 +171,7 @@ def _wrap_one(scheme_id: str, canonical: str, profile: Profile) -> str | Credent
         return wrap_credential(scheme_id, canonical, profile=profile)
     except CredentialError as error:
         return error
-    except (ValueError, TypeError, IndexError, UnicodeError):
+    except Exception:  # noqa: BLE001 - a worker's error is this item's reject, never the batch's
         return MalformedHashError(f"not a valid {scheme_id} credential")
 
 

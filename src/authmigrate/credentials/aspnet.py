@@ -19,19 +19,23 @@ from dataclasses import dataclass
 
 from ._base import Keyring, register
 from ._common import DigestScheme, malformed
+from ._limits import MAX_PBKDF2_ITERATIONS
 
 _PRFS = {0: "sha1", 1: "sha256", 2: "sha512"}
 _V2_ITERATIONS = 1000
 _SUBKEY_LEN = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class _Blob:
     version: int
     prf: str
     iterations: int
     salt: bytes
     subkey: bytes
+
+    def __repr__(self) -> str:
+        return f"_Blob(version={self.version}, prf={self.prf!r}, iterations={self.iterations})"
 
 
 def _decode(credential: str) -> bytes | None:
@@ -72,6 +76,8 @@ class _AspNet(DigestScheme):
         blob = _parse(_decode(credential))
         if blob is None or blob.version != self.version:
             raise malformed(self.id)
+        if blob.iterations > MAX_PBKDF2_ITERATIONS:
+            raise malformed(self.id, "iteration count out of range")
         return blob
 
     def identify(self, credential: str) -> bool:
@@ -84,6 +90,7 @@ class _AspNet(DigestScheme):
         value = value.strip()
         if not self.identify(value):
             raise malformed(self.id)
+        self._blob(value)
         return value
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:

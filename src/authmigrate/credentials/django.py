@@ -18,7 +18,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ._base import Keyring, register
 from ._common import DigestScheme, is_hex, malformed, not_wrappable, unhex
-from .modern import bcrypt_check, bcrypt_checksum, is_bcrypt
+from ._limits import check_argon2_phc, check_pbkdf2, check_scrypt, scrypt_maxmem
+from .modern import bcrypt_check, bcrypt_checksum, check_bcrypt
 
 _VERIFIER = argon2.PasswordHasher()
 
@@ -45,8 +46,8 @@ class _Pbkdf2(DigestScheme):
         parts = credential.split("$")
         if len(parts) != 4 or parts[0] != self.algorithm or not parts[1].isdigit():
             raise malformed(self.id)
-        iterations = int(parts[1])
-        if iterations < 1 or not parts[2]:
+        iterations = check_pbkdf2(self.id, int(parts[1]))
+        if not parts[2]:
             raise malformed(self.id)
         return iterations, parts[2], parts[3]
 
@@ -121,16 +122,14 @@ class DjangoArgon2:
         value = value.strip()
         if not self.identify(value):
             raise malformed(self.id)
-        try:
-            argon2.extract_parameters(value[len("argon2") :])
-        except (InvalidHashError, ValueError):
-            raise malformed(self.id) from None
+        check_argon2_phc(self.id, value[len("argon2") :])
         return value
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
-        """argon2-cffi over the PHC part."""
+        """argon2-cffi over the PHC part (after the parameters' bounds)."""
         if not self.identify(credential):
             raise malformed(self.id)
+        check_argon2_phc(self.id, credential[len("argon2") :])
         try:
             return _VERIFIER.verify(credential[len("argon2") :], password)
         except VerificationError:
@@ -178,29 +177,23 @@ class _DjangoBcrypt:
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Validate Django's string; it is already canonical."""
         value = value.strip()
-        if not is_bcrypt(self._inner(value)):
-            raise malformed(self.id)
+        check_bcrypt(self.id, self._inner(value))
         return value
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
         """bcrypt over the (pre-hashed, for bcrypt_sha256) password."""
-        inner = self._inner(credential)
-        if not is_bcrypt(inner):
-            raise malformed(self.id)
+        inner = check_bcrypt(self.id, self._inner(credential))
         return bcrypt_check(self._secret(password), inner)
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """The bcrypt checksum for the credential's cost and salt."""
         inner = self._inner(credential)
-        if not is_bcrypt(inner[:29] + "." * 31):
-            raise malformed(self.id)
+        check_bcrypt(self.id, inner[:29])
         return bcrypt_checksum(self._secret(password), inner)
 
     def stored_digest(self, credential: str) -> bytes:
         """The 31-character bcrypt checksum."""
-        inner = self._inner(credential)
-        if not is_bcrypt(inner):
-            raise malformed(self.id)
+        inner = check_bcrypt(self.id, self._inner(credential))
         return inner[29:].encode("ascii")
 
     def strip_digest(self, credential: str) -> str:
@@ -248,8 +241,7 @@ class DjangoScrypt(DigestScheme):
         if not (n.isdigit() and r.isdigit() and p.isdigit()) or not salt:
             raise malformed(self.id)
         n_, r_, p_ = int(n), int(r), int(p)
-        if n_ < 2 or n_ & (n_ - 1) or r_ < 1 or p_ < 1:
-            raise malformed(self.id)
+        check_scrypt(self.id, n_, r_, p_)
         return n_, salt, r_, p_, encoded
 
     def identify(self, credential: str) -> bool:
@@ -271,7 +263,7 @@ class DjangoScrypt(DigestScheme):
             n=n,
             r=r,
             p=p,
-            maxmem=132 * n * r * p + 1024 * 1024,
+            maxmem=scrypt_maxmem(n, r, p),
             dklen=64,
         )
 

@@ -24,6 +24,7 @@ from authmigrate.errors import CredentialError
 from . import _phc
 from ._base import Example, Keyring, register
 from ._common import DigestScheme, b64decode, b64encode, is_hex, malformed, secret_for
+from ._limits import check_scrypt, scrypt_maxmem
 
 
 def _pw(password: str) -> bytes:
@@ -72,7 +73,13 @@ def firebase_scrypt(
     """
     n = 1 << mem_cost
     derived = hashlib.scrypt(
-        password, salt=salt + separator, n=n, r=rounds, p=1, dklen=32, maxmem=256 * n * rounds
+        password,
+        salt=salt + separator,
+        n=n,
+        r=rounds,
+        p=1,
+        dklen=32,
+        maxmem=scrypt_maxmem(n, rounds, 1),
     )
     encryptor = Cipher(algorithms.AES(derived), modes.CTR(bytes(16))).encryptor()
     return encryptor.update(signer_key) + encryptor.finalize()
@@ -134,6 +141,7 @@ class FirebaseScrypt(DigestScheme):
     def _params(self, key_id: str, rounds: int, mem_cost: int, separator: bytes) -> str:
         if not (1 <= rounds <= FIREBASE_MAX_ROUNDS and 1 <= mem_cost <= FIREBASE_MAX_MEM_COST):
             raise malformed(self.id, "rounds or mem_cost out of range")
+        check_scrypt(self.id, 1 << mem_cost, rounds, 1)
         values = {"k": key_id, "m": str(mem_cost), "r": str(rounds), "s": b64encode(separator)}
         if not values["s"]:
             del values["s"]

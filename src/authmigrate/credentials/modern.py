@@ -18,6 +18,13 @@ from passlib import hash as _ph
 
 from ._base import Example, Keyring, register
 from ._common import malformed, not_wrappable
+from ._limits import (
+    MAX_PBKDF2_ITERATIONS,
+    MAX_SHA_CRYPT_ROUNDS,
+    check_argon2_phc,
+    check_bcrypt_cost,
+    check_scrypt,
+)
 
 BCRYPT_MAX_BYTES = 72
 """bcrypt only ever reads the first 72 bytes of a password (PHP, Ruby and OpenBSD agree).
@@ -38,12 +45,48 @@ _BCRYPT_RE = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}
 
 
 def is_bcrypt(value: str) -> bool:
-    """True for a ``$2a$``/``$2b$``/``$2y$`` bcrypt string."""
+    """True for a ``$2a$``/``$2b$``/``$2y$`` bcrypt string.
+
+    ``$2x$`` (crypt_blowfish's buggy 8-bit mode) is deliberately not one: the ``bcrypt``
+    package would silently verify it as ``$2a$``, which is wrong for any non-ASCII password.
+    """
     return _BCRYPT_RE.match(value) is not None
 
 
+def check_bcrypt(scheme_id: str, value: str) -> str:
+    """``value`` when it is a bcrypt string (or its 29-character setting) of bounded cost.
+
+    Raises:
+        MalformedHashError: not bcrypt, or a cost above ``MAX_BCRYPT_COST`` (hashing would
+            take minutes: rejected before any work).
+    """
+    if not is_bcrypt(value if len(value) != 29 else value + "." * 31):
+        raise malformed(scheme_id)
+    check_bcrypt_cost(scheme_id, int(value[4:6]))
+    return value
+
+
+def _refused(secret: bytes) -> bool:
+    """True for a secret bcrypt implementations disagree on: a NUL in the bytes bcrypt reads.
+
+    C implementations (PHP, OpenBSD, Ruby) stop at the NUL, the ``bcrypt`` package 5.x does not;
+    such a password never verifies rather than verifying against either reading.
+    """
+    return b"\x00" in bcrypt_secret(secret)
+
+
+_NO_CHECKSUM = b"!" * 31
+"""What :func:`bcrypt_checksum` gives for a refused secret: never a stored checksum."""
+
+
 def bcrypt_check(secret: bytes, hashed: str) -> bool:
-    """bcrypt verification of raw bytes (truncated to 72), constant-time inside bcrypt."""
+    """bcrypt verification of raw bytes (truncated to 72), constant-time inside bcrypt.
+
+    The caller has checked ``hashed`` with :func:`check_bcrypt` (bounded cost).
+    """
+    if _refused(secret):
+        _bcrypt.checkpw(b"", hashed.encode("ascii"))  # same work as a wrong password
+        return False
     try:
         return _bcrypt.checkpw(bcrypt_secret(secret), hashed.encode("ascii"))
     except ValueError:
@@ -52,6 +95,8 @@ def bcrypt_check(secret: bytes, hashed: str) -> bool:
 
 def bcrypt_checksum(secret: bytes, config: str) -> bytes:
     """The 31-character bcrypt checksum of ``secret`` under ``config`` (``$2b$12$<salt22>``)."""
+    if _refused(secret):
+        return _NO_CHECKSUM
     return _bcrypt.hashpw(bcrypt_secret(secret), config[:29].encode("ascii"))[29:]
 
 
@@ -73,14 +118,12 @@ class _Argon2:
         value = value.strip()
         if not self.identify(value):
             raise malformed(self.id)
-        try:
-            argon2.extract_parameters(value)
-        except (InvalidHashError, ValueError):
-            raise malformed(self.id) from None
+        check_argon2_phc(self.id, value)
         return value
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
-        """argon2-cffi's own verification."""
+        """argon2-cffi's own verification (after the parameters' bounds)."""
+        check_argon2_phc(self.id, credential)
         try:
             return _VERIFIER.verify(credential, password)
         except VerificationError:
@@ -150,27 +193,21 @@ class Bcrypt:
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Validate a bcrypt string; it is already canonical (``$2y$`` stays ``$2y$``)."""
-        value = value.strip()
-        if not is_bcrypt(value):
-            raise malformed(self.id)
-        return value
+        return check_bcrypt(self.id, value.strip())
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
         """bcrypt's own check over the first 72 bytes of the UTF-8 password."""
-        if not is_bcrypt(credential):
-            raise malformed(self.id)
+        check_bcrypt(self.id, credential)
         return bcrypt_check(password.encode("utf-8"), credential)
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """The 31-character checksum for ``password`` with the credential's cost and salt."""
-        if not is_bcrypt(credential[:29] + "." * 31):
-            raise malformed(self.id)
+        check_bcrypt(self.id, credential[:29])
         return bcrypt_checksum(password.encode("utf-8"), credential)
 
     def stored_digest(self, credential: str) -> bytes:
         """The 31-character checksum (as ASCII bytes)."""
-        if not is_bcrypt(credential):
-            raise malformed(self.id)
+        check_bcrypt(self.id, credential)
         return credential[29:].encode("ascii")
 
     def strip_digest(self, credential: str) -> str:
@@ -198,9 +235,14 @@ class _Passlib:
 
     def _parse(self, credential: str) -> Any:
         try:
-            return self.handler.from_string(credential)
+            parsed = self.handler.from_string(credential)
         except (ValueError, TypeError):
             raise malformed(self.id) from None
+        self._check_cost(parsed)
+        return parsed
+
+    def _check_cost(self, parsed: Any) -> None:
+        """MalformedHashError when the parsed hash asks for more work than the bounds allow."""
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Validate the string; it is already canonical."""
@@ -210,7 +252,8 @@ class _Passlib:
         return value
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
-        """libpass's verification (constant-time comparison inside)."""
+        """libpass's verification (constant-time comparison inside), after the cost bounds."""
+        self._parse(credential)
         try:
             return bool(self.handler.verify(password, credential))
         except (ValueError, TypeError):
@@ -248,50 +291,71 @@ class Scrypt(_Passlib):
     description = "scrypt PHC string $scrypt$ln=..,r=..,p=..$salt$hash (libpass)"
     handler = _ph.scrypt
 
+    def _check_cost(self, parsed: Any) -> None:
+        """N = 2^ln, r and p within the scrypt bounds."""
+        n = 1 << int(parsed.rounds)
+        check_scrypt(self.id, n, int(parsed.block_size), int(parsed.parallelism))
+
+
+class _RoundsBounded(_Passlib):
+    """A libpass scheme whose ``rounds`` is its work factor."""
+
+    max_rounds: ClassVar[int]
+
+    def _check_cost(self, parsed: Any) -> None:
+        """``rounds`` at most :attr:`max_rounds`."""
+        if not 1 <= int(parsed.rounds) <= self.max_rounds:
+            raise malformed(self.id, "round count out of range")
+
 
 @register(priority=21)
-class Pbkdf2Sha1(_Passlib):
+class Pbkdf2Sha1(_RoundsBounded):
     """PBKDF2-HMAC-SHA1 in libpass's PHC-like form."""
 
     id = "pbkdf2_sha1"
     description = "PBKDF2-HMAC-SHA1 $pbkdf2$rounds$salt$hash (libpass, adapted base64)"
     handler = _ph.pbkdf2_sha1
+    max_rounds = MAX_PBKDF2_ITERATIONS
 
 
 @register(priority=22)
-class Pbkdf2Sha256(_Passlib):
+class Pbkdf2Sha256(_RoundsBounded):
     """PBKDF2-HMAC-SHA256 in libpass's PHC-like form."""
 
     id = "pbkdf2_sha256"
     description = "PBKDF2-HMAC-SHA256 $pbkdf2-sha256$rounds$salt$hash (libpass)"
     handler = _ph.pbkdf2_sha256
+    max_rounds = MAX_PBKDF2_ITERATIONS
 
 
 @register(priority=23)
-class Pbkdf2Sha512(_Passlib):
+class Pbkdf2Sha512(_RoundsBounded):
     """PBKDF2-HMAC-SHA512 in libpass's PHC-like form."""
 
     id = "pbkdf2_sha512"
     description = "PBKDF2-HMAC-SHA512 $pbkdf2-sha512$rounds$salt$hash (libpass)"
     handler = _ph.pbkdf2_sha512
+    max_rounds = MAX_PBKDF2_ITERATIONS
 
 
 @register(priority=24)
-class Sha256Crypt(_Passlib):
+class Sha256Crypt(_RoundsBounded):
     """SHA-256-crypt ``$5$`` (glibc)."""
 
     id = "sha256_crypt"
     description = "SHA-256-crypt $5$[rounds=N$]salt$hash (glibc crypt)"
     handler = _ph.sha256_crypt
+    max_rounds = MAX_SHA_CRYPT_ROUNDS
 
 
 @register(priority=25)
-class Sha512Crypt(_Passlib):
+class Sha512Crypt(_RoundsBounded):
     """SHA-512-crypt ``$6$`` (glibc)."""
 
     id = "sha512_crypt"
     description = "SHA-512-crypt $6$[rounds=N$]salt$hash (glibc crypt)"
     handler = _ph.sha512_crypt
+    max_rounds = MAX_SHA_CRYPT_ROUNDS
 
 
 @register(priority=26)

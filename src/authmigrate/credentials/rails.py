@@ -19,7 +19,8 @@ import re
 
 from ._base import Example, Keyring, register
 from ._common import DigestScheme, b64decode, b64encode, is_hex, malformed, secret_for, unhex
-from .modern import bcrypt_check, bcrypt_checksum, is_bcrypt
+from ._limits import MAX_AUTHLOGIC_STRETCHES
+from .modern import bcrypt_check, bcrypt_checksum, check_bcrypt
 
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -62,12 +63,9 @@ class DeviseBcrypt:
         """
         value = value.strip()
         if self.identify(value):
-            self._split(value)
-            if not is_bcrypt(self._split(value)[1]):
-                raise malformed(self.id)
+            check_bcrypt(self.id, self._split(value)[1])
             return value
-        if not is_bcrypt(value):
-            raise malformed(self.id)
+        check_bcrypt(self.id, value)
         key_id = params.get("key_id")
         if key_id is None:
             return value
@@ -81,22 +79,19 @@ class DeviseBcrypt:
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
         """bcrypt over ``password + pepper``, first 72 bytes."""
         key_id, inner = self._split(credential)
-        if not is_bcrypt(inner):
-            raise malformed(self.id)
+        check_bcrypt(self.id, inner)
         return bcrypt_check(self._secret(password, key_id, keyring), inner)
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """The bcrypt checksum of ``password + pepper``."""
         key_id, inner = self._split(credential)
-        if not is_bcrypt(inner[:29] + "." * 31):
-            raise malformed(self.id)
+        check_bcrypt(self.id, inner[:29])
         return bcrypt_checksum(self._secret(password, key_id, keyring), inner)
 
     def stored_digest(self, credential: str) -> bytes:
         """The bcrypt checksum."""
         _, inner = self._split(credential)
-        if not is_bcrypt(inner):
-            raise malformed(self.id)
+        check_bcrypt(self.id, inner)
         return inner[29:].encode("ascii")
 
     def strip_digest(self, credential: str) -> str:
@@ -134,7 +129,7 @@ class AuthlogicSha512(DigestScheme):
 
     def _split(self, credential: str) -> tuple[int, bytes, str]:
         match = _AUTHLOGIC_RE.match(credential)
-        if match is None or int(match["r"]) < 1:
+        if match is None or not 1 <= int(match["r"]) <= MAX_AUTHLOGIC_STRETCHES:
             raise malformed(self.id)
         try:
             salt = b64decode(match["salt"])
@@ -158,8 +153,12 @@ class AuthlogicSha512(DigestScheme):
         if not is_hex(value, 128):
             raise malformed(self.id, "expected 128 hex digits")
         stretches = params.get("stretches", 20)
-        if not isinstance(stretches, int) or isinstance(stretches, bool) or stretches < 1:
-            raise malformed(self.id, "stretches must be a positive integer")
+        if (
+            not isinstance(stretches, int)
+            or isinstance(stretches, bool)
+            or not 1 <= stretches <= MAX_AUTHLOGIC_STRETCHES
+        ):
+            raise malformed(self.id, f"stretches must be 1..{MAX_AUTHLOGIC_STRETCHES}")
         encoded_salt = b64encode((salt or "").encode("utf-8"))
         return f"$authlogic-sha512$r={stretches}${encoded_salt}${value.lower()}"
 

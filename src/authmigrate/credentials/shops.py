@@ -34,6 +34,16 @@ from authmigrate.errors import CredentialError
 from . import _phc
 from ._base import Keyring, register
 from ._common import DigestScheme, b64decode, b64encode, is_hex, malformed, same, secret_for
+from ._limits import (
+    MAX_ARGON2_WORK_KIB,
+    MAX_MAGENTO2_CHAIN,
+    MAX_PHPASS_LOG2,
+    MAX_SHOPWARE_ITERATIONS,
+    MAX_SLOW_LOOP_PASSWORD_BYTES,
+    MIN_PHPASS_LOG2,
+    check_argon2,
+    check_bcrypt_cost,
+)
 
 ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 """The phpass / Drupal base64 alphabet (also gives the log2 of the round count)."""
@@ -119,17 +129,25 @@ def _encode64(data: bytes, count: int) -> str:
     return "".join(out)
 
 
-def _crypt_private(
-    scheme_id: str, algo: str, password: bytes, setting: str, min_log2: int = 7
-) -> str:
+def check_phpass_log2(scheme_id: str, setting: str) -> int:
+    """The log2 round count of a phpass / Drupal setting, within bounds (MalformedHashError)."""
+    log2 = ITOA64.find(setting[3]) if len(setting) >= 12 else -1
+    if not MIN_PHPASS_LOG2 <= log2 <= MAX_PHPASS_LOG2:
+        raise malformed(scheme_id, "round count out of range")
+    return log2
+
+
+_REFUSED = b"!"
+"""What ``digest`` gives for a password the platform refuses: never a stored digest."""
+
+
+def _crypt_private(scheme_id: str, algo: str, password: bytes, setting: str) -> str:
     """The encoded checksum of phpass ``crypt_private`` / Drupal ``_password_crypt``.
 
     ``setting`` is ``$X$`` + one round-count character + an 8-character salt. Returns the part
     after those 12 characters (22 characters for md5, 43 for sha512 as Drupal truncates to 55).
     """
-    log2 = ITOA64.find(setting[3]) if len(setting) >= 12 else -1
-    if log2 < min_log2 or log2 > 30:
-        raise malformed(scheme_id, "round count out of range")
+    log2 = check_phpass_log2(scheme_id, setting)
     salt = setting[4:12].encode("ascii")
     digest = hashlib.new(algo, salt + password).digest()
     for _ in range(1 << log2):
@@ -169,22 +187,28 @@ class Phpass(DigestScheme):
         _reject_params(self.id, params)
         if salt is not None or not self._complete(value):
             raise malformed(self.id)
+        check_phpass_log2(self.id, value)
         return value
 
     def _setting(self, credential: str) -> str:
         if not _PHPASS.fullmatch(credential):
             raise malformed(self.id)
+        check_phpass_log2(self.id, credential)
         return credential[:12]
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
-        """The 22-character encoded checksum ``crypt_private`` computes."""
+        """The 22-character encoded checksum ``crypt_private`` computes (a password over 4096
+        bytes, which WordPress refuses, gives a value no stored checksum equals)."""
         setting = self._setting(credential)
+        if len(_pw(password)) > MAX_PASSWORD_BYTES_WORDPRESS:
+            return _REFUSED
         return _crypt_private(self.id, "md5", _pw(password), setting).encode("ascii")
 
     def stored_digest(self, credential: str) -> bytes:
         """The 22-character encoded checksum after the 12-character setting."""
         if not self._complete(credential):
             raise malformed(self.id)
+        check_phpass_log2(self.id, credential)
         return credential[12:].encode("ascii")
 
     def strip_digest(self, credential: str) -> str:
@@ -195,8 +219,7 @@ class Phpass(DigestScheme):
         """``PasswordHash::CheckPassword``: libpass's phpass, after WordPress's length cap."""
         if not self._complete(credential):
             raise malformed(self.id)
-        if not 7 <= ITOA64.find(credential[3]) <= 30:
-            raise malformed(self.id, "round count out of range")
+        check_phpass_log2(self.id, credential)
         if len(_pw(password)) > MAX_PASSWORD_BYTES_WORDPRESS:
             return False
         return bool(_libpass_phpass.verify(password, credential))
@@ -231,6 +254,7 @@ class WordPressBcrypt(DigestScheme):
         m = _WP_BCRYPT.fullmatch(value)
         if salt is not None or not m or not m.group(2):
             raise malformed(self.id)
+        check_bcrypt_cost(self.id, int(m.group(1)[4:6]))
         return value
 
     @staticmethod
@@ -243,11 +267,14 @@ class WordPressBcrypt(DigestScheme):
         m = _WP_BCRYPT.fullmatch(credential)
         if not m:
             raise malformed(self.id)
+        check_bcrypt_cost(self.id, int(m.group(1)[4:6]))
         return m.group(1), m.group(2) or ""
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """The 31-character bcrypt checksum of the pre-hashed password."""
         setting, _ = self._parts(credential)
+        if len(_pw(password)) > MAX_PASSWORD_BYTES_WORDPRESS:
+            return _REFUSED
         full = bcrypt.hashpw(self.prehash(password), setting.encode("ascii"))
         return full[-31:]
 
@@ -301,8 +328,11 @@ class Drupal7(DigestScheme):
         if not m:
             raise malformed(self.id)
         if m.group(2):
-            return bool(m.group(1)), "sha512", m.group(2), m.group(3) or ""
-        return True, "md5", m.group(4), m.group(5) or ""
+            parts = bool(m.group(1)), "sha512", m.group(2), m.group(3) or ""
+        else:
+            parts = True, "md5", m.group(4), m.group(5) or ""
+        check_phpass_log2(self.id, parts[2])
+        return parts
 
     def identify(self, credential: str) -> bool:
         """True for the ``$S$``, ``U$S$``, ``U$P$`` and ``U$H$`` prefixes (a broken one is
@@ -315,11 +345,15 @@ class Drupal7(DigestScheme):
         m = _DRUPAL.fullmatch(value)
         if salt is not None or not m or not (m.group(3) or m.group(5)):
             raise malformed(self.id)
+        self._parts(value)
         return value
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
-        """The encoded checksum ``_password_crypt`` computes (after md5 for ``U$``)."""
+        """The encoded checksum ``_password_crypt`` computes (after md5 for ``U$``); a password
+        over 512 bytes, which Drupal refuses, gives a value no stored checksum equals."""
         md5_first, algo, setting, _ = self._parts(credential)
+        if len(_pw(password)) > MAX_PASSWORD_BYTES_DRUPAL:
+            return _REFUSED
         secret = _md5_hex(_pw(password)) if md5_first else _pw(password)
         return _crypt_private(self.id, algo, secret, setting).encode("ascii")
 
@@ -471,12 +505,18 @@ class Magento2(DigestScheme):
             raise malformed(self.id)
         digest, salt_text, versions_text = m.groups()
         versions = versions_text.split(":")
+        if len(versions) > MAX_MAGENTO2_CHAIN:
+            raise malformed(self.id, "too many versions in the chain")
         salt = salt_text.encode("utf-8")
+        work = 0
         for version in versions:
             if version not in _M2_SIMPLE:
-                seed, ops, mem = self._argon_params(version)
+                _, ops, mem = self._argon_params(version)
+                work += ops * (mem // 1024)
                 if not salt:
                     raise malformed(self.id, "argon2 needs a salt")
+        if work > MAX_ARGON2_WORK_KIB:
+            raise malformed(self.id, "argon2 parameters out of range")
         if digest and len(digest) != self._digest_len(versions[-1]):
             raise malformed(self.id, "digest length does not match the last version")
         return digest, salt, versions
@@ -485,8 +525,9 @@ class Magento2(DigestScheme):
         if version == "2":
             return MAGENTO2_ARGON2ID13
         seed, ops, mem = (int(x) for x in version.split("_")[1:])
-        if not (16 <= seed <= 64 and 1 <= ops <= 16 and 8192 <= mem <= _M2_MAX_MEMLIMIT):
+        if not (16 <= seed <= 64 and 8192 <= mem <= _M2_MAX_MEMLIMIT):
             raise malformed(self.id, "argon2 parameters out of range")
+        check_argon2(self.id, mem // 1024, ops, 1)
         return seed, ops, mem
 
     def _digest_len(self, version: str) -> int:
@@ -741,8 +782,8 @@ class Joomla(DigestScheme):
 
 # -- Shopware 5 ------------------------------------------------------------------------------
 
-_SW_SHA256 = re.compile(r"(\d{1,7}):([^:$]+):([0-9a-f]{64})?")
-SHOPWARE_MAX_ITERATIONS = 1_000_000
+_SW_SHA256 = re.compile(r"(\d{1,7}):([^:$]{1,255}):([0-9a-f]{64})?")
+SHOPWARE_MAX_ITERATIONS = MAX_SHOPWARE_ITERATIONS
 
 
 @register(priority=60)
@@ -782,9 +823,12 @@ class Shopware5Sha256(DigestScheme):
         return value
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
-        """``generateInternal`` (raw bytes of the final hex)."""
+        """``generateInternal`` (raw bytes of the final hex). A password over 4096 bytes gives a
+        value no stored digest equals: each round hashes the whole password."""
         iterations, salt, _ = self._parse(credential)
         pw = _pw(password)
+        if len(pw) > MAX_SLOW_LOOP_PASSWORD_BYTES:
+            return _REFUSED
         digest = b""
         for _ in range(int(iterations) + 1):
             digest = hashlib.sha256(digest + pw + salt).hexdigest().encode("ascii")

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from ._base import Keyring, register
 from ._common import DigestScheme, is_hex, malformed, unhex
+from ._limits import check_pbkdf2, check_scrypt, scrypt_maxmem
 
 
 class _Werkzeug(DigestScheme):
@@ -41,8 +42,13 @@ class _Werkzeug(DigestScheme):
         self.stored_digest(value)
         return value
 
+    def _validate(self, credential: str) -> None:
+        """MalformedHashError when the method's parameters are bad or out of bounds."""
+        raise NotImplementedError
+
     def stored_digest(self, credential: str) -> bytes:
-        """The raw digest of the hex part."""
+        """The raw digest of the hex part (after checking the parameters' bounds)."""
+        self._validate(credential)
         _, _, hexdigest = self._split(credential)
         if not is_hex(hexdigest):
             raise malformed(self.id)
@@ -50,6 +56,7 @@ class _Werkzeug(DigestScheme):
 
     def strip_digest(self, credential: str) -> str:
         """``<method>:<args>$<salt>$``."""
+        self._validate(credential)
         return credential.rpartition("$")[0] + "$"
 
 
@@ -62,13 +69,17 @@ class WerkzeugPbkdf2(_Werkzeug):
     method = "pbkdf2"
     pattern = re.compile(r"^pbkdf2:[a-z0-9_]+:[0-9]+\$[^$]*\$[0-9a-f]+$")
 
+    def _validate(self, credential: str) -> None:
+        """Digest name and iteration count."""
+        self._params(credential)
+
     def _params(self, credential: str) -> tuple[str, int, str]:
         args, salt, _ = self._split(credential)
         if len(args) != 2 or not args[1].isdigit() or int(args[1]) < 1:
             raise malformed(self.id, "expected pbkdf2:<hash>:<iterations>")
         if args[0] not in hashlib.algorithms_guaranteed:
             raise malformed(self.id, "unsupported digest")
-        return args[0], int(args[1]), salt
+        return args[0], check_pbkdf2(self.id, int(args[1])), salt
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Validate the string, including its digest name and iteration count."""
@@ -93,13 +104,16 @@ class WerkzeugScrypt(_Werkzeug):
     method = "scrypt"
     pattern = re.compile(r"^scrypt:[0-9]+:[0-9]+:[0-9]+\$[^$]*\$[0-9a-f]+$")
 
+    def _validate(self, credential: str) -> None:
+        """N, r and p."""
+        self._params(credential)
+
     def _params(self, credential: str) -> tuple[int, int, int, str]:
         args, salt, _ = self._split(credential)
         if len(args) != 3 or not all(a.isdigit() for a in args):
             raise malformed(self.id, "expected scrypt:<n>:<r>:<p>")
         n, r, p = (int(a) for a in args)
-        if n < 2 or n & (n - 1) or r < 1 or p < 1:
-            raise malformed(self.id, "bad scrypt parameters")
+        check_scrypt(self.id, n, r, p)
         return n, r, p, salt
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
@@ -119,6 +133,6 @@ class WerkzeugScrypt(_Werkzeug):
             n=n,
             r=r,
             p=p,
-            maxmem=132 * n * r * p + 1024 * 1024,
+            maxmem=scrypt_maxmem(n, r, p),
             dklen=64,
         )

@@ -32,6 +32,7 @@ from authmigrate.errors import CredentialError
 
 from ._base import Keyring, get, register
 from ._common import malformed
+from ._limits import check_argon2_phc
 
 WRAP_PREFIX = "$wrap$"
 
@@ -172,21 +173,39 @@ class Wrapped:
         """Validate a wrapped credential; it is already canonical."""
         value = value.strip()
         parts = parse_wrapped(value)
+        if parts.scheme == self.id:
+            raise malformed(self.id, "unknown inner scheme")
         try:
             get(parts.scheme)
-            argon2.extract_parameters(parts.argon2_hash)
-        except (KeyError, InvalidHashError, ValueError):
-            raise malformed(self.id) from None
+        except KeyError:
+            raise malformed(self.id, "unknown inner scheme") from None
+        check_argon2_phc(self.id, parts.argon2_hash)
         return value
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
-        """Recompute the inner legacy digest, then verify argon2id over it."""
+        """Recompute the inner legacy digest, then verify argon2id over it.
+
+        The argon2id parameters are bounded before any work. A password the inner scheme
+        cannot take (``credential.password_encoding``) still costs the argon2id verification
+        and is False; an inner scheme that has no digest (argon2, wrap) is malformed.
+        """
         parts = parse_wrapped(credential)
+        if parts.scheme == self.id:
+            raise malformed(self.id, "unknown inner scheme")
         try:
             inner = get(parts.scheme)
         except KeyError:
             raise malformed(self.id, "unknown inner scheme") from None
-        legacy_digest = inner.digest(password, parts.inner, keyring)
+        check_argon2_phc(self.id, parts.argon2_hash)
+        try:
+            legacy_digest = inner.digest(password, parts.inner, keyring)
+        except CredentialError as exc:
+            if exc.code == "credential.password_encoding":
+                legacy_digest = b""  # no stored digest is empty: False after the same work
+            elif exc.code in ("credential.not_wrappable", "credential.wrapped"):
+                raise malformed(self.id, "inner scheme cannot be wrapped") from None
+            else:
+                raise
         try:
             return _VERIFIER.verify(parts.argon2_hash, legacy_digest)
         except VerificationError:
