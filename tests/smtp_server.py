@@ -1,5 +1,9 @@
 """A real SMTP server for the notify tests: aiosmtpd on a free port, plus a connection-dropping proxy.
 
+With ``tls="starttls"`` the server requires STARTTLS before anything else; with
+``tls="implicit"`` it speaks TLS from the first byte (port-465 style). Both use a self-signed
+certificate for 127.0.0.1 made by :func:`self_signed_cert` with the ``cryptography`` package.
+
 :func:`smtp_server` starts an aiosmtpd server whose handler records every accepted message and
 can be told to answer the next DATA commands with scripted replies (``451 ...`` then the normal
 ``250``). :class:`DroppingProxy` sits in front of it and cuts the first connections at a chosen
@@ -8,15 +12,20 @@ point of the SMTP dialogue, as a server or network that drops mid-stream does.
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
+import ipaddress
 import socket
+import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
@@ -24,6 +33,48 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 ACCEPT_THEN_HANG_UP = "accept-then-hang-up"
 """A scripted reply: keep the message, then drop the connection before the 250 is sent."""
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``127.0.0.1``/``localhost`` and its key, as PEM files.
+
+    The certificate is its own CA: pass its path as ``notify.smtp.ca_file``.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "authmigrate test SMTP")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
 
 
 def free_port() -> int:
@@ -67,14 +118,20 @@ class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
     data_commands: int = 0
+    times: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of every DATA end the handler saw."""
+    tls: list[bool] = field(default_factory=list)
+    """Whether each accepted message came over TLS."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.data_commands += 1
+            self.times.append(time.monotonic())
             reply = self.script.pop(0) if self.script else "250 2.0.0 OK"
             if reply == ACCEPT_THEN_HANG_UP or reply.startswith("250"):
                 self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
+                self.tls.append(server.transport.get_extra_info("ssl_object") is not None)
         if reply == ACCEPT_THEN_HANG_UP:
             server.transport.abort()
             return "250 2.0.0 OK (never reaches the client)"
@@ -93,8 +150,18 @@ class SmtpServer:
 
 
 @contextmanager
-def smtp_server(*, username: str | None = None, password: str | None = None) -> Iterator[SmtpServer]:
-    """Run a recording aiosmtpd server on 127.0.0.1; with credentials, AUTH is required."""
+def smtp_server(
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls: Literal["starttls", "implicit"] | None = None,
+    cert: tuple[Path, Path] | None = None,
+) -> Iterator[SmtpServer]:
+    """Run a recording aiosmtpd server on 127.0.0.1; with credentials, AUTH is required.
+
+    ``tls="starttls"``: STARTTLS required before MAIL and AUTH; ``tls="implicit"``: TLS from
+    the first byte. Both need ``cert`` (from :func:`self_signed_cert`); AUTH then requires TLS.
+    """
     handler = RecordingHandler()
     kwargs: dict[str, Any] = {}
     if username is not None:
@@ -109,7 +176,17 @@ def smtp_server(*, username: str | None = None, password: str | None = None) -> 
             return AuthResult(success=ok, handled=False)
 
         kwargs = {"authenticator": authenticator, "auth_required": True,
-                  "auth_require_tls": False}
+                  # aiosmtpd counts only STARTTLS as TLS for AUTH; an implicit-TLS connection
+                  # is encrypted from the start (checked through RecordingHandler.tls)
+                  "auth_require_tls": tls == "starttls"}
+    if tls is not None:
+        assert cert is not None, "TLS needs a certificate"
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(*cert)
+        if tls == "starttls":
+            kwargs |= {"tls_context": server_ctx, "require_starttls": True}
+        else:
+            kwargs |= {"ssl_context": server_ctx}
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()

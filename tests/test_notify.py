@@ -618,3 +618,394 @@ def test_kept_segment_gets_no_message_unless_the_spec_asks(tmp_path: Path) -> No
     counts = status(engine, spec)
     assert "kept" not in counts
     assert counts["reset"]["queued"] == 2
+
+
+# --------------------------------------------------------------------------- review: races
+
+
+def _deliveries_are_exactly_once(server: SmtpServer, engine: sa.Engine, n: int) -> None:
+    per_rcpt = server.handler.per_recipient()
+    assert max(per_rcpt.values()) == 1, "a user got the same message twice"
+    assert len(per_rcpt) == n
+    assert {r.status for r in outbox_rows(engine)} == {"sent"}
+
+
+def test_two_concurrent_senders_never_send_a_message_twice(
+    tmp_path: Path, server: SmtpServer, target_url: str
+) -> None:
+    import threading
+
+    n = 40
+    spec = make_spec(tmp_path, server.port, url=target_url)
+    engine, _ = migrate(spec, {"reset": n})
+    reports: list[object] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def sender() -> None:
+        own = sa.create_engine(spec.target.url)
+        try:
+            start.wait()
+            reports.append(send(own, spec))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    assert sum(r.sent for r in reports) == n  # type: ignore[attr-defined]
+    _deliveries_are_exactly_once(server, engine, n)
+    assert {r.attempts for r in outbox_rows(engine)} == {1}
+    engine.dispose()
+
+
+def test_claim_is_atomic_and_only_takes_the_row_as_it_was_read(
+    tmp_path: Path, server: SmtpServer, target_url: str
+) -> None:
+    from authmigrate.notify.outbox import outbox_table
+    from authmigrate.notify.sender import _Outbox
+
+    spec = make_spec(tmp_path, server.port, url=target_url)
+    engine, _ = migrate(spec, {"reset": 2})
+    outbox = _Outbox(engine, outbox_table(sa.MetaData()), spec.migration_name)
+    first, second = (outbox.get(r.id) for r in outbox_rows(engine))
+
+    assert outbox.claim(first) is True
+    assert outbox.claim(first) is False  # a second sender holding the same read
+    with engine.begin() as conn:  # a re-run refreshes the second message (new token)
+        conn.execute(
+            sa.text("UPDATE authmigrate_outbox SET token_ciphertext = 'v1:other' WHERE id = :i"),
+            {"i": second.id},
+        )
+    assert outbox.claim(second) is False  # rendered with the old token: not sent
+    assert outbox.claim(outbox.get(second.id)) is True
+    engine.dispose()
+
+
+def test_message_refreshed_between_render_and_claim_goes_out_with_the_new_token(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run that refreshes a queued message while notify runs: the user must get the
+    token whose hash the target now holds, not the one rendered a moment before."""
+    from authmigrate.notify import sender as sender_module
+    from authmigrate.tokens import issue_token
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    stage = OutboxStage.from_spec(spec)
+    real_claim = sender_module._Outbox.claim
+    refreshed: list[str] = []
+
+    def claim(self: object, row: sa.Row[tuple[object, ...]]) -> bool:
+        if not refreshed:
+            key = str(row.source_key)
+            token, stored = issue_token("password_reset", 3600)
+            values = {"user_id": key, "email": f"{key}@example.com", "first_name": "Ann",
+                      "auth_token": stored}
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE new_users SET auth_token = :s WHERE user_id = :k"),
+                             {"s": stored, "k": key})
+                stage.write(conn, Batch(2, None, None, 1, [Record(key, {}, values, "reset",
+                                                                  token=token)]), "run-2")
+            refreshed.append(key)
+        return real_claim(self, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sender_module._Outbox, "claim", claim)
+    report = send(engine, spec)
+
+    assert report.sent == 3 and report.ok  # not skipped: rendered again and sent this run
+    _deliveries_are_exactly_once(server, engine, 3)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT email, auth_token FROM new_users")).all())
+    for received in server.handler.received:
+        (rcpt,) = received.rcpt
+        (token,) = {unquote(t) for t in TOKEN_RE.findall(received.text())}
+        assert verify_token(token, stored[rcpt], purpose="password_reset"), rcpt
+
+
+class _Killed(BaseException):
+    """Stands for a kill -9 at a precise point (nothing after it runs in the sender)."""
+
+
+@pytest.mark.parametrize("point", ["before_claim", "after_claim", "after_250"])
+def test_killed_at_each_point_of_a_message_then_resumed(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    """No user gets the same message twice; none is skipped except the one in doubt, which
+    is the documented operator decision (requeue after checking the mail log)."""
+    from authmigrate.notify import sender as sender_module
+
+    n = 5
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": n})
+    target = {"before_claim": (sender_module._Outbox, "claim"),
+              "after_claim": (sender_module._Mailer, "deliver"),
+              "after_250": (sender_module._Outbox, "sent")}[point]
+    real = getattr(*target)
+    calls = [0]
+
+    def dying(*args: object, **kw: object) -> object:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise _Killed(point)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(*target, dying)
+    with pytest.raises(_Killed):
+        send(engine, spec)
+    monkeypatch.setattr(*target, real)
+
+    send(engine, spec)  # the resume
+    rows = outbox_rows(engine)
+    in_doubt = [r for r in rows if r.status == "sending"]
+    per_rcpt = server.handler.per_recipient()
+    assert max(per_rcpt.values()) == 1
+    assert len(in_doubt) == (0 if point == "before_claim" else 1)
+    assert all(per_rcpt[r.recipient] == 1 for r in rows if r.status == "sent")
+    assert len(per_rcpt) == n - (1 if point == "after_claim" else 0)
+    # the documented rule: the operator requeues an in-doubt message that never arrived
+    if point == "after_claim":
+        assert requeue(engine, spec, which="in_doubt") == 1
+        send(engine, spec)
+        _deliveries_are_exactly_once(server, engine, n)
+
+
+# --------------------------------------------------------------------------- rate, backoff
+
+
+def test_rate_limit_is_honoured(tmp_path: Path, server: SmtpServer) -> None:
+    n, rate = 12, 20
+    text = spec_text(tmp_path / "target.db", server.port).replace(
+        "rate_per_second = 500", f"rate_per_second = {rate}"
+    )
+    spec = load_spec_text(text)
+    engine, _ = migrate(spec, {"reset": n})
+
+    assert send(engine, spec).sent == n  # type: ignore[attr-defined]
+
+    times = server.handler.times
+    assert len(times) == n
+    assert times[-1] - times[0] >= (n - 1) / rate * 0.95
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 1 / rate * 0.5  # no burst, even at the start
+
+
+def test_backoff_doubles_with_jitter_and_is_bounded() -> None:
+    from authmigrate.notify.sender import backoff_delay
+
+    for attempt in [1, 2, 3, 6, 7, 50, 1100, 10**6]:
+        for _ in range(50):
+            delay = backoff_delay(attempt, 1.0, 60.0)
+            assert 0 < delay <= 60.0
+    assert 0.8 <= backoff_delay(1, 1.0, 60.0) <= 1.2
+    assert 3.2 <= backoff_delay(3, 1.0, 60.0) <= 4.8
+    assert backoff_delay(10**6, 1.0, 60.0) == 60.0
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_failed_message_has_its_token_erased_and_a_requeue_sends_it_without(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, batch = migrate(spec, {"reset": 2})
+    server.handler.script = ["550 5.7.1 Rejected by policy"]
+
+    send(engine, spec)
+
+    failed = [r for r in outbox_rows(engine) if r.status == "failed"]
+    assert len(failed) == 1 and failed[0].token_ciphertext is None
+    assert all(r.token_ciphertext is None for r in outbox_rows(engine))
+    tokens = [r.token for r in batch.records]
+    assert not any(t in v for t in tokens for v in all_text_values(engine))  # type: ignore[operator]
+
+    assert requeue(engine, spec, which="failed") == 1
+    assert send(engine, spec).sent == 1  # type: ignore[attr-defined]
+    last = server.handler.received[-1]
+    assert "Forgot your password?" in last.text() and "token=" not in last.text()
+    assert max(server.handler.per_recipient().values()) == 1
+
+
+def test_gave_up_message_has_its_token_erased(tmp_path: Path, server: SmtpServer) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 1})
+    server.handler.script = ["451 4.3.0 Try again later"] * 10
+
+    send(engine, spec)
+
+    (row,) = outbox_rows(engine)
+    assert (row.status, row.attempts, row.token_ciphertext) == ("failed", 4, None)
+
+
+def test_outbox_key_never_appears_in_output_or_logs(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    migrate(make_spec(tmp_path, server.port), {"reset": 1})
+
+    wrong = generate_outbox_key()  # a valid key, but not the one the outbox was written with
+    monkeypatch.setenv(KEY_ENV, wrong)
+    assert notify_command(spec_file) == 2
+    bad = "not-a-key-but-a-secret-value-0123456789"
+    monkeypatch.setenv(KEY_ENV, bad)
+    assert notify_command(spec_file) == 2
+
+    out = capsys.readouterr()
+    everything = out.out + out.err + caplog.text
+    assert "notify.outbox_key" in everything
+    assert wrong not in everything and bad not in everything
+    assert server.handler.received == []
+
+
+def test_dry_run_needs_no_secret_and_skips_an_unbuildable_message(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, batch = migrate(spec, {"reset": 2})
+    with engine.begin() as conn:
+        OutboxStage.from_spec(spec).write(
+            conn, Batch(2, None, None, 1, [Record("bad", {}, {"email": "a@x.example\r\nBcc: e@x"},
+                                                  "kept")]), "run-2")
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.delenv(PASSWORD_ENV)
+
+    assert dry_run(engine, spec, tmp_path / "out") == 2
+    contents = b"".join(f.read_bytes() for f in (tmp_path / "out").glob("*.eml"))
+    assert not any(r.token and r.token.encode() in contents for r in batch.records)
+    assert b"Bcc" not in contents
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+def test_tls_with_private_ca_and_auth_with_password_from_env(tmp_path: Path, mode: str) -> None:
+    from tests.smtp_server import self_signed_cert
+
+    cert = self_signed_cert(tmp_path)
+    server_mode = "starttls" if mode == "starttls" else "implicit"
+    with smtp_server(username="shop", password=SMTP_PASSWORD, tls=server_mode,
+                     cert=cert) as srv:
+        extra = (f'security = "{mode}"\nca_file = "{cert[0]}"\n'
+                 f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n')
+        spec = make_spec(tmp_path, srv.port, extra)
+        engine, _ = migrate(spec, {"reset": 2, "wrapped": 1})
+        report = send(engine, spec)
+
+    assert report.sent == 3 and report.ok  # type: ignore[attr-defined]
+    assert srv.handler.tls == [True, True, True]
+    assert max(srv.handler.per_recipient().values()) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+def test_tls_certificate_not_trusted_stops_with_nothing_claimed(tmp_path: Path, mode: str) -> None:
+    from tests.smtp_server import self_signed_cert
+
+    cert = self_signed_cert(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_ca, _ = self_signed_cert(tmp_path / "other")
+    server_mode = "starttls" if mode == "starttls" else "implicit"
+    with smtp_server(username="shop", password=SMTP_PASSWORD, tls=server_mode,
+                     cert=cert) as srv:
+        extra = (f'security = "{mode}"\nca_file = "{other_ca}"\n'
+                 f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n')
+        spec = make_spec(tmp_path, srv.port, extra)
+        engine, _ = migrate(spec, {"reset": 2})
+        with pytest.raises(NotifyError, match="(?i)certificate|SSL") as err:
+            send(engine, spec)
+
+    assert SMTP_PASSWORD not in str(err.value)
+    assert srv.handler.received == []
+    assert [(r.status, r.attempts) for r in outbox_rows(engine)] == [("queued", 0)] * 2
+
+
+def test_password_is_never_sent_unencrypted_to_a_remote_host(tmp_path: Path) -> None:
+    extra = f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n'
+    spec = load_spec_text(spec_text(tmp_path / "target.db", 25, extra).replace(
+        'host = "127.0.0.1"', 'host = "smtp.invalid"'))
+    engine, _ = migrate(spec, {"reset": 1})
+    start = time.monotonic()
+    with pytest.raises(NotifyError, match="unencrypted"):
+        send(engine, spec)
+    assert time.monotonic() - start < 2  # refused at once, not retried as a network error
+    assert [(r.status, r.attempts) for r in outbox_rows(engine)] == [("queued", 0)]
+
+
+def test_unreadable_ca_file_is_fatal_not_retried(tmp_path: Path, server: SmtpServer) -> None:
+    spec = make_spec(tmp_path, server.port, f'security = "starttls"\nca_file = "{tmp_path}/no.pem"')
+    engine, _ = migrate(spec, {"reset": 1})
+    with pytest.raises(NotifyError, match="ca_file"):
+        send(engine, spec)
+    assert [(r.status, r.attempts) for r in outbox_rows(engine)] == [("queued", 0)]
+
+
+# --------------------------------------------------------------------------- injection
+
+
+def test_user_values_cannot_inject_template_code_or_headers(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    (tmp_path / "hi.txt").write_text("Hi {{ user.first_name }}, {{ reset_link }}\n")
+    (tmp_path / "hi.html").write_text("<p>Hi {{ user.first_name }}</p> {{ reset_link }}\n")
+    extra = f"""
+[notify.segments.reset]
+subject = "Hello {{{{ user.first_name }}}}"
+text_template = "{tmp_path / 'hi.txt'}"
+html_template = "{tmp_path / 'hi.html'}"
+"""
+    spec = make_spec(tmp_path, server.port, extra)
+    engine, _ = migrate(spec, {})
+    tokens = TokenStage(spec.tokens)  # type: ignore[arg-type]
+    evil_names = [
+        "{{ token }}{% for x in range(3) %}loop{% endfor %}{{ ''.__class__ }}",
+        "Ann\r\nBcc: evil@attacker.example\r\n\r\nbody",
+        "<script>alert(1)</script>",
+    ]
+    records = [Record(f"u{i}", {}, {"user_id": f"u{i}", "email": f"u{i}@example.com",
+                                    "first_name": name}, "reset")
+               for i, name in enumerate(evil_names)]
+    records += [
+        Record("r1", {}, {"email": "victim@example.com\r\nRCPT TO:<evil@attacker.example>"},
+               "reset"),
+        Record("r2", {}, {"email": "victim@example.com, evil@attacker.example"}, "reset"),
+        Record("r3", {}, {"email": "Evil <evil@attacker.example>"}, "reset"),
+    ]
+    batch = Batch(2, None, None, len(records), records)
+    tokens.process(batch)
+    with engine.begin() as conn:
+        OutboxStage.from_spec(spec).write(conn, batch, "run-2")
+
+    report = send(engine, spec)
+
+    assert (report.sent, report.failed) == (3, 3)  # type: ignore[attr-defined]
+    assert sorted(server.handler.per_recipient()) == [f"u{i}@example.com" for i in range(3)]
+    by_rcpt = {r.rcpt[0]: r for r in server.handler.received}
+    for i, name in enumerate(evil_names):
+        received = by_rcpt[f"u{i}@example.com"]
+        msg = received.message
+        assert msg["Bcc"] is None and "attacker" not in str(msg["To"])
+        # one header line (the stdlib folds a long unbreakable subject onto a continuation
+        # line, which its parser then returns with a leading space)
+        assert msg["Subject"].strip() == "Hello " + " ".join(name.split())
+        assert "\n" not in msg["Subject"]
+        (token,) = {unquote(t) for t in TOKEN_RE.findall(received.text())}
+        assert received.text().startswith(f"Hi {name},")  # rendered as data, literally
+        assert records[i].token == token
+    assert "&lt;script&gt;" in (by_rcpt["u2@example.com"].html() or "")
+    assert "<script>" not in (by_rcpt["u2@example.com"].html() or "")
+    failed = {r.source_key: r for r in outbox_rows(engine) if r.status == "failed"}
+    assert set(failed) == {"r1", "r2", "r3"}
+    assert all(r.last_error == "invalid email address" for r in failed.values())
+    assert all(r.token_ciphertext is None for r in failed.values())

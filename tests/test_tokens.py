@@ -82,9 +82,77 @@ def test_hmac_tokens_need_the_server_key() -> None:
 
 
 def test_malformed_stored_string_raises() -> None:
-    for bad in ["", "plain-token", "$amtok$v=2,alg=sha256,purpose=a,exp=1,prefix=x$abc"]:
+    token, stored = issue_token("api", 60, now=NOW)
+    bad_values: list[object] = [
+        "plain-token",
+        "$amtok$v=2,alg=sha256,purpose=a,exp=1,prefix=x$abc",
+        stored + "\n",  # `$` in a regex would accept this
+        stored.replace(f"exp={NOW + 60}", "exp=" + "9" * 5000),  # int() would raise ValueError
+        stored.replace(f"exp={NOW + 60}", f"exp=\u0661{NOW + 60}"),  # a non-ASCII digit
+        stored[:-1],  # a truncated digest
+        stored.replace("purpose=api", "purpose=API"),
+        b"bytes",
+        12345,
+    ]
+    for bad in bad_values:
         with pytest.raises(MalformedHashError):
-            verify_token("x", bad)
+            verify_token(token, bad)  # type: ignore[arg-type]
+    assert issubclass(MalformedHashError, ValueError)
+
+
+def test_cleared_column_never_verifies() -> None:
+    """The application clears the column once a token is used: that must fail, not raise."""
+    token, _ = issue_token("api", 60, now=NOW)
+    assert verify_token(token, None, now=NOW) is False
+    assert verify_token(token, "", now=NOW) is False
+
+
+def test_non_string_token_or_purpose_is_refused_not_an_error() -> None:
+    token, stored = issue_token("api", 60, now=NOW)
+    for bad in (None, token.encode(), 42):
+        assert verify_token(bad, stored, now=NOW) is False  # type: ignore[arg-type]
+    assert verify_token(token, stored, purpose=None, now=NOW)
+    assert verify_token(token, stored, purpose=b"api", now=NOW) is False  # type: ignore[arg-type]
+
+
+def test_purpose_with_trailing_newline_is_refused() -> None:
+    with pytest.raises(ValueError):
+        issue_token("api\n", 60)
+
+
+def test_expired_wrong_purpose_and_wrong_token_all_do_the_same_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Constant time: the digest is computed and compared with hmac.compare_digest for every
+    outcome, so expiry or purpose cannot be told apart from a wrong token by timing."""
+    import hmac as hmac_module
+
+    import authmigrate.tokens as tokens_module
+
+    token, stored = issue_token("activation", 60, now=NOW)
+    calls: list[str] = []
+    real_digest, real_compare = tokens_module._digest, hmac_module.compare_digest
+
+    def digest(*args: object) -> bytes:
+        calls.append("digest")
+        return real_digest(*args)  # type: ignore[arg-type]
+
+    def compare(a: bytes, b: bytes) -> bool:
+        calls.append("compare")
+        return real_compare(a, b)
+
+    monkeypatch.setattr(tokens_module, "_digest", digest)
+    monkeypatch.setattr(tokens_module.hmac, "compare_digest", compare)
+    cases = [
+        (token, NOW, "activation", True),
+        (token, NOW + 60, "activation", False),  # expired
+        (token, NOW, "api", False),  # wrong purpose
+        ("x" * len(token), NOW, "activation", False),  # wrong token
+    ]
+    for guess, now, purpose, expected in cases:
+        calls.clear()
+        assert verify_token(guess, stored, purpose=purpose, now=now) is expected
+        assert calls == ["digest", "compare", "compare"]
 
 
 def test_bad_purpose_and_ttl_are_refused() -> None:

@@ -46,10 +46,13 @@ PREFIX_LENGTH = 8
 
 VERSION = 1
 
-_PURPOSE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+# fullmatch, ASCII digits and bounded lengths: ``$`` would accept a trailing newline, ``\d``
+# any Unicode digit, and an unbounded number of digits makes ``int()`` raise ValueError.
+_PURPOSE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _STORED = re.compile(
-    r"^\$amtok\$v=(?P<v>\d+),alg=(?P<alg>sha256|hmac-sha256),purpose=(?P<purpose>[a-z0-9_.-]+),"
-    r"exp=(?P<exp>\d+),prefix=(?P<prefix>[A-Za-z0-9_-]+)\$(?P<digest>[A-Za-z0-9+/]+)$"
+    r"\$amtok\$v=(?P<v>[0-9]{1,3}),alg=(?P<alg>sha256|hmac-sha256),"
+    r"purpose=(?P<purpose>[a-z][a-z0-9_.-]{0,31}),exp=(?P<exp>[0-9]{1,12}),"
+    r"prefix=(?P<prefix>[A-Za-z0-9_-]{1,64})\$(?P<digest>[A-Za-z0-9+/]{43})"
 )
 
 
@@ -101,7 +104,7 @@ def issue_token(
     Raises:
         ValueError: an invalid purpose or a non-positive ttl.
     """
-    if not _PURPOSE.match(purpose):
+    if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
         raise ValueError(f"token purpose must match {_PURPOSE.pattern}: {purpose!r}")
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
@@ -134,7 +137,7 @@ def parse_stored(stored: str) -> StoredToken:
     Raises:
         MalformedHashError: ``stored`` is not a token string of a known version.
     """
-    m = _STORED.match(stored) if isinstance(stored, str) else None
+    m = _STORED.fullmatch(stored) if isinstance(stored, str) else None
     if m is None or int(m["v"]) != VERSION:
         raise MalformedHashError("not a stored authmigrate token ($amtok$v=1,...)")
     return StoredToken(int(m["v"]), m["alg"], m["purpose"], int(m["exp"]), m["prefix"], m["digest"])
@@ -142,7 +145,7 @@ def parse_stored(stored: str) -> StoredToken:
 
 def verify_token(
     token: str,
-    stored: str,
+    stored: str | None,
     *,
     server_key: str | bytes | None = None,
     purpose: str | None = None,
@@ -153,17 +156,22 @@ def verify_token(
     Args:
         token: what the user presented.
         stored: the string :func:`issue_token` returned (from the target's token column).
+            ``None`` or ``""`` (a column the application cleared after use) never verifies.
         server_key: the HMAC key, required when the stored string says ``alg=hmac-sha256``.
         purpose: when given, the token must have been issued for this purpose.
         now: the check time as a Unix timestamp (default: the current time).
 
     Returns:
-        True when the token matches, is not expired, and has the expected purpose.
+        True when the token matches, is not expired, and has the expected purpose; False for
+        anything else, including a token that is not a string and a cleared (empty) column.
 
     Raises:
-        MalformedHashError: ``stored`` is not a stored token string.
+        MalformedHashError: ``stored`` is neither empty nor a stored token string (a value
+            that was never written by :func:`issue_token`: a configuration error, not a guess).
         MissingKeyError: the stored string needs a server key and none was given.
     """
+    if stored is None or stored == "":
+        return False
     parsed = parse_stored(stored)
     if parsed.alg == "hmac-sha256" and server_key is None:
         raise MissingKeyError("this token was stored with HMAC-SHA256: pass server_key")
@@ -175,8 +183,8 @@ def verify_token(
     expected = _digest(token, parsed.purpose, parsed.expires_at, key)
     match = hmac.compare_digest(_b64(expected).encode(), parsed.digest.encode())
     fresh = (now if now is not None else time.time()) < parsed.expires_at
-    right_purpose = purpose is None or hmac.compare_digest(
-        purpose.encode(), parsed.purpose.encode()
+    right_purpose = purpose is None or (
+        isinstance(purpose, str) and hmac.compare_digest(purpose.encode(), parsed.purpose.encode())
     )
     return match and fresh and right_purpose
 

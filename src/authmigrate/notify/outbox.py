@@ -8,7 +8,8 @@ sends them (:mod:`authmigrate.notify.sender`).
 A message that needs the user's token (its templates use ``token`` or ``reset_link``) stores it
 encrypted with AES-256-GCM under the key named by ``notify.outbox_key``, bound to its row
 (migration, source key, segment) as associated data; the ciphertext is erased once the message
-is sent. Nothing else in the outbox is secret.
+is sent or has failed for good (kept only while ``queued`` or in doubt). Nothing else in the
+outbox is secret.
 """
 
 from __future__ import annotations

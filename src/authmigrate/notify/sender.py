@@ -4,9 +4,11 @@ For each queued message, in id order:
 
 1. render it (and decrypt its token) while it is still ``queued``;
 2. **claim** it: ``status = 'sending'``, ``attempts + 1``, in its own committed transaction,
-   conditional on it still being ``queued`` (two senders never both get a message);
+   conditional on it still being ``queued`` and unchanged since step 1 (two senders never both
+   get a message; one refreshed by a concurrent run is rendered again);
 3. run the SMTP transaction ``MAIL``, ``RCPT``, ``DATA``, body, then the final ``.``;
-4. on ``250``: ``status = 'sent'``, the token ciphertext erased, committed.
+4. on ``250``: ``status = 'sent'``, the token ciphertext erased, committed. A message that
+   ends ``failed`` has its token erased too.
 
 What a failure means depends on when it happens (docs/notify.md):
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import heapq
+import ipaddress
 import json
 import logging
 import random
@@ -152,8 +155,16 @@ class _Mailer:
         spec = self.spec
         where = f"{spec.host}:{spec.port}"
         conn: smtplib.SMTP | None = None
+        if spec.username and spec.security == "none" and not _is_loopback(spec.host):
+            raise _Fatal(
+                f"refusing to send the SMTP password unencrypted to {where}: "
+                'set notify.smtp.security to "starttls" or "tls"'
+            )
         try:
             ctx = ssl.create_default_context(cafile=spec.ca_file)
+        except (OSError, ValueError) as exc:  # an unreadable or broken ca_file: not transient
+            raise _Fatal(f"notify.smtp.ca_file {spec.ca_file!r}: {type(exc).__name__}") from None
+        try:
             if spec.security == "tls":
                 conn = smtplib.SMTP_SSL(spec.host, spec.port, timeout=spec.timeout, context=ctx)
             else:
@@ -187,7 +198,8 @@ class _Mailer:
             if code != 250:
                 self._reset()
                 if code >= 500:
-                    raise _Fatal(f"the server refused the sender {sender}: {_reply(code, resp)}")
+                    reply = self.scrub(_reply(code, resp))
+                    raise _Fatal(f"the server refused the sender {sender}: {reply}")
                 self._raise_for(code, resp)
             code, resp = conn.rcpt(recipient)
             if code not in (250, 251):
@@ -208,8 +220,14 @@ class _Mailer:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.close()
             raise _InDoubt(f"no reply after the end of the message ({exc}): delivery unknown")
-        if code != 250:
+        if code == 250:
+            return
+        if 400 <= code < 600:  # an explicit refusal: the server did not take the message
             self._raise_for(code, resp)
+        # anything else after the final dot (garbage, 1xx, 3xx, another 2xx) says nothing
+        # about whether the server kept the message
+        self.close()
+        raise _InDoubt(f"unexpected reply after the end of the message: {_reply(code, resp)}")
 
     def close(self) -> None:
         """Close the connection (QUIT when possible)."""
@@ -253,7 +271,41 @@ class _Mailer:
                 conn.close()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def _address_problem(recipient: str) -> str | None:
+    """Why ``recipient`` cannot go into ``RCPT TO`` and ``To:`` as is (None: it can).
+
+    One plain ASCII addr-spec only: no display name, no list, no CR/LF or spaces (header or
+    SMTP command injection), no non-ASCII (smtplib would fail after the claim).
+    """
+    if not recipient.isascii():
+        return "invalid email address: not ASCII (SMTPUTF8 is not supported)"
+    if not _ADDRESS.fullmatch(recipient) or ".." in recipient or recipient.endswith("."):
+        return "invalid email address"
+    return None
+
+
+def backoff_delay(attempt: int, backoff: float, max_backoff: float) -> float:
+    """Seconds before retry number ``attempt`` (1-based): doubling from ``backoff``, ±20 %
+    jitter, never more than ``max_backoff`` (whatever ``attempt`` is)."""
+    base = backoff * 2.0 ** min(max(attempt - 1, 0), 62)
+    return min(max_backoff, base * random.uniform(0.8, 1.2))
+
+
 class _RateLimiter:
+    """At most ``per_second`` SMTP transactions per second from this process."""
+
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second
         self.next = 0.0
@@ -352,12 +404,26 @@ class _Outbox:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(self.t).where(self.t.c.id == msg_id)).one_or_none()
 
-    def claim(self, msg_id: int) -> bool:
+    def claim(self, row: Any) -> bool:
+        """Atomically take ``row`` for sending: only if it is still ``queued`` *and unchanged*
+        since it was read and rendered (same attempts, address, context and token ciphertext).
+
+        A concurrent ``authmigrate run`` that refreshed the row (new token) or another sender
+        that tried it in between makes the claim fail, so what goes out is always what the
+        row holds when it is claimed.
+        """
         t = self.t
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.update()
-                .where(t.c.id == msg_id, t.c.status == "queued")
+                .where(
+                    t.c.id == row.id,
+                    t.c.status == "queued",
+                    t.c.attempts == row.attempts,
+                    t.c.recipient.is_not_distinct_from(row.recipient),
+                    t.c.context == row.context,
+                    t.c.token_ciphertext.is_not_distinct_from(row.token_ciphertext),
+                )
                 .values(status="sending", attempts=t.c.attempts + 1, claimed_at=utcnow())
             )
             return result.rowcount == 1
@@ -366,6 +432,11 @@ class _Outbox:
         t = self.t
         with self.engine.begin() as conn:
             conn.execute(t.update().where(t.c.id == msg_id, t.c.status == was).values(**values))
+
+    def fail(self, msg_id: int, *, was: str, reason: str) -> None:
+        """``failed`` for good: the token is erased too (docs/notify.md, "When the token is
+        erased")."""
+        self.finish(msg_id, was=was, status="failed", last_error=reason, token_ciphertext=None)
 
     def sent(self, msg_id: int) -> None:
         self.finish(
@@ -428,6 +499,7 @@ def send_outbox(
     envelope_from = parseaddr(notify.sender)[1] or notify.sender
     retry: list[tuple[float, int]] = []
     pending: deque[int] = deque()
+    rerendered: dict[int, int] = {}
     after = 0
     attempts = 0
     total = outbox.count_queued()
@@ -456,10 +528,9 @@ def send_outbox(
                 row = outbox.get(msg_id)
                 if row is None or row.status != "queued":
                     continue
-                if not row.recipient:
-                    outbox.finish(
-                        msg_id, was="queued", status="failed", last_error="no email address"
-                    )
+                problem = _address_problem(row.recipient) if row.recipient else "no email address"
+                if problem is not None:
+                    outbox.fail(msg_id, was="queued", reason=problem)
                     report.failed += 1
                     tick(report)
                     continue
@@ -474,13 +545,26 @@ def send_outbox(
                     reason = _bounded(
                         f"cannot build the message: {type(exc).__name__}: {exc}", token
                     )
-                    outbox.finish(msg_id, was="queued", status="failed", last_error=reason)
+                    outbox.fail(msg_id, was="queued", reason=reason)
                     report.failed += 1
                     tick(report)
                     continue
                 _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
                 limiter.wait()
-                if not outbox.claim(msg_id):
+                if not outbox.claim(row):
+                    # Changed under us. Refreshed by a re-run (same attempts): render it again
+                    # from what it holds now. Tried by another sender (more attempts): that
+                    # sender has scheduled its retry, with its backoff.
+                    again = outbox.get(msg_id)
+                    if (
+                        again is not None
+                        and again.status == "queued"
+                        and again.attempts == row.attempts
+                        and rerendered.get(msg_id, 0) < 3  # never loop on a row that keeps changing
+                    ):
+                        rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
+                        pending.appendleft(msg_id)
+                        continue
                     report.skipped += 1
                     continue
                 attempts += 1
@@ -522,23 +606,18 @@ def _deliver_one(
     except _Transient as exc:
         reason = _bounded(mailer.scrub(str(exc)), token)
         if attempt >= max_attempts:
-            outbox.finish(
-                row.id,
-                was="sending",
-                status="failed",
-                last_error=f"gave up after {attempt} attempts: {reason}",
-            )
+            outbox.fail(row.id, was="sending", reason=f"gave up after {attempt} attempts: {reason}")
             report.failed += 1
             log.warning("message %s failed after %d attempts", row.message_id, attempt)
             return
         outbox.finish(row.id, was="sending", status="queued", last_error=reason)
         report.retried += 1
-        delay = min(max_backoff, backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        delay = backoff_delay(attempt, backoff, max_backoff)
         heapq.heappush(retry, (time.monotonic() + delay, row.id))
         log.info("message %s: temporary failure, retry in %.1fs: %s", row.message_id, delay, reason)
     except _Permanent as exc:
         reason = _bounded(mailer.scrub(str(exc)), token)
-        outbox.finish(row.id, was="sending", status="failed", last_error=reason)
+        outbox.fail(row.id, was="sending", reason=reason)
         report.failed += 1
         log.warning("message %s refused: %s", row.message_id, reason)
     except _InDoubt as exc:
@@ -552,9 +631,9 @@ def _deliver_one(
             was="sending",
             status="queued",
             attempts=row.attempts,
-            last_error=_bounded(str(exc), token),
+            last_error=_bounded(mailer.scrub(str(exc)), token),
         )
-        raise NotifyError(str(exc)) from None
+        raise NotifyError(mailer.scrub(str(exc))) from None
     else:
         outbox.sent(row.id)
         report.sent += 1
@@ -571,7 +650,7 @@ def _connect_with_retries(mailer: _Mailer, tries: int, backoff: float, max_backo
         except _Transient as exc:
             if attempt == tries:
                 raise NotifyError(f"{exc} (after {tries} tries)") from None
-            time.sleep(min(max_backoff, backoff * 2 ** (attempt - 1)))
+            time.sleep(backoff_delay(attempt, backoff, max_backoff))
 
 
 @contextmanager
@@ -660,10 +739,14 @@ def dry_run(engine: sa.Engine, spec: Spec, out_dir: Path, *, base_dir: Path | No
             .order_by(table.c.id)
         )
         for row in rows:
-            if not row.recipient:
-                continue
+            if not row.recipient or _address_problem(row.recipient):
+                continue  # ``notify`` marks it failed with the reason
             token = DRY_RUN_TOKEN if row.token_ciphertext is not None else None
-            msg = build_message(notify, row, _render(templates, row, token))
+            try:
+                msg = build_message(notify, row, _render(templates, row, token))
+            except Exception as exc:  # this message only; ``notify`` marks it failed
+                log.warning("dry run: message %s cannot be built: %s", row.id, type(exc).__name__)
+                continue
             (out_dir / f"{row.id:08d}-{row.segment}.eml").write_bytes(msg.as_bytes())
             written += 1
     return written
