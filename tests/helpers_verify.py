@@ -51,6 +51,13 @@ TOKENS = """
 column = "auth_token"
 """
 
+NOTIFY = """
+[notify]
+outbox_key = "env:AUTHMIGRATE_OUTBOX_KEY"
+"""
+OUTBOX_KEY = "a2V5LWZvci10aGUtdGVzdC1vdXRib3gtMzItYnl0ZXM="
+"""A test outbox key (32 bytes, urlsafe base64) for ``AUTHMIGRATE_OUTBOX_KEY``."""
+
 
 def make_source(path: Path, users: int, *, seed: int = 7, hashes: bool = False) -> None:
     """legacy_users(user_id, email, name, created, active, visits, password_hash).
@@ -111,13 +118,17 @@ def write_spec(
     retries: int = 5,
     credentials: str | None = None,
     tokens: bool = False,
+    notify: bool = False,
 ) -> Path:
-    """A spec for :func:`make_source`; ``credentials`` is a policy (keep, wrap, reset) or None."""
+    """A spec for :func:`make_source`; ``credentials`` is a policy (keep, wrap, reset) or None;
+    ``notify`` adds an outbox (set ``AUTHMIGRATE_OUTBOX_KEY`` to :data:`OUTBOX_KEY`)."""
     extra = ""
     if credentials:
         extra += CREDENTIALS.format(policy=credentials)
     if tokens:
         extra += TOKENS
+    if notify:
+        extra += NOTIFY
     path.write_text(
         SPEC.format(
             name=name, src=src, dst=dst, batch=batch, dupes=dupes, retries=retries, extra=extra

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from authmigrate.errors import LockError
-from authmigrate.pipeline import run_migration
+from authmigrate.pipeline import Migration, run_migration
 from authmigrate.rollback import rollback
 from authmigrate.spec import load_spec
-from tests.helpers_verify import cli, execute, make_source, scalar, table_rows, write_spec
+from tests.helpers_verify import (
+    OUTBOX_KEY,
+    cli,
+    execute,
+    make_source,
+    scalar,
+    table_rows,
+    write_spec,
+)
 
 
 def test_rollback_removes_only_what_the_migration_wrote(tmp_path: Path, target_url: str) -> None:
@@ -103,3 +117,82 @@ def test_rollback_waits_for_no_run_it_is_refused_while_one_holds_the_lock(tmp_pa
         proc = cli("rollback", str(spec_path), "--yes", cwd=tmp_path)
         assert proc.returncode == 2 and "another run" in proc.stderr
     assert scalar(f"sqlite:///{dst_file}", "SELECT count(*) FROM accounts") > 0
+
+
+def _count(engine: sa.Engine, query: str) -> int:
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(query)).scalar_one())
+    except sa.exc.OperationalError:
+        return -1  # SQLite busy for a moment: ask again
+
+
+def test_rollback_killed_midway_finishes_when_run_again_then_a_new_run_verifies(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHMIGRATE_OUTBOX_KEY", OUTBOX_KEY)
+    src = tmp_path / "legacy.db"
+    make_source(src, 800)
+    spec_path = write_spec(tmp_path / "m.toml", src, target_url, batch=8, tokens=True, notify=True)
+    spec = load_spec(spec_path)
+    name = spec.migration_name
+    # the table as the live system had it before the migration, with two accounts of its own
+    made = Migration(spec)
+    made.target.create()
+    made.close()
+    execute(
+        target_url,
+        "INSERT INTO accounts (user_id, email, origin) VALUES (10, 'owner@example.com', 'app')",
+        "INSERT INTO accounts (user_id, email, origin) VALUES (9000, 'new@example.com', 'app')",
+        "INSERT INTO authmigrate_outbox (migration, run_id, source_key, segment, context,"
+        " message_id, status, attempts, created_at)"
+        " VALUES ('other', 'r', '1', 'reset', '{}', 'm1', 'queued', 0, '2020-01-01')",
+    )
+    before = table_rows(target_url, "accounts", "user_id")
+    first = run_migration(spec)
+    assert first.by_reason.get("target.key_exists") == 1  # key 10 was the app's
+    migrated = table_rows(target_url, "accounts", "user_id", exclude=("auth_token",))
+    batches = scalar(target_url, "SELECT count(*) FROM authmigrate_batches")
+    assert batches == 100
+    assert scalar(target_url, f"SELECT count(*) FROM authmigrate_outbox WHERE migration = '{name}'")
+
+    # kill -9 the rollback once some batches are gone, but not all
+    engine = sa.create_engine(target_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authmigrate", "rollback", str(spec_path), "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    left = batches
+    while proc.poll() is None and not 0 < left <= batches - 10:
+        assert time.monotonic() < deadline
+        left = _count(engine, "SELECT count(*) FROM authmigrate_batches") if left else left
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL, "the rollback ended before the kill"
+    left = _count(engine, "SELECT count(*) FROM authmigrate_batches")
+    engine.dispose()
+    assert 0 < left < batches
+    # whole batches stay: their accounts are still there, the removed ones' are gone
+    assert scalar(target_url, "SELECT count(*) FROM accounts") == (
+        len(before)
+        + scalar(target_url, "SELECT coalesce(sum(migrated), 0) FROM authmigrate_batches")
+    )
+
+    again = cli("rollback", str(spec_path), "--yes", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert table_rows(target_url, "accounts", "user_id") == before
+    for table in ("authmigrate_batches", "authmigrate_rejects", "authmigrate_outbox"):
+        where = f"SELECT count(*) FROM {table} WHERE migration = '{name}'"
+        assert scalar(target_url, where) == 0, table
+    assert scalar(target_url, "SELECT count(*) FROM authmigrate_outbox") == 1  # other's stays
+
+    # a new run migrates everything again, exactly as the first did, and verify holds
+    rerun = run_migration(spec)
+    assert (rerun.this_run["read"], rerun.migrated) == (800, first.migrated)
+    assert table_rows(target_url, "accounts", "user_id", exclude=("auth_token",)) == migrated
+    verified = cli("verify", str(spec_path), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -192,3 +192,54 @@ def test_check_wrapped_needs_the_argon2_hash_over_the_legacy_digest() -> None:
     assert check_wrapped(forged, legacy, "md5_crypt", check_digest=False).ok
     assert check_wrapped(good, legacy, "phpass").reason == "wrap.scheme"
     assert check_wrapped("$wrap$nonsense", legacy, "md5_crypt").reason == "wrap.malformed"
+
+
+def test_no_false_positive_for_a_csv_source_with_odd_values(
+    tmp_path: Path, target_url: str
+) -> None:
+    """CSV source (staged in SQLite) into SQLite or PostgreSQL, merged duplicates, tokens,
+    wrapped credentials, floats, NFD text kept as is and normalized, aware and naive times,
+    booleans in many spellings, empty values: a clean run verifies with no chunk bisected."""
+    import unicodedata
+
+    from passlib import hash as h
+
+    from authmigrate.spec import load_spec_text
+
+    lines = ["user_id,email,name,created,active,visits,score,password_hash"]
+    for i in range(1, 121):
+        name = f"Zoë Ångström {i}" if i % 2 else f"Zoë {i}"
+        name = unicodedata.normalize("NFD", name) if i % 3 else name
+        created = (
+            f"2020-01-0{1 + i % 9}T0{i % 10}:00:00+02:00"
+            if i % 3
+            else f"1999-12-31 23:59:59.{i:06d}"
+        )
+        active = ["true", "0", "yes", "", "f"][i % 5]
+        cred = h.md5_crypt.hash(f"pw{i}") if i % 4 else ""
+        lines.append(f'{i},u{i % 80}@example.com,"{name}",{created},{active},{i},{i / 3!r},{cred}')
+    (tmp_path / "u.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = load_spec_text(
+        f'name = "csv"\n[source]\nurl = "csv:///{tmp_path}/u.csv"\nkey = "user_id"\n'
+        f'[target]\nurl = "{target_url}"\ntable = "accounts"\n'
+        "[fields]\n"
+        'user_id = "user_id"\n'
+        'email = { from = "email", normalize = "email" }\n'
+        'name = "name"\n'
+        'name_nfc = { from = "name", normalize = ["nfc"] }\n'
+        'created_at = { from = "created", type = "datetime" }\n'
+        'active = { from = "active", type = "boolean" }\n'
+        'visits = { from = "visits", type = "integer" }\n'
+        'score = { from = "score", type = "float" }\n'
+        '[credentials]\ncolumn = "password_hash"\npolicy = "wrap"\nprofile = "TEST"\n'
+        '[tokens]\ncolumn = "auth_token"\n'
+        '[run]\nbatch_size = 16\nduplicates = "merge"\n'
+    )
+    run = run_migration(spec)
+    assert run.merged == 40 and run.rejected == 0 and run.migrated == 80
+    assert scalar(target_url, "SELECT count(*) FROM accounts WHERE password IS NULL") > 0
+    result = verify_migration(spec, chunk=25)
+    assert result.ok, result.as_dict()
+    assert result.chunks_bisected == 0
+    assert result.wrapped_checked == result.wrapped_total > 0
+    assert result.tokens_checked == result.credentials_checked == 80

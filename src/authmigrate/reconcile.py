@@ -96,6 +96,9 @@ class VerifyResult:
     missing: list[Any] = field(default_factory=list)
     extra: list[Any] = field(default_factory=list)
     different: list[Difference] = field(default_factory=list)
+    doubled: list[Any] = field(default_factory=list)
+    """Keys the bookkeeping counts twice: written by a batch and also in the rejects, or
+    rejected (or merged) twice. Each one makes the reconciliation off by one."""
     credential_problems: list[CredentialProblem] = field(default_factory=list)
     credentials_checked: int = 0
     wrapped_checked: int = 0
@@ -121,6 +124,7 @@ class VerifyResult:
             and not self.missing
             and not self.extra
             and not self.different
+            and not self.doubled
             and not self.credential_problems
             and not self.notes
         )
@@ -138,6 +142,7 @@ class VerifyResult:
             "missing": self.missing,
             "extra": self.extra,
             "different": [{"key": d.key, "columns": d.columns} for d in self.different],
+            "doubled": self.doubled,
             "credential_problems": [
                 {"key": p.key, "column": p.column, "reason": p.reason}
                 for p in self.credential_problems
@@ -401,6 +406,8 @@ class _Verifier:
         self.transform = RowTransformer(spec)
         self.result = VerifyResult(migration=spec.migration_name)
         self.written: set[str] = set()
+        """Key ids of the rows the batches wrote; a key is removed once the source pass has
+        seen it, so what is left at the end are written keys the source no longer has."""
         self.rejects: dict[str, str] = {}
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
@@ -415,6 +422,8 @@ class _Verifier:
         ):
             self.written.update(key_id(k) for k in unpack_keys(blob))
         res = self.result
+        reasons: dict[str, str] = {}  # one string object per reason code, not one per row
+        doubled: dict[str, Any] = {}
         for source_key, outcome, reason in conn.execute(
             sa.select(rejects.c.source_key, rejects.c.outcome, rejects.c.reason).where(
                 rejects.c.migration == name
@@ -425,7 +434,12 @@ class _Verifier:
             else:
                 res.rejected += 1
             if source_key is not None:
-                self.rejects[key_id(decode_key(source_key))] = reason
+                k = decode_key(source_key)
+                kid = key_id(k)
+                if kid in self.rejects or kid in self.written:
+                    doubled.setdefault(kid, k)  # counted twice: the reconciliation is off
+                self.rejects[kid] = reasons.setdefault(reason, reason)
+        res.doubled.extend(doubled.values())
 
     # -- the pass over the source ---------------------------------------------------------
 
@@ -433,7 +447,7 @@ class _Verifier:
         res = self.result
         res.source_rows = self.source.count()
         res.checksums = "in-database" if self.target.in_db else "streamed"
-        seen: set[str] = set()
+        written = len(self.written)
         missing_written = 0
         key = self.spec.source.key
         after: Any = None
@@ -442,25 +456,26 @@ class _Verifier:
             if not rows:
                 break
             after = rows[-1][key]
-            chunk = self._hash_chunk(rows, seen)
+            chunk = self._hash_chunk(rows)
             missing_written += self._compare_chunk(chunk)
             self._check_secrets(chunk)
         self._finish_sample()
-        gone = [k for k in self.written if k not in seen]
+        gone = list(self.written)  # written, and no longer in the source
+        self.written.clear()
         present = self.target.select([self.target.key_value(k) for k in gone], []) if gone else {}
         res.extra.extend(present[k][""] for k in gone if k in present)
-        res.migrated = len(self.written) - missing_written - (len(gone) - len(present))
+        res.migrated = written - missing_written - (len(gone) - len(present))
         return res
 
-    def _hash_chunk(self, rows: list[dict[str, Any]], seen: set[str]) -> _Chunk:
+    def _hash_chunk(self, rows: list[dict[str, Any]]) -> _Chunk:
         key = self.spec.source.key
         kinds = dict(zip(self.target.columns, self.target.kinds, strict=True))
         chunk = _Chunk([], {}, {}, [], [])
         for row in rows:
             k = row[key]
             kid = key_id(k)
-            seen.add(kid)
             if kid in self.written:
+                self.written.discard(kid)  # seen: what stays in the set at the end is gone
                 try:
                     mapped = self.transform(row)
                 except FieldReject as rej:
@@ -823,6 +838,8 @@ def verify_command(spec: Spec, sample: int | None) -> int:
         "rows missing / extra / different",
         f"{len(res.missing)} / {len(res.extra)} / {len(res.different)}",
     )
+    if res.doubled:
+        t.add_row("keys counted twice", f"{len(res.doubled):,}")
     if spec.credentials is not None:
         t.add_row("credentials compared", f"{res.credentials_checked:,}")
         if res.wrapped_total:
@@ -837,6 +854,7 @@ def verify_command(spec: Spec, sample: int | None) -> int:
         console.print(f"[bold red]problem:[/] {note}")
     _print_keys("missing (should be in the target, are not)", res.missing)
     _print_keys("extra (in the target, should not be)", res.extra)
+    _print_keys("counted twice (written and in the rejects, or rejected twice)", res.doubled)
     _print_keys(
         "different (mapped values differ)",
         [f"{d.key!r}: {', '.join(d.columns)}" for d in res.different],
