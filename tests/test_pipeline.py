@@ -726,3 +726,30 @@ def test_source_that_disappears_mid_run_stops_clearly_then_resumes(
     assert target_rows(
         f"sqlite:///{tmp_path}/t.db", "SELECT count(*), count(DISTINCT user_id) FROM new_users"
     ) == [(50, 50)]
+
+
+def test_empty_csv_cells_in_typed_columns_are_null_not_rejects(tmp_path: Path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_text("id,score,joined\n1,,\n2,1.5,2020-01-01 00:00:00\n3, , \n", encoding="utf-8")
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "csv:///{src}"
+key = "id"
+[target]
+url = "{dst}"
+table = "p"
+[fields]
+id = "id"
+score = {{ type = "float" }}
+joined = {{ type = "datetime" }}
+"""
+    )
+    result = run_migration(spec)
+    assert (result.migrated, result.rejected) == (3, 0)
+    assert target_rows(dst, "SELECT id, score, joined IS NULL FROM p ORDER BY id") == [
+        (1, None, 1),
+        (2, 1.5, 0),
+        (3, None, 1),
+    ]

@@ -328,8 +328,12 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
 
         return copy
 
+    blank_is_null = not is_text  # a CSV's empty cell in a number or date column: no value
+
     def field(row: Row) -> Any:
         v = get(row)
+        if blank_is_null and type(v) is str and not v.strip():
+            v = None
         if v is not None and steps:
             if type(v) is not str:
                 v = _as_text(v, name)

@@ -198,39 +198,49 @@ def _identity(value: Any) -> Any:
 
 class InLookup:
     """``SELECT column, key WHERE column IN (...)`` with a fixed number of placeholders,
-    compiled once; the last chunk is padded with NULL (which matches nothing).
+    compiled once per width; a chunk is padded with NULL (which matches nothing).
 
     SQLAlchemy renders an expanding IN of thousands of values anew on every call, which cost
-    more than the index probes themselves.
+    more than the index probes themselves. Widths are powers of two up to the largest chunk,
+    so a small batch does not send thousands of NULLs.
     """
 
     def __init__(self, column: sa.Column[Any], key: sa.Column[Any], dialect: sa.Dialect) -> None:
-        self.size = 900 if dialect.name == "mysql" else 5000
-        names = [f"v{i}" for i in range(self.size)]
-        stmt = sa.select(column, key).where(
-            column.in_([sa.bindparam(n, type_=column.type) for n in names])
-        )
-        compiled = stmt.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.positional = bool(compiled.positional)
-        self.names = list(compiled.positiontup or names) if self.positional else names
+        self.column, self.key, self.dialect = column, key, dialect
+        self.largest = 512 if dialect.name == "mysql" else 4096
+        self._compiled: dict[int, tuple[str, list[str]]] = {}
+        self.positional = dialect.paramstyle in ("qmark", "format", "numeric")
         impl = column.type.dialect_impl(dialect)
         self.proc = impl.bind_processor(dialect)
         self.result = impl.result_processor(dialect, None)
-        key_impl = key.type.dialect_impl(dialect)
-        self.key_result = key_impl.result_processor(dialect, None)
+        self.key_result = key.type.dialect_impl(dialect).result_processor(dialect, None)
+
+    def _statement(self, width: int) -> tuple[str, list[str]]:
+        found = self._compiled.get(width)
+        if found is None:
+            names = [f"v{i}" for i in range(width)]
+            stmt = sa.select(self.column, self.key).where(
+                self.column.in_([sa.bindparam(n, type_=self.column.type) for n in names])
+            )
+            compiled = stmt.compile(dialect=self.dialect)
+            self.positional = bool(compiled.positional)
+            order = list(compiled.positiontup or names) if self.positional else names
+            found = self._compiled[width] = (str(compiled), order)
+        return found
 
     def __call__(self, conn: sa.Connection, values: list[Any]) -> list[tuple[Any, Any]]:
         if self.proc is not None:
             values = [self.proc(v) for v in values]
         out: list[tuple[Any, Any]] = []
-        for i in range(0, len(values), self.size):
-            chunk = values[i : i + self.size]
-            chunk += [None] * (self.size - len(chunk))
+        for i in range(0, len(values), self.largest):
+            chunk = values[i : i + self.largest]
+            width = min(self.largest, 1 << max(len(chunk) - 1, 0).bit_length())
+            sql, names = self._statement(width)
+            chunk += [None] * (width - len(chunk))
             params: Any = (
-                tuple(chunk) if self.positional else dict(zip(self.names, chunk, strict=True))
+                tuple(chunk) if self.positional else dict(zip(names, chunk, strict=True))
             )
-            out.extend(tuple(r) for r in conn.exec_driver_sql(self.sql, params))
+            out.extend(tuple(r) for r in conn.exec_driver_sql(sql, params))
         if self.result is not None or self.key_result is not None:
             same = _identity
             value_of, key_of = self.result or same, self.key_result or same
