@@ -156,6 +156,7 @@ def smtp_server(
     password: str | None = None,
     tls: Literal["starttls", "implicit"] | None = None,
     cert: tuple[Path, Path] | None = None,
+    smtputf8: bool = False,
 ) -> Iterator[SmtpServer]:
     """Run a recording aiosmtpd server on 127.0.0.1; with credentials, AUTH is required.
 
@@ -188,6 +189,7 @@ def smtp_server(
         else:
             kwargs |= {"ssl_context": server_ctx}
     port = free_port()
+    kwargs["enable_SMTPUTF8"] = smtputf8
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:

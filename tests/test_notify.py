@@ -1009,3 +1009,28 @@ html_template = "{tmp_path / 'hi.html'}"
     assert set(failed) == {"r1", "r2", "r3"}
     assert all(r.last_error == "invalid email address" for r in failed.values())
     assert all(r.token_ciphertext is None for r in failed.values())
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_internationalized_addresses_are_sent_as_idna_and_smtputf8(
+    tmp_path: Path, smtputf8: bool
+) -> None:
+    """bücher.example goes out as xn--bcher-kva.example; a non-ASCII local part needs a
+    server that offers SMTPUTF8, and without one it fails with that reason (not a crash)."""
+    with smtp_server(smtputf8=smtputf8) as srv:
+        spec = make_spec(tmp_path, srv.port)
+        engine, _ = migrate(spec, {"reset": 2})
+        with engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM authmigrate_outbox ORDER BY id"))]
+            conn.execute(sa.text("UPDATE authmigrate_outbox SET recipient = 'anna@bücher.example' WHERE id = :i"), {"i": ids[0]})
+            conn.execute(sa.text("UPDATE authmigrate_outbox SET recipient = 'jürgen@example.com' WHERE id = :i"), {"i": ids[1]})
+        report = send(engine, spec)
+        rcpts = sorted(r for m in srv.handler.received for r in m.rcpt)
+    if smtputf8:
+        assert report.sent == 2
+        assert rcpts == ["anna@xn--bcher-kva.example", "jürgen@example.com"]
+    else:
+        assert (report.sent, report.failed) == (1, 1)
+        assert rcpts == ["anna@xn--bcher-kva.example"]
+        reasons = [r.last_error for r in outbox_rows(engine) if r.status == "failed"]
+        assert reasons == ["the server does not offer SMTPUTF8, which this address needs"]

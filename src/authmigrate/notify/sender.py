@@ -190,18 +190,21 @@ class _Mailer:
 
     def deliver(self, sender: str, recipient: str, data: bytes) -> None:
         """Run one SMTP transaction; raise what its outcome means (see the module docstring)."""
+        address, utf8 = smtp_recipient(recipient)
         self.connect()
         conn = self._conn
         assert conn is not None
+        if utf8 and not conn.has_extn("smtputf8"):
+            raise _Permanent("the server does not offer SMTPUTF8, which this address needs")
         try:
-            code, resp = conn.mail(sender)
+            code, resp = conn.mail(sender, ["SMTPUTF8"] if utf8 else [])
             if code != 250:
                 self._reset()
                 if code >= 500:
                     reply = self.scrub(_reply(code, resp))
                     raise _Fatal(f"the server refused the sender {sender}: {reply}")
                 self._raise_for(code, resp)
-            code, resp = conn.rcpt(recipient)
+            code, resp = conn.rcpt(address)
             if code not in (250, 251):
                 self._reset()
                 self._raise_for(code, resp)
@@ -283,16 +286,43 @@ def _is_loopback(host: str) -> bool:
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
-def _address_problem(recipient: str) -> str | None:
-    """Why ``recipient`` cannot go into ``RCPT TO`` and ``To:`` as is (None: it can).
+def smtp_recipient(recipient: str) -> tuple[str, bool]:
+    """The address to put in ``RCPT TO`` and ``To:``, and whether it needs SMTPUTF8.
 
-    One plain ASCII addr-spec only: no display name, no list, no CR/LF or spaces (header or
-    SMTP command injection), no non-ASCII (smtplib would fail after the claim).
+    One addr-spec only: no display name, no list, no CR/LF, spaces or brackets (header or SMTP
+    command injection). An internationalized domain is sent as IDNA (``xn--``); a non-ASCII
+    local part needs a server that offers SMTPUTF8.
+
+    Raises:
+        ValueError: the reason the address cannot be used.
     """
-    if not recipient.isascii():
-        return "invalid email address: not ASCII (SMTPUTF8 is not supported)"
-    if not _ADDRESS.fullmatch(recipient) or ".." in recipient or recipient.endswith("."):
-        return "invalid email address"
+    local, at, domain = recipient.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError("invalid email address")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError("invalid email address: the domain has no IDNA form") from None
+    utf8 = not local.isascii()
+    plain = "a" * len(local) if utf8 else local  # the shape check below, without the letters
+    if utf8 and _UNSAFE.search(local):
+        raise ValueError("invalid email address")
+    address = f"{local}@{domain}"
+    if not _ADDRESS.fullmatch(f"{plain}@{domain}") or ".." in address or address.endswith("."):
+        raise ValueError("invalid email address")
+    return address, utf8
+
+
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f<>()\[\],;:\\\"@]")
+
+
+def _address_problem(recipient: str) -> str | None:
+    """Why ``recipient`` cannot be sent to (None: it can)."""
+    try:
+        smtp_recipient(recipient)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -337,9 +367,10 @@ def build_message(
     notify: NotifySpec, row: Any, rendered: Rendered, *, date: str | None = None
 ) -> EmailMessage:
     """The MIME message for an outbox row (text, plus HTML as an alternative when present)."""
-    msg = EmailMessage(policy=email.policy.SMTP)
+    address, utf8 = smtp_recipient(row.recipient)
+    msg = EmailMessage(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
     msg["From"] = notify.sender
-    msg["To"] = row.recipient
+    msg["To"] = address
     msg["Subject"] = rendered.subject
     msg["Date"] = date or formatdate(usegmt=True)
     msg["Message-ID"] = row.message_id
