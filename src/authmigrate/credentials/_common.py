@@ -68,6 +68,24 @@ def not_wrappable(scheme_id: str) -> CredentialError:
     return CredentialError(f"scheme {scheme_id} cannot be wrapped", code="credential.not_wrappable")
 
 
+class NeverWrapped:
+    """For argon2, the wrapping hash itself: there is no legacy digest to wrap."""
+
+    id: ClassVar[str]
+
+    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
+        """Not supported: argon2 is never wrapped."""
+        raise not_wrappable(self.id)
+
+    def stored_digest(self, credential: str) -> bytes:
+        """Not supported: argon2 is never wrapped."""
+        raise not_wrappable(self.id)
+
+    def strip_digest(self, credential: str) -> str:
+        """Not supported: argon2 is never wrapped."""
+        raise not_wrappable(self.id)
+
+
 def same(a: bytes, b: bytes) -> bool:
     """Constant-time equality of two byte strings."""
     return hmac.compare_digest(a, b)

@@ -17,7 +17,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ._base import Keyring, register
-from ._common import DigestScheme, is_hex, malformed, not_wrappable, unhex
+from ._common import DigestScheme, NeverWrapped, is_hex, malformed, unhex
 from ._limits import check_argon2_phc, check_pbkdf2, check_scrypt, scrypt_maxmem
 from .modern import bcrypt_check, bcrypt_checksum, check_bcrypt
 
@@ -106,7 +106,7 @@ class DjangoPbkdf2Sha1(_Pbkdf2):
 
 
 @register(priority=42)
-class DjangoArgon2:
+class DjangoArgon2(NeverWrapped):
     """``argon2$argon2id$v=19$...``: Django's prefix before argon2's PHC string."""
 
     id = "django_argon2"
@@ -136,18 +136,6 @@ class DjangoArgon2:
             return False
         except InvalidHashError:
             raise malformed(self.id) from None
-
-    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
-        """Not supported: argon2 is never wrapped."""
-        raise not_wrappable(self.id)
-
-    def stored_digest(self, credential: str) -> bytes:
-        """Not supported: argon2 is never wrapped."""
-        raise not_wrappable(self.id)
-
-    def strip_digest(self, credential: str) -> str:
-        """Not supported: argon2 is never wrapped."""
-        raise not_wrappable(self.id)
 
     def __repr__(self) -> str:
         return f"<scheme {self.id}>"

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from passlib import hash as _ph
 
 from ._base import Example, Keyring, register
-from ._common import malformed, not_wrappable
+from ._common import NeverWrapped, malformed
 from ._limits import (
     MAX_PBKDF2_ITERATIONS,
     MAX_SHA_CRYPT_ROUNDS,
@@ -100,7 +100,7 @@ def bcrypt_checksum(secret: bytes, config: str) -> bytes:
     return _bcrypt.hashpw(bcrypt_secret(secret), config[:29].encode("ascii"))[29:]
 
 
-class _Argon2:
+class _Argon2(NeverWrapped):
     """argon2 in its PHC string (``$argon2id$v=19$m=...,t=...,p=...$salt$hash``)."""
 
     id: ClassVar[str]
@@ -130,18 +130,6 @@ class _Argon2:
             return False
         except InvalidHashError:
             raise malformed(self.id) from None
-
-    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
-        """Not supported: argon2 is the wrapping hash itself, never wrapped."""
-        raise not_wrappable(self.id)
-
-    def stored_digest(self, credential: str) -> bytes:
-        """Not supported (see :meth:`digest`)."""
-        raise not_wrappable(self.id)
-
-    def strip_digest(self, credential: str) -> str:
-        """Not supported (see :meth:`digest`)."""
-        raise not_wrappable(self.id)
 
     def __repr__(self) -> str:
         return f"<scheme {self.id}>"
