@@ -753,3 +753,49 @@ joined = {{ type = "datetime" }}
         (2, 1.5, 0),
         (3, None, 1),
     ]
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ('{ algoritm = "md5" }', "credentials.params: digest: unknown import parameter(s): algoritm"),
+        ('{ algorithm = "md55" }', "credentials.params: digest: algorithm must be"),
+    ],
+)
+def test_wrong_credential_params_are_a_spec_error_before_anything_is_written(
+    tmp_path: Path, params: str, message: str
+) -> None:
+    import hashlib
+
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT, pw TEXT)")
+    conn.executemany(
+        "INSERT INTO u VALUES (?, ?, ?)",
+        [(i, f"u{i}@example.com", hashlib.md5(b"pw").hexdigest()) for i in range(5)],
+    )
+    conn.commit()
+    conn.close()
+    dst = tmp_path / "t.db"
+    spec = load_spec_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "u"
+key = "id"
+[target]
+url = "sqlite:///{dst}"
+table = "accounts"
+[fields]
+id = "id"
+email = "email"
+[credentials]
+column = "pw"
+scheme = "digest"
+params = {params}
+"""
+    )
+    with pytest.raises(SpecError) as info:
+        run_migration(spec)
+    assert str(info.value).startswith(message)
+    assert not dst.exists()

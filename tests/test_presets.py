@@ -585,3 +585,40 @@ def test_init_on_a_home_grown_table_writes_a_spec_that_runs(tmp_path: Path) -> N
     engine.dispose()
     assert email == "ann@example.com"
     assert authmigrate.verify("password", cred)
+
+
+def test_init_recognises_bare_hex_digests_and_text_dates(tmp_path: Path) -> None:
+    """A home-grown table of unsalted md5 hex and ISO date strings: init names the digest
+    scheme and types the date column, so the first run needs no edit."""
+    import hashlib
+    import sqlite3
+
+    legacy = tmp_path / "home.db"
+    conn = sqlite3.connect(legacy)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, mail TEXT, pw TEXT, joined TEXT)")
+    conn.executemany(
+        "INSERT INTO users VALUES (?, ?, ?, ?)",
+        [
+            (
+                i,
+                f"u{i}@example.com",
+                hashlib.md5(f"p{i}".encode()).hexdigest(),
+                "2021-03-04 05:06:07",
+            )
+            for i in range(1, 30)
+        ],
+    )
+    conn.commit()
+    conn.close()
+    out = tmp_path / "m.toml"
+    assert init_command(f"sqlite:///{legacy}", f"sqlite:///{tmp_path}/new.db", None, out) == 0
+    spec = load_spec(out)
+    assert spec.credentials is not None and spec.credentials.scheme == "digest"
+    assert spec.fields["joined"].type == "datetime"
+    result = run_migration(spec)
+    assert (result.migrated, result.rejected) == (29, 0)
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/new.db")
+    with engine.connect() as c:
+        cred = c.execute(sa.text("SELECT password FROM accounts WHERE id = 7")).scalar_one()
+    engine.dispose()
+    assert authmigrate.verify("p7", cred) and not authmigrate.verify("p8", cred)

@@ -243,3 +243,13 @@ def test_no_false_positive_for_a_csv_source_with_odd_values(
     assert result.chunks_bisected == 0
     assert result.wrapped_checked == result.wrapped_total > 0
     assert result.tokens_checked == result.credentials_checked == 80
+
+
+def test_verify_before_any_run_writes_no_target_file(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 10)
+    spec = write_spec(tmp_path / "m.toml", src, f"sqlite:///{tmp_path}/t.db")
+    proc = cli("verify", str(spec), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert not (tmp_path / "t.db").exists()
+    assert not (tmp_path / "t.db.authmigrate-lock").exists()

@@ -15,10 +15,6 @@ The runtime part, for the new system's login path::
 The batch part is the ``authmigrate`` command (see :mod:`authmigrate.cli`).
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 from authmigrate.credentials import (
     identify,
     import_hash,
@@ -57,7 +53,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # tokens pull in nothing heavy, but keep the login-path import minimal
     if name == "verify_token":
         from authmigrate.tokens import verify_token

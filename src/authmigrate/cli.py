@@ -111,8 +111,8 @@ def run(spec: str, report_path: str | None) -> None:
     print_run(result)
     write_report(path, result.as_dict())
     click.echo(f"report: {path}")
-    if result.rejected:
-        sys.exit(1)
+    if result.this_run["rejected"]:
+        sys.exit(1)  # this run rejected rows (earlier runs' rejects are in the totals)
 
 
 @main.command()
@@ -158,10 +158,10 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
     if dry_run and not out:
         raise SpecError("--out", "--dry-run needs --out DIR")
     if requeue:
-        import sqlalchemy as sa
+        from authmigrate.db import make_engine
 
         loaded = _load(spec)
-        engine = sa.create_engine(loaded.target.url)
+        engine = make_engine(loaded.target.url, path="target.url")
         try:
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
         finally:

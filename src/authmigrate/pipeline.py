@@ -148,10 +148,31 @@ class Migration:
                 spec, [*self.early, *self.late], source_types=self.source.column_types()
             )
             self.target.check_spec()
+            self._probe_credentials()
         except BaseException:
             self.source.close()
             raise
         self.redact = frozenset().union(*(s.secret_columns for s in [*self.early, *self.late]))
+
+    def _probe_credentials(self) -> None:
+        """Read a few source hashes with the spec's schemes and params before anything is
+        written: a wrong or missing param fails every row the same way, so it is a spec error
+        (``credentials.params``), not thousands of rejects."""
+        cred = self.spec.credentials
+        if cred is None or cred.policy == "reset" or cred.schemes == ["auto"]:
+            return
+        from authmigrate.stages import prepare_credentials
+
+        rows = self.source.page(None, 50)
+        items: list[tuple[str | None, str | None]] = []
+        for r in rows:
+            if r.get(cred.column) in (None, ""):
+                continue
+            salt = r.get(cred.salt_column) if cred.salt_column else None
+            items.append((str(r[cred.column]).strip(), None if salt is None else str(salt)))
+        for res in prepare_credentials(cred, items, dry=True, workers=1):
+            if getattr(res, "code", "") == "credential.bad_params":
+                raise SpecError("credentials.params", str(res))
 
     def close(self) -> None:
         self.source.close()

@@ -46,7 +46,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line, make_engine, safe_url
+from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import TargetError
 from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
 from authmigrate.sources import Source, open_source
@@ -752,8 +752,17 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
 
         raise SpecError("--sample", "must be 0 or more")
     started = time.monotonic()
-    source = open_source(spec.source)
     engine = make_engine(spec.target.url, path="target.url")
+    path = sqlite_file(engine)
+    source = open_source(spec.source)
+    if path is not None and not path.exists():
+        # connecting would create the file, and verify writes nothing
+        try:
+            result = VerifyResult(migration=spec.migration_name, source_rows=source.count())
+        finally:
+            source.close()
+        result.notes.append(f"no run of this migration has written to {path} (it does not exist)")
+        return result
     lock = TargetLock(engine, spec.migration_name)
     try:
         try:

@@ -78,6 +78,8 @@ def progress_reporter(label: str, *, interval: float = 5.0) -> Iterator[Any]:
         now = time.monotonic()
         if last[1] == 0:
             last[1] = done or -1  # rows already done before this run (resume)
+            last[0] = now  # the first line comes after the first interval, with a real rate
+            return
         if now - last[0] < interval and done < total:
             return
         last[0] = now

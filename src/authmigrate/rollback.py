@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url
+from authmigrate.db import make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, unpack_keys, utcnow
 from authmigrate.spec import Spec
@@ -59,6 +59,9 @@ class _Target:
         self.spec = spec
         self.migration = spec.migration_name
         self.engine = make_engine(spec.target.url, path="target.url")
+        path = sqlite_file(self.engine)
+        if path is not None and not path.exists():
+            raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")

@@ -16,10 +16,13 @@ Secrets are never written in a spec: a value ``"env:NAME"`` names an environment
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -529,12 +532,48 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join("from" if p == "from_" else p for p in parts)
 
 
+def _keys_at(parts: list[str]) -> list[str]:
+    """The keys the spec accepts under the section ``parts`` (e.g. ``["run"]``)."""
+    model: Any = Spec
+    skip = False
+    for part in parts:
+        if skip:  # the name of an entry of a table of sections ([fields.email], segments)
+            skip = False
+            continue
+        info = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if info is None:
+            return []
+        model, skip = _section_model(info.annotation)
+        if model is None:
+            return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _section_model(annotation: Any) -> tuple[Any, bool]:
+    """(the pydantic model a field holds, whether it is a dict of them)."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
+    for arg in options or (annotation,):
+        if typing.get_origin(arg) is dict:
+            inner = typing.get_args(arg)[1]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner, True
+        elif isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, False
+    return None, False
+
+
+_UNIONS = (typing.Union, types.UnionType)
+
+
 def _format(err: ValidationError) -> SpecError:
     first = err.errors()[0]
     path = _loc(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        return SpecError(path, "unknown key (check the spelling)")
+        known = _keys_at(path.split(".")[:-1])
+        near = difflib.get_close_matches(path.rsplit(".", 1)[-1], known, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else "check the spelling"
+        return SpecError(path, f"unknown key ({hint})")
     if kind == "missing":
         return SpecError(path, "required key is missing")
     msg = first["msg"]

@@ -52,6 +52,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from authmigrate.db import make_engine
 from authmigrate.errors import AuthmigrateError, SpecError
 from authmigrate.notify.outbox import (
     OUTBOX_TABLE,
@@ -838,7 +839,7 @@ def notify_command(
         if not isinstance(spec, Spec):
             base_dir = Path(spec).resolve().parent
             spec = load_spec(spec)
-        engine = sa.create_engine(spec.target.url)
+        engine = make_engine(spec.target.url, path="target.url")
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))

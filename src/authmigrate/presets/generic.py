@@ -18,9 +18,10 @@ from authmigrate.spec import check_identifier
 
 _EMAIL = re.compile(r"^(e_?mail|email_?address|user_?email|mail)$", re.I)
 _PASSWORD = re.compile(
-    r"^(pass|passwd|password|pwd|password_?hash|pass_?hash|hash|user_?pass|encrypted_password|crypted_password)$",
+    r"^(pw|pass|passwd|password|pwd|pw_?hash|password_?hash|pass_?hash|hash|user_?pass"
+    r"|encrypted_password|crypted_password|password_?digest)$",
     re.I,
-)  # noqa: E501
+)
 _SALT = re.compile(r"^(salt|password_?salt|pw_?salt)$", re.I)
 _TABLE_HINT = re.compile(r"(user|customer|account|member|login|client)", re.I)
 
@@ -67,6 +68,55 @@ def guess_table(
     return table, columns, pk[0] if pk else columns[0], email, password, salt
 
 
+_HEX_DIGESTS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+
+
+def _sample(engine: sa.Engine, table: str, column: str) -> list[Any]:
+    t = sa.table(table, sa.column(column))
+    stmt = sa.select(t.c[column]).where(t.c[column].is_not(None)).limit(200)
+    with engine.connect() as conn:
+        return [v for (v,) in conn.execute(stmt) if v not in ("", None)]
+
+
+def guess_scheme(values: list[Any]) -> tuple[Any, dict[str, str], str]:
+    """(scheme, params, a comment) for a sample of stored hashes."""
+    from authmigrate.credentials import identify
+
+    texts = [str(v).strip() for v in values]
+    if not texts:
+        return "auto", {}, "no hashes to look at: auto identifies the self-describing ones"
+    known = 0
+    for text in texts:
+        try:
+            identify(text)
+            known += 1
+        except ValueError:
+            pass
+    lengths = {len(t) for t in texts}
+    hexlike = all(re.fullmatch(r"[0-9a-fA-F]+", t) for t in texts)
+    if known < len(texts) and hexlike and len(lengths) == 1 and lengths <= set(_HEX_DIGESTS):
+        algorithm = _HEX_DIGESTS[lengths.pop()]
+        params = {"algorithm": algorithm, "encoding": "hex"}
+        note = f"every sampled hash is bare {algorithm} hex: a plain digest (check salt/pepper)"
+        return ("digest" if not known else ["auto", "digest"]), params, note
+    return "auto", {}, f"{known} of {len(texts)} sampled hashes identified by auto"
+
+
+def _looks_like(values: list[Any]) -> str | None:
+    """``datetime`` or ``date`` when every sampled text value parses as one."""
+    import datetime as dt
+
+    texts = [v for v in values if isinstance(v, str)]
+    if not texts or len(texts) != len(values):
+        return None
+    try:
+        for text in texts:
+            dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return "date" if all(len(t.strip()) == 10 for t in texts) else "datetime"
+
+
 def render_generic_spec(from_url: str, to_url: str, engine: sa.Engine) -> str:
     """A commented spec for the best-guess accounts table of ``engine``."""
     table, columns, key, email, password, salt = guess_table(engine)
@@ -91,6 +141,10 @@ def render_generic_spec(from_url: str, to_url: str, engine: sa.Engine) -> str:
             continue
         if col == email:
             lines.append(f'email = {{ from = {_q(col)}, normalize = "email", required = true }}')
+            continue
+        kind = None if col == key else _looks_like(_sample(engine, table, col))
+        if kind:
+            lines.append(f"{col} = {{ from = {_q(col)}, type = {_q(kind)} }}  # text in the source")
         else:
             lines.append(f"{col} = {_q(col)}")
     if password:
@@ -101,8 +155,11 @@ def render_generic_spec(from_url: str, to_url: str, engine: sa.Engine) -> str:
         ]
         if salt:
             lines.append(f"salt_column = {_q(salt)}")
+        scheme, params, note = guess_scheme(_sample(engine, table, password))
+        lines.append(f"scheme = {_toml(scheme)}  # {note}")
+        if params:
+            lines.append(f"params = {_toml(params)}")
         lines += [
-            'scheme = "auto"          # bare md5/sha1 hex needs a scheme id: `authmigrate schemes`',
             'policy = "keep"          # or "wrap" (argon2id over weak hashes now), or "reset"',
             'target_column = "password"',
         ]
@@ -121,3 +178,11 @@ def _is_ident(name: str) -> bool:
 def _q(value: Any) -> str:
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_q(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_q(v)}" for k, v in value.items()) + " }"
+    return _q(value)

@@ -162,7 +162,7 @@ def init_command(from_url: str, to_url: str | None, preset: str | None, out: Pat
     try:
         path = write_init_spec(from_url, to_url, preset, Path(out))
     except AuthmigrateError as exc:
-        console.print("[bold red]error:[/] ", end="", highlight=False)
+        console.print("authmigrate: error: ", end="", highlight=False, markup=False)
         console.print(str(exc), highlight=False, markup=False, emoji=False, soft_wrap=True)
         return 2
     found = _read_back(path)

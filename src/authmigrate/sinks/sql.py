@@ -237,9 +237,7 @@ class InLookup:
             width = min(self.largest, 1 << max(len(chunk) - 1, 0).bit_length())
             sql, names = self._statement(width)
             chunk += [None] * (width - len(chunk))
-            params: Any = (
-                tuple(chunk) if self.positional else dict(zip(names, chunk, strict=True))
-            )
+            params: Any = tuple(chunk) if self.positional else dict(zip(names, chunk, strict=True))
             out.extend(tuple(r) for r in conn.exec_driver_sql(sql, params))
         if self.result is not None or self.key_result is not None:
             same = _identity

@@ -27,7 +27,11 @@ class SqlSource:
         self._selectable = self._open()
         self.columns = [c.name for c in self._selectable.c]
         if spec.key not in self.columns:
-            raise SpecError("source.key", f"source has no column {spec.key!r}")
+            import difflib
+
+            near = difflib.get_close_matches(spec.key, self.columns, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SpecError("source.key", f"source has no column {spec.key!r}{hint}")
         self._key = self._selectable.c[spec.key]
 
     def _open(self) -> sa.FromClause:
