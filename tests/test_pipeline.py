@@ -758,7 +758,10 @@ joined = {{ type = "datetime" }}
 @pytest.mark.parametrize(
     "params,message",
     [
-        ('{ algoritm = "md5" }', "credentials.params: digest: unknown import parameter(s): algoritm"),
+        (
+            '{ algoritm = "md5" }',
+            "credentials.params: digest: unknown import parameter(s): algoritm",
+        ),
         ('{ algorithm = "md55" }', "credentials.params: digest: algorithm must be"),
     ],
 )
@@ -799,3 +802,36 @@ params = {params}
         run_migration(spec)
     assert str(info.value).startswith(message)
     assert not dst.exists()
+
+
+def test_raw_rows_redact_credential_like_columns_by_name() -> None:
+    """Even a column the spec does not name as the credential is redacted if it looks like one."""
+    from authmigrate.sinks.sql import raw_row
+
+    raw = json.loads(
+        raw_row(
+            {
+                "id": 1,
+                "pw": "a",
+                "user_pw": "b",
+                "crypted_password": "c",
+                "pepper": "d",
+                "api_key": "e",
+                "email": "x@y.io",
+                "pinned": True,
+                "key": 7,
+            },
+            frozenset(),
+        )
+    )
+    assert raw == {
+        "id": 1,
+        "pw": "[redacted]",
+        "user_pw": "[redacted]",
+        "crypted_password": "[redacted]",
+        "pepper": "[redacted]",
+        "api_key": "[redacted]",
+        "email": "x@y.io",
+        "pinned": True,
+        "key": 7,
+    }

@@ -674,7 +674,8 @@ class SqlTarget:
         self.engine.dispose()
 
 
-_SECRET_WORDS = ("pass", "pwd", "secret", "token", "hash", "salt", "key")
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "hash", "salt", "key", "crypt", "pepper")
+_SECRET_NAMES = re.compile(r"^(pw|pin|otp|pw_.*|.*_pw)$")
 
 
 def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
@@ -682,7 +683,11 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
     out: dict[str, Any] = {}
     for name, value in source.items():
         low = name.lower()
-        secret = name in redact or any(w in low for w in _SECRET_WORDS)
+        secret = (
+            name in redact
+            or any(w in low for w in _SECRET_WORDS)
+            or _SECRET_NAMES.match(low) is not None
+        )
         if secret and value is not None and low != "key":
             out[name] = REDACTED
         elif isinstance(value, bytes | bytearray | memoryview):
