@@ -835,3 +835,82 @@ def test_raw_rows_redact_credential_like_columns_by_name() -> None:
         "pinned": True,
         "key": 7,
     }
+
+
+def test_spec_defined_segment_routes_accounts_to_its_own_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[notify.segments.vip] with `when`: matching accounts whose password carries over get
+    the vip message; an account that must reset keeps its reset message."""
+    from authmigrate.notify import generate_outbox_key
+
+    monkeypatch.setenv("AM_TEST_OUTBOX", generate_outbox_key())
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT, tier TEXT, pass TEXT)")
+    md5crypt = "$1$saltsalt$hYtMp2GDmBnaa1BNedlXH1"
+    conn.executemany(
+        "INSERT INTO u VALUES (?, ?, ?, ?)",
+        [
+            (1, "a@example.com", "gold", md5crypt),
+            (2, "b@example.com", "basic", md5crypt),
+            (3, "c@example.com", "gold", None),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    (tmp_path / "vip.txt").write_text("Dear {{ shop_name }} VIP\n", encoding="utf-8")
+    (tmp_path / "m.toml").write_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "u"
+key = "id"
+[target]
+url = "sqlite:///{tmp_path}/t.db"
+table = "accounts"
+[fields]
+id = "id"
+email = {{ from = "email", normalize = "email" }}
+tier = "tier"
+[credentials]
+column = "pass"
+[notify]
+outbox_key = "env:AM_TEST_OUTBOX"
+[notify.segments.kept]
+enabled = true
+[notify.segments.vip]
+subject = "For our best customers"
+text_template = "vip.txt"
+when = {{ tier = ["gold"] }}
+""",
+        encoding="utf-8",
+    )
+    from authmigrate.spec import load_spec
+
+    run_migration(load_spec(tmp_path / "m.toml"))
+    rows = target_rows(
+        f"sqlite:///{tmp_path}/t.db",
+        "SELECT source_key, segment FROM authmigrate_outbox ORDER BY source_key",
+    )
+    assert rows == [("1", "vip"), ("2", "kept"), ("3", "reset")]
+
+
+def test_spec_defined_segment_needs_a_when_rule_naming_real_fields() -> None:
+    base = """
+[source]
+url = "sqlite://"
+table = "u"
+key = "id"
+[target]
+url = "sqlite://"
+table = "n"
+[fields]
+id = "id"
+[notify.segments.vip]
+text_template = "vip.txt"
+"""
+    with pytest.raises(SpecError, match="say which accounts get it with `when`"):
+        load_spec_text(base)
+    with pytest.raises(SpecError, match="notify.segments.vip.when: no field 'tier'"):
+        load_spec_text(base + 'when = { tier = ["gold"] }\n')

@@ -221,9 +221,28 @@ class Migration:
         for stage in self.early:
             stage.process(batch)
         dupes.process(batch)
+        self._route_segments(batch)
         for stage in self.late:
             stage.process(batch)
         return batch
+
+    def _route_segments(self, batch: Batch) -> None:
+        """Move accounts into the spec's own notification segments (``when`` rules).
+
+        Only accounts whose password carries over (kept, wrapped): one that must reset keeps
+        the message with its reset link."""
+        rules = [
+            (name, seg.when)
+            for name, seg in (self.spec.notify.segments if self.spec.notify else {}).items()
+            if seg.enabled and seg.when
+        ]
+        for record in batch.records if rules else ():
+            if record.segment not in ("kept", "wrapped"):
+                continue
+            for name, when in rules:
+                if all(record.values.get(f) in allowed for f, allowed in when.items()):
+                    record.segment = name
+                    break
 
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
         """A key already in the target was not written by us: reject, never overwrite.

@@ -344,6 +344,11 @@ class SegmentSpec(_Model):
     """Path of a Jinja2 text template (relative paths: beside the spec file)."""
     html_template: str | None = None
     """Path of a Jinja2 HTML template (autoescaped); none means a text-only message."""
+    when: dict[str, list[str | int | float | bool]] | None = None
+    """For a segment of the spec's own: migrated accounts whose target fields hold one of the
+    values, e.g. ``when = { group_id = [3, 4] }`` (all fields must match). Such accounts get
+    this segment's message instead of ``kept``/``wrapped`` (an account that must reset keeps
+    its reset message); the first matching segment wins."""
 
 
 class NotifySpec(_Model):
@@ -396,6 +401,10 @@ class NotifySpec(_Model):
             builtin = name in ("kept", "wrapped", "reset", "merged")  # shipped templates
             if not builtin and seg.enabled and not seg.text_template:
                 raise ValueError(f"segment {name!r} is not built in: give its text_template")
+            if builtin and seg.when is not None:
+                raise ValueError(f"segment {name!r} is built in: its accounts are chosen for it")
+            if not builtin and seg.enabled and not seg.when:
+                raise ValueError(f"segment {name!r}: say which accounts get it with `when`")
         return v
 
 
@@ -467,6 +476,12 @@ class Spec(_Model):
             taken[self.tokens.column] = "tokens.column"
             if self.tokens.prefix_column:
                 taken[self.tokens.prefix_column] = "tokens.prefix_column"
+        for seg_name, seg in (self.notify.segments if self.notify else {}).items():
+            for name in seg.when or {}:
+                if name not in self.fields:
+                    raise ValueError(
+                        f"notify.segments.{seg_name}.when: no field {name!r} in [fields]"
+                    )
         for name in self.fields:
             if name in taken:
                 raise ValueError(f"fields.{name}: the column is already filled by {taken[name]}")
