@@ -63,6 +63,29 @@ def malformed(scheme_id: str, what: str = "") -> MalformedHashError:
     return MalformedHashError(f"not a valid {scheme_id} credential{detail}")
 
 
+def bad_params(scheme_id: str, message: str) -> CredentialError:
+    """The error for import parameters a scheme cannot use (``credential.bad_params``)."""
+    return CredentialError(f"{scheme_id}: {message}", code="credential.bad_params")
+
+
+def reject_params(scheme_id: str, params: dict[str, object]) -> None:
+    """Raise :func:`bad_params` naming the import parameters left over, if any."""
+    if params:
+        names = ", ".join(sorted(params))
+        raise bad_params(scheme_id, f"unknown import parameter(s): {names}")
+
+
+def stored_hex(scheme_id: str, digest: str) -> bytes:
+    """The raw bytes of a stored digest already checked as hex.
+
+    ``digest`` is ``""`` for the stripped form (:meth:`Scheme.strip_digest`), which has no
+    digest to compare: MalformedHashError.
+    """
+    if not digest:
+        raise malformed(scheme_id, "no digest")
+    return bytes.fromhex(digest)
+
+
 def not_wrappable(scheme_id: str) -> CredentialError:
     """The error for a scheme whose digest cannot be recomputed on its own."""
     return CredentialError(f"scheme {scheme_id} cannot be wrapped", code="credential.not_wrappable")

@@ -13,6 +13,8 @@ core and at most 1 GiB of memory.
 
 from __future__ import annotations
 
+import hashlib
+
 import argon2
 from argon2.exceptions import InvalidHashError
 
@@ -92,6 +94,14 @@ def check_scrypt(scheme_id: str, n: int, r: int, p: int) -> None:
 def scrypt_maxmem(n: int, r: int, p: int) -> int:
     """The ``maxmem`` to give hashlib.scrypt for bounded parameters (OpenSSL's own estimate)."""
     return 128 * r * (n + p + 2) + 1024 * 1024
+
+
+def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    """hashlib.scrypt with the ``maxmem`` of :func:`scrypt_maxmem`, for parameters already
+    checked by :func:`check_scrypt`."""
+    return hashlib.scrypt(
+        password, salt=salt, n=n, r=r, p=p, maxmem=scrypt_maxmem(n, r, p), dklen=dklen
+    )
 
 
 def check_argon2(scheme_id: str, memory_kib: int, time_cost: int, parallelism: int) -> None:

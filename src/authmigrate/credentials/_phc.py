@@ -12,8 +12,9 @@ A key is never a parameter: only its id (``k=<key id>``) is.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
-from ._common import malformed
+from ._common import b64decode, malformed
 
 _VALUE = re.compile(r"[A-Za-z0-9/+._\-]+")
 _NAME = re.compile(r"[a-z][a-z0-9\-]*")
@@ -49,24 +50,51 @@ def parse_params(scheme_id: str, text: str) -> dict[str, str]:
     return params
 
 
+def single_param(
+    scheme_id: str, text: str, name: str, allowed: Collection[str] | None = None
+) -> str:
+    """The value of ``name`` when ``text`` holds that one parameter (``a=md5``), its value in
+    ``allowed`` when given; MalformedHashError ("bad parameters") for anything else."""
+    params = parse_params(scheme_id, text)
+    value = params.get(name, "")
+    if set(params) != {name} or (allowed is not None and value not in allowed):
+        raise malformed(scheme_id, "bad parameters")
+    return value
+
+
+def b64_field(scheme_id: str, text: str, what: str) -> bytes:
+    """The bytes of a PHC base64 field (a salt...); MalformedHashError naming ``what``."""
+    try:
+        return b64decode(text)
+    except ValueError:
+        raise malformed(scheme_id, f"{what} is not PHC base64") from None
+
+
 def format_phc(scheme_id: str, *fields: str) -> str:
     """``$<ident>$field$field...`` (fields already encoded; empty ones allowed)."""
     return "$" + "$".join((ident(scheme_id), *fields))
 
 
-def split_phc(scheme_id: str, credential: str, nfields: int) -> list[str] | None:
-    """The fields after the ident, or None when ``credential`` is not this scheme's string.
+def split_phc(scheme_id: str, credential: str, nfields: int) -> list[str]:
+    """The fields after the ident.
 
     Returns exactly ``nfields`` fields (the full form) or ``nfields - 1`` (the form
-    :meth:`Scheme.strip_digest` returns, without the digest); anything else is malformed.
+    :meth:`Scheme.strip_digest` returns, without the digest); anything else, and a credential
+    that is not this scheme's string, is MalformedHashError.
     """
     prefix = "$" + ident(scheme_id) + "$"
     if not credential.startswith(prefix):
-        return None
+        raise malformed(scheme_id)
     fields = credential[len(prefix) :].split("$")
     if len(fields) not in (nfields, nfields - 1):
         raise malformed(scheme_id, f"expected {nfields} fields")
     return fields
+
+
+def without_digest(credential: str, nfields: int) -> str:
+    """``credential`` (of ``nfields`` fields, as :func:`split_phc` checked) without its last
+    field, the digest; unchanged when it is already the stripped form."""
+    return credential.rsplit("$", 1)[0] if credential.count("$") == nfields + 1 else credential
 
 
 def claims(scheme_id: str, credential: str) -> bool:

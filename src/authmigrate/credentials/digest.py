@@ -53,7 +53,15 @@ from authmigrate.errors import CredentialError
 
 from . import _phc
 from ._base import Keyring, register
-from ._common import DigestScheme, b64decode, b64encode, malformed, same, secret_for
+from ._common import (
+    DigestScheme,
+    b64decode,
+    b64encode,
+    malformed,
+    reject_params,
+    same,
+    secret_for,
+)
 
 SCHEME_ID = "digest"
 
@@ -272,13 +280,8 @@ def format_credential(d: Descriptor, salt: bytes, raw_digest: bytes | None) -> s
 def parse_credential(credential: str) -> tuple[Descriptor, bytes, bytes | None]:
     """(descriptor, salt, raw digest or None for the stripped form)."""
     fields = _phc.split_phc(SCHEME_ID, credential, 3)
-    if fields is None:
-        raise malformed(SCHEME_ID)
     d = parse_params(fields[0])
-    try:
-        salt = b64decode(fields[1])
-    except ValueError:
-        raise malformed(SCHEME_ID, "salt is not PHC base64") from None
+    salt = _phc.b64_field(SCHEME_ID, fields[1], "salt")
     if salt and not d.uses_salt():
         raise malformed(SCHEME_ID, "salt given but the descriptor does not use it")
     if len(fields) == 2:
@@ -359,8 +362,7 @@ def descriptor_from_params(params: dict[str, object], *, has_salt: bool) -> Desc
     pw_enc = str(take("password_encoding", "utf8")).lower()
     iterations = take("iterations", 1)
     chain = str(take("chain", "encoded"))
-    if params:
-        raise _bad_params("unknown import parameter(s): " + ", ".join(sorted(params)))
+    reject_params(SCHEME_ID, params)
 
     template: tuple[str | bytes, ...]
     if template_text is not None:

@@ -13,15 +13,10 @@ import binascii
 import hashlib
 from typing import ClassVar
 
-import argon2
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from ._base import Keyring, register
 from ._common import DigestScheme, NeverWrapped, is_hex, malformed, unhex
-from ._limits import check_argon2_phc, check_pbkdf2, check_scrypt, scrypt_maxmem
-from .modern import bcrypt_check, bcrypt_checksum, check_bcrypt
-
-_VERIFIER = argon2.PasswordHasher()
+from ._limits import check_argon2_phc, check_pbkdf2, check_scrypt, scrypt
+from .modern import argon2_check, bcrypt_check, bcrypt_checksum, check_bcrypt
 
 
 def _b64(data: bytes) -> str:
@@ -129,13 +124,7 @@ class DjangoArgon2(NeverWrapped):
         """argon2-cffi over the PHC part (after the parameters' bounds)."""
         if not self.identify(credential):
             raise malformed(self.id)
-        check_argon2_phc(self.id, credential[len("argon2") :])
-        try:
-            return _VERIFIER.verify(credential[len("argon2") :], password)
-        except VerificationError:
-            return False
-        except InvalidHashError:
-            raise malformed(self.id) from None
+        return argon2_check(self.id, credential[len("argon2") :], password)
 
     def __repr__(self) -> str:
         return f"<scheme {self.id}>"
@@ -245,15 +234,7 @@ class DjangoScrypt(DigestScheme):
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """hashlib.scrypt with the credential's parameters, 64-byte output."""
         n, salt, r, p, _ = self._split(credential)
-        return hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=salt.encode("utf-8"),
-            n=n,
-            r=r,
-            p=p,
-            maxmem=scrypt_maxmem(n, r, p),
-            dklen=64,
-        )
+        return scrypt(password.encode("utf-8"), salt.encode("utf-8"), n, r, p, dklen=64)
 
     def stored_digest(self, credential: str) -> bytes:
         """The base64-decoded 64-byte hash."""

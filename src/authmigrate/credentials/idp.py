@@ -19,26 +19,24 @@ from typing import ClassVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from authmigrate.errors import CredentialError
-
 from . import _phc
 from ._base import Example, Keyring, register
-from ._common import DigestScheme, b64decode, b64encode, is_hex, malformed, secret_for
-from ._limits import check_scrypt, scrypt_maxmem
+from ._common import (
+    DigestScheme,
+    b64decode,
+    b64encode,
+    bad_params,
+    is_hex,
+    malformed,
+    reject_params,
+    secret_for,
+    stored_hex,
+)
+from ._limits import check_scrypt, scrypt
 
 
 def _pw(password: str) -> bytes:
     return password.encode("utf-8")
-
-
-def _bad_params(scheme_id: str, message: str) -> CredentialError:
-    return CredentialError(f"{scheme_id}: {message}", code="credential.bad_params")
-
-
-def _reject_params(scheme_id: str, params: dict[str, object]) -> None:
-    if params:
-        names = ", ".join(sorted(params))
-        raise _bad_params(scheme_id, f"unknown import parameter(s): {names}")
 
 
 def _lenient_b64(scheme_id: str, text: str, what: str) -> bytes:
@@ -48,13 +46,6 @@ def _lenient_b64(scheme_id: str, text: str, what: str) -> bytes:
         return b64decode(text)
     except ValueError:
         raise malformed(scheme_id, f"{what} is not base64") from None
-
-
-def _phc_b64(scheme_id: str, text: str, what: str) -> bytes:
-    try:
-        return b64decode(text)
-    except ValueError:
-        raise malformed(scheme_id, f"{what} is not PHC base64") from None
 
 
 # -- Firebase --------------------------------------------------------------------------------
@@ -71,16 +62,7 @@ def firebase_scrypt(
     scrypt(password, salt + separator, N=2^mem_cost, r=rounds, p=1), then AES-256-CTR with
     the first 32 bytes of the derived key and a zero IV, over the project's signer key.
     """
-    n = 1 << mem_cost
-    derived = hashlib.scrypt(
-        password,
-        salt=salt + separator,
-        n=n,
-        r=rounds,
-        p=1,
-        dklen=32,
-        maxmem=scrypt_maxmem(n, rounds, 1),
-    )
+    derived = scrypt(password, salt + separator, 1 << mem_cost, rounds, 1, dklen=32)
     encryptor = Cipher(algorithms.AES(derived), modes.CTR(bytes(16))).encryptor()
     return encryptor.update(signer_key) + encryptor.finalize()
 
@@ -124,11 +106,11 @@ class FirebaseScrypt(DigestScheme):
         rounds = params.pop("rounds", None)
         mem_cost = params.pop("mem_cost", None)
         separator = params.pop("salt_separator", None)
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if not isinstance(key_id, str) or not isinstance(separator, str):
-            raise _bad_params(self.id, "import needs key_id and salt_separator (base64)")
+            raise bad_params(self.id, "import needs key_id and salt_separator (base64)")
         if not isinstance(rounds, int) or not isinstance(mem_cost, int):
-            raise _bad_params(self.id, "import needs integer rounds and mem_cost")
+            raise bad_params(self.id, "import needs integer rounds and mem_cost")
         if salt is None:
             raise malformed(self.id, "the user's salt is missing")
         head = self._params(key_id, rounds, mem_cost, _lenient_b64(self.id, separator, "separator"))
@@ -149,19 +131,17 @@ class FirebaseScrypt(DigestScheme):
 
     def _parse(self, credential: str) -> tuple[str, int, int, bytes, bytes, bytes]:
         fields = _phc.split_phc(self.id, credential, 3)
-        if fields is None:
-            raise malformed(self.id)
         params = _phc.parse_params(self.id, fields[0])
         if not {"k", "m", "r"} <= set(params) <= {"k", "m", "r", "s"}:
             raise malformed(self.id, "bad parameters")
         if not (params["m"].isdigit() and params["r"].isdigit()):
             raise malformed(self.id, "bad parameters")
         rounds, mem_cost = int(params["r"]), int(params["m"])
-        separator = _phc_b64(self.id, params.get("s", ""), "separator")
+        separator = _phc.b64_field(self.id, params.get("s", ""), "separator")
         if self._params(params["k"], rounds, mem_cost, separator) != fields[0]:
             raise malformed(self.id, "parameters not in canonical form")
-        user_salt = _phc_b64(self.id, fields[1], "salt")
-        digest = _phc_b64(self.id, fields[2], "hash") if len(fields) == 3 else b""
+        user_salt = _phc.b64_field(self.id, fields[1], "salt")
+        digest = _phc.b64_field(self.id, fields[2], "hash") if len(fields) == 3 else b""
         if len(fields) == 3 and not digest:
             raise malformed(self.id, "empty hash")
         return params["k"], rounds, mem_cost, separator, user_salt, digest
@@ -189,7 +169,7 @@ class FirebaseScrypt(DigestScheme):
     def strip_digest(self, credential: str) -> str:
         """``$firebase-scrypt$<params>$<salt>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 4 else credential
+        return _phc.without_digest(credential, 3)
 
 
 # -- LDAP ------------------------------------------------------------------------------------
@@ -216,7 +196,7 @@ class _Ldap(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The ``userPassword`` value as stored (prefix normalised to upper case)."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if salt is not None or not self.identify(value):
             raise malformed(self.id)
         canonical = self.prefix + value[len(self.prefix) :]
@@ -229,7 +209,7 @@ class _Ldap(DigestScheme):
             raise malformed(self.id)
         body = credential[len(self.prefix) :]
         if body.startswith("$") and self.salted:
-            return _phc_b64(self.id, body[1:], "salt"), None
+            return _phc.b64_field(self.id, body[1:], "salt"), None
         if body == "" and not self.salted:
             return b"", None
         try:
@@ -373,7 +353,7 @@ class Mysql41(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The ``authentication_string`` as stored (hex normalised to upper case)."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if salt is not None or not self.identify(value):
             raise malformed(self.id)
         return value.upper()
@@ -392,9 +372,7 @@ class Mysql41(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored digest (raw bytes)."""
         digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``*``."""
@@ -426,18 +404,16 @@ class PostgresMd5(DigestScheme):
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Canonical form of ``pg_authid.rolpassword`` plus the role name (``username=``)."""
         username = params.pop("username", salt)
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if not isinstance(username, str) or not username:
-            raise _bad_params(self.id, "import needs username (the role name)")
+            raise bad_params(self.id, "import needs username (the role name)")
         if not value.startswith("md5") or not is_hex(value[3:], 32):
             raise malformed(self.id, "expected md5 followed by 32 hex digits")
         return _phc.format_phc(self.id, b64encode(username.encode("utf-8")), value[3:].lower())
 
     def _parse(self, credential: str) -> tuple[bytes, str]:
         fields = _phc.split_phc(self.id, credential, 2)
-        if fields is None:
-            raise malformed(self.id)
-        username = _phc_b64(self.id, fields[0], "username")
+        username = _phc.b64_field(self.id, fields[0], "username")
         digest = fields[1] if len(fields) == 2 else ""
         if not username or (digest and not (is_hex(digest, 32) and digest == digest.lower())):
             raise malformed(self.id)
@@ -451,11 +427,9 @@ class PostgresMd5(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored md5 (raw bytes)."""
         _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``$postgres-md5$<username b64>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 3 else credential
+        return _phc.without_digest(credential, 2)

@@ -100,6 +100,21 @@ def bcrypt_checksum(secret: bytes, config: str) -> bytes:
     return _bcrypt.hashpw(bcrypt_secret(secret), config[:29].encode("ascii"))[29:]
 
 
+def argon2_check(scheme_id: str, phc: str, password: str) -> bool:
+    """argon2-cffi's verification of an argon2 PHC string, after the parameters' bounds.
+
+    Raises:
+        MalformedHashError: parameters out of bounds, or a string argon2-cffi cannot read.
+    """
+    check_argon2_phc(scheme_id, phc)
+    try:
+        return _VERIFIER.verify(phc, password)
+    except VerificationError:
+        return False
+    except InvalidHashError:
+        raise malformed(scheme_id) from None
+
+
 class _Argon2(NeverWrapped):
     """argon2 in its PHC string (``$argon2id$v=19$m=...,t=...,p=...$salt$hash``)."""
 
@@ -123,13 +138,7 @@ class _Argon2(NeverWrapped):
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
         """argon2-cffi's own verification (after the parameters' bounds)."""
-        check_argon2_phc(self.id, credential)
-        try:
-            return _VERIFIER.verify(credential, password)
-        except VerificationError:
-            return False
-        except InvalidHashError:
-            raise malformed(self.id) from None
+        return argon2_check(self.id, credential, password)
 
     def __repr__(self) -> str:
         return f"<scheme {self.id}>"

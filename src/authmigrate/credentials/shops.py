@@ -33,7 +33,17 @@ from authmigrate.errors import CredentialError
 
 from . import _phc
 from ._base import Keyring, register
-from ._common import DigestScheme, b64decode, b64encode, is_hex, malformed, same, secret_for
+from ._common import (
+    DigestScheme,
+    b64encode,
+    bad_params,
+    is_hex,
+    malformed,
+    reject_params,
+    same,
+    secret_for,
+    stored_hex,
+)
 from ._limits import (
     MAX_ARGON2_WORK_KIB,
     MAX_MAGENTO2_CHAIN,
@@ -73,34 +83,29 @@ def _sha1_hex(data: bytes) -> bytes:
     return hashlib.sha1(data).hexdigest().encode("ascii")
 
 
-def _unhex(scheme_id: str, text: str, length: int | None = None) -> bytes:
-    if not is_hex(text, length):
+def _hex_digest(scheme_id: str, fields: list[str], nfields: int, length: int) -> str:
+    """The digest field of a PHC credential split into ``fields`` (the last of ``nfields``),
+    checked as ``length`` hex digits; ``""`` for the stripped form, one field short."""
+    digest = fields[nfields - 1] if len(fields) == nfields else ""
+    if digest and not is_hex(digest, length):
         raise malformed(scheme_id, "digest is not hex of the expected length")
-    return bytes.fromhex(text)
-
-
-def _salt_field(scheme_id: str, text: str) -> bytes:
-    try:
-        return b64decode(text)
-    except ValueError:
-        raise malformed(scheme_id, "salt is not PHC base64") from None
-
-
-def _reject_params(scheme_id: str, params: dict[str, object]) -> None:
-    if params:
-        names = ", ".join(sorted(params))
-        raise CredentialError(
-            f"{scheme_id}: unknown import parameter(s): {names}", code="credential.bad_params"
-        )
+    return digest
 
 
 def _str_param(scheme_id: str, params: dict[str, object], name: str) -> str | None:
     value = params.pop(name, None)
     if value is not None and not isinstance(value, str):
-        raise CredentialError(
-            f"{scheme_id}: import parameter {name} must be a string", code="credential.bad_params"
-        )
+        raise bad_params(scheme_id, f"import parameter {name} must be a string")
     return value
+
+
+def _hex_and_salt(scheme_id: str, value: str, salt: str | None) -> tuple[str, str]:
+    """(digest, salt text) of a stored ``hex:salt``, or of a bare hex whose salt column came
+    as ``salt``; MalformedHashError when the salt comes both ways."""
+    digest, sep, inline_salt = value.partition(":")
+    if sep and salt is not None:
+        raise malformed(scheme_id, "salt given twice")
+    return digest, inline_salt if sep else (salt or "")
 
 
 def _encode64(data: bytes, count: int) -> str:
@@ -184,7 +189,7 @@ class Phpass(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The phpass string as stored (``user_pass``); it needs no salt or params."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if salt is not None or not self._complete(value):
             raise malformed(self.id)
         check_phpass_log2(self.id, value)
@@ -250,7 +255,7 @@ class WordPressBcrypt(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The ``user_pass`` value as stored; no salt or params."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         m = _WP_BCRYPT.fullmatch(value)
         if salt is not None or not m or not m.group(2):
             raise malformed(self.id)
@@ -341,7 +346,7 @@ class Drupal7(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The ``users.pass`` value as stored; no salt or params."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         m = _DRUPAL.fullmatch(value)
         if salt is not None or not m or not (m.group(3) or m.group(5)):
             raise malformed(self.id)
@@ -406,7 +411,7 @@ class Magento1(DigestScheme):
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Canonical form of a stored ``hex[:salt]`` (salt may come as ``salt=`` instead)."""
         algorithm = _str_param(self.id, params, "algorithm")
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         digest, sep, inline_salt = value.partition(":")
         if sep and salt is not None:
             raise malformed(self.id, "salt given twice")
@@ -427,16 +432,9 @@ class Magento1(DigestScheme):
 
     def _parse(self, credential: str) -> tuple[str, bytes, str]:
         fields = _phc.split_phc(self.id, credential, 3)
-        if fields is None:
-            raise malformed(self.id)
-        params = _phc.parse_params(self.id, fields[0])
-        algorithm = params.get("a", "")
-        if algorithm not in _M1_ALGOS or set(params) != {"a"}:
-            raise malformed(self.id, "bad parameters")
-        digest = fields[2] if len(fields) == 3 else ""
-        if digest:
-            _unhex(self.id, digest, _M1_ALGOS[algorithm])
-        return algorithm, _salt_field(self.id, fields[1]), digest
+        algorithm = _phc.single_param(self.id, fields[0], "a", _M1_ALGOS)
+        digest = _hex_digest(self.id, fields, 3, _M1_ALGOS[algorithm])
+        return algorithm, _phc.b64_field(self.id, fields[1], "salt"), digest
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """``hash(salt . password)`` (raw bytes)."""
@@ -446,14 +444,12 @@ class Magento1(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored digest (raw bytes)."""
         _, _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``$magento1$a=...$<salt>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 4 else credential
+        return _phc.without_digest(credential, 3)
 
 
 MAGENTO2_ARGON2ID13 = (32, 2, 67_108_864)
@@ -550,7 +546,7 @@ class Magento2(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The ``password_hash`` column as stored; no salt or params."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if salt is not None or not self.identify(value):
             raise malformed(self.id)
         return value
@@ -570,9 +566,7 @@ class Magento2(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored digest (raw bytes)."""
         digest, _, _ = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``:salt:versions`` (the stored string with an empty hash)."""
@@ -603,27 +597,18 @@ class PrestaShop(DigestScheme):
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Canonical form of the stored ``passwd`` (32 hex); ``key_id`` names the cookie key."""
         key_id = _str_param(self.id, params, "key_id")
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if key_id is None:
-            raise CredentialError(
-                "prestashop: import needs key_id (the keyring id of _COOKIE_KEY_)",
-                code="credential.bad_params",
-            )
+            raise bad_params(self.id, "import needs key_id (the keyring id of _COOKIE_KEY_)")
         if salt is not None or not is_hex(value, 32):
             raise malformed(self.id, "expected 32 hex digits and no salt")
         return _phc.format_phc(self.id, _phc.format_params(self.id, {"k": key_id}), value.lower())
 
     def _parse(self, credential: str) -> tuple[str, str]:
         fields = _phc.split_phc(self.id, credential, 2)
-        if fields is None:
-            raise malformed(self.id)
-        params = _phc.parse_params(self.id, fields[0])
-        if set(params) != {"k"}:
-            raise malformed(self.id, "bad parameters")
-        digest = fields[1] if len(fields) == 2 else ""
-        if digest:
-            _unhex(self.id, digest, 32)
-        return params["k"], digest
+        key_id = _phc.single_param(self.id, fields[0], "k")
+        digest = _hex_digest(self.id, fields, 2, 32)
+        return key_id, digest
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """``md5(key . password)`` (raw bytes)."""
@@ -633,14 +618,12 @@ class PrestaShop(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored md5 (raw bytes)."""
         _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``$prestashop$k=<key id>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 3 else credential
+        return _phc.without_digest(credential, 2)
 
 
 def php_htmlspecialchars(text: str) -> str:
@@ -674,7 +657,7 @@ class OpenCart(DigestScheme):
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Canonical form of ``password`` (40 hex with ``salt=``, or 32 hex md5)."""
         escaped = params.pop("html_escaped", False)
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         extra = {"h": "1"} if escaped else {}
         if is_hex(value, 32):
             head = _phc.format_params(self.id, {"a": "md5", **extra})
@@ -688,20 +671,16 @@ class OpenCart(DigestScheme):
 
     def _parse(self, credential: str) -> tuple[str, bool, bytes, str]:
         fields = _phc.split_phc(self.id, credential, 3)
-        if fields is None:
-            raise malformed(self.id)
         params = _phc.parse_params(self.id, fields[0])
         algorithm = params.get("a", "")
         if algorithm not in ("sha1", "md5") or not set(params) <= {"a", "h"}:
             raise malformed(self.id, "bad parameters")
         if params.get("h", "1") != "1":
             raise malformed(self.id, "bad parameters")
-        salt = _salt_field(self.id, fields[1])
+        salt = _phc.b64_field(self.id, fields[1], "salt")
         if (algorithm == "md5") == bool(salt):
             raise malformed(self.id, "sha1 needs a salt, md5 has none")
-        digest = fields[2] if len(fields) == 3 else ""
-        if digest:
-            _unhex(self.id, digest, 40 if algorithm == "sha1" else 32)
+        digest = _hex_digest(self.id, fields, 3, 40 if algorithm == "sha1" else 32)
         return algorithm, "h" in params, salt, digest
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
@@ -715,14 +694,12 @@ class OpenCart(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored digest (raw bytes)."""
         _, _, _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``$opencart$a=...$<salt>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 4 else credential
+        return _phc.without_digest(credential, 3)
 
 
 @register(priority=60)
@@ -744,23 +721,16 @@ class Joomla(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Canonical form of the stored ``hex:salt`` (or hex with ``salt=``)."""
-        _reject_params(self.id, params)
-        digest, sep, inline_salt = value.partition(":")
-        if sep and salt is not None:
-            raise malformed(self.id, "salt given twice")
-        salt_text = inline_salt if sep else (salt or "")
+        reject_params(self.id, params)
+        digest, salt_text = _hex_and_salt(self.id, value, salt)
         if not is_hex(digest, 32):
             raise malformed(self.id, "digest is not 32 hex digits")
         return _phc.format_phc(self.id, b64encode(salt_text.encode("utf-8")), digest.lower())
 
     def _parse(self, credential: str) -> tuple[bytes, str]:
         fields = _phc.split_phc(self.id, credential, 2)
-        if fields is None:
-            raise malformed(self.id)
-        digest = fields[1] if len(fields) == 2 else ""
-        if digest:
-            _unhex(self.id, digest, 32)
-        return _salt_field(self.id, fields[0]), digest
+        digest = _hex_digest(self.id, fields, 2, 32)
+        return _phc.b64_field(self.id, fields[0], "salt"), digest
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """``md5(password . salt)`` (raw bytes)."""
@@ -770,14 +740,12 @@ class Joomla(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored md5 (raw bytes)."""
         _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``$joomla$<salt>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 3 else credential
+        return _phc.without_digest(credential, 2)
 
 
 # -- Shopware 5 ------------------------------------------------------------------------------
@@ -817,7 +785,7 @@ class Shopware5Sha256(DigestScheme):
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """The stored ``password`` (encoder ``Sha256``); no salt or params."""
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if salt is not None or not self.identify(value):
             raise malformed(self.id)
         return value
@@ -837,9 +805,7 @@ class Shopware5Sha256(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored sha256 (raw bytes)."""
         _, _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``iterations:salt:`` (empty hash)."""
@@ -876,15 +842,10 @@ class Shopware5Md5(DigestScheme):
         """Canonical form of a stored ``md5[:salt]``; ``variant`` is customer (default) or
         backend."""
         variant = _str_param(self.id, params, "variant") or "customer"
-        _reject_params(self.id, params)
+        reject_params(self.id, params)
         if variant not in _SW_MD5_VARIANTS:
-            raise CredentialError(
-                "shopware5_md5: variant must be customer or backend", code="credential.bad_params"
-            )
-        digest, sep, inline_salt = value.partition(":")
-        if sep and salt is not None:
-            raise malformed(self.id, "salt given twice")
-        salt_text = inline_salt if sep else (salt or "")
+            raise bad_params(self.id, "variant must be customer or backend")
+        digest, salt_text = _hex_and_salt(self.id, value, salt)
         if not is_hex(digest, 32) or (variant == "backend" and salt_text):
             raise malformed(self.id, "expected 32 hex digits (and no salt for backend)")
         return _phc.format_phc(
@@ -893,18 +854,11 @@ class Shopware5Md5(DigestScheme):
 
     def _parse(self, credential: str) -> tuple[str, bytes, str]:
         fields = _phc.split_phc(self.id, credential, 3)
-        if fields is None:
-            raise malformed(self.id)
-        params = _phc.parse_params(self.id, fields[0])
-        variant = params.get("v", "")
-        if variant not in _SW_MD5_VARIANTS or set(params) != {"v"}:
-            raise malformed(self.id, "bad parameters")
-        salt = _salt_field(self.id, fields[1])
+        variant = _phc.single_param(self.id, fields[0], "v", _SW_MD5_VARIANTS)
+        salt = _phc.b64_field(self.id, fields[1], "salt")
         if variant == "backend" and salt:
             raise malformed(self.id, "backend variant has no salt")
-        digest = fields[2] if len(fields) == 3 else ""
-        if digest:
-            _unhex(self.id, digest, 32)
+        digest = _hex_digest(self.id, fields, 3, 32)
         return variant, salt, digest
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
@@ -915,11 +869,9 @@ class Shopware5Md5(DigestScheme):
     def stored_digest(self, credential: str) -> bytes:
         """The stored md5 (raw bytes)."""
         _, _, digest = self._parse(credential)
-        if not digest:
-            raise malformed(self.id, "no digest")
-        return bytes.fromhex(digest)
+        return stored_hex(self.id, digest)
 
     def strip_digest(self, credential: str) -> str:
         """``$shopware5-md5$v=...$<salt>``."""
         self._parse(credential)
-        return credential.rsplit("$", 1)[0] if credential.count("$") == 4 else credential
+        return _phc.without_digest(credential, 3)

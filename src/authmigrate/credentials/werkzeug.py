@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ._base import Keyring, register
 from ._common import DigestScheme, is_hex, malformed, unhex
-from ._limits import check_pbkdf2, check_scrypt, scrypt_maxmem
+from ._limits import check_pbkdf2, check_scrypt, scrypt
 
 
 class _Werkzeug(DigestScheme):
@@ -127,12 +127,4 @@ class WerkzeugScrypt(_Werkzeug):
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """hashlib.scrypt, as Werkzeug computes it."""
         n, r, p, salt = self._params(credential)
-        return hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=salt.encode("utf-8"),
-            n=n,
-            r=r,
-            p=p,
-            maxmem=scrypt_maxmem(n, r, p),
-            dklen=64,
-        )
+        return scrypt(password.encode("utf-8"), salt.encode("utf-8"), n, r, p, dklen=64)
