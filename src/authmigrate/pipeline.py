@@ -496,7 +496,6 @@ class PlanResult:
     preview: list[dict[str, Any]] = field(default_factory=list)
     schemes: dict[str, int] = field(default_factory=dict)
     self_tests: dict[str, bool] = field(default_factory=dict)
-    target_exists: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -527,7 +526,6 @@ def plan_migration(
         res = PlanResult(migration=m.target.migration)
         res.source_rows = m.source.count()
         exists = not m.target.file_missing and _target_reachable(m) and m.target.exists()
-        res.target_exists = exists
         after = None
         if exists:
             _, after = m.target.checkpoint()

@@ -59,6 +59,18 @@ def check_identifier(value: str, *, qualified: bool = False) -> str:
     return value
 
 
+def is_env_ref(value: object) -> bool:
+    """True for ``"env:NAME"``: how a spec names a secret without holding it."""
+    return isinstance(value, str) and value.startswith("env:") and len(value) > 4
+
+
+def env_ref(value: str) -> str:
+    """Validator body: ``value`` must be an ``env:NAME`` reference (never the secret itself)."""
+    if not is_env_ref(value):
+        raise ValueError("must be an env:NAME reference, not a value")
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -258,7 +270,7 @@ class CredentialsSpec(_Model):
     @classmethod
     def _env_refs(cls, v: dict[str, str]) -> dict[str, str]:
         for key_id, ref in v.items():
-            if not (isinstance(ref, str) and ref.startswith("env:") and len(ref) > 4):
+            if not is_env_ref(ref):
                 raise ValueError(f"key {key_id!r} must be an env:NAME reference, not a value")
         return v
 
@@ -308,9 +320,7 @@ class TokensSpec(_Model):
     @field_validator("server_key")
     @classmethod
     def _env_ref(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("env:"):
-            raise ValueError("must be an env:NAME reference, not a value")
-        return v
+        return None if v is None else env_ref(v)
 
 
 class SmtpSpec(_Model):
@@ -329,9 +339,7 @@ class SmtpSpec(_Model):
     @field_validator("password")
     @classmethod
     def _env_ref(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("env:"):
-            raise ValueError("must be an env:NAME reference, not a value")
-        return v
+        return None if v is None else env_ref(v)
 
 
 class SegmentSpec(_Model):
@@ -369,9 +377,7 @@ class NotifySpec(_Model):
     @field_validator("outbox_key")
     @classmethod
     def _env_ref(cls, v: str) -> str:
-        if not v.startswith("env:"):
-            raise ValueError("must be an env:NAME reference, not a value")
-        return v
+        return env_ref(v)
 
     @field_validator("email_field")
     @classmethod
@@ -532,7 +538,7 @@ def resolve_secret(ref: str, *, path: str) -> str:
         SpecError: the reference is malformed or the variable is not set. The message names
             the variable, never its value.
     """
-    if not ref.startswith("env:"):
+    if not is_env_ref(ref):
         raise SpecError(path, "must be an env:NAME reference")
     name = ref[4:]
     value = os.environ.get(name)

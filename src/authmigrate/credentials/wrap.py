@@ -225,9 +225,5 @@ class Wrapped:
         """Not supported (see :meth:`digest`)."""
         raise _wrapped_again()
 
-    def inner_scheme(self, credential: str) -> str:
-        """The scheme id of the wrapped legacy credential."""
-        return parse_wrapped(credential).scheme
-
     def __repr__(self) -> str:
         return "<scheme wrap>"
