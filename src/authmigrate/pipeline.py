@@ -161,16 +161,18 @@ class Migration:
         cred = self.spec.credentials
         if cred is None or cred.policy == "reset" or cred.schemes == ["auto"]:
             return
-        from authmigrate.stages import prepare_credentials
+        from authmigrate.stages import prepare_credentials, row_format
 
         rows = self.source.page(None, 50)
         items: list[tuple[str | None, str | None]] = []
+        formats: list[str | None] = []
         for r in rows:
             if r.get(cred.column) in (None, ""):
                 continue
             salt = r.get(cred.salt_column) if cred.salt_column else None
             items.append((str(r[cred.column]).strip(), None if salt is None else str(salt)))
-        for res in prepare_credentials(cred, items, dry=True, workers=1):
+            formats.append(row_format(cred, r))
+        for res in prepare_credentials(cred, items, dry=True, workers=1, formats=formats):
             if getattr(res, "code", "") == "credential.bad_params":
                 raise SpecError("credentials.params", str(res))
 

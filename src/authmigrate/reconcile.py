@@ -576,7 +576,7 @@ class _Verifier:
         self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]
     ) -> None:
         from authmigrate.credentials import default_weak
-        from authmigrate.stages import prepare_credentials
+        from authmigrate.stages import prepare_credentials, row_format
 
         cred = self.spec.credentials
         assert cred is not None
@@ -584,6 +584,7 @@ class _Verifier:
         key = self.spec.source.key
         weak = frozenset(cred.weak) if cred.weak is not None else default_weak()
         items: list[tuple[str | None, str | None]] = []
+        formats: list[str | None] = []
         present: list[tuple[Any, dict[str, Any]]] = []
         for row in rows:
             got = there.get(key_id(row[key]))
@@ -596,8 +597,11 @@ class _Verifier:
             present.append((row[key], got))
             blank = raw is None or (isinstance(raw, str) and not raw.strip())
             items.append((None if blank else str(raw).strip(), None if salt is None else str(salt)))
+            formats.append(row_format(cred, row))
         prepared = (
-            prepare_credentials(cred, [(v or "", s) for v, s in items], dry=True, workers=1)
+            prepare_credentials(
+                cred, [(v or "", s) for v, s in items], dry=True, workers=1, formats=formats
+            )
             if items
             else []
         )
@@ -632,6 +636,9 @@ class _Verifier:
         if value is None or cred.policy == "reset":
             if cred.policy != "reset" and cred.on_missing == "reject":
                 return "credential.missing"
+            return "" if stored is None and reset else "credential.not_reset"
+        if isinstance(outcome, Prepared) and outcome.segment == "reset":
+            # a platform's "no usable password" marker: migrated as a reset under any policy
             return "" if stored is None and reset else "credential.not_reset"
         if not isinstance(outcome, Prepared) or outcome.credential is None:
             return "credential.unreadable"

@@ -229,11 +229,43 @@ class CredentialsSpec(_Model):
     keys: dict[str, str] = Field(default_factory=dict)
     """The keyring: key id -> ``"env:NAME"``. Never the secret itself."""
     profile: str = "OWASP_2025"
+    login_rules: list[str] = Field(default_factory=list)
+    """The platform's login rules every credential carries (``trim``: WordPress, Drupal 7,
+    PrestaShop 1.6; ``html``: OpenCart 1.5-3), so an account verifies what its platform's
+    login accepted (see docs/credentials.md)."""
+    scheme_column: str | None = None
+    """A source column naming each row's hash format (Shopware 6 ``legacy_encoder``)."""
+    scheme_map: dict[str, str] = Field(default_factory=dict)
+    """``scheme_column`` value -> scheme id; rows whose value is NULL or empty use ``scheme``,
+    rows with a value not in the map are rejected (``credential.unknown_format``)."""
 
-    @field_validator("column", "salt_column", "target_column", "reset_column")
+    @field_validator("column", "salt_column", "target_column", "reset_column", "scheme_column")
     @classmethod
     def _ident(cls, v: str | None) -> str | None:
         return None if v is None else check_identifier(v)
+
+    @field_validator("login_rules")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        from authmigrate.credentials.rules import RULES
+
+        for name in v:
+            if name not in RULES:
+                raise ValueError(f"unknown login rule {name!r} (known: {', '.join(RULES)})")
+        return v
+
+    @field_validator("scheme_map")
+    @classmethod
+    def _known_mapped(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            _check_scheme_id(name, allow_auto=True)
+        return v
+
+    @model_validator(mode="after")
+    def _map_needs_column(self) -> CredentialsSpec:
+        if self.scheme_map and not self.scheme_column:
+            raise ValueError("scheme_map needs scheme_column (the column naming each format)")
+        return self
 
     @field_validator("scheme")
     @classmethod

@@ -374,6 +374,8 @@ def source_columns_used(spec: Spec) -> dict[str, str]:
         used.setdefault(spec.credentials.column, "credentials.column")
         if spec.credentials.salt_column:
             used.setdefault(spec.credentials.salt_column, "credentials.salt_column")
+        if spec.credentials.scheme_column:
+            used.setdefault(spec.credentials.scheme_column, "credentials.scheme_column")
     return used
 
 

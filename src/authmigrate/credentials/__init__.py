@@ -32,6 +32,7 @@ from . import django as django
 from . import idp as idp
 from . import modern as modern
 from . import rails as rails
+from . import rules as rules
 from . import shops as shops
 from . import werkzeug as werkzeug
 from ._base import Example, Keyring, Scheme, all_schemes, get
@@ -171,11 +172,13 @@ def needs_update(credential: str, *, profile: str | Profile | None = None) -> bo
     argon2id hash with less memory, fewer passes, a shorter salt or tag than the profile, or an
     older argon2 version. A stronger argon2id (Django's 100 MiB, say, or OWASP hashes while a
     run uses the cheap ``TEST`` profile) is current: it is never re-hashed down to the profile.
-    ``profile`` defaults to ``OWASP_2025``.
+    ``profile`` defaults to ``OWASP_2025``. A credential carrying a platform login rule
+    (:mod:`.rules`) is judged by the credential inside it.
 
     Raises:
         UnknownSchemeError: the credential is not recognised.
     """
+    credential = rules.split_rules(credential)[1]
     if identify(credential) != "argon2id":
         return True
     target = profile_named(profile)
@@ -205,13 +208,16 @@ def verify_and_update(
     Returns:
         ``(False, None)`` for a wrong password (or an unrecognised/malformed credential);
         ``(True, None)`` when the credential is current; ``(True, new)`` otherwise, where
-        ``new`` is a plain ``$argon2id$`` PHC string any argon2 library verifies.
+        ``new`` is a plain ``$argon2id$`` PHC string any argon2 library verifies (inside the
+        platform's login rule when the credential carries one: ``$login-rule$trim=1$$argon2id$``
+        over the password as the rule turned it, see :mod:`.rules`).
     """
     if not verify(password, credential, keyring=keyring):
         return False, None
     if not needs_update(credential, profile=profile):
         return True, None
-    return True, hasher(profile_named(profile)).hash(password)
+    make = hasher(profile_named(profile)).hash
+    return True, rules.upgraded(password, credential, make, keyring)
 
 
 def wrap(

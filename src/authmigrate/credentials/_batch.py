@@ -22,6 +22,8 @@ from authmigrate.errors import CredentialError, MalformedHashError, UnknownSchem
 from . import default_weak, identify, import_hash, verify
 from ._base import Example, Keyring, get
 from ._examples import KNOWN_ANSWERS
+from ._unusable import UNUSABLE, UNUSABLE_SCHEME, is_unusable
+from .rules import check_rules, split_rules, with_rules
 from .wrap import TEST, Profile, profile_named, wrap_credential
 
 POLICIES = ("keep", "wrap", "reset")
@@ -39,6 +41,8 @@ class CredentialPolicy:
         weak: the scheme ids to wrap; ``None`` means the default list (each scheme's ``weak``).
         params: passed to ``import_hash`` for every item (e.g. ``key_id``).
         profile: the argon2id profile wrapping uses (``OWASP_2025``, or ``TEST`` for demos).
+        rules: the platform's login rules (``trim``, ``html``; see :mod:`.rules`) every
+            credential carries, so that it verifies what the platform's login accepted.
     """
 
     scheme: str = "auto"
@@ -46,6 +50,7 @@ class CredentialPolicy:
     weak: frozenset[str] | None = None
     params: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     profile: str = "OWASP_2025"
+    rules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -54,6 +59,7 @@ class CredentialPolicy:
                 code="credential.policy",
             )
         profile_named(self.profile)
+        object.__setattr__(self, "rules", check_rules(self.rules))
 
 
 @dataclass
@@ -84,13 +90,17 @@ def _scrubbed(error: CredentialError) -> CredentialError:
 
 
 def _import_one(value: str | None, salt: str | None, policy: CredentialPolicy) -> tuple[str, str]:
-    """(canonical credential, scheme id) of one legacy value."""
+    """(canonical credential, scheme id) of one legacy value; the scheme id is the legacy
+    scheme's, also when the credential carries the platform's login rules."""
     if value is None or not str(value).strip():
         raise CredentialError("no credential in the row", code="credential.missing")
+    if is_unusable(str(value)):
+        raise CredentialError("the platform marks the password unusable", code=UNUSABLE)
     try:
         canonical = import_hash(policy.scheme, str(value), salt=salt, **dict(policy.params))
+        canonical = with_rules(canonical, policy.rules)
         try:
-            scheme_id = identify(canonical)
+            scheme_id = identify(split_rules(canonical)[1])
         except UnknownSchemeError:
             # A named scheme whose canonical form is ambiguous on its own: trust the spec.
             scheme_id = policy.scheme
@@ -127,6 +137,8 @@ def prepare_batch(
         A :class:`Prepared` for each good item, the :class:`CredentialError` for each bad one
         (``credential.missing``, ``credential.unrecognized``, ``credential.malformed``...).
         Under ``reset`` nothing is rejected: an unreadable value is reset like any other.
+        A value the platform marks as "no usable password" (Django's ``!``..., see
+        :mod:`._unusable`) becomes a reset under every policy (scheme ``unusable``).
 
     Example:
         >>> out = prepare_batch([("md5$$5f4dcc3b5aa765d61d8327deb882cf99", None)],
@@ -142,7 +154,9 @@ def prepare_batch(
         try:
             canonical, scheme_id = _import_one(value, salt, policy)
         except CredentialError as error:
-            if policy.policy == "reset":
+            if error.code == UNUSABLE:
+                results.append(Prepared(None, UNUSABLE_SCHEME, "reset"))
+            elif policy.policy == "reset":
                 results.append(Prepared(None, "unknown", "reset"))
             else:
                 results.append(_scrubbed(error))
@@ -207,6 +221,14 @@ def self_test(scheme_id: str) -> bool:
     if scheme_id == "wrap":
         # The wrapper has no vectors of its own: it passes when it wraps a weak scheme's.
         return self_test("django_md5")
+    if scheme_id == "login_rule":
+        # Nor has the rule: WordPress's phpass vector, trimmed as wp_authenticate does.
+        known = KNOWN_ANSWERS["phpass"]
+        case = Example(f" {known['password']}\t", with_rules(known["stored"], ["trim"]))
+        try:
+            return _passes(scheme_id, case)
+        except Exception:  # noqa: BLE001 - a self-test reports, it never raises
+            return False
     cases: list[Example] = list(getattr(scheme, "examples", ()))
     known = KNOWN_ANSWERS.get(scheme_id)
     if known is not None:

@@ -384,12 +384,14 @@ class Drupal7(DigestScheme):
 
 # -- Magento ---------------------------------------------------------------------------------
 
-_M1_ALGOS = {"md5": 32, "sha256": 64}
+_M1_ALGOS = {"md5": 32, "sha256": 64, "sha512": 128}
 
 
 @register(priority=60)
 class Magento1(DigestScheme):
-    """Magento 1 ``md5(salt + password):salt`` (CE) and its sha256 variant (EE, CE 1.9 PCI).
+    """Magento 1 ``md5(salt + password):salt`` (CE), its sha256 variant (EE, CE 1.9 PCI) and the
+    sha512 one of 1.9.3+ / OpenMage (``HASH_VERSION_SHA512``, written where PHP lacks
+    ``password_hash``; the bcrypt it writes otherwise is plain ``$2y$``, scheme ``bcrypt``).
 
     Reproduces ``Mage_Core_Model_Encryption::validateHash``: ``hash(salt . password)``, or
     ``hash(password)`` when the stored value has no salt. The stored ``hash:salt`` cannot be
@@ -401,7 +403,7 @@ class Magento1(DigestScheme):
     """
 
     id: ClassVar[str] = "magento1"
-    description: ClassVar[str] = "Magento 1 md5(salt+password):salt, or sha256 (EE)"
+    description: ClassVar[str] = "Magento 1 md5(salt+password):salt, or sha256 (EE), sha512"
     weak: ClassVar[bool] = True
 
     def identify(self, credential: str) -> bool:
@@ -423,9 +425,9 @@ class Magento1(DigestScheme):
             algorithm = "md5" if version == "0" else "sha256"
         salt_text = inline_salt if sep else (salt or "")
         if algorithm is None:
-            algorithm = {32: "md5", 64: "sha256"}.get(len(digest), "")
+            algorithm = {32: "md5", 64: "sha256", 128: "sha512"}.get(len(digest), "")
         if algorithm not in _M1_ALGOS or not is_hex(digest, _M1_ALGOS[algorithm]):
-            raise malformed(self.id, "digest is not md5 or sha256 hex")
+            raise malformed(self.id, "digest is not md5, sha256 or sha512 hex")
         return _phc.format_phc(
             self.id, f"a={algorithm}", b64encode(salt_text.encode("utf-8")), digest.lower()
         )
@@ -455,7 +457,7 @@ class Magento1(DigestScheme):
 MAGENTO2_ARGON2ID13 = (32, 2, 67_108_864)
 """Magento 2's argon2id parameters: SODIUM_CRYPTO_SIGN_SEEDBYTES, OPSLIMIT/MEMLIMIT_INTERACTIVE."""
 
-_M2_VERSION = r"(?:0|1|2|3_\d{1,3}_\d{1,3}_\d{1,12})"
+_M2_VERSION = r"(?:0|1|2|3|3_\d{1,3}_\d{1,3}_\d{1,12})"
 _M2 = re.compile(rf"([0-9a-fA-F]*):([^:]*):({_M2_VERSION}(?::{_M2_VERSION})*)")
 _M2_SIMPLE = {"0": "md5", "1": "sha256"}
 _M2_MAX_MEMLIMIT = 1 << 30
@@ -480,8 +482,8 @@ def _magento2_argon(data: bytes, salt: bytes, seed: int, ops: int, mem: int) -> 
 
 @register(priority=60)
 class Magento2(DigestScheme):
-    """Magento 2 ``hash:salt:version[:version...]``: 0 md5, 1 sha256, 2 and ``3_<seed>_<ops>_<mem>``
-    argon2id13 (sodium ``crypto_pwhash``).
+    """Magento 2 ``hash:salt:version[:version...]``: 0 md5, 1 sha256, 2, ``3_<seed>_<ops>_<mem>``
+    and a bare ``3`` argon2id13 (sodium ``crypto_pwhash``; 2 and 3 with Magento's defaults).
 
     Reproduces ``Magento\\Framework\\Encryption\\Encryptor::isValidHash``: the versions list the
     algorithms from the oldest; each one hashes the previous (hex) result with the same salt,
@@ -518,7 +520,9 @@ class Magento2(DigestScheme):
         return digest, salt, versions
 
     def _argon_params(self, version: str) -> tuple[int, int, int]:
-        if version == "2":
+        if version in ("2", "3"):
+            # a bare 3 (customer:hash:upgrade appends getLatestHashVersion() to the version
+            # list) is the argon2id getHash computed with its default parameters
             return MAGENTO2_ARGON2ID13
         seed, ops, mem = (int(x) for x in version.split("_")[1:])
         if not (16 <= seed <= 64 and 8192 <= mem <= _M2_MAX_MEMLIMIT):

@@ -140,7 +140,18 @@ def format_wrapped(parts: WrappedParts) -> str:
 def wrap_credential(
     scheme_id: str, credential: str, *, profile: str | Profile | None = None
 ) -> str:
-    """Wrap a canonical credential of ``scheme_id`` (see :func:`authmigrate.credentials.wrap`)."""
+    """Wrap a canonical credential of ``scheme_id`` (see :func:`authmigrate.credentials.wrap`).
+
+    A credential carrying a platform login rule (:mod:`.rules`) is wrapped inside its rule:
+    ``$login-rule$trim=1$<legacy>`` becomes ``$login-rule$trim=1$$wrap$...``, so the rule still
+    applies to the wrapped credential.
+    """
+    from .rules import inner_scheme, split_rules, with_rules
+
+    rules, bare = split_rules(credential)
+    if rules:
+        inner_id = inner_scheme(bare).id
+        return with_rules(wrap_credential(inner_id, bare, profile=profile), rules)
     scheme = get(scheme_id)
     stored = scheme.stored_digest(credential)
     inner = scheme.strip_digest(credential)
