@@ -223,8 +223,8 @@ def self_test(scheme_id: str) -> bool:
         return self_test("django_md5")
     if scheme_id == "login_rule":
         # Nor has the rule: WordPress's phpass vector, trimmed as wp_authenticate does.
-        known = KNOWN_ANSWERS["phpass"]
-        case = Example(f" {known['password']}\t", with_rules(known["stored"], ["trim"]))
+        vector = KNOWN_ANSWERS["phpass"]
+        case = Example(f" {vector['password']}\t", with_rules(vector["stored"], ["trim"]))
         try:
             return _passes(scheme_id, case)
         except Exception:  # noqa: BLE001 - a self-test reports, it never raises
