@@ -152,6 +152,51 @@ def test_wrapping_keeps_the_rule_outside_and_refuses_an_unknown_rule() -> None:
         with_rules(credential, ["shout"])
 
 
+def test_wrapped_rule_accounts_pass_verify_after_a_run(tmp_path: Path) -> None:
+    """run with policy = "wrap", then `verify` (reconcile) accepts the rule-carrying wraps."""
+    accounts = [a for a in FIXTURE["woocommerce"] if a["hash"].startswith("$P$")]
+    source = tmp_path / "wp.db"
+    con = sqlite3.connect(source)
+    wordpress_tables(con, "wp_")
+    for i, a in enumerate(accounts, start=1):
+        con.execute(
+            "INSERT INTO wp_users VALUES (?, ?, ?, ?, '2020-01-01 00:00:00', 'n', 0)",
+            (i, f"u{i}", a["hash"], f"u{i}@example.com"),
+        )
+    con.commit()
+    con.close()
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        f'[source]\nurl = "sqlite:///{source}"\npreset = "woocommerce"\n'
+        f'[target]\nurl = "sqlite:///{tmp_path / "new.db"}"\ntable = "accounts"\n'
+        '[credentials]\npolicy = "wrap"\nprofile = "TEST"\n'
+    )
+    for command in ("run", "verify"):
+        done = subprocess.run(
+            [sys.executable, "-m", "authmigrate", command, str(spec)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    stored = sqlite3.connect(tmp_path / "new.db").execute("SELECT email, password FROM accounts")
+    by_email = dict(stored.fetchall())
+    for i, a in enumerate(accounts, start=1):
+        credential = by_email[f"u{i}@example.com"]
+        assert credential.startswith("$login-rule$trim=1$$wrap$phpass$")
+        for typed in a["accepted"]:
+            assert verify(typed, credential)
+        for typed in a["refused"]:
+            assert not verify(typed, credential)
+
+
+def test_a_rule_credential_imports_again_as_it_is() -> None:
+    from authmigrate.credentials.rules import with_rules
+
+    keyed = with_rules("$prestashop$k=prestashop$" + FIXTURE["prestashop16"][8]["hash"], ["trim"])
+    assert authmigrate.import_hash("auto", keyed) == keyed
+    assert verify(" plain ", keyed, keyring=KEYRING)
+
+
 # -- unusable passwords ------------------------------------------------------------------------
 
 
@@ -204,10 +249,13 @@ def test_run_migrates_django_unusable_passwords_as_resets_and_exits_0(tmp_path: 
         f'[source]\nurl = "sqlite:///{source}"\npreset = "django"\n'
         f'[target]\nurl = "sqlite:///{tmp_path / "new.db"}"\ntable = "accounts"\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "authmigrate", "run", str(spec)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    for command in ("plan", "run"):
+        done = subprocess.run(
+            [sys.executable, "-m", "authmigrate", command, str(spec)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
     con = sqlite3.connect(tmp_path / "new.db")
     rows = con.execute("SELECT password, password_reset_required FROM accounts").fetchall()
     assert rows == [(None, 1), (None, 1)]

@@ -205,7 +205,8 @@ def _wrap_all(
 
 
 def self_test(scheme_id: str) -> bool:
-    """Check that a scheme works on this machine before a run relies on it.
+    """Check that a scheme works on this machine before a run relies on it (``unusable``, the
+    pseudo-scheme of platforms' "no usable password" markers, checks that they never verify).
 
     Uses the scheme's known-answer ``examples`` and its vector in ``_examples.KNOWN_ANSWERS``
     (both made by the platform's own code), else hashes a random password with the scheme's
@@ -214,6 +215,9 @@ def self_test(scheme_id: str) -> bool:
     wrap-then-verify (with the cheap ``TEST`` profile). False when the scheme is unknown or
     cannot be tested at all; never raises.
     """
+    if scheme_id == UNUSABLE_SCHEME:
+        # Not a scheme: the markers must be told apart and must never verify anything.
+        return is_unusable("!") and not is_unusable("!$6$x$y") and not verify("", "!")
     try:
         scheme = get(scheme_id)
     except KeyError:

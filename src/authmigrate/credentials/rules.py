@@ -158,12 +158,13 @@ class LoginRule:
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Validate a credential already in this form (its inner part must parse)."""
+        from . import import_hash
+
         rules, inner = split_rules(value)
         if not rules or salt is not None or params:
             raise malformed(self.id)
-        scheme = inner_scheme(inner)
-        canonical = scheme.import_hash(inner)
-        return with_rules(canonical, rules)
+        # the inner part is canonical already (keyed forms too): the API's import accepts it
+        return with_rules(import_hash(inner_scheme(inner).id, inner), rules)
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
         """True when any candidate of the typed password verifies the inner credential."""
