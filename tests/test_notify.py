@@ -851,14 +851,16 @@ def test_outbox_key_never_appears_in_output_or_logs(
     caplog.set_level(logging.DEBUG)
     spec_file = tmp_path / "migration.toml"
     spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
-    migrate(make_spec(tmp_path, server.port), {"reset": 1})
+    engine, _ = migrate(make_spec(tmp_path, server.port), {"reset": 1})
 
-    wrong = generate_outbox_key()  # a valid key, but not the one the outbox was written with
-    monkeypatch.setenv(KEY_ENV, wrong)
-    assert notify_command(spec_file) == 2
     bad = "not-a-key-but-a-secret-value-0123456789"
     monkeypatch.setenv(KEY_ENV, bad)
-    assert notify_command(spec_file) == 2
+    assert notify_command(spec_file) == 2  # a malformed key: a bad spec, nothing sent
+    wrong = generate_outbox_key()  # a valid key, but not the one the outbox was written with
+    monkeypatch.setenv(KEY_ENV, wrong)
+    assert notify_command(spec_file) == 1  # that row fails, naming the key id it needs
+    (row,) = outbox_rows(engine)
+    assert row.status == "failed" and "outbox key id" in row.last_error
 
     out = capsys.readouterr()
     everything = out.out + out.err + caplog.text
@@ -1034,3 +1036,107 @@ def test_internationalized_addresses_are_sent_as_idna_and_smtputf8(
         assert rcpts == ["anna@xn--bcher-kva.example"]
         reasons = [r.last_error for r in outbox_rows(engine) if r.status == "failed"]
         assert reasons == ["the server does not offer SMTPUTF8, which this address needs"]
+
+
+# --------------------------------------------------------------------------- the outbox key
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda k: k[:20] + "!" + k[20:],  # a character outside the alphabet (was dropped)
+        lambda k: k[:20] + " " + k[20:],  # a space inside (was dropped)
+        lambda k: k[:-8],  # 26 bytes
+        lambda k: k + "AAAA",  # 35 bytes
+        lambda k: k.replace("=", "").replace("-", "+").replace("_", "-")[:43] + "/",  # mixed
+    ],
+    ids=["bang", "space", "short", "long", "mixed-alphabets"],
+)
+def test_malformed_outbox_key_is_refused_naming_the_variable_never_the_value(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], outbox_key: str, mangle: object,
+) -> None:
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    engine, _ = migrate(make_spec(tmp_path, server.port), {"reset": 2})
+    bad = mangle(outbox_key)  # type: ignore[operator]
+    monkeypatch.setenv(KEY_ENV, bad)
+
+    with pytest.raises(SpecError) as err:
+        OutboxStage.from_spec(make_spec(tmp_path, server.port))
+    assert notify_command(spec_file) == 2
+
+    said = capsys.readouterr().out + str(err.value)
+    assert err.value.path == "notify.outbox_key" and KEY_ENV in str(err.value)
+    assert bad.strip() not in said and outbox_key not in said
+    assert server.handler.received == []
+    assert {r.status for r in outbox_rows(engine)} == {"queued"}
+
+
+def test_outbox_key_rotation_reads_queued_tokens_under_the_old_key(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str
+) -> None:
+    """Queued under key A; the operator rotates to B and names A as an old key."""
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    new_key = generate_outbox_key()
+    monkeypatch.setenv(KEY_ENV, new_key)
+    monkeypatch.setenv("AUTHMIGRATE_TEST_OUTBOX_OLD", outbox_key)
+    rotated = make_spec(tmp_path, server.port).model_copy(
+        update={"notify": spec.notify.model_copy(  # type: ignore[union-attr]
+            update={"outbox_old_keys": ["env:AUTHMIGRATE_TEST_OUTBOX_OLD"]})})
+    cipher = OutboxCipher.from_spec(rotated.notify)  # type: ignore[arg-type]
+    old_id = OutboxCipher(outbox_key).key_id
+    assert old_id != cipher.key_id
+    assert {r.token_ciphertext.split(":")[1] for r in outbox_rows(engine)} == {old_id}
+    assert cipher.encrypt("t", b"a").startswith(f"v2:{cipher.key_id}:")
+
+    report = send(engine, rotated)
+
+    assert report.sent == 3 and report.ok  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT email, auth_token FROM new_users")).all())
+    for received in server.handler.received:
+        (token,) = {unquote(t) for t in TOKEN_RE.findall(received.text())}
+        assert verify_token(token, stored[received.rcpt[0]], purpose="password_reset")
+
+
+def test_first_format_ciphertexts_without_a_key_id_are_still_read(outbox_key: str) -> None:
+    import base64
+    import secrets
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aad = row_aad("m", "1", "reset")
+    nonce = secrets.token_bytes(12)
+    raw = base64.urlsafe_b64decode(outbox_key)
+    v1 = "v1:" + base64.urlsafe_b64encode(nonce + AESGCM(raw).encrypt(nonce, b"tok", aad)).decode()
+    assert OutboxCipher(generate_outbox_key(), [outbox_key]).decrypt(v1, aad) == "tok"
+    with pytest.raises(OutboxKeyError):
+        OutboxCipher(generate_outbox_key()).decrypt(v1, aad)
+
+
+def test_one_undecryptable_row_fails_alone_and_the_rest_are_sent(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    engine, _ = migrate(make_spec(tmp_path, server.port), {"reset": 4})
+    first, second, *_ = outbox_rows(engine)
+    other = OutboxCipher(generate_outbox_key())  # sealed under a key nobody configured
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
+                     {"c": first.token_ciphertext[:-6] + "AAAAAA", "i": first.id})  # altered
+        conn.execute(sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
+                     {"c": other.encrypt("x", b""), "i": second.id})
+
+    assert notify_command(spec_file) == 1
+
+    rows = {r.id: r for r in outbox_rows(engine)}
+    assert [r.status for r in rows.values()] == ["failed", "failed", "sent", "sent"]
+    assert "altered" in rows[first.id].last_error and rows[first.id].token_ciphertext is None
+    assert f"key id {other.key_id}" in rows[second.id].last_error
+    assert rows[second.id].token_ciphertext is not None  # readable once that key is configured
+    assert len(server.handler.received) == 2
+    assert "2 failed" in capsys.readouterr().out

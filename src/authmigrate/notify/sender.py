@@ -58,6 +58,8 @@ from authmigrate.notify.outbox import (
     OUTBOX_TABLE,
     STATUSES,
     OutboxCipher,
+    OutboxKeyError,
+    UnknownKeyIdError,
     outbox_table,
     row_aad,
     utcnow,
@@ -107,6 +109,8 @@ class SendReport:
     in_doubt: int = 0
     skipped: int = 0
     """Messages another sender claimed first."""
+    undecryptable: int = 0
+    """Messages whose token no configured outbox key opens (also counted in ``failed``)."""
 
     @property
     def ok(self) -> bool:
@@ -424,6 +428,20 @@ class _Outbox:
             )
             return [r[0] for r in rows]
 
+    def has_queued_tokens(self) -> bool:
+        t = self.t
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(t.c.id)
+                .where(
+                    t.c.migration == self.migration,
+                    t.c.status == "queued",
+                    t.c.token_ciphertext.is_not(None),
+                )
+                .limit(1)
+            )
+            return conn.execute(q).first() is not None
+
     def count_queued(self) -> int:
         t = self.t
         with self.engine.connect() as conn:
@@ -523,6 +541,8 @@ def send_outbox(
         return report
     outbox = _Outbox(engine, table, spec.migration_name)
     cipher: OutboxCipher | None = None
+    if outbox.has_queued_tokens():  # a bad key is a bad spec: refused before anything is sent
+        cipher = OutboxCipher.from_spec(notify)
     password = None
     if notify.smtp.password:
         password = resolve_secret(notify.smtp.password, path="notify.smtp.password")
@@ -569,8 +589,14 @@ def send_outbox(
                 token = None
                 if row.token_ciphertext is not None:
                     cipher = cipher or OutboxCipher.from_spec(notify)
-                    aad = row_aad(row.migration, row.source_key, row.segment)
-                    token = cipher.decrypt(row.token_ciphertext, aad)
+                    try:
+                        token = _open_token(cipher, row)
+                    except OutboxKeyError as exc:
+                        _undecryptable(outbox, row, exc)
+                        report.failed += 1
+                        report.undecryptable += 1
+                        tick(report)
+                        continue
                 try:
                     data = build_message(notify, row, _render(templates, row, token)).as_bytes()
                 except Exception as exc:  # a template or header problem of this one message
@@ -617,6 +643,24 @@ def send_outbox(
         finally:
             mailer.close()
     return report
+
+
+def _open_token(cipher: OutboxCipher, row: Any) -> str:
+    return cipher.decrypt(row.token_ciphertext, row_aad(row.migration, row.source_key, row.segment))
+
+
+def _undecryptable(outbox: _Outbox, row: Any, exc: OutboxKeyError) -> None:
+    """One row whose token cannot be read fails alone, with the reason; the rest go out.
+
+    A token sealed under a key that is not configured keeps its ciphertext: configure the old
+    key and ``--requeue failed`` sends it with its token. One that no key opens (an altered
+    row) is erased, like every failed message's token.
+    """
+    if isinstance(exc, UnknownKeyIdError):
+        outbox.finish(row.id, was="queued", status="failed", last_error=str(exc))
+    else:
+        outbox.fail(row.id, was="queued", reason=str(exc))
+    log.warning("message %s: %s", row.message_id, exc)
 
 
 def _deliver_one(
