@@ -7,6 +7,7 @@ Public names:
 - :func:`dry_run`: renders the queued messages to ``.eml`` files instead.
 - :func:`status`: counts messages per segment and status.
 - :func:`requeue`: puts failed or in-doubt messages back in the queue (an operator decision).
+- :func:`sending_counts`: messages in doubt (their sender gone) and being sent right now.
 - :func:`notify_command`: what ``authmigrate notify`` runs.
 
 See docs/notify.md for the delivery guarantee.
@@ -30,6 +31,7 @@ from authmigrate.notify.sender import (
     notify_command,
     requeue,
     send_outbox,
+    sending_counts,
     status,
 )
 from authmigrate.notify.templates import BUILTIN_SEGMENTS, Templates
@@ -52,5 +54,6 @@ __all__ = [
     "requeue",
     "rollback_outbox",
     "send_outbox",
+    "sending_counts",
     "status",
 ]

@@ -78,6 +78,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("claimed_at", sa.DateTime, nullable=True),
+        sa.Column("claimed_by", sa.String(36), nullable=True),  # the sender's registration
         sa.Column("sent_at", sa.DateTime, nullable=True),
         sa.UniqueConstraint("migration", "source_key", "segment", name="uq_authmigrate_outbox"),
         sa.Index("ix_authmigrate_outbox_status", "migration", "status", "id"),

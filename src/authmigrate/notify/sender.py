@@ -64,6 +64,14 @@ from authmigrate.notify.outbox import (
     row_aad,
     utcnow,
 )
+from authmigrate.notify.senders import (
+    HEARTBEAT,
+    LEASE,
+    SENDERS_TABLE,
+    Registration,
+    ensure_tables,
+    in_doubt_filter,
+)
 from authmigrate.notify.templates import Rendered, Templates
 from authmigrate.spec import NotifySpec, SmtpSpec, Spec, load_spec, resolve_secret
 
@@ -111,11 +119,13 @@ class SendReport:
     """Messages another sender claimed first."""
     undecryptable: int = 0
     """Messages whose token no configured outbox key opens (also counted in ``failed``)."""
+    in_doubt_total: int = 0
+    """Every message in doubt when the call ended, including those earlier runs left."""
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed and nothing was left in doubt."""
-        return self.failed == 0 and self.in_doubt == 0
+        """True when nothing failed and no message is in doubt (from this run or before)."""
+        return self.failed == 0 and self.in_doubt == 0 and self.in_doubt_total == 0
 
 
 # --------------------------------------------------------------------------- SMTP
@@ -412,10 +422,14 @@ def _bounded(text: str, *secrets_: str | None) -> str:
 class _Outbox:
     """The row-level state changes of one sender, each its own committed transaction."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, migration: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, table: sa.Table, migration: str, owner: str | None = None
+    ) -> None:
         self.engine = engine
         self.t = table
         self.migration = migration
+        self.owner = owner
+        """The sender id written with each claim (``claimed_by``)."""
 
     def page(self, after: int) -> list[int]:
         t = self.t
@@ -474,14 +488,23 @@ class _Outbox:
                     t.c.context == row.context,
                     t.c.token_ciphertext.is_not_distinct_from(row.token_ciphertext),
                 )
-                .values(status="sending", attempts=t.c.attempts + 1, claimed_at=utcnow())
+                .values(
+                    status="sending",
+                    attempts=t.c.attempts + 1,
+                    claimed_at=utcnow(),
+                    claimed_by=self.owner,
+                )
             )
             return result.rowcount == 1
 
     def finish(self, msg_id: int, *, was: str, **values: Any) -> None:
+        """Move a row on from ``was``; a ``sending`` row only while this sender holds it."""
         t = self.t
+        where = [t.c.id == msg_id, t.c.status == was]
+        if was == "sending" and self.owner is not None:
+            where.append(t.c.claimed_by == self.owner)
         with self.engine.begin() as conn:
-            conn.execute(t.update().where(t.c.id == msg_id, t.c.status == was).values(**values))
+            conn.execute(t.update().where(*where).values(**values))
 
     def fail(self, msg_id: int, *, was: str, reason: str) -> None:
         """``failed`` for good: the token is erased too (docs/notify.md, "When the token is
@@ -509,6 +532,8 @@ def send_outbox(
     backoff: float = 1.0,
     max_backoff: float = 60.0,
     limit: int | None = None,
+    heartbeat: float = HEARTBEAT,
+    lease: float = LEASE,
 ) -> SendReport:
     """Send every queued message of the spec's migration.
 
@@ -522,15 +547,20 @@ def send_outbox(
         backoff: seconds before the first retry of a temporary failure; doubled per attempt
             (with jitter) up to ``max_backoff``.
         limit: stop after this many attempts (for trickling a large outbox).
+        heartbeat: seconds between two renewals of this sender's registration.
+        lease: seconds one renewal vouches for; a sender silent for longer is taken for
+            gone, and ``--requeue in_doubt`` may put its claimed messages back.
 
     Returns:
-        The counts of this call; :func:`status` gives the whole outbox.
+        The counts of this call (``in_doubt_total``: every message in doubt in the outbox
+        when it ended, from this run or earlier ones); :func:`status` gives the whole outbox.
 
     Raises:
         SpecError: the ``[notify]`` section is missing, a template is broken, or a secret's
             environment variable is unset.
         NotifyError: the SMTP server stays unreachable, or refuses the login or the sender.
             Every message not yet sent stays queued.
+        LockError: a rollback of this migration is running.
     """
     notify = _notify_of(spec)
     templates = Templates(notify, base_dir=base_dir)
@@ -571,77 +601,89 @@ def send_outbox(
             return heapq.heappop(retry)[1]
         return None
 
-    with _progress(console, progress, total) as tick:
-        try:
-            while limit is None or attempts < limit:
-                msg_id = next_id()
-                if msg_id is None:
-                    break
-                row = outbox.get(msg_id)
-                if row is None or row.status != "queued":
-                    continue
-                problem = _address_problem(row.recipient) if row.recipient else "no email address"
-                if problem is not None:
-                    outbox.fail(msg_id, was="queued", reason=problem)
-                    report.failed += 1
-                    tick(report)
-                    continue
-                token = None
-                if row.token_ciphertext is not None:
-                    cipher = cipher or OutboxCipher.from_spec(notify)
-                    try:
-                        token = _open_token(cipher, row)
-                    except OutboxKeyError as exc:
-                        _undecryptable(outbox, row, exc)
+    registration = Registration(
+        engine, spec.migration_name, "notify", heartbeat=heartbeat, lease=lease
+    )
+    registration.start(exclude="rollback")  # LockError while a rollback runs
+    outbox.owner = registration.id
+    try:
+        with _progress(console, progress, total) as tick:
+            try:
+                while limit is None or attempts < limit:
+                    msg_id = next_id()
+                    if msg_id is None:
+                        break
+                    row = outbox.get(msg_id)
+                    if row is None or row.status != "queued":
+                        continue
+                    problem = (
+                        _address_problem(row.recipient) if row.recipient else "no email address"
+                    )
+                    if problem is not None:
+                        outbox.fail(msg_id, was="queued", reason=problem)
                         report.failed += 1
-                        report.undecryptable += 1
                         tick(report)
                         continue
-                try:
-                    data = build_message(notify, row, _render(templates, row, token)).as_bytes()
-                except Exception as exc:  # a template or header problem of this one message
-                    reason = _bounded(
-                        f"cannot build the message: {type(exc).__name__}: {exc}", token
-                    )
-                    outbox.fail(msg_id, was="queued", reason=reason)
-                    report.failed += 1
-                    tick(report)
-                    continue
-                _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
-                limiter.wait()
-                if not outbox.claim(row):
-                    # Changed under us. Refreshed by a re-run (same attempts): render it again
-                    # from what it holds now. Tried by another sender (more attempts): that
-                    # sender has scheduled its retry, with its backoff.
-                    again = outbox.get(msg_id)
-                    if (
-                        again is not None
-                        and again.status == "queued"
-                        and again.attempts == row.attempts
-                        and rerendered.get(msg_id, 0) < 3  # never loop on a row that keeps changing
-                    ):
-                        rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
-                        pending.appendleft(msg_id)
+                    token = None
+                    if row.token_ciphertext is not None:
+                        cipher = cipher or OutboxCipher.from_spec(notify)
+                        try:
+                            token = _open_token(cipher, row)
+                        except OutboxKeyError as exc:
+                            _undecryptable(outbox, row, exc)
+                            report.failed += 1
+                            report.undecryptable += 1
+                            tick(report)
+                            continue
+                    try:
+                        data = build_message(notify, row, _render(templates, row, token)).as_bytes()
+                    except Exception as exc:  # a template or header problem of this one message
+                        reason = _bounded(
+                            f"cannot build the message: {type(exc).__name__}: {exc}", token
+                        )
+                        outbox.fail(msg_id, was="queued", reason=reason)
+                        report.failed += 1
+                        tick(report)
                         continue
-                    report.skipped += 1
-                    continue
-                attempts += 1
-                _deliver_one(
-                    mailer,
-                    outbox,
-                    row,
-                    envelope_from,
-                    data,
-                    token,
-                    report,
-                    retry,
-                    notify.max_attempts,
-                    backoff,
-                    max_backoff,
-                )
-                tick(report)
-        finally:
-            mailer.close()
+                    _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
+                    limiter.wait()
+                    if not outbox.claim(row):
+                        # Changed under us. Refreshed by a re-run (same attempts): render it again
+                        # from what it holds now. Tried by another sender (more attempts): that
+                        # sender has scheduled its retry, with its backoff.
+                        again = outbox.get(msg_id)
+                        if (
+                            again is not None
+                            and again.status == "queued"
+                            and again.attempts == row.attempts
+                            and rerendered.get(msg_id, 0)
+                            < 3  # never loop on a row that keeps changing
+                        ):
+                            rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
+                            pending.appendleft(msg_id)
+                            continue
+                        report.skipped += 1
+                        continue
+                    attempts += 1
+                    _deliver_one(
+                        mailer,
+                        outbox,
+                        row,
+                        envelope_from,
+                        data,
+                        token,
+                        report,
+                        retry,
+                        notify.max_attempts,
+                        backoff,
+                        max_backoff,
+                    )
+                    tick(report)
+            finally:
+                mailer.close()
+    finally:
+        registration.stop()  # what this run left ``sending`` is now in doubt
+    report.in_doubt_total = sending_counts(engine, spec)["in_doubt"]
     return report
 
 
@@ -810,7 +852,7 @@ def dry_run(engine: sa.Engine, spec: Spec, out_dir: Path, *, base_dir: Path | No
     written = 0
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(table)
+            sa.select(*(c for c in table.c if c.name != "claimed_by"))  # may predate it
             .where(table.c.migration == spec.migration_name, table.c.status == "queued")
             .order_by(table.c.id)
         )
@@ -837,24 +879,63 @@ def requeue(
 ) -> int:
     """Put messages back in the queue: an operator's decision, never automatic.
 
-    ``in_doubt``: messages left ``sending`` (claimed at least ``older_than`` seconds ago), after
-    checking the mail server's log for their Message-ID; resending one that did arrive sends it
-    twice (with the same Message-ID). ``failed``: after fixing what the reason says; their
+    ``in_doubt``: messages left ``sending`` (claimed at least ``older_than`` seconds ago) by a
+    sender that is gone, after checking the mail server's log for their Message-ID; resending
+    one that did arrive sends it twice (with the same Message-ID). A message a running
+    ``notify`` has claimed is never put back: its sender is alive (see
+    :mod:`authmigrate.notify.senders`). ``failed``: after fixing what the reason says; their
     attempt count starts again. Returns the number of messages requeued.
     """
     table = _table(engine)
     if table is None:
         return 0
-    where = [table.c.migration == spec.migration_name]
     if which == "in_doubt":
+        ensure_tables(engine)
         cutoff = utcnow() - dt.timedelta(seconds=older_than)
-        where += [table.c.status == "sending", table.c.claimed_at <= cutoff]
-        values: dict[str, Any] = {"status": "queued"}
-    else:
-        where += [table.c.status == "failed", table.c.recipient.is_not(None)]
-        values = {"status": "queued", "attempts": 0}
+        with engine.begin() as conn:
+            gone = in_doubt_filter(conn, table, spec.migration_name)
+            update = (
+                table.update()
+                .where(gone, table.c.claimed_at <= cutoff)
+                .values(status="queued", claimed_by=None)
+            )
+            return int(conn.execute(update).rowcount or 0)
+    where = [
+        table.c.migration == spec.migration_name,
+        table.c.status == "failed",
+        table.c.recipient.is_not(None),
+    ]
     with engine.begin() as conn:
-        return int(conn.execute(table.update().where(*where).values(**values)).rowcount or 0)
+        update = table.update().where(*where).values(status="queued", attempts=0)
+        return int(conn.execute(update).rowcount or 0)
+
+
+def sending_counts(engine: sa.Engine, spec: Spec) -> dict[str, int]:
+    """The migration's ``sending`` messages: ``{"in_doubt": n, "held": m}``.
+
+    ``in_doubt``: their sender is gone (stopped, killed, or silent past its lease), whichever
+    run it was; only the operator can decide their fate. ``held``: a running ``notify`` is
+    sending them right now.
+    """
+    table = _table(engine)
+    if table is None:
+        return {"in_doubt": 0, "held": 0}
+    with engine.connect() as conn:
+        insp = sa.inspect(conn)
+        columns = {c["name"] for c in insp.get_columns(OUTBOX_TABLE)}
+        if "claimed_by" in columns and insp.has_table(SENDERS_TABLE):
+            gone: Any = in_doubt_filter(conn, table, spec.migration_name)
+        else:  # written by an earlier version, whose senders are all gone
+            gone = sa.and_(table.c.migration == spec.migration_name, table.c.status == "sending")
+        in_doubt = int(conn.execute(sa.select(sa.func.count()).where(gone)).scalar_one())
+        sending = int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    table.c.migration == spec.migration_name, table.c.status == "sending"
+                )
+            ).scalar_one()
+        )
+    return {"in_doubt": in_doubt, "held": sending - in_doubt}
 
 
 _outbox_status = status
@@ -887,6 +968,7 @@ def notify_command(
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))
+                _print_sending(console, sending_counts(engine, spec))
                 return 0
             if dry_run:
                 if out is None:
@@ -900,14 +982,31 @@ def notify_command(
     except AuthmigrateError as exc:
         console.print(f"[red]notify: {exc}[/red]", highlight=False)
         return exc.exit_code
+    earlier = report.in_doubt_total - report.in_doubt
     console.print(
-        f"notify: {report.sent} sent, {report.failed} failed, {report.in_doubt} in doubt, "
-        f"{report.retried} retried",
+        f"notify: {report.sent} sent, {report.failed} failed, "
+        f"{report.in_doubt_total} in doubt"
+        + (f" ({max(earlier, 0)} left by earlier runs)" if earlier > 0 else "")
+        + f", {report.retried} retried",
         highlight=False,
     )
-    if report.in_doubt:
-        console.print("in doubt: see docs/notify.md before requeueing them", highlight=False)
+    if report.in_doubt_total:
+        console.print(
+            "in doubt: look up their Message-ID in the mail server's log, then "
+            "`authmigrate notify SPEC --requeue in_doubt` for those that never arrived "
+            "(docs/notify.md)",
+            highlight=False,
+        )
     return 0 if report.ok else 1
+
+
+def _print_sending(console: Console, counts: dict[str, int]) -> None:
+    if counts["in_doubt"] or counts["held"]:
+        console.print(
+            f"sending: {counts['in_doubt']} in doubt (their sender is gone), "
+            f"{counts['held']} being sent by a running notify",
+            highlight=False,
+        )
 
 
 def _print_status(console: Console, counts: dict[str, dict[str, int]]) -> None:
