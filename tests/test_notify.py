@@ -1140,3 +1140,199 @@ def test_one_undecryptable_row_fails_alone_and_the_rest_are_sent(
     assert rows[second.id].token_ciphertext is not None  # readable once that key is configured
     assert len(server.handler.received) == 2
     assert "2 failed" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- owners, heartbeats
+
+
+def _cli_env(outbox_key: str) -> dict[str, str]:
+    import authmigrate
+
+    env = {**os.environ, KEY_ENV: outbox_key}
+    src = str(Path(authmigrate.__file__).resolve().parents[1])  # the code under test
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _authmigrate(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "authmigrate", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_a_claim(engine: sa.Engine, procs: list[subprocess.Popen[str]],
+                      older_than: float = 0.0, timeout: float = 30.0) -> None:
+    """Until a message has been ``sending`` for ``older_than`` seconds (held in flight)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[int, float] = {}
+    while True:
+        if procs and all(proc.poll() is not None for proc in procs):
+            raise AssertionError("the senders ended: " + "".join(
+                proc.stdout.read() for proc in procs if proc.stdout))
+        try:
+            with engine.connect() as conn:
+                ids = conn.execute(sa.text(
+                    "SELECT id FROM authmigrate_outbox WHERE status = 'sending'")).scalars().all()
+        except sa.exc.OperationalError:  # the table is being altered by a sender: ask again
+            ids = []
+        now = time.monotonic()
+        for i in ids:
+            seen.setdefault(i, now)
+        if any(now - seen[i] >= older_than for i in ids):
+            return
+        assert now < deadline, "no message was claimed"
+        time.sleep(0.02)
+
+
+def test_requeue_in_doubt_never_takes_a_message_a_running_notify_holds(
+    tmp_path: Path, server: SmtpServer, outbox_key: str
+) -> None:
+    """Two real notify processes and `notify --requeue in_doubt` beside them: the message one
+    of them holds (its server is slow to answer) is left alone, so nobody gets it twice."""
+    n = 12
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port).replace(
+        "timeout = 5", "timeout = 30"))
+    spec = load_spec_text(spec_file.read_text())
+    engine, _ = migrate(spec, {"reset": n})
+    server.handler.script = ["delay:8"]  # the first message stays in flight for 8 s
+    env = _cli_env(outbox_key)
+    senders = [_authmigrate("notify", str(spec_file), env=env) for _ in range(2)]
+
+    _wait_for_a_claim(engine, senders, older_than=1.0)
+    requeued = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "notify", str(spec_file), "--requeue", "in_doubt"],
+        env=env, capture_output=True, text=True, timeout=60)
+
+    assert requeued.returncode == 0, requeued.stdout + requeued.stderr
+    assert "requeued 0 message(s)" in requeued.stdout
+    assert "a running notify is sending" in requeued.stdout
+    for proc in senders:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+    assert notify_command(spec_file) == 0  # anything put back would go out a second time here
+    time.sleep(0.2)
+    _deliveries_are_exactly_once(server, engine, n)
+    engine.dispose()
+
+
+def test_heartbeat_keeps_a_slow_message_held_past_the_lease(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    """A lease of 1 s renewed every 0.2 s: a message in flight for 3 s is still held."""
+    import threading
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 2})
+    server.handler.script = ["delay:3"]
+    reports: list[object] = []
+    thread = threading.Thread(
+        target=lambda: reports.append(send(engine, spec, heartbeat=0.2, lease=1.0)))
+    thread.start()
+    _wait_for_a_claim(engine, [], older_than=2.0)
+
+    assert requeue(engine, spec, which="in_doubt") == 0
+    from authmigrate.notify import sending_counts
+    assert sending_counts(engine, spec) == {"in_doubt": 0, "held": 1}
+    thread.join(30)
+    assert reports and reports[0].sent == 2 and reports[0].ok  # type: ignore[attr-defined]
+    _deliveries_are_exactly_once(server, engine, 2)
+
+
+def test_a_sender_on_another_host_is_held_until_its_lease_runs_out(
+    tmp_path: Path, server: SmtpServer, target_url: str
+) -> None:
+    import datetime as dt
+
+    from authmigrate.notify import sending_counts
+    from authmigrate.notify.senders import ensure_tables
+
+    spec = make_spec(tmp_path, server.port, url=target_url)
+    engine, _ = migrate(spec, {"reset": 3})
+    ensure_tables(engine)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    first, second, _third = outbox_rows(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO authmigrate_notify_senders (id, migration, kind, host, pid, started_at,"
+            " heartbeat_at, expires_at) VALUES ('elsewhere', 'shop', 'notify', 'other-host', 1,"
+            " :t, :t, :e)"), {"t": now, "e": now + dt.timedelta(seconds=60)})
+        conn.execute(sa.text(
+            "UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t, claimed_by = :o"
+            " WHERE id = :i"), [{"t": now, "o": "elsewhere", "i": first.id},
+                                {"t": now, "o": "gone-long-ago", "i": second.id}])
+
+    assert sending_counts(engine, spec) == {"in_doubt": 1, "held": 1}
+    assert requeue(engine, spec, which="in_doubt") == 1  # the one whose sender is gone
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE authmigrate_notify_senders SET expires_at = :e"),
+                     {"e": now - dt.timedelta(seconds=1)})
+    assert requeue(engine, spec, which="in_doubt") == 1  # its lease ran out: gone too
+    assert {r.status for r in outbox_rows(engine)} == {"queued"}
+    engine.dispose()
+
+
+def test_notify_counts_messages_left_in_doubt_by_a_killed_earlier_run_and_exits_1(
+    tmp_path: Path, server: SmtpServer, outbox_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = 6
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    spec = load_spec_text(spec_file.read_text())
+    engine, _ = migrate(spec, {"reset": n})
+    server.handler.script = ["delay:20"]
+    killed = _authmigrate("notify", str(spec_file), env=_cli_env(outbox_key))
+    _wait_for_a_claim(engine, [killed])
+    deadline = time.monotonic() + 20
+    while server.handler.data_commands < 1:  # its message is on the (slow) server
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+
+    assert notify_command(spec_file) == 1
+    said = " ".join(capsys.readouterr().out.split())
+    assert "1 in doubt (1 left by earlier runs)" in said and "--requeue in_doubt" in said
+    assert status(engine, spec)["reset"] == {"queued": 0, "sending": 1, "sent": n - 1,
+                                             "failed": 0}
+    assert notify_command(spec_file) == 1  # still in doubt: still exit 1
+    # the killed sender is seen gone at once (its process on this host is gone)
+    assert requeue(engine, spec, which="in_doubt") == 1
+    assert notify_command(spec_file) == 0
+    engine.dispose()
+
+
+def test_rollback_and_notify_exclude_each_other(
+    tmp_path: Path, server: SmtpServer, outbox_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = 4
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port).replace(
+        "timeout = 5", "timeout = 30"))
+    spec = load_spec_text(spec_file.read_text())
+    engine, _ = migrate(spec, {"reset": n})
+    server.handler.script = ["delay:8"]
+    env = _cli_env(outbox_key)
+    sender = _authmigrate("notify", str(spec_file), env=env)
+    _wait_for_a_claim(engine, [sender])
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "rollback", str(spec_file), "--yes"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert "notify of migration 'shop' is running" in said
+    assert len(outbox_rows(engine)) == n
+    out, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, out
+
+    from authmigrate.notify.senders import hold_off_senders
+
+    guard = hold_off_senders(engine, spec.migration_name)  # a rollback under way
+    assert guard is not None
+    try:
+        assert notify_command(spec_file) == 2
+    finally:
+        guard.stop()
+    assert "a rollback of migration 'shop' is running" in " ".join(capsys.readouterr().out.split())
+    engine.dispose()
