@@ -97,11 +97,13 @@ def make_spec(tmp_path: Path, port: int, extra: str = "", *, url: str | None = N
     return load_spec_text(spec_text(url or tmp_path / "target.db", port, extra))
 
 
-def migrate(spec: Spec, segments: dict[str, int], merged: int = 0) -> tuple[sa.Engine, Batch]:
+def migrate(
+    spec: Spec, segments: dict[str, int], merged: int = 0, *, now: object = None
+) -> tuple[sa.Engine, Batch]:
     """What the pipeline does with one batch: token stage, outbox stage, one transaction."""
     engine = sa.create_engine(spec.target.url)
     assert spec.tokens is not None
-    tokens = TokenStage(spec.tokens)
+    tokens = TokenStage(spec.tokens, now=now)
     outbox = OutboxStage.from_spec(spec)
     md = sa.MetaData()
     users = sa.Table(
@@ -702,10 +704,10 @@ def test_message_refreshed_between_render_and_claim_goes_out_with_the_new_token(
     real_claim = sender_module._Outbox.claim
     refreshed: list[str] = []
 
-    def claim(self: object, row: sa.Row[tuple[object, ...]]) -> bool:
+    def claim(self: object, row: sa.Row[tuple[object, ...]], *rest: object) -> bool:
         if not refreshed:
             key = str(row.source_key)
-            token, stored = issue_token("password_reset", 3600)
+            token, stored = issue_token("password_reset", 2 * 86400)  # the spec's expires_in
             values = {"user_id": key, "email": f"{key}@example.com", "first_name": "Ann",
                       "auth_token": stored}
             with engine.begin() as conn:
@@ -714,7 +716,7 @@ def test_message_refreshed_between_render_and_claim_goes_out_with_the_new_token(
                 stage.write(conn, Batch(2, None, None, 1, [Record(key, {}, values, "reset",
                                                                   token=token)]), "run-2")
             refreshed.append(key)
-        return real_claim(self, row)  # type: ignore[arg-type]
+        return real_claim(self, row, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sender_module._Outbox, "claim", claim)
     report = send(engine, spec)
@@ -1336,3 +1338,127 @@ def test_rollback_and_notify_exclude_each_other(
         guard.stop()
     assert "a rollback of migration 'shop' is running" in " ".join(capsys.readouterr().out.split())
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- token expiry
+
+
+DAY = 86400
+
+
+def _mailed_tokens(server: SmtpServer) -> dict[str, str]:
+    out = {}
+    for received in server.handler.received:
+        found = {unquote(t) for t in TOKEN_RE.findall(received.text())}
+        if found:  # a kept account's message carries no token
+            (out[received.rcpt[0]],) = found
+    return out
+
+
+def _stored_tokens(engine: sa.Engine) -> dict[str, tuple[str | None, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT email, auth_token, auth_token_prefix FROM new_users"))
+        return {email: (tok, prefix) for email, tok, prefix in rows}
+
+
+@pytest.mark.parametrize("alg", ["sha256", "hmac"])
+def test_notify_days_after_the_run_reissues_expired_tokens_across_a_clock_jump(
+    tmp_path: Path, server: SmtpServer, target_url: str, monkeypatch: pytest.MonkeyPatch,
+    alg: str,
+) -> None:
+    """Tokens valid 2 days, notify run 3 days later (the clock injected into send_outbox)."""
+    text = spec_text(target_url, server.port)
+    if alg == "hmac":
+        monkeypatch.setenv("AUTHMIGRATE_TEST_TOKEN_KEY", "k" * 32)
+        text = text.replace('expires_in = "2d"',
+                            'expires_in = "2d"\nserver_key = "env:AUTHMIGRATE_TEST_TOKEN_KEY"')
+    spec = load_spec_text(text)
+    engine, batch = migrate(spec, {"reset": 3, "kept": 1})
+    before = _stored_tokens(engine)
+    later = time.time() + 3 * DAY
+    key = "k" * 32 if alg == "hmac" else None
+
+    report = send(engine, spec, clock=lambda: later)
+
+    assert report.sent == 4 and report.ok and report.reissued == 3  # type: ignore[attr-defined]
+    after = _stored_tokens(engine)
+    assert len(_mailed_tokens(server)) == 3
+    for rcpt, token in _mailed_tokens(server).items():
+        stored, prefix = after[rcpt]
+        assert stored != before[rcpt][0] and prefix == token[:8]
+        assert verify_token(token, stored, server_key=key, purpose="password_reset", now=later)
+        assert not verify_token(token, stored, server_key=key, now=later + 2 * DAY + 1)
+        old = next(r.token for r in batch.records if f"{r.key}@example.com" == rcpt)
+        assert not verify_token(old, stored, server_key=key, now=0)  # the old one is gone
+    expires = time.strftime("%Y-%m-%d", time.gmtime(later + 2 * DAY))
+    assert all(expires in m.text() for m in server.handler.received
+               if m.message["X-Authmigrate-Segment"] == "reset")
+    engine.dispose()
+
+
+def test_a_token_issued_with_a_past_expiry_is_never_mailed_dead(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    """The run happened 3 days ago (tokens of 2 days): notify now, with the real clock."""
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 2}, now=lambda: time.time() - 3 * DAY)
+
+    assert notify_command(spec) == 0
+
+    stored = _stored_tokens(engine)
+    for rcpt, token in _mailed_tokens(server).items():
+        assert verify_token(token, stored[rcpt][0], purpose="password_reset")
+
+
+def test_a_token_with_more_than_half_its_life_left_is_sent_as_issued(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, batch = migrate(spec, {"reset": 2})
+    before = _stored_tokens(engine)
+
+    report = send(engine, spec, clock=lambda: time.time() + 0.9 * DAY)  # 1.1 of 2 days left
+
+    assert report.sent == 2 and report.reissued == 0  # type: ignore[attr-defined]
+    assert _stored_tokens(engine) == before
+    assert set(_mailed_tokens(server).values()) == {r.token for r in batch.records}
+
+
+def test_a_token_the_application_replaced_is_not_reissued_and_the_message_fails(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    with engine.begin() as conn:  # the user already reset their password; the app cleared it
+        conn.execute(sa.text("UPDATE new_users SET auth_token = NULL WHERE user_id = 'reset-001'"))
+
+    report = send(engine, spec, clock=lambda: time.time() + 3 * DAY)
+
+    assert (report.sent, report.failed, report.reissued) == (2, 1, 2)  # type: ignore[attr-defined]
+    (failed,) = [r for r in outbox_rows(engine) if r.status == "failed"]
+    assert failed.source_key == "reset-001" and "no longer in the target" in failed.last_error
+    assert _stored_tokens(engine)["reset-001@example.com"][0] is None  # nothing written there
+
+
+def test_a_reissued_token_is_stored_with_the_claim_so_a_crash_after_it_stays_consistent(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str
+) -> None:
+    from authmigrate.notify import sender as sender_module
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 1})
+    later = time.time() + 3 * DAY
+
+    def killed(*args: object, **kw: object) -> None:
+        raise _Killed("after the claim")
+
+    monkeypatch.setattr(sender_module._Mailer, "deliver", killed)
+    with pytest.raises(_Killed):
+        send(engine, spec, clock=lambda: later)
+
+    (row,) = outbox_rows(engine)
+    assert row.status == "sending"
+    token = OutboxCipher(outbox_key).decrypt(row.token_ciphertext,
+                                             row_aad(row.migration, row.source_key, row.segment))
+    (stored, _prefix), = _stored_tokens(engine).values()
+    assert verify_token(token, stored, purpose="password_reset", now=later)

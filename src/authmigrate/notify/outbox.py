@@ -419,9 +419,10 @@ class OutboxStage:
         ciphertext = None
         if token is not None and recipient and self.templates.needs_token(segment):
             ciphertext = self._cipher.encrypt(token, row_aad(self.migration, source_key, segment))
-            expires = self._expires_at(values)
-            if expires:
-                context["expires_at"] = expires
+            exp = self._token_exp(values)
+            if exp is not None:
+                context["expires_at"] = format_expiry(exp)
+                context["token_exp"] = exp  # notify re-issues the token when it is due
         return {
             "migration": self.migration,
             "run_id": run_id,
@@ -437,17 +438,19 @@ class OutboxStage:
             "created_at": now,
         }
 
-    def _expires_at(self, values: dict[str, Any]) -> str | None:
+    def _token_exp(self, values: dict[str, Any]) -> int | None:
         if not self.token_column:
             return None
         stored = values.get(self.token_column)
         try:
-            exp = parse_stored(stored).expires_at if isinstance(stored, str) else None
+            return parse_stored(stored).expires_at if isinstance(stored, str) else None
         except ValueError:
             return None
-        if exp is None:
-            return None
-        return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_expiry(exp: int) -> str:
+    """A token's expiry as the templates show it (``2026-12-01 12:00 UTC``)."""
+    return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def rollback_outbox(conn: sa.Connection, migration: str) -> int:

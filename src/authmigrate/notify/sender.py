@@ -39,7 +39,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -60,6 +60,7 @@ from authmigrate.notify.outbox import (
     OutboxCipher,
     OutboxKeyError,
     UnknownKeyIdError,
+    format_expiry,
     outbox_table,
     row_aad,
     utcnow,
@@ -73,7 +74,15 @@ from authmigrate.notify.senders import (
     in_doubt_filter,
 )
 from authmigrate.notify.templates import Rendered, Templates
-from authmigrate.spec import NotifySpec, SmtpSpec, Spec, load_spec, resolve_secret
+from authmigrate.spec import (
+    NotifySpec,
+    SmtpSpec,
+    Spec,
+    load_spec,
+    parse_duration,
+    resolve_secret,
+)
+from authmigrate.tokens import issue_token, parse_stored, stored_form, token_prefix
 
 log = logging.getLogger("authmigrate.notify")
 
@@ -119,6 +128,8 @@ class SendReport:
     """Messages another sender claimed first."""
     undecryptable: int = 0
     """Messages whose token no configured outbox key opens (also counted in ``failed``)."""
+    reissued: int = 0
+    """Messages whose token was expired or nearly so, and went out with a new one."""
     in_doubt_total: int = 0
     """Every message in doubt when the call ended, including those earlier runs left."""
 
@@ -397,10 +408,13 @@ def build_message(
     return msg
 
 
-def _render(templates: Templates, row: Any, token: str | None) -> Rendered:
-    context = json.loads(row.context or "{}")
+def _render(
+    templates: Templates, row: Any, token: str | None, *, context_json: str | None = None
+) -> Rendered:
+    context = json.loads((context_json if context_json is not None else row.context) or "{}")
     merged_into = context.pop("merged_into", None)
     expires_at = context.pop("expires_at", None)
+    context.pop("token_exp", None)
     user = {"email": row.recipient, **context}
     ctx = templates.context(
         segment=row.segment,
@@ -417,6 +431,102 @@ def _bounded(text: str, *secrets_: str | None) -> str:
         if secret:
             text = text.replace(secret, "[redacted]")
     return text[:_MAX_ERROR]
+
+
+class _TokenGone(Exception):
+    """The target no longer holds the token a message was to carry."""
+
+
+@dataclass
+class _Reissue:
+    """A fresh token for a message whose token is expired or about to be."""
+
+    token: str
+    ciphertext: str
+    context: str
+    stored: str
+    prefix: str
+    old_stored: list[str]
+    target: sa.TableClause
+    column: str
+    prefix_column: str | None
+
+    def replace_in_target(self, conn: sa.Connection) -> bool:
+        """Put the new hash where the old token's hash is; False if it is not there any more."""
+        col = self.target.c[self.column]
+        values: dict[str, Any] = {self.column: self.stored}
+        if self.prefix_column:
+            values[self.prefix_column] = self.prefix
+        update = self.target.update().where(col.in_(self.old_stored)).values(**values)
+        return conn.execute(update).rowcount == 1
+
+
+class _Reissuer:
+    """Decides whether a queued token is still worth sending, and makes a new one if not.
+
+    A token whose remaining lifetime is under half of ``tokens.expires_in`` at send time
+    (expired, or about to be) is replaced: a new token, valid for the full ``expires_in``
+    from now, its hash written to the target in place of the old one.
+    """
+
+    def __init__(self, spec: Spec, cipher: OutboxCipher, clock: Callable[[], float]) -> None:
+        tokens = spec.tokens
+        assert tokens is not None
+        self.tokens = tokens
+        self.cipher = cipher
+        self.clock = clock
+        self.ttl = parse_duration(tokens.expires_in)
+        self.server_key: str | None = None
+        if tokens.server_key is not None:
+            self.server_key = resolve_secret(tokens.server_key, path="tokens.server_key")
+        schema, _, name = spec.target.table.rpartition(".")
+        cols: list[sa.ColumnClause[Any]] = [sa.column(tokens.column)]
+        if tokens.prefix_column:
+            cols.append(sa.column(tokens.prefix_column))
+        self.target = sa.table(name, *cols, schema=schema or None)
+
+    def plan(self, row: Any, token: str) -> _Reissue | None:
+        """The re-issue ``row`` needs before it is sent, or None when its token is fresh."""
+        context = json.loads(row.context or "{}")
+        candidates = _expiry_candidates(context)
+        if not candidates:
+            return None  # queued without its expiry (no token column known): sent as it is
+        now = self.clock()
+        if candidates[0] - now >= self.ttl / 2:
+            return None
+        purpose = self.tokens.purpose
+        old = [stored_form(token, purpose, exp, self.server_key) for exp in candidates]
+        new_token, stored = issue_token(purpose, self.ttl, self.server_key, now=now)
+        exp = parse_stored(stored).expires_at
+        context.update(expires_at=format_expiry(exp), token_exp=exp)
+        aad = row_aad(row.migration, row.source_key, row.segment)
+        return _Reissue(
+            token=new_token,
+            ciphertext=self.cipher.encrypt(new_token, aad),
+            context=json.dumps(context, default=str, sort_keys=True),
+            stored=stored,
+            prefix=token_prefix(new_token),
+            old_stored=old,
+            target=self.target,
+            column=self.tokens.column,
+            prefix_column=self.tokens.prefix_column,
+        )
+
+
+def _expiry_candidates(context: dict[str, Any]) -> list[int]:
+    """The token's possible expiry times: exact, or the 60 seconds of the minute shown."""
+    exp = context.get("token_exp")
+    if isinstance(exp, int):
+        return [exp]
+    shown = context.get("expires_at")  # queued by an earlier version: minute precision
+    if not isinstance(shown, str):
+        return []
+    try:
+        minute = dt.datetime.strptime(shown, "%Y-%m-%d %H:%M UTC").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return []
+    start = int(minute.timestamp())
+    return list(range(start, start + 60))
 
 
 class _Outbox:
@@ -468,15 +578,24 @@ class _Outbox:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(self.t).where(self.t.c.id == msg_id)).one_or_none()
 
-    def claim(self, row: Any) -> bool:
+    def claim(self, row: Any, reissue: _Reissue | None = None) -> bool:
         """Atomically take ``row`` for sending: only if it is still ``queued`` *and unchanged*
         since it was read and rendered (same attempts, address, context and token ciphertext).
 
         A concurrent ``authmigrate run`` that refreshed the row (new token) or another sender
         that tried it in between makes the claim fail, so what goes out is always what the
         row holds when it is claimed.
+
+        With ``reissue``, the same transaction stores the new token's ciphertext and expiry in
+        the row and replaces the old token's hash in the target by the new one.
+
+        Raises:
+            _TokenGone: the target no longer holds the old token (nothing was changed).
         """
         t = self.t
+        extra: dict[str, Any] = {}
+        if reissue is not None:
+            extra = {"token_ciphertext": reissue.ciphertext, "context": reissue.context}
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.update()
@@ -493,9 +612,19 @@ class _Outbox:
                     attempts=t.c.attempts + 1,
                     claimed_at=utcnow(),
                     claimed_by=self.owner,
+                    **extra,
                 )
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            if reissue is not None and not reissue.replace_in_target(conn):
+                conn.rollback()
+                raise _TokenGone(
+                    "its token is no longer in the target (used, cleared or replaced by the "
+                    "application), so it was not re-issued; --requeue failed sends the "
+                    "message without a token"
+                )
+            return True
 
     def finish(self, msg_id: int, *, was: str, **values: Any) -> None:
         """Move a row on from ``was``; a ``sending`` row only while this sender holds it."""
@@ -534,6 +663,7 @@ def send_outbox(
     limit: int | None = None,
     heartbeat: float = HEARTBEAT,
     lease: float = LEASE,
+    clock: Callable[[], float] = time.time,
 ) -> SendReport:
     """Send every queued message of the spec's migration.
 
@@ -550,6 +680,8 @@ def send_outbox(
         heartbeat: seconds between two renewals of this sender's registration.
         lease: seconds one renewal vouches for; a sender silent for longer is taken for
             gone, and ``--requeue in_doubt`` may put its claimed messages back.
+        clock: the current time as a Unix timestamp (tests move it): a token with less than
+            half of ``tokens.expires_in`` left at send time is re-issued (docs/notify.md).
 
     Returns:
         The counts of this call (``in_doubt_total``: every message in doubt in the outbox
@@ -571,8 +703,11 @@ def send_outbox(
         return report
     outbox = _Outbox(engine, table, spec.migration_name)
     cipher: OutboxCipher | None = None
+    reissuer: _Reissuer | None = None
     if outbox.has_queued_tokens():  # a bad key is a bad spec: refused before anything is sent
         cipher = OutboxCipher.from_spec(notify)
+        if spec.tokens is not None:
+            reissuer = _Reissuer(spec, cipher, clock)
     password = None
     if notify.smtp.password:
         password = resolve_secret(notify.smtp.password, path="notify.smtp.password")
@@ -635,8 +770,16 @@ def send_outbox(
                             report.undecryptable += 1
                             tick(report)
                             continue
+                    reissue = None
+                    if token is not None and reissuer is not None:
+                        reissue = reissuer.plan(row, token)
+                        if reissue is not None:
+                            token = reissue.token
                     try:
-                        data = build_message(notify, row, _render(templates, row, token)).as_bytes()
+                        rendered = _render(
+                            templates, row, token, context_json=reissue.context if reissue else None
+                        )
+                        data = build_message(notify, row, rendered).as_bytes()
                     except Exception as exc:  # a template or header problem of this one message
                         reason = _bounded(
                             f"cannot build the message: {type(exc).__name__}: {exc}", token
@@ -647,7 +790,17 @@ def send_outbox(
                         continue
                     _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
                     limiter.wait()
-                    if not outbox.claim(row):
+                    registration.check()  # never claim without a live registration
+                    try:
+                        claimed = outbox.claim(row, reissue) if reissue else outbox.claim(row)
+                    except _TokenGone as exc:
+                        outbox.fail(msg_id, was="queued", reason=str(exc))
+                        report.failed += 1
+                        tick(report)
+                        continue
+                    if reissue is not None and claimed:
+                        report.reissued += 1
+                    if not claimed:
                         # Changed under us. Refreshed by a re-run (same attempts): render it again
                         # from what it holds now. Tried by another sender (more attempts): that
                         # sender has scheduled its retry, with its backoff.
@@ -656,8 +809,7 @@ def send_outbox(
                             again is not None
                             and again.status == "queued"
                             and again.attempts == row.attempts
-                            and rerendered.get(msg_id, 0)
-                            < 3  # never loop on a row that keeps changing
+                            and rerendered.get(msg_id, 0) < 3  # never loop on a changing row
                         ):
                             rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
                             pending.appendleft(msg_id)
