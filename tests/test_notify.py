@@ -1462,3 +1462,34 @@ def test_a_reissued_token_is_stored_with_the_claim_so_a_crash_after_it_stays_con
                                              row_aad(row.migration, row.source_key, row.segment))
     (stored, _prefix), = _stored_tokens(engine).values()
     assert verify_token(token, stored, purpose="password_reset", now=later)
+
+
+def test_owners_and_reissue_work_on_mariadb(
+    tmp_path: Path, server: SmtpServer, mariadb_url: str
+) -> None:
+    """The senders table, the claimed_by column and the re-issue update on MariaDB too."""
+    import datetime as dt
+
+    from tests.mariadb_server import fresh_database
+
+    url = fresh_database(mariadb_url, "notify")
+    spec = make_spec(tmp_path, server.port, url=url)
+    engine, _ = migrate(spec, {"reset": 3})
+    with engine.begin() as conn:  # an outbox of an earlier version: no claimed_by yet
+        conn.exec_driver_sql("ALTER TABLE authmigrate_outbox DROP COLUMN claimed_by")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with engine.begin() as conn:  # one message left in doubt by an earlier version
+        conn.execute(sa.text("UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t"
+                             " WHERE source_key = 'reset-000'"), {"t": now})
+    later = time.time() + 3 * DAY
+
+    report = send(engine, spec, clock=lambda: later)
+
+    assert (report.sent, report.reissued, report.in_doubt_total) == (2, 2, 1)  # type: ignore[attr-defined]
+    stored = _stored_tokens(engine)
+    for rcpt, token in _mailed_tokens(server).items():
+        assert verify_token(token, stored[rcpt][0], purpose="password_reset", now=later)
+    assert requeue(engine, spec, which="in_doubt") == 1
+    assert send(engine, spec, clock=lambda: later).sent == 1  # type: ignore[attr-defined]
+    _deliveries_are_exactly_once(server, engine, 3)
+    engine.dispose()
