@@ -618,8 +618,7 @@ class _Outbox:
             if result.rowcount != 1:
                 return False
             if reissue is not None and not reissue.replace_in_target(conn):
-                conn.rollback()
-                raise _TokenGone(
+                raise _TokenGone(  # leaving the block rolls the claim back
                     "its token is no longer in the target (used, cleared or replaced by the "
                     "application), so it was not re-issued; --requeue failed sends the "
                     "message without a token"
@@ -761,7 +760,10 @@ def send_outbox(
                         continue
                     token = None
                     if row.token_ciphertext is not None:
-                        cipher = cipher or OutboxCipher.from_spec(notify)
+                        if cipher is None:  # queued by a run that started after this sender
+                            cipher = OutboxCipher.from_spec(notify)
+                            if spec.tokens is not None:
+                                reissuer = _Reissuer(spec, cipher, clock)
                         try:
                             token = _open_token(cipher, row)
                         except OutboxKeyError as exc:
