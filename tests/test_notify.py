@@ -1297,6 +1297,9 @@ def test_notify_counts_messages_left_in_doubt_by_a_killed_earlier_run_and_exits_
     assert status(engine, spec)["reset"] == {"queued": 0, "sending": 1, "sent": n - 1,
                                              "failed": 0}
     assert notify_command(spec_file) == 1  # still in doubt: still exit 1
+    assert notify_command(spec_file, status=True) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "sending: 1 in doubt (their sender is gone), 0 being sent by a running notify" in said
     # the killed sender is seen gone at once (its process on this host is gone)
     assert requeue(engine, spec, which="in_doubt") == 1
     assert notify_command(spec_file) == 0
