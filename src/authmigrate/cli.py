@@ -152,7 +152,7 @@ def rollback(spec: str, yes: bool) -> None:
 @handle_errors
 def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str | None) -> None:
     """Send the outbox's messages over SMTP, once per user."""
-    from authmigrate.notify import notify_command
+    from authmigrate.notify import notify_command, sending_counts
     from authmigrate.notify import requeue as requeue_messages
 
     if dry_run and not out:
@@ -164,9 +164,12 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
         engine = make_engine(loaded.target.url, path="target.url")
         try:
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
+            held = sending_counts(engine, loaded)["held"] if requeue == "in_doubt" else 0
         finally:
             engine.dispose()
         click.echo(f"requeued {n} message(s)")
+        if held:
+            click.echo(f"left alone: {held} message(s) a running notify is sending")
         return
     # the path, not a loaded spec: template paths are relative to the spec's folder
     sys.exit(notify_command(spec, dry_run=dry_run, out=Path(out) if out else None, status=status))

@@ -138,18 +138,22 @@ def rollback(spec: Spec) -> RollbackCounts:
         What was removed.
 
     Raises:
-        LockError: a run of this migration is writing to the target.
+        LockError: a run of this migration is writing to the target, or its ``notify`` is
+            sending.
         TargetError: the target cannot be reached.
     """
     from authmigrate.notify.outbox import rollback_outbox
+    from authmigrate.notify.senders import Registration, hold_off_senders
 
     t = _Target(spec)
+    notify_guard: Registration | None = None
     lock = TargetLock(t.engine, t.migration)
     counts = RollbackCounts()
     run_id = str(uuid.uuid4())
     try:
         try:
             lock.acquire()
+            notify_guard = hold_off_senders(t.engine, t.migration)  # refused while notify runs
             with t.engine.connect() as conn:
                 table = t.reflect(conn)
         except sa.exc.OperationalError as exc:
@@ -203,6 +207,8 @@ def rollback(spec: Spec) -> RollbackCounts:
                 },
             )
     finally:
+        if notify_guard is not None:
+            notify_guard.stop()
         lock.release()
         t.engine.dispose()
     return counts

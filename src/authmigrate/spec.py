@@ -329,6 +329,9 @@ class TokensSpec(_Model):
     expires_in: str = "7d"
     server_key: str | None = None
     """Optional ``env:NAME`` of an HMAC key: the stored hash is then HMAC-SHA256."""
+    delivery: Literal["notify", "none"] = "notify"
+    """How the plaintext reaches the user: ``notify`` (the default; needs a ``[notify]``
+    section) or ``none``, said explicitly, for tokens nobody will ever receive."""
 
     @field_validator("column", "prefix_column")
     @classmethod
@@ -397,6 +400,9 @@ class NotifySpec(_Model):
     email_field: str = "email"
     sender: str = Field(default="no-reply@example.com", alias="from")
     outbox_key: str = "env:AUTHMIGRATE_OUTBOX_KEY"
+    outbox_old_keys: list[str] = Field(default_factory=list)
+    """``env:NAME`` of earlier outbox keys, still read (never written) while rows sealed under
+    them are queued: rotate the key without losing the queue."""
     reset_url: str = "https://shop.example/account/reset?token={token}"
     rate_per_second: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=100)
@@ -410,6 +416,11 @@ class NotifySpec(_Model):
     @classmethod
     def _env_ref(cls, v: str) -> str:
         return env_ref(v)
+
+    @field_validator("outbox_old_keys")
+    @classmethod
+    def _env_refs(cls, v: list[str]) -> list[str]:
+        return [env_ref(ref) for ref in v]
 
     @field_validator("email_field")
     @classmethod
@@ -523,7 +534,23 @@ class Spec(_Model):
         for name in self.fields:
             if name in taken:
                 raise ValueError(f"fields.{name}: the column is already filled by {taken[name]}")
+        if self.tokens is not None:
+            self._tokens_delivered(self.tokens)
         return self
+
+    def _tokens_delivered(self, tokens: TokensSpec) -> None:
+        """A token is only of use to a user who receives it: refuse tokens nobody sends."""
+        if tokens.delivery == "notify" and self.notify is None:
+            raise ValueError(
+                "tokens.delivery: the tokens would be stored hashed and their plaintext sent to "
+                "nobody (no [notify] section); add [notify] to send them, or say "
+                'tokens.delivery = "none" if no one is meant to receive them'
+            )
+        if tokens.delivery == "none" and self.notify is not None:
+            raise ValueError(
+                'tokens.delivery: "none", but [notify] is there to send the tokens; '
+                'remove one of the two (the default, "notify", sends them)'
+            )
 
     @property
     def migration_name(self) -> str:
