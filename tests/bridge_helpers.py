@@ -19,7 +19,9 @@ VECTORS = Path(__file__).parent / "vectors"
 
 def vector(file: str, scheme: str, index: int = 0) -> tuple[str, str, dict[str, Any]]:
     """(stored hash, right password, keyring) of one platform vector."""
-    found = [v for v in json.loads((VECTORS / file).read_text())["vectors"] if v["scheme"] == scheme]
+    found = [
+        v for v in json.loads((VECTORS / file).read_text())["vectors"] if v["scheme"] == scheme
+    ]
     v = found[index]
     right = next(c["password"] for c in v["checks"] if c["ok"])
     return v["stored"], right, v.get("keyring") or {}
@@ -139,7 +141,9 @@ def make_shop(
     assert result.migrated == len(rows), result.as_dict()
     engine = sa.create_engine(target_url)
     with engine.begin() as c:
-        c.execute(sa.text("UPDATE accounts SET password = :m WHERE customer_id = 5"), {"m": MALFORMED})
+        c.execute(
+            sa.text("UPDATE accounts SET password = :m WHERE customer_id = 5"), {"m": MALFORMED}
+        )
     engine.dispose()
     return Shop(spec, spec_path, target_url, passwords, {e: k for k, e, _, _ in rows})
 

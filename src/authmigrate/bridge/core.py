@@ -77,7 +77,10 @@ class Verdict:
     upgraded: bool = False
 
     def __repr__(self) -> str:  # never the credential, never the account's fields
-        return f"Verdict(ok={self.ok}, found={self.found}, reason={self.reason!r}, upgraded={self.upgraded})"
+        return (
+            f"Verdict(ok={self.ok}, found={self.found}, reason={self.reason!r}, "
+            f"upgraded={self.upgraded})"
+        )
 
 
 class Bridge:
@@ -122,7 +125,10 @@ class Bridge:
         self.lookups = [self._lookup(i, name) for i, name in enumerate(self.settings.lookup)]
         if floor is None:
             seconds = self.settings.min_seconds
-            floor = AnswerFloor(seconds) if seconds is not None else AnswerFloor.measured(self.profile)
+            if seconds is None:
+                floor = AnswerFloor.measured(self.profile)
+            else:
+                floor = AnswerFloor(seconds)
         self.floor = floor
 
     # -- setup ------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ class Bridge:
         cols = {self.key_column.name, self.password_column.name, *self.field_names}
         return sa.select(*(self.table.c[c] for c in sorted(cols)))
 
-    def _find_row(self, identifier: str) -> Mapping[str, Any] | None:
+    def _find_row(self, identifier: str) -> Any:
         if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS:
             return None
         with self.engine.connect() as conn:
@@ -244,7 +250,7 @@ class Bridge:
                     return found[0]
         return None
 
-    def _row_by_key(self, key: Any) -> Mapping[str, Any] | None:
+    def _row_by_key(self, key: Any) -> Any:
         with self.engine.connect() as conn:
             return conn.execute(self._select().where(self.key_column == key)).mappings().first()
 
