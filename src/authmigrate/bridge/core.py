@@ -123,15 +123,13 @@ class Bridge:
         self.password_column = self._column(cred.target_column, "credentials.target_column")
         self.field_names = [f for f in spec.fields if f in self.table.c]
         self.lookups = [self._lookup(i, name) for i, name in enumerate(self.settings.lookup)]
-        if floor is None:
-            seconds = self.settings.min_seconds
-            if seconds is None:
-                floor = AnswerFloor.measured(self.profile)
-            else:
-                floor = AnswerFloor(seconds)
-        self.floor = floor
+        self.floor = floor or self._floor()
 
     # -- setup ------------------------------------------------------------------------------
+
+    def _floor(self) -> AnswerFloor:
+        seconds = self.settings.min_seconds
+        return AnswerFloor.measured(self.profile) if seconds is None else AnswerFloor(seconds)
 
     def _reflect(self) -> sa.Table:
         schema, _, name = self.spec.target.table.rpartition(".")
@@ -195,7 +193,7 @@ class Bridge:
             return Verdict(False, False, UNKNOWN_USER)
         return self._verify(row, password, retry=True)
 
-    def _verify(self, row: Mapping[str, Any], password: str, *, retry: bool) -> Verdict:
+    def _verify(self, row: sa.RowMapping, password: str, *, retry: bool) -> Verdict:
         account = self._account(row)
         stored = row[self.password_column.name]
         if not account.has_password:
@@ -236,7 +234,7 @@ class Bridge:
         cols = {self.key_column.name, self.password_column.name, *self.field_names}
         return sa.select(*(self.table.c[c] for c in sorted(cols)))
 
-    def _find_row(self, identifier: str) -> Any:
+    def _find_row(self, identifier: str) -> sa.RowMapping | None:
         if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS:
             return None
         with self.engine.connect() as conn:
@@ -250,11 +248,11 @@ class Bridge:
                     return found[0]
         return None
 
-    def _row_by_key(self, key: Any) -> Any:
+    def _row_by_key(self, key: Any) -> sa.RowMapping | None:
         with self.engine.connect() as conn:
             return conn.execute(self._select().where(self.key_column == key)).mappings().first()
 
-    def _account(self, row: Mapping[str, Any]) -> Account:
+    def _account(self, row: sa.RowMapping) -> Account:
         stored = row[self.password_column.name]
         return Account(
             key=row[self.key_column.name],
