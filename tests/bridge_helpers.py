@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,7 @@ import sqlalchemy as sa
 
 from authmigrate.pipeline import run_migration
 from authmigrate.spec import Spec, load_spec_text
+from tests.pg_server import free_port
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -155,3 +162,61 @@ def stored(url: str) -> dict[int, str | None]:
         rows = dict(c.execute(sa.text("SELECT customer_id, password FROM accounts")).all())
     engine.dispose()
     return rows
+
+
+SECRET = "test-bridge-secret-0123456789"
+
+
+@contextmanager
+def running_bridge(spec: Spec, **app_options: Any) -> Iterator[str]:
+    """A real uvicorn serving the bridge on a free loopback port; yields its base URL."""
+    from authmigrate.bridge import Bridge
+    from authmigrate.bridge.app import create_app, make_server
+
+    bridge = Bridge(spec)
+    port = free_port()
+    server = make_server(
+        create_app(bridge, secret=SECRET, **app_options), host="127.0.0.1", port=port
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "bridge did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        bridge.close()
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    secret: str | None = SECRET,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, dict[str, str]]:
+    """One real HTTP request: (status, parsed JSON body or raw bytes, headers)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if secret is not None:
+        req.add_header("Authorization", f"Bearer {secret}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, raw, hdrs = resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        status, raw, hdrs = err.code, err.read(), dict(err.headers)
+    try:
+        parsed: Any = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw
+    return status, parsed, hdrs

@@ -64,11 +64,20 @@ def route_label(path: str) -> str:
 class Guard:
     """ASGI middleware: authentication, per-address rate limit, bounded body, safe logging."""
 
-    def __init__(self, app: ASGIApp, *, secret: str, max_body: int, per_address: RateLimit) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: str,
+        max_body: int,
+        per_address: RateLimit,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self.app = app
         self.expected = b"Bearer " + secret.encode("utf-8")
         self.max_body = max_body
         self.per_address = per_address
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,7 +133,7 @@ class Guard:
             await _answer(send, 413, b'{"error":"body_too_large"}', close=True)
             return
         try:
-            with anyio.fail_after(BODY_TIMEOUT):
+            with anyio.fail_after(self.body_timeout):
                 data = await self._read_body(receive)
         except BodyTooLarge:
             await _answer(send, 413, b'{"error":"body_too_large"}', close=True)
@@ -181,12 +190,13 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(bridge: Bridge, *, secret: str) -> ASGIApp:
+def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOUT) -> ASGIApp:
     """The bridge's ASGI app: every provider's routes behind the guard.
 
     Args:
         bridge: the opened migration target.
         secret: the shared secret (the value ``bridge.secret`` names, not the reference).
+        body_timeout: seconds a client has to send its whole body.
     """
     settings = bridge.settings
     ctx = Context(
@@ -201,6 +211,7 @@ def create_app(bridge: Bridge, *, secret: str) -> ASGIApp:
         secret=secret,
         max_body=settings.max_body,
         per_address=RateLimit(settings.per_address),
+        body_timeout=body_timeout,
     )
 
 
