@@ -91,7 +91,7 @@ def make_shop(
     """A legacy shop (WooCommerce phpass, Magento 2, PrestaShop with its cookie key, an account
     without password, one whose hash is malformed in the target), migrated into ``target_url``.
 
-    ``extra_users`` adds phpass accounts ``user{i}@example.com`` (password ``pw-{i}``) made by
+    ``extra_users`` adds phpass accounts ``user{i}@example.com`` (password ``planted-pw-{i}-x7Q``) made by
     the libpass phpass the migration reads like WordPress's own (for load and crash tests).
     """
     phpass, phpass_pw, _ = vector("php.json", "phpass")
@@ -115,7 +115,7 @@ def make_shop(
 
         for i in range(extra_users):
             email = f"user{i}@example.com"
-            pw = f"pw-{i}"
+            pw = f"planted-pw-{i}-x7Q"
             rows.append((100 + i, email, libpass_phpass.using(rounds=8).hash(pw), f"U{i}"))
             passwords[email] = pw
     src = tmp / "legacy.db"

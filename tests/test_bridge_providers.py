@@ -273,6 +273,7 @@ def test_cognito_lambda_handler_answers_the_aws_event(shop, monkeypatch) -> None
     assert answered["response"]["finalUserStatus"] == "CONFIRMED"
     assert answered["response"]["userAttributes"]["email"] == "bob@example.com"
     assert event["response"]["finalUserStatus"] is None  # the input is not changed
+    assert "password" not in answered["request"]  # the password goes back nowhere
     with pytest.raises(cognito.Refused, match="^Bad password$"):
         cognito.handler(cognito_event("bob@example.com", "wrong"), None)
     with pytest.raises(cognito.Refused, match="^Bad password$"):

@@ -24,6 +24,8 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from authmigrate.db import first_line
@@ -31,7 +33,7 @@ from authmigrate.errors import SpecError
 from authmigrate.spec import Spec, resolve_secret
 
 from . import auth0, cognito, fusionauth, keycloak, kratos, okta
-from ._http import STARTED, Context
+from ._http import STARTED, Context, json_response
 from ._limits import RateLimit
 from .core import Bridge
 
@@ -190,6 +192,11 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """An unexpected error's answer (Starlette then re-raises it to the guard, which logs it)."""
+    return json_response({"error": "unavailable"}, 503)
+
+
 def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOUT) -> ASGIApp:
     """The bridge's ASGI app: every provider's routes behind the guard.
 
@@ -205,7 +212,7 @@ def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOU
         threads=anyio.CapacityLimiter(settings.workers),
     )
     routes: list[BaseRoute] = [r for provider in PROVIDERS for r in provider.routes(ctx)]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={Exception: _unavailable})
     return Guard(
         app,
         secret=secret,

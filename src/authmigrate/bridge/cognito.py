@@ -56,7 +56,8 @@ def parse(event: Any) -> tuple[str, str, str | None]:
 
 
 def respond(event: dict[str, Any], trigger: str, account: Account) -> dict[str, Any]:
-    """The event with its ``response`` filled for a migrated account."""
+    """The event with its ``response`` filled for a migrated account, and without the
+    password (Cognito reads only ``response``; the password goes back nowhere)."""
     p = profile(account)
     attributes = {"email": p.email, "email_verified": "true"} if p.email else {}
     if p.first_name:
@@ -64,6 +65,8 @@ def respond(event: dict[str, Any], trigger: str, account: Account) -> dict[str, 
     if p.last_name:
         attributes["family_name"] = p.last_name
     out = copy.deepcopy(event)
+    if isinstance(out.get("request"), dict):
+        out["request"].pop("password", None)
     response = out.get("response")
     if not isinstance(response, dict):
         response = {}
