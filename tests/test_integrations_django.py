@@ -89,10 +89,16 @@ def login_view(request: Any) -> Any:
     return JsonResponse({"ok": True, "user": user.username})
 
 
+def me_view(request: Any) -> Any:
+    from django.http import JsonResponse
+
+    return JsonResponse({"user": request.user.username if request.user.is_authenticated else None})
+
+
 def _urls() -> list[Any]:
     from django.urls import path
 
-    return [path("login/", login_view)]
+    return [path("login/", login_view), path("me/", me_view)]
 
 
 def __getattr__(name: str) -> Any:  # ROOT_URLCONF = this module; built after setup
@@ -144,6 +150,8 @@ def test_login_through_the_test_client(project) -> None:
     assert right_answer.status_code == 200
     assert json.loads(right_answer.content) == {"ok": True, "user": "woo2"}
     assert client.session["_auth_user_backend"].endswith("LegacyHashBackend")
+    # the session finds its user through LegacyHashBackend.get_user on the next request
+    assert json.loads(client.get("/me/").content) == {"user": "woo2"}
     assert password_of("woo2").startswith("argon2$argon2id$")
     again = Client()
     assert again.login(username="woo2", password=right)
@@ -158,6 +166,11 @@ def test_unknown_user_and_unusable_password_are_refused(project) -> None:
     User.objects.create_user("locked", password=None)  # unusable password ("!...")
     assert authenticate(username="locked", password="") is None
     assert password_of("locked").startswith("!")
+    stored, right, _ = vector("php.json", "phpass", 2)
+    inactive = User.objects.create(username="gone", is_active=False)
+    User.objects.filter(pk=inactive.pk).update(password=import_hash("phpass", stored))
+    assert authenticate(username="gone", password=right) is None
+    assert password_of("gone") == stored, "an inactive user is not upgraded"
 
 
 def test_check_password_for_any_framework_upgrades_through_save(tmp_path: Path) -> None:

@@ -25,23 +25,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.hashers import identify_hasher, is_password_usable, make_password
-from django.http import HttpRequest
-
 from authmigrate.bridge._timing import dummy_verify, password_too_long
 from authmigrate.credentials import verify
 from authmigrate.errors import UnknownSchemeError
 
+# Django is imported inside the methods: this module imports (and lists its API) without
+# Django installed or settings configured, and Django loads it only once settings are ready.
 
-class LegacyHashBackend(ModelBackend):
-    """Authenticates users whose ``password`` is still a legacy hash, and upgrades it."""
+
+class LegacyHashBackend:
+    """Authenticates users whose ``password`` is still a legacy hash, and upgrades it.
+
+    A complete authentication backend (``authenticate``, ``get_user``); permissions are left
+    to ``ModelBackend``, which sits before it in ``AUTHENTICATION_BACKENDS``.
+    """
 
     def authenticate(
         self,
-        request: HttpRequest | None,
+        request: Any,
         username: str | None = None,
         password: str | None = None,
         **kwargs: Any,
@@ -50,6 +51,9 @@ class LegacyHashBackend(ModelBackend):
 
         Users whose hash Django reads itself are left to ``ModelBackend`` (None here).
         """
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.hashers import make_password
+
         user_model = get_user_model()
         if username is None:
             username = kwargs.get(user_model.USERNAME_FIELD)
@@ -79,9 +83,26 @@ class LegacyHashBackend(ModelBackend):
             user.refresh_from_db(fields=["password"])
         return user
 
+    def get_user(self, user_id: Any) -> Any:
+        """The active user with this primary key, or None (how sessions find their user)."""
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        try:
+            user = user_model._default_manager.get(pk=user_id)
+        except user_model.DoesNotExist:
+            return None
+        return user if self.user_can_authenticate(user) else None
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        """Inactive users are refused, as ``ModelBackend`` refuses them."""
+        return bool(getattr(user, "is_active", True))
+
 
 def _is_legacy(stored: str | None) -> bool:
     """True for a usable value no Django hasher recognises (a migrated credential)."""
+    from django.contrib.auth.hashers import identify_hasher, is_password_usable
+
     if not stored or not is_password_usable(stored):
         return False
     try:
@@ -92,4 +113,6 @@ def _is_legacy(stored: str | None) -> bool:
 
 
 def _keyring() -> dict[str, bytes | str]:
+    from django.conf import settings
+
     return dict(getattr(settings, "AUTHMIGRATE_KEYRING", {}) or {})
