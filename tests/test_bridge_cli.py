@@ -39,13 +39,13 @@ def bridge_cmd(spec: Path, listen: str, *extra: str) -> list[str]:
 
 @contextmanager
 def bridge_process(
-    spec: Path, env: dict[str, str] | None = None
+    spec: Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """The bridge command running on a free port; stopped (SIGTERM) after the block."""
     port = free_port()
     environ = {**os.environ, "BRIDGE_SECRET": SECRET, **(env or {})}
     proc = subprocess.Popen(
-        bridge_cmd(spec, f"127.0.0.1:{port}"),
+        bridge_cmd(spec, f"127.0.0.1:{port}", *extra),
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,7 +62,7 @@ def bridge_process(
             assert time.monotonic() < deadline, "bridge did not start"
             time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", proc
+        yield f"{'https' if extra else 'http'}://127.0.0.1:{port}", proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -261,3 +261,69 @@ def test_kill_9_during_a_burst_loses_no_answered_upgrade_and_half_writes_nothing
 def test_vectors_helper_reads_a_keyring() -> None:
     _, _, keyring = vector("php.json", "prestashop")
     assert keyring
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with cryptography."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = tmp / "bridge.crt", tmp / "bridge.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile
+
+
+def test_certfile_and_keyfile_serve_https(shop, tmp_path: Path) -> None:
+    import json
+    import ssl
+    import urllib.request
+
+    certfile, keyfile = self_signed(tmp_path)
+    extra = ("--certfile", str(certfile), "--keyfile", str(keyfile))
+    with bridge_process(shop.spec_path, extra=extra) as (url, _):
+        assert url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(certfile))
+        body = json.dumps(
+            {"identifier": "bob@example.com", "password": shop.passwords["bob@example.com"]}
+        ).encode()
+        request = urllib.request.Request(
+            url + "/kratos",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+            assert answer.status == 200
+            assert json.loads(answer.read()) == {"status": "password_match"}
+        with pytest.raises((OSError, http.client.HTTPException)):  # no plain HTTP on TLS
+            urllib.request.urlopen(url.replace("https", "http") + "/kratos", timeout=10)
