@@ -120,3 +120,24 @@ def test_bridge_section_refuses_a_secret_written_in_the_spec(shop) -> None:
     text = shop.spec_path.read_text().replace('"env:BRIDGE_SECRET"', '"hunter2"')
     with pytest.raises(SpecError, match=r"bridge\.secret"):
         load_spec_text(text)
+
+
+def test_a_field_copying_the_legacy_hash_is_never_shown(tmp_path: Path) -> None:
+    from authmigrate.pipeline import run_migration
+
+    shop = make_shop(tmp_path, f"sqlite:///{tmp_path}/target.db")
+    text = (
+        shop.spec_path.read_text()
+        .replace(
+            'first_name = "first_name"', 'first_name = "first_name"\nold_hash = "password_hash"'
+        )
+        .replace(f"sqlite:///{tmp_path}/target.db", f"sqlite:///{tmp_path}/second.db")
+    )
+    spec = load_spec_text(text)
+    run_migration(spec)
+    bridge = Bridge(spec)
+    account = bridge.find("alice@example.com")
+    assert "old_hash" not in account.fields and account.fields["first_name"] == "Alice"
+    verdict = bridge.check("alice@example.com", shop.passwords["alice@example.com"])
+    assert verdict.ok and "old_hash" not in verdict.account.fields
+    bridge.close()

@@ -121,7 +121,7 @@ class Bridge:
         self.table = self._reflect()
         self.key_column = self._column(spec.target_key, "target.key")
         self.password_column = self._column(cred.target_column, "credentials.target_column")
-        self.field_names = [f for f in spec.fields if f in self.table.c]
+        self.field_names = _profile_fields(spec, self.table)
         self.lookups = [self._lookup(i, name) for i, name in enumerate(self.settings.lookup)]
         self.floor = floor or self._floor()
 
@@ -263,6 +263,18 @@ class Bridge:
     def close(self) -> None:
         """Release the target's connections."""
         self.engine.dispose()
+
+
+def _profile_fields(spec: Spec, table: sa.Table) -> list[str]:
+    """The mapped fields an account shows (to providers, in profiles): every field of the
+    target table except one copied from the legacy hash or salt column."""
+    assert spec.credentials is not None
+    secret = {spec.credentials.column, spec.credentials.salt_column} - {None}
+    return [
+        name
+        for name, f in spec.fields.items()
+        if name in table.c and (f.from_ or name) not in secret
+    ]
 
 
 def _normalizer(spec: Spec, name: str, column: sa.Column[Any]) -> Callable[[str], Any]:
