@@ -176,6 +176,19 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
 
 
 @main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--listen", required=True, help="HOST:PORT to listen on, e.g. 127.0.0.1:8085.")
+@click.option("--certfile", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
+@click.option("--keyfile", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@handle_errors
+def bridge(spec: str, listen: str, certfile: str | None, keyfile: str | None) -> None:
+    """Serve the login-time password bridge for identity providers' migration hooks."""
+    from authmigrate.bridge.app import bridge_command
+
+    bridge_command(_load(spec), listen, certfile=certfile, keyfile=keyfile)
+
+
+@main.command()
 @click.option("--from", "from_url", required=True, help="Source database URL.")
 @click.option(
     "--to", "to_url", default="sqlite:///new_users.db", show_default=True, help="Target URL."

@@ -466,6 +466,36 @@ class RunSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
 
 
+class BridgeSpec(_Model):
+    """The login-time password bridge (``authmigrate bridge``): see docs/bridge.md."""
+
+    secret: str
+    """``env:NAME`` of the shared secret every request carries as ``Authorization: Bearer``."""
+    lookup: list[str] = Field(default_factory=lambda: ["email"], min_length=1)
+    """Target fields an identifier is looked up by, in order (e.g. ``["email", "user_id"]``)."""
+    min_seconds: float | None = Field(default=None, ge=0, le=10)
+    """Floor on the time of a failed answer; default: 1.5 x one argon2id verification."""
+    max_body: int = Field(default=65536, ge=1024, le=1_048_576)
+    per_identifier: int = Field(default=10, ge=1)
+    """Attempts per identifier per minute."""
+    per_address: int = Field(default=600, ge=1)
+    """Requests per client address per minute (providers call from a few addresses)."""
+    workers: int = Field(default=8, ge=1, le=256)
+    """Threads verifying passwords."""
+
+    @field_validator("secret")
+    @classmethod
+    def _env_ref(cls, v: str) -> str:
+        return env_ref(v)
+
+    @field_validator("lookup")
+    @classmethod
+    def _idents(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_identifier(name)
+        return v
+
+
 class Spec(_Model):
     """A whole migration."""
 
@@ -476,6 +506,7 @@ class Spec(_Model):
     credentials: CredentialsSpec | None = None
     tokens: TokensSpec | None = None
     notify: NotifySpec | None = None
+    bridge: BridgeSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
     _base_dir: Path | None = PrivateAttr(default=None)
 
