@@ -72,7 +72,9 @@ def env_ref(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # strict: TOML has real numbers and booleans, so batch_size = "500" is a mistake to name,
+    # never a string to coerce
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
 
 class SourceSpec(_Model):
@@ -586,6 +588,35 @@ def _section_model(annotation: Any) -> tuple[Any, bool]:
 _UNIONS = (typing.Union, types.UnionType)
 
 
+_EXPECTED = {
+    "int_type": "an integer (e.g. 500, without quotes)",
+    "float_type": "a number (e.g. 2.5, without quotes)",
+    "bool_type": "true or false (without quotes)",
+    "string_type": "a string (in quotes)",
+    "list_type": "a list (e.g. [\"a\", \"b\"])",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+"""What a key holds, by pydantic's error type, for "expected X, got Y" messages."""
+
+
+def _toml_kind(value: Any) -> str:
+    """What the spec wrote, by TOML type (never the value: it may be a secret)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
 def _format(err: ValidationError) -> SpecError:
     first = err.errors()[0]
     path = _loc(first["loc"])
@@ -597,6 +628,9 @@ def _format(err: ValidationError) -> SpecError:
         return SpecError(path, f"unknown key ({hint})")
     if kind == "missing":
         return SpecError(path, "required key is missing")
+    if kind in _EXPECTED:
+        got = _toml_kind(first.get("input"))
+        return SpecError(path, f"expected {_EXPECTED[kind]}, got {got}")
     msg = first["msg"]
     msg = msg.removeprefix("Value error, ")
     return SpecError(path, msg)
