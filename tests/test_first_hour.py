@@ -3,6 +3,11 @@ run, reports that say what to do next, strict spec types, messages that say what
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from authmigrate.errors import SpecError
@@ -64,3 +69,35 @@ def test_strict_spec_still_takes_an_integer_for_a_float() -> None:
         BASE_SPEC + "\n[notify]\nrate_per_second = 5\n[notify.smtp]\ntimeout = 30\n"
     )
     assert spec.notify is not None and spec.notify.smtp.timeout == 30.0
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``authmigrate`` command as a user runs it: a subprocess, not a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "authmigrate", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_init_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    """A typo in the file name: say the file does not exist, exit 2, create no empty database."""
+    done = run_cli("init", "--from", "sqlite:///legacy.db", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "the SQLite file legacy.db does not exist" in done.stderr
+    assert "shop platform" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "verify"])
+def test_no_command_creates_a_missing_source(tmp_path: Path, command: str) -> None:
+    (tmp_path / "m.toml").write_text(BASE_SPEC, encoding="utf-8")
+    done = run_cli(command, "m.toml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "legacy.db" in done.stderr
+    assert not (tmp_path / "legacy.db").exists()
