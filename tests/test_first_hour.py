@@ -101,3 +101,90 @@ def test_no_command_creates_a_missing_source(tmp_path: Path, command: str) -> No
     assert done.returncode == 2, done.stderr
     assert "legacy.db" in done.stderr
     assert not (tmp_path / "legacy.db").exists()
+
+
+def _plan_details(
+    tmp_path: Path, rows: list[tuple[object, ...]], fields: str, creds: str = ""
+) -> dict[object, tuple[str, str]]:
+    """``{key: (reason, detail)}`` of the rows ``plan`` would reject."""
+    import sqlite3
+
+    from authmigrate.pipeline import plan_migration
+
+    db = tmp_path / "legacy.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, n TEXT, pw TEXT)")
+    conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    text = (
+        f'[source]\nurl = "sqlite:///{db}"\ntable = "users"\nkey = "id"\n'
+        f'[target]\nurl = "sqlite:///{tmp_path}/new.db"\ntable = "accounts"\nunique = []\n'
+        f'[fields]\nid = "id"\n{fields}\n{creds}'
+    )
+    plan = plan_migration(load_spec_text(text), preview=100)
+    return {p["key"]: (p["reason"], p["detail"]) for p in plan.preview}
+
+
+def test_reject_details_say_what_is_wrong(tmp_path: Path) -> None:
+    """Each reject's detail names the fault (a 10 KB email is too long, not 'not local@domain'),
+    and never holds the value."""
+    long_email = "a" * 10_000 + "@example.com"
+    rows = [
+        (1, long_email, "1", None),
+        (2, "jane", "1", None),
+        (3, "jane@localhost", "1", None),
+        (4, "jane doe@example.com", "1", None),
+        (5, "x" * 65 + "@example.com", "1", None),
+        (6, "jane@exa_mple.com", "1", None),
+        (7, "ok7@example.com", "seven", None),
+        (8, "ok8@example.com", "123456789012", None),
+        (9, None, "1", None),
+    ]
+    found = _plan_details(
+        tmp_path,
+        rows,
+        'email = { from = "email", normalize = "email", required = true }\n'
+        'n = { from = "n", type = "integer", max_length = 5 }',
+    )
+    assert found[1] == (
+        "field.invalid_email",
+        "longer than 254 characters (RFC 5321): 10,012 characters",
+    )
+    assert found[2] == ("field.invalid_email", "no @ (not local@domain)")
+    assert found[3] == ("field.invalid_email", "domain has no dot (e.g. example.com)")
+    assert found[4] == ("field.invalid_email", "local part contains a space or invisible character")
+    assert found[5] == ("field.invalid_email", "local part longer than 64 characters (RFC 5321)")
+    assert found[6][1] == "domain contains an underscore (not allowed in a host name)"
+    assert found[7] == ("field.invalid_type", "text of 5 characters is not an integer")
+    assert found[8] == ("field.out_of_range", 'integer does not fit 32 bits (type = "integer")')
+    assert found[9] == ("field.missing", "no value (NULL or empty) in a required field")
+    for key, (_, detail) in found.items():
+        value = next(r for r in rows if r[0] == key)
+        assert not any(isinstance(v, str) and len(v) > 3 and v in detail for v in value[1:])
+
+
+def test_unrecognised_hash_detail_gives_its_shape_not_its_value(tmp_path: Path) -> None:
+    md5 = "5f4dcc3b5aa765d61d8327deb882cf99"
+    rows = [
+        (1, "a@example.com", "1", md5),
+        (2, "b@example.com", "1", "!locked"),
+        (3, "c@example.com", "1", ""),
+    ]
+    found = _plan_details(
+        tmp_path,
+        rows,
+        'email = "email"',
+        '[credentials]\ncolumn = "pw"\non_missing = "reject"\n',
+    )
+    assert found[1] == (
+        "credential.unrecognized",
+        "no scheme of credentials.scheme (auto) recognises it: 32 characters, hex; "
+        'a bare md5 digest? add "digest" with params.algorithm',
+    )
+    assert found[2][1].endswith("7 characters, letters and punctuation")
+    assert found[3] == (
+        "credential.missing",
+        'NULL or empty password hash (credentials.on_missing = "reject")',
+    )
+    assert md5 not in str(found)
