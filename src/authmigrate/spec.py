@@ -593,7 +593,7 @@ _EXPECTED = {
     "float_type": "a number (e.g. 2.5, without quotes)",
     "bool_type": "true or false (without quotes)",
     "string_type": "a string (in quotes)",
-    "list_type": "a list (e.g. [\"a\", \"b\"])",
+    "list_type": 'a list (e.g. ["a", "b"])',
     "dict_type": "a table",
     "model_type": "a table",
 }
