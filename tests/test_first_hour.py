@@ -188,3 +188,54 @@ def test_unrecognised_hash_detail_gives_its_shape_not_its_value(tmp_path: Path) 
         'NULL or empty password hash (credentials.on_missing = "reject")',
     )
     assert md5 not in str(found)
+
+
+def _five_rejected_three_merged(tmp_path: Path) -> Path:
+    """A legacy table of 40 accounts: 5 invalid emails, 3 case-only duplicates; its spec."""
+    import sqlite3
+
+    db = tmp_path / "legacy.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+    rows = [(i, f"user{i}@example.com") for i in range(1, 41)]
+    for i in (3, 9, 15, 21, 27):
+        rows[i - 1] = (i, f"user{i}-at-example.com")
+    for i, twin in ((30, 1), (31, 2), (32, 4)):
+        rows[i - 1] = (i, f"USER{twin}@Example.com")
+    conn.executemany("INSERT INTO users VALUES (?, ?)", rows)
+    conn.commit()
+    conn.close()
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        BASE_SPEC.replace('table = "accounts"', 'table = "accounts"\nunique = ["email"]')
+        + '\n[run]\nbatch_size = 7\nduplicates = "merge"\n',
+        encoding="utf-8",
+    )
+    return spec
+
+
+def test_every_count_agrees_run_report_history_and_rollback(tmp_path: Path) -> None:
+    """The run summary, the JSON report, the run's history row and the rollback's history row
+    all say 5 rejected and 3 merged (the rollback row said 8 rejected, 0 merged)."""
+    import json
+    import sqlite3
+
+    spec = _five_rejected_three_merged(tmp_path)
+    done = run_cli("run", "m.toml", "--report", "r.json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["totals"] == {"read": 40, "migrated": 32, "rejected": 5, "merged": 3}
+    assert report["this_run"] == report["totals"]
+    assert report["by_reason"] == {"field.invalid_email": 5}
+    assert report["merged_by_reason"] == {"duplicate.email": 3}
+    back = run_cli("rollback", "m.toml", "--yes", cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert "32 accounts, 5 rejected and 3 merged rows" in back.stdout
+    assert "removed 32 accounts, 5 rejected and 3 merged rows" in back.stdout
+    conn = sqlite3.connect(spec.parent / "new.db")
+    history = conn.execute(
+        "SELECT command, rows_read, migrated, rejected, merged FROM authmigrate_runs "
+        "ORDER BY started_at"
+    ).fetchall()
+    conn.close()
+    assert history == [("run", 40, 32, 5, 3), ("rollback", -40, -32, -5, -3)]

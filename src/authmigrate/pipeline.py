@@ -471,11 +471,12 @@ def _result(
     res = RunResult(run_id=run_id, migration=m.target.migration, status=status, seconds=seconds)
     res.this_run = {k: this_run.get(k, 0) for k in ("read", "migrated", "rejected", "merged")}
     try:
-        totals = m.target.totals()
-        res.read, res.migrated = totals["read"], totals["migrated"]
-        res.rejected, res.merged = totals["rejected"], totals["merged"]
-        res.by_reason = m.target.reject_counts("rejected")
-        res.merged_by_reason = m.target.reject_counts("merged")
+        res.this_run = m.target.counts(run_id).totals()
+        totals = m.target.counts()
+        res.read, res.migrated = totals.read, totals.migrated
+        res.rejected, res.merged = totals.rejected, totals.merged
+        res.by_reason = totals.by_reason
+        res.merged_by_reason = totals.merged_by_reason
         res.source_rows = m.source.count()
     except (sa.exc.DBAPIError, AuthmigrateError):
         pass

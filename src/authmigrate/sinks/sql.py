@@ -21,6 +21,7 @@ import operator
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -121,6 +122,70 @@ def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Ta
         sa.Column("raw", sa.Text),
     )
     return runs, batches, rejects
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Source rows of a migration (or of one of its runs) by outcome, from the bookkeeping.
+
+    Every count authmigrate shows (run summary, JSON report, run history, rollback) comes from
+    :func:`bookkeeping_counts`, so no two places can disagree.
+    """
+
+    read: int = 0
+    migrated: int = 0
+    rejected: int = 0
+    merged: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    """Rejected rows by reason code."""
+    merged_by_reason: dict[str, int] = field(default_factory=dict)
+    """Merged rows by reason code (``duplicate.email``...)."""
+
+    def totals(self) -> dict[str, int]:
+        """``{read, migrated, rejected, merged}``."""
+        return {
+            "read": self.read,
+            "migrated": self.migrated,
+            "rejected": self.rejected,
+            "merged": self.merged,
+        }
+
+
+def bookkeeping_counts(conn: sa.Connection, migration: str, *, run_id: str | None = None) -> Counts:
+    """Counts of ``migration`` (of its run ``run_id`` only, when given) over the committed
+    batches: rows read, migrated, rejected and merged per batch row, and the reasons from the
+    rejects written in the same transactions."""
+    _, b, r = bookkeeping_tables(sa.MetaData())
+    where = [b.c.migration == migration]
+    if run_id is not None:
+        where.append(b.c.run_id == run_id)
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
+            sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
+            sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
+            sa.func.coalesce(sa.func.sum(b.c.merged), 0),
+        ).where(*where)
+    ).one()
+    reasons: dict[str, dict[str, int]] = {"rejected": {}, "merged": {}}
+    rwhere = [r.c.migration == migration]
+    if run_id is not None:
+        rwhere.append(r.c.run_id == run_id)
+    for outcome, reason, n in conn.execute(
+        sa.select(r.c.outcome, r.c.reason, sa.func.count())
+        .where(*rwhere)
+        .group_by(r.c.outcome, r.c.reason)
+        .order_by(r.c.outcome, r.c.reason)
+    ):
+        reasons.setdefault(outcome, {})[reason] = int(n)
+    return Counts(
+        read=int(row[0]),
+        migrated=int(row[1]),
+        rejected=int(row[2]),
+        merged=int(row[3]),
+        by_reason=reasons["rejected"],
+        merged_by_reason=reasons["merged"],
+    )
 
 
 def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed: bool) -> Any:
@@ -461,36 +526,14 @@ class SqlTarget:
             return 0, None
         return int(row.batch_no), decode_key(row.last_key)
 
+    def counts(self, run_id: str | None = None) -> Counts:
+        """This migration's counts (or one run's) from the bookkeeping."""
+        with self.engine.connect() as conn:
+            return bookkeeping_counts(conn, self.migration, run_id=run_id)
+
     def totals(self) -> dict[str, int]:
         """Counts over every committed batch of this migration."""
-        b = self.batches
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
-                ).where(b.c.migration == self.migration)
-            ).one()
-        return {
-            "read": int(row[0]),
-            "migrated": int(row[1]),
-            "rejected": int(row[2]),
-            "merged": int(row[3]),
-        }
-
-    def reject_counts(self, outcome: str = "rejected") -> dict[str, int]:
-        """Rows of this migration with ``outcome`` (rejected or merged), by reason code."""
-        r = self.rejects
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(r.c.reason, sa.func.count())
-                .where(r.c.migration == self.migration, r.c.outcome == outcome)
-                .group_by(r.c.reason)
-                .order_by(r.c.reason)
-            ).all()
-        return {reason: int(n) for reason, n in rows}
+        return self.counts().totals()
 
     # -- duplicate and key checks against what the target already holds --------------------
 
@@ -625,28 +668,21 @@ class SqlTarget:
             )
 
     def _mark_crashed(self, conn: sa.Connection) -> None:
-        r, b = self.runs, self.batches
+        r = self.runs
         stale = conn.execute(
             sa.select(r.c.run_id).where(r.c.migration == self.migration, r.c.status == "running")
         ).scalars()
         for run_id in list(stale):
-            done = conn.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
-                ).where(b.c.migration == self.migration, b.c.run_id == run_id)
-            ).one()
+            done = bookkeeping_counts(conn, self.migration, run_id=run_id)
             conn.execute(
                 r.update()
                 .where(r.c.run_id == run_id)
                 .values(
                     status="crashed",
-                    rows_read=int(done[0]),
-                    migrated=int(done[1]),
-                    rejected=int(done[2]),
-                    merged=int(done[3]),
+                    rows_read=done.read,
+                    migrated=done.migrated,
+                    rejected=done.rejected,
+                    merged=done.merged,
                     error="ended without recording its end (killed or lost); "
                     "its committed batches are kept",
                 )
@@ -655,6 +691,10 @@ class SqlTarget:
     def end_run(
         self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
     ) -> None:
+        """Record the end of a run with its counts from the bookkeeping (``counts``, what the
+        run process tallied, only when the target cannot be read any more)."""
+        with contextlib.suppress(sa.exc.DBAPIError):
+            counts = self.counts(run_id).totals()
         with contextlib.suppress(sa.exc.DBAPIError), self.engine.begin() as conn:
             conn.execute(
                 self.runs.update()
