@@ -239,3 +239,65 @@ def test_every_count_agrees_run_report_history_and_rollback(tmp_path: Path) -> N
     ).fetchall()
     conn.close()
     assert history == [("run", 40, 32, 5, 3), ("rollback", -40, -32, -5, -3)]
+
+
+def _mixed_hash_table(db: Path, rows: int = 6000) -> dict[str, int]:
+    """Old accounts on bcrypt, newer ones on bare md5 hex (a PHP rewrite), some NULL, empty
+    or locked: the md5 accounts all come after the first few thousand keys."""
+    import hashlib
+    import sqlite3
+
+    import bcrypt
+
+    salted = [bcrypt.hashpw(f"pw-{i}".encode(), bcrypt.gensalt(4)).decode() for i in range(5)]
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, pw TEXT)")
+    planted = {"bcrypt": 0, "md5": 0, "empty": 0, "locked": 0}
+    data = []
+    for i in range(1, rows + 1):
+        if i % 50 == 0:
+            pw, kind = (None if i % 100 else ""), "empty"
+        elif i % 77 == 0:
+            pw, kind = "!locked", "locked"
+        elif i <= rows * 6 // 10:
+            pw, kind = salted[i % 5], "bcrypt"
+        else:
+            pw, kind = hashlib.md5(f"pw-{i}".encode()).hexdigest(), "md5"
+        planted[kind] += 1
+        data.append((i * 3, f"user{i}@example.com", pw))
+    conn.executemany("INSERT INTO users VALUES (?, ?, ?)", data)
+    conn.commit()
+    conn.close()
+    return planted
+
+
+def test_init_samples_the_whole_key_range_and_covers_every_scheme(tmp_path: Path) -> None:
+    """A table mixing bcrypt (first 60% of keys) with bare md5: init's spec names both, with
+    the digest's parameters, counts per scheme, and unknown values by shape only; plan then
+    rejects none as unrecognised but the locked ones."""
+    from authmigrate.pipeline import plan_migration
+    from authmigrate.spec import load_spec
+
+    _mixed_hash_table(tmp_path / "legacy.db")
+    done = run_cli(
+        "init", "--from", "sqlite:///legacy.db", "--to", "sqlite:///new.db", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "migration.toml").read_text()
+    spec = load_spec(tmp_path / "migration.toml")
+    assert spec.credentials is not None
+    assert spec.credentials.scheme == ["auto", "digest"]
+    assert spec.credentials.params == {"algorithm": "md5", "encoding": "hex"}
+    assert "# init sampled 3,000 of 6,000 rows of this column" in text
+    counts = {
+        line.split(":")[0].strip("# ").strip(): line
+        for line in text.splitlines()
+        if line.startswith("#   ")
+    }
+    assert "bcrypt" in counts and "bare md5 hex (scheme digest)" in counts
+    assert "unknown, 7 characters, letters and punctuation" in counts
+    assert "NULL or empty" in counts
+    assert "!locked" not in text  # unknown values by shape, never by value
+    plan = plan_migration(spec)
+    assert list(plan.by_reason) in (["credential.unrecognized"], ["credential.malformed"])
+    assert plan.rejected == 6000 // 77 - sum(1 for i in range(77, 6001, 77) if i % 50 == 0)
