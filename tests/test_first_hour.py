@@ -301,3 +301,106 @@ def test_init_samples_the_whole_key_range_and_covers_every_scheme(tmp_path: Path
     plan = plan_migration(spec)
     assert list(plan.by_reason) in (["credential.unrecognized"], ["credential.malformed"])
     assert plan.rejected == 6000 // 77 - sum(1 for i in range(77, 6001, 77) if i % 50 == 0)
+
+
+def _legacy_with_long_email(tmp_path: Path) -> str:
+    import sqlite3
+
+    db = tmp_path / "legacy.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, created TEXT)")
+    conn.executemany(
+        "INSERT INTO users VALUES (?, ?, ?)",
+        [
+            (1, "ann@example.com", "2020-01-01 10:00:00"),
+            (2, "a-very-long-address@example.com", "2021-02-03 04:05:06"),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    return f"sqlite:///{db}"
+
+
+def _existing_target(url: str, ddl: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(ddl))
+    engine.dispose()
+
+
+def _target_tables(url: str) -> set[str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "ddl,fields,path,message",
+    [
+        (
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email VARCHAR(320), "
+            "tenant_id INTEGER NOT NULL)",
+            'email = "email"',
+            "fields",
+            "column 'tenant_id' of the existing table 'accounts' is NOT NULL, has no default, "
+            "and the spec does not fill it",
+        ),
+        (
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email VARCHAR(20))",
+            'email = { from = "email", normalize = "email" }',
+            "fields.email",
+            "the target column 'email' is VARCHAR(20) but the field's values can be up to 254 "
+            "characters: set fields.email.max_length = 20",
+        ),
+        (
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email TEXT, created INTEGER)",
+            'email = "email"\ncreated = { from = "created", type = "datetime" }',
+            "fields.created",
+            "the target column 'created' is INTEGER but the spec writes date-time there",
+        ),
+    ],
+)
+def test_plan_and_run_refuse_a_target_table_the_spec_does_not_fit(
+    tmp_path: Path, target_url: str, ddl: str, fields: str, path: str, message: str
+) -> None:
+    """Checked before anything is written: NOT NULL columns the spec leaves empty, VARCHAR(n)
+    shorter than the field's values, a column of another kind than the field's type."""
+    from authmigrate.pipeline import plan_migration, run_migration
+
+    _existing_target(target_url, ddl)
+    text = (
+        f'[source]\nurl = "{_legacy_with_long_email(tmp_path)}"\ntable = "users"\nkey = "id"\n'
+        f'[target]\nurl = "{target_url}"\ntable = "accounts"\nunique = []\n'
+        f'[fields]\nid = "id"\n{fields}\n'
+    )
+    for attempt in (plan_migration, run_migration):
+        with pytest.raises(SpecError) as err:
+            attempt(load_spec_text(text))
+        assert err.value.path == path
+        assert message in err.value.message
+    assert _target_tables(target_url) == {"accounts"}  # nothing written, not even bookkeeping
+
+
+def test_a_bounded_field_fits_a_short_column_and_rejects_the_long_values(
+    tmp_path: Path, target_url: str
+) -> None:
+    """Once max_length says what the VARCHAR holds, the run goes, rejecting the long email as
+    field.too_long instead of failing the batch."""
+    from authmigrate.pipeline import run_migration
+
+    _existing_target(
+        target_url, "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email VARCHAR(20))"
+    )
+    text = (
+        f'[source]\nurl = "{_legacy_with_long_email(tmp_path)}"\ntable = "users"\nkey = "id"\n'
+        f'[target]\nurl = "{target_url}"\ntable = "accounts"\nunique = []\n'
+        '[fields]\nid = "id"\nemail = { from = "email", normalize = "email", max_length = 20 }\n'
+    )
+    result = run_migration(load_spec_text(text))
+    assert (result.migrated, result.by_reason) == (1, {"field.too_long": 1})

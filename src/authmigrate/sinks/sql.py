@@ -205,6 +205,60 @@ def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed:
     return sa.Text()
 
 
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (dt.datetime, "date-time"),
+    (dt.date, "date"),
+    (str, "text"),
+    (bytes, "bytes"),
+)
+
+
+def _kind(type_: Any) -> str | None:
+    """The kind of value a SQL type holds (None when SQLAlchemy cannot say)."""
+    import decimal
+
+    try:
+        py = type_.python_type
+    except (NotImplementedError, AttributeError):
+        return None
+    if py is decimal.Decimal:
+        return "number"
+    for base, name in _KINDS:
+        if issubclass(py, base):
+            return name
+    return None
+
+
+_WIDENS = {
+    "boolean": {"integer", "number", "text"},
+    "integer": {"number", "text", "boolean"},
+    "number": {"text"},
+    "date": {"date-time", "text"},
+    "date-time": {"text"},
+    "bytes": {"text"},
+}
+"""Kinds of value a column of another kind stores without loss (the key: what we write)."""
+
+
+def _fits(ours: str, theirs: str, *, explicit: bool) -> bool:
+    """Whether values of kind ``ours`` can go into a column of kind ``theirs``. A field copied
+    from the source untyped may hold text that the column parses (``"42"`` into an INTEGER):
+    only a kind the spec says (or a stage writes) is checked."""
+    if ours == theirs or theirs in _WIDENS.get(ours, ()):
+        return True
+    return not explicit
+
+
+def _type_name(type_: Any) -> str:
+    try:
+        return str(type_.compile())
+    except Exception:  # noqa: BLE001 - a dialect-specific type without a generic name
+        return type(type_).__name__.upper()
+
+
 def _tuple_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """``row -> tuple of row[name]`` in C (itemgetter), always a tuple."""
     get = operator.itemgetter(*names)
@@ -485,13 +539,101 @@ class SqlTarget:
                     "target.table", f"no table {self.spec.target.table!r} in {self.where}"
                 )
             return
-        have = {c["name"] for c in insp.get_columns(self.table.name, schema=self.table.schema)}
+        reflected = insp.get_columns(self.table.name, schema=self.table.schema)
+        have: dict[str, Any] = {c["name"]: c for c in reflected}
         for col in self.table.c:
             if col.name not in have:
                 path = f"fields.{col.name}" if col.name in self.spec.fields else "target.table"
                 raise SpecError(
                     path, f"existing table {self.spec.target.table!r} has no column {col.name!r}"
                 )
+        pk = insp.get_pk_constraint(self.table.name, schema=self.table.schema)
+        self._check_unfilled(reflected, list(pk.get("constrained_columns") or []))
+        for col in self.table.c:
+            self._check_column(col, have[col.name])
+
+    def _filled(self) -> set[str]:
+        """Target columns a run fills (``plan`` builds no token stage, so they are added)."""
+        names = {c.name for c in self.table.c}
+        tokens = self.spec.tokens
+        if tokens is not None:
+            names.update(n for n in (tokens.column, tokens.prefix_column) if n)
+        return names
+
+    def _check_unfilled(self, reflected: list[Any], pk: list[str]) -> None:
+        """A NOT NULL column without a default that the spec does not fill would refuse every
+        row, one by one: refuse the spec instead, naming the column."""
+        from authmigrate.errors import SpecError
+
+        filled = self._filled()
+        for c in reflected:
+            name = c["name"]
+            if name in filled or c.get("nullable", True):
+                continue
+            if c.get("default") is not None or c.get("identity") or c.get("computed"):
+                continue
+            if c.get("autoincrement") is True:
+                continue
+            rowid = self.engine.dialect.name == "sqlite" and pk == [name]
+            if rowid and isinstance(c["type"], sa.Integer):
+                continue  # INTEGER PRIMARY KEY: SQLite's rowid fills it
+            raise SpecError(
+                "fields",
+                f"column {name!r} of the existing table {self.spec.target.table!r} is NOT NULL, "
+                f"has no default, and the spec does not fill it: add it to [fields] (e.g. "
+                f"{name} = {{ value = ... }} or {{ from = ... }}) or give it a default",
+            )
+
+    def _check_column(self, col: sa.Column[Any], found: dict[str, Any]) -> None:
+        """Refuse a field whose values the existing column cannot hold: a different kind of
+        type, or text that can be longer than a ``VARCHAR(n)``."""
+        from authmigrate.errors import SpecError
+
+        field = self.spec.fields.get(col.name)
+        path = f"fields.{col.name}" if field is not None else "target.table"
+        theirs = found["type"]
+        ours_kind, theirs_kind = _kind(col.type), _kind(theirs)
+        if (
+            ours_kind
+            and theirs_kind
+            and not _fits(ours_kind, theirs_kind, explicit=self._typed(col.name))
+        ):
+            raise SpecError(
+                path,
+                f"the target column {col.name!r} is {_type_name(theirs)} but the spec writes "
+                f"{ours_kind} there: change the field's type (or the column)",
+            )
+        length = getattr(theirs, "length", None)
+        if field is None or ours_kind != "text" or not isinstance(length, int):
+            return
+        bound = self._text_bound(col, field)
+        if bound is None or bound > length:
+            longest = "of any length" if bound is None else f"up to {bound} characters"
+            raise SpecError(
+                path,
+                f"the target column {col.name!r} is {_type_name(theirs)} but the field's values "
+                f"can be {longest}: set fields.{col.name}.max_length = {length} (longer values "
+                "are then rejected as field.too_long) or widen the column",
+            )
+
+    def _typed(self, name: str) -> bool:
+        """True when the spec says what kind of value goes in ``name``, not the source."""
+        field = self.spec.fields.get(name)
+        if field is None:
+            return True  # a stage's column: the stage decides
+        return "type" in field.model_fields_set or bool(field.normalize or field.template)
+
+    def _text_bound(self, col: sa.Column[Any], field: FieldSpec) -> int | None:
+        """The most characters a text field can hold (None: unbounded)."""
+        bounds = []
+        if field.max_length:
+            bounds.append(field.max_length)
+        if "email" in field.normalize:
+            bounds.append(254)
+        length = getattr(col.type, "length", None)
+        if isinstance(length, int):
+            bounds.append(length)
+        return min(bounds) if bounds else None
 
     def create(self) -> None:
         """Create what is missing: the accounts table, bookkeeping and stage tables."""
