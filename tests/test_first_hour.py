@@ -404,3 +404,169 @@ def test_a_bounded_field_fits_a_short_column_and_rejects_the_long_values(
     )
     result = run_migration(load_spec_text(text))
     assert (result.migrated, result.by_reason) == (1, {"field.too_long": 1})
+
+
+def _shop_for_plan(tmp_path: Path) -> dict[str, int]:
+    """20 md5-crypt (weak), 10 bcrypt, 4 NULL hashes, 3 invalid emails, 2 case-only twins."""
+    import sqlite3
+
+    import bcrypt
+    from passlib.hash import md5_crypt
+
+    weak = md5_crypt.hash("pw")
+    strong = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    conn = sqlite3.connect(tmp_path / "legacy.db")
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, pw TEXT)")
+    rows = [(i, f"u{i}@example.com", weak if i <= 20 else strong) for i in range(1, 31)]
+    rows += [(i, f"u{i}@example.com", None) for i in range(31, 35)]
+    rows += [(35, "u35 at example.com", weak), (36, "", weak), (37, "u37@", strong)]
+    rows += [(38, "U1@EXAMPLE.COM", weak), (39, "u21@Example.com", strong)]
+    conn.executemany("INSERT INTO users VALUES (?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    return {"wrapped": 20, "kept": 10, "reset": 4, "rejected": 5}
+
+
+PLAN_SPEC = BASE_SPEC.replace('table = "accounts"', 'table = "accounts"\nunique = ["email"]') + (
+    '\n[credentials]\ncolumn = "pw"\npolicy = "wrap"\n'
+)
+
+
+def test_plan_predicts_the_run_and_exits_1_with_a_fix_per_reject_reason(tmp_path: Path) -> None:
+    import json
+
+    expected = _shop_for_plan(tmp_path)
+    (tmp_path / "m.toml").write_text(PLAN_SPEC, encoding="utf-8")
+    done = run_cli("plan", "m.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    body = json.loads(done.stdout)
+    assert body["accounts"] == {k: expected[k] for k in ("kept", "wrapped", "reset")}
+    assert body["rejected"] == expected["rejected"]
+    rejects = body["rejects"]
+    assert rejects["field.invalid_email"]["count"] == 3
+    assert rejects["field.invalid_email"]["examples"] == [35, 36, 37]
+    assert rejects["duplicate.email"]["examples"] == [38, 39]
+    assert "merge" in rejects["duplicate.email"]["fix"]
+    assert body["target"]["writable"] is True and body["target"]["exists"] is False
+    assert body["estimate"]["wrap_ms_per_account"] > 0 and body["estimate"]["cores"] >= 1
+    assert body["next_step"]["action"] == "fix-and-rerun"
+    assert body["next_step"]["command"].startswith("authmigrate plan m.toml")
+    assert "authmigrate_rejects" in body["bookkeeping"]["tables"]
+    text = run_cli("plan", "m.toml", cwd=tmp_path)
+    assert text.returncode == 1
+    assert "fix field.invalid_email (3): not email addresses" in text.stdout
+    assert (
+        'fix duplicate.email (2): accounts sharing a unique value: set run.duplicates = "merge"'
+        in text.stdout
+    )
+    assert "password wrapped (argon2id)" in text.stdout and "run time" in text.stdout
+    assert not (tmp_path / "new.db").exists()  # plan writes nothing
+
+
+def test_plan_exits_0_when_nothing_would_be_rejected(tmp_path: Path) -> None:
+    import json
+
+    _shop_for_plan(tmp_path)
+    (tmp_path / "m.toml").write_text(
+        PLAN_SPEC.replace(
+            'url = "sqlite:///legacy.db"\ntable = "users"',
+            'url = "sqlite:///legacy.db"\nquery = "SELECT * FROM users WHERE id <= 34"',
+        ),
+        encoding="utf-8",
+    )
+    done = run_cli("plan", "m.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["next_step"]["action"] == "run"
+
+
+def test_plan_says_when_wrapping_takes_hours_and_offers_keep(tmp_path: Path) -> None:
+    """A million weak hashes: the wrap cost is measured on the spot, multiplied out, and the
+    keep + upgrade-on-login alternative is shown."""
+    from passlib.hash import md5_crypt
+
+    from authmigrate.advice import cores
+    from authmigrate.pipeline import PlanResult, _estimate
+    from authmigrate.spec import load_spec_text
+
+    spec = load_spec_text(PLAN_SPEC)
+    res = PlanResult(migration="m", wrapped=1_000_000, seconds=40.0)
+    from authmigrate.credentials import import_hash
+
+    samples = [import_hash("md5_crypt", md5_crypt.hash(f"pw{i}")) for i in range(3)]
+    _estimate(spec, res, samples)
+    per = res.estimate["wrap_ms_per_account"] / 1000
+    assert per > 0.001  # argon2id with OWASP parameters: milliseconds, not microseconds
+    assert res.estimate["wrap_seconds"] == pytest.approx(1_000_000 * per / cores(), rel=0.01)
+    assert len(res.advice) == 1
+    assert "wrapping 1,000,000 accounts takes about" in res.advice[0]
+    assert 'With policy = "keep" the run takes about 40 s' in res.advice[0]
+    assert "upgraded to argon2id at its next login" in res.advice[0]
+
+
+def test_plan_checks_every_env_secret_before_the_run_needs_it(tmp_path: Path) -> None:
+    _shop_for_plan(tmp_path)
+    spec = (
+        PLAN_SPEC
+        + '\n[tokens]\ncolumn = "auth_token"\nserver_key = "env:FH_TOKEN_KEY"\n[notify]\noutbox_key = "env:FH_OUTBOX_KEY"\n'
+    )
+    (tmp_path / "m.toml").write_text(spec, encoding="utf-8")
+    env = {"FH_TOKEN_KEY": "", "FH_OUTBOX_KEY": ""}
+    done = run_cli("plan", "m.toml", cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert (
+        "environment variable not set: FH_TOKEN_KEY (tokens.server_key), "
+        "FH_OUTBOX_KEY (notify.outbox_key)" in done.stderr
+    )
+    set_ = run_cli(
+        "plan",
+        "m.toml",
+        "--json",
+        cwd=tmp_path,
+        env={"FH_TOKEN_KEY": "k" * 32, "FH_OUTBOX_KEY": "x"},
+    )
+    assert set_.returncode == 1, set_.stderr
+    assert "k" * 32 not in set_.stdout + set_.stderr
+
+
+def test_plan_refuses_a_target_it_could_not_write(tmp_path: Path, pg_server: object) -> None:
+    """A PostgreSQL role without CREATE in the schema: plan says so (exit 2), before the run
+    finds out at its first batch."""
+    import sqlalchemy as sa
+
+    _shop_for_plan(tmp_path)
+    url = pg_server.create_database()  # type: ignore[attr-defined]
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS fh_reader"))
+        conn.execute(sa.text("CREATE ROLE fh_reader LOGIN"))
+        conn.execute(sa.text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    engine.dispose()
+    reader = sa.make_url(url).set(username="fh_reader", password=None)
+    spec = PLAN_SPEC.replace(
+        'url = "sqlite:///new.db"', f'url = "{reader.render_as_string(hide_password=False)}"'
+    )
+    (tmp_path / "m.toml").write_text(spec, encoding="utf-8")
+    done = run_cli("plan", "m.toml", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "a run could not write to" in done.stderr
+    assert "no CREATE privilege in the schema" in done.stderr
+
+
+def test_output_is_not_wrapped_at_80_columns_when_not_a_terminal(tmp_path: Path) -> None:
+    """CI logs and pipes get whole lines (rich wrapped them at 80 columns)."""
+    _shop_for_plan(tmp_path)
+    (tmp_path / "m.toml").write_text(PLAN_SPEC, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "plan", "m.toml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
+    )
+    lines = done.stdout.splitlines()
+    fix = next(line for line in lines if line.startswith("fix duplicate.email"))
+    assert fix.endswith("or correct the source")
+    assert max(len(line) for line in lines) > 80
+    assert not any(line.startswith('"merge"') for line in lines)

@@ -71,7 +71,9 @@ def main(verbose: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @handle_errors
 def plan(spec: str, preview: int, as_json: bool) -> None:
-    """Dry run: counts, schemes (self-tested), conflicts and rejects. Writes nothing."""
+    """Dry run: predicts the run (counts, rejects and their fixes, time). Writes nothing.
+
+    Exit 1 when rows would be rejected (each reason is shown with its likely fix)."""
     import json
 
     from authmigrate.pipeline import plan_migration
@@ -80,12 +82,13 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
     s = _load(spec)
     with progress_reporter("plan") as progress:
         result = plan_migration(s, preview=preview, progress=progress)
+    result.spec_path = spec
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, default=str))
     else:
         print_plan(result)
-    if result.self_tests and not all(result.self_tests.values()):
-        sys.exit(1)
+    if result.rejected or (result.self_tests and not all(result.self_tests.values())):
+        sys.exit(1)  # the run would reject rows (or a scheme failed its self-test)
 
 
 @main.command()

@@ -194,13 +194,17 @@ def build_legacy_shop(path: Path, users: int, *, seed: int = 2026) -> dict[str, 
 
 def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int = 200) -> int:
     """Build, migrate, verify and report; returns the exit code (0 when every check holds)."""
-    from rich.console import Console
-
     from authmigrate.pipeline import plan_migration, run_migration
-    from authmigrate.report import print_plan, print_run, progress_reporter, write_report
+    from authmigrate.report import (
+        make_console,
+        print_plan,
+        print_run,
+        progress_reporter,
+        write_report,
+    )
     from authmigrate.spec import load_spec
 
-    console = Console(highlight=False, emoji=False)
+    console = make_console()
     work = directory or Path(tempfile.mkdtemp(prefix="authmigrate-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     for name in ("new_accounts.db", "new_accounts.db-wal", "new_accounts.db-shm"):

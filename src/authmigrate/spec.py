@@ -515,6 +515,20 @@ class Spec(_Model):
         """The target column that holds the source key."""
         return self.target.key or self.source.key
 
+    def secret_refs(self) -> dict[str, str]:
+        """Every ``env:NAME`` the spec names, by key path: what a run will need set."""
+        refs: dict[str, str] = {}
+        if self.credentials is not None:
+            for kid, ref in self.credentials.keys.items():
+                refs[f"credentials.keys.{kid}"] = ref
+        if self.tokens is not None and self.tokens.server_key:
+            refs["tokens.server_key"] = self.tokens.server_key
+        if self.notify is not None:
+            refs["notify.outbox_key"] = self.notify.outbox_key
+            if self.notify.smtp.password:
+                refs["notify.smtp.password"] = self.notify.smtp.password
+        return refs
+
     def fingerprint(self) -> str:
         """A short hash of the spec's content, recorded with each run."""
         raw = self.model_dump_json(by_alias=True, exclude_none=True)
@@ -547,6 +561,22 @@ def resolve_secret(ref: str, *, path: str) -> str:
     if value is None or value == "":
         raise SpecError(path, f"environment variable {name} is not set")
     return value
+
+
+def check_secrets(spec: Spec) -> list[str]:
+    """The environment variables named by the spec's ``env:`` references (all set).
+
+    Raises:
+        SpecError: one or more are not set; the message names each variable and its key path
+            (never a value).
+    """
+    unset = [
+        (path, ref[4:]) for path, ref in spec.secret_refs().items() if not os.environ.get(ref[4:])
+    ]
+    if unset:
+        listed = ", ".join(f"{name} ({path})" for path, name in unset)
+        raise SpecError(unset[0][0], f"environment variable not set: {listed}")
+    return sorted({ref[4:] for ref in spec.secret_refs().values()})
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -648,6 +648,67 @@ class SqlTarget:
         path = sqlite_file(self.engine)
         return path is not None and not path.exists()
 
+    def write_problem(self) -> str | None:
+        """Why a run could not write to the target (None: it can, as far as can be told
+        without writing). Checks the file and folder of SQLite, a read-only PostgreSQL server
+        or session and its privileges, and MySQL's ``read_only``."""
+        import os
+
+        path = sqlite_file(self.engine)
+        if path is not None:
+            folder = path.parent if str(path.parent) else Path(".")
+            if not folder.is_dir():
+                return f"the folder {folder} of the target does not exist"
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"the target file {path} is not writable"
+            if not os.access(folder, os.W_OK):
+                return f"the folder {folder} is not writable (SQLite writes its journal there)"
+            return None
+        backend = self.engine.dialect.name
+        try:
+            with self.engine.connect() as conn:
+                if backend == "postgresql":
+                    return self._pg_write_problem(conn)
+                if backend in ("mysql", "mariadb"):
+                    ro = conn.execute(sa.text("SELECT @@global.read_only")).scalar()
+                    return "the server is read-only (read_only = ON)" if ro else None
+        except sa.exc.DBAPIError as exc:
+            return f"cannot check: {first_line(exc)}"
+        return None
+
+    def _pg_write_problem(self, conn: sa.Connection) -> str | None:
+        if conn.execute(sa.text("SELECT pg_is_in_recovery()")).scalar():
+            return "the server is a read-only standby"
+        if conn.execute(sa.text("SHOW transaction_read_only")).scalar() == "on":
+            return "the session is read-only (default_transaction_read_only)"
+        schema = self.table.schema
+        insp = sa.inspect(conn)
+        missing = False
+        for table, label in (
+            (self.table.name, repr(self.spec.target.table)),
+            ("authmigrate_batches", "authmigrate_batches"),
+        ):
+            if not insp.has_table(table, schema=schema if table == self.table.name else None):
+                missing = True
+                continue
+            name = f"{schema}.{table}" if schema and table == self.table.name else table
+            ok = conn.execute(
+                sa.text("SELECT has_table_privilege(CAST(:t AS text), 'INSERT')"), {"t": name}
+            ).scalar()
+            if not ok:
+                return f"no INSERT privilege on {label}"
+        if missing:
+            ok = conn.execute(
+                sa.text(
+                    "SELECT has_schema_privilege("
+                    "COALESCE(CAST(:s AS text), current_schema()), 'CREATE')"
+                ),
+                {"s": schema},
+            ).scalar()
+            if not ok:
+                return "no CREATE privilege in the schema, and the run must create tables there"
+        return None
+
     def exists(self) -> bool:
         insp = sa.inspect(self.engine)
         return bool(insp.has_table("authmigrate_batches"))
