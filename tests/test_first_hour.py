@@ -570,3 +570,68 @@ def test_output_is_not_wrapped_at_80_columns_when_not_a_terminal(tmp_path: Path)
     assert fix.endswith("or correct the source")
     assert max(len(line) for line in lines) > 80
     assert not any(line.startswith('"merge"') for line in lines)
+
+
+def test_run_report_lists_rejects_by_reason_with_example_keys_and_the_next_step(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    _shop_for_plan(tmp_path)
+    (tmp_path / "m.toml").write_text(PLAN_SPEC, encoding="utf-8")
+    done = run_cli("run", "m.toml", "--report", "r.json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["error"] is None
+    assert report["rejects"]["field.invalid_email"]["examples"] == [35, 36, 37]
+    assert report["rejects"]["field.invalid_email"]["count"] == 3
+    assert report["rejects"]["duplicate.email"]["examples"] == [38, 39]
+    assert "fix" in report["rejects"]["duplicate.email"]
+    assert set(report["bookkeeping"]["tables"]) == {
+        "authmigrate_rejects",
+        "authmigrate_batches",
+        "authmigrate_runs",
+    }
+    assert report["next_step"]["action"] == "verify"
+    assert report["next_step"]["command"] == "authmigrate verify m.toml"
+    assert "next: authmigrate verify m.toml" in done.stdout
+    assert "rejected field.invalid_email (3), e.g. keys 35, 36, 37" in done.stdout
+    # the example keys are keys only: no detail, no raw row
+    assert "u35 at example.com" not in (tmp_path / "r.json").read_text()
+
+    verified = run_cli("verify", "m.toml", "--json", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    body = json.loads(verified.stdout)
+    assert body["ok"] is True and body["rejects"]["field.invalid_email"]["examples"] == [35, 36, 37]
+    assert body["next_step"]["action"] == "done"
+    assert "authmigrate_rejects" in body["bookkeeping"]["tables"]
+
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "new.db")
+    conn.execute("DELETE FROM accounts WHERE id = 7")
+    conn.commit()
+    conn.close()
+    broken = run_cli("verify", "m.toml", "--json", cwd=tmp_path)
+    assert broken.returncode == 1
+    body = json.loads(broken.stdout)
+    assert body["missing"] == [7] and body["next_step"]["action"] == "fix-and-rerun"
+
+
+def test_report_of_a_failed_run_holds_its_error_and_says_fix_and_rerun(tmp_path: Path) -> None:
+    """Another process holds the migration's lock (a real flock): the run fails, and its report
+    says why and what to do."""
+    import fcntl
+    import json
+
+    _shop_for_plan(tmp_path)
+    (tmp_path / "m.toml").write_text(PLAN_SPEC, encoding="utf-8")
+    with (tmp_path / "new.db.authmigrate-lock").open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = run_cli("run", "m.toml", "--report", "r.json", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "failed"
+    assert "is writing to this target" in report["error"]
+    assert report["next_step"]["action"] == "fix-and-rerun"
+    assert report["next_step"]["command"].endswith("authmigrate run m.toml")

@@ -108,9 +108,11 @@ def run(spec: str, report_path: str | None) -> None:
     except BaseException as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:  # a failed or interrupted run still says what it did
+            partial.spec_path = spec
             write_report(path, partial.as_dict())
             click.echo(f"report: {path}", err=True)
         raise
+    result.spec_path = spec
     print_run(result)
     write_report(path, result.as_dict())
     click.echo(f"report: {path}")
@@ -123,12 +125,13 @@ def run(spec: str, report_path: str | None) -> None:
 @click.option(
     "--sample", default=None, type=int, help="Wrapped credentials to check (default: all)."
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
-def verify(spec: str, sample: int | None) -> None:
+def verify(spec: str, sample: int | None, as_json: bool) -> None:
     """Reconcile source and target: counts, chunk checksums, wrapped credentials."""
     from authmigrate.reconcile import verify_command
 
-    sys.exit(verify_command(_load(spec), sample=sample))
+    sys.exit(verify_command(_load(spec), sample=sample, as_json=as_json, spec_path=spec))
 
 
 @main.command()

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from authmigrate.batch import Batch, Record, Reject, Stage
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
-from authmigrate.sinks.sql import SqlTarget
+from authmigrate.sinks.sql import SqlTarget, reject_examples
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
 from authmigrate.stages import CredentialStage, DuplicateStage
@@ -35,6 +35,9 @@ log = logging.getLogger("authmigrate")
 
 Progress = Callable[[int, int], None]
 """Called after each batch with (rows done so far, total rows)."""
+
+EXAMPLES = 20
+"""Example keys per reject reason in reports (the bookkeeping tables have them all)."""
 
 
 @dataclass
@@ -58,13 +61,43 @@ class RunResult:
     seconds: float = 0.0
     this_run: dict[str, int] = field(default_factory=dict)
     source_rows: int = 0
+    error: str | None = None
+    """Why a failed or interrupted run stopped (no value, no password)."""
+    rejects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per reason: outcome, count and up to 20 example source keys (all runs)."""
+    notify: bool = False
+    """The spec has a [notify] section: messages wait in the outbox."""
+    spec_path: str | None = None
+    """The spec file, for the commands of ``next_step``."""
 
     @property
     def rows_per_second(self) -> float:
         done = self.this_run.get("read", 0)
         return done / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def next_step(self) -> dict[str, str]:
+        """What to do after this run."""
+        from authmigrate.advice import next_step
+
+        if self.status != "done":
+            return next_step(
+                "fix-and-rerun",
+                f"the run {self.status}: {self.error or 'see the log'}; committed batches are "
+                "kept and the run resumes after them",
+                self.spec_path,
+            )
+        why = "check that source = migrated + rejected + merged and compare every row"
+        if self.rejected:
+            why += (
+                f"; {self.rejected:,} rows were rejected: each reason's fix is in rejects, "
+                "every row in authmigrate_rejects"
+            )
+        return next_step("verify", why, self.spec_path)
+
     def as_dict(self) -> dict[str, Any]:
+        from authmigrate.advice import bookkeeping
+
         return {
             "run_id": self.run_id,
             "migration": self.migration,
@@ -83,6 +116,21 @@ class RunResult:
             "this_run_segments": self.segments,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
+            "error": self.error,
+            "rejects": self._rejects_with_fixes(),
+            "bookkeeping": bookkeeping(self.migration),
+            "next_step": self.next_step,
+        }
+
+    def _rejects_with_fixes(self) -> dict[str, dict[str, Any]]:
+        from authmigrate.advice import fix_for
+
+        return {
+            reason: {
+                **entry,
+                **({"fix": fix_for(reason)} if entry["outcome"] == "rejected" else {}),
+            }
+            for reason, entry in self.rejects.items()
         }
 
 
@@ -395,6 +443,7 @@ def run_migration(
     finally:
         result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
         result.schemes, result.segments = dict(schemes), dict(segments)
+        result.error, result.notify = error, spec.notify is not None
         m.target.end_run(run_id, status, dict(this_run), error)
         lock.release()
         m.close()
@@ -477,14 +526,12 @@ def _result(
         res.rejected, res.merged = totals.rejected, totals.merged
         res.by_reason = totals.by_reason
         res.merged_by_reason = totals.merged_by_reason
+        with m.target.engine.connect() as conn:
+            res.rejects = reject_examples(conn, m.target.migration, limit=EXAMPLES)
         res.source_rows = m.source.count()
     except (sa.exc.DBAPIError, AuthmigrateError):
         pass
     return res
-
-
-EXAMPLES = 20
-"""Example keys per reject reason in reports (the bookkeeping tables have them all)."""
 
 
 @dataclass

@@ -133,6 +133,18 @@ def print_run(result: RunResult) -> None:
     t.add_row("time", f"{result.seconds:.2f} s")
     t.add_row("rate", f"{result.rows_per_second:,.0f} rows/s")
     console.print(t)
+    for reason, entry in result.rejects.items():
+        if entry["outcome"] == "rejected":
+            keys = ", ".join(str(k) for k in entry["examples"][:5])
+            console.print(Text(f"rejected {reason} ({entry['count']:,}), e.g. keys {keys}"))
+    if result.rejects:
+        console.print(
+            Text(
+                "every reject, with its reason and detail: table authmigrate_rejects in the target"
+            )
+        )
+    step = result.next_step
+    console.print(Text(f"next: {step['command']}  ({step['why']})"))
 
 
 def print_plan(result: PlanResult) -> None:

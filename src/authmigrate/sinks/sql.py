@@ -188,6 +188,30 @@ def bookkeeping_counts(conn: sa.Connection, migration: str, *, run_id: str | Non
     )
 
 
+def reject_examples(
+    conn: sa.Connection, migration: str, *, limit: int = 20
+) -> dict[str, dict[str, Any]]:
+    """``{reason: {outcome, count, examples}}``: the rejects of ``migration`` by reason, with
+    the source keys of the first ``limit`` of each (keys only: no value, no detail)."""
+    _, _, r = bookkeeping_tables(sa.MetaData())
+    counts = bookkeeping_counts(conn, migration)
+    out: dict[str, dict[str, Any]] = {}
+    for outcome, by_reason in (("rejected", counts.by_reason), ("merged", counts.merged_by_reason)):
+        for reason, n in by_reason.items():
+            keys = conn.execute(
+                sa.select(r.c.source_key)
+                .where(r.c.migration == migration, r.c.outcome == outcome, r.c.reason == reason)
+                .order_by(r.c.id)
+                .limit(limit)
+            ).scalars()
+            out[reason] = {
+                "outcome": outcome,
+                "count": n,
+                "examples": [decode_key(k) for k in keys],
+            }
+    return out
+
+
 def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed: bool) -> Any:
     """The SQL type of a target column: the spec's ``type``, else the source column's type."""
     if "type" in spec.model_fields_set or source_type is None or spec.normalize or spec.template:
