@@ -635,3 +635,34 @@ def test_report_of_a_failed_run_holds_its_error_and_says_fix_and_rerun(tmp_path:
     assert "is writing to this target" in report["error"]
     assert report["next_step"]["action"] == "fix-and-rerun"
     assert report["next_step"]["command"].endswith("authmigrate run m.toml")
+
+
+@pytest.mark.slow
+def test_demo_takes_seconds_and_ends_with_the_commands_for_your_own_database(
+    tmp_path: Path,
+) -> None:
+    """The default demo (5,000 customers, a wrapped sample) costs well under 20 s of CPU — on
+    an idle machine that is its run time — and ends with what to run on one's own database."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = run_cli("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "building a legacy shop with 5,000 customers" in done.stdout
+    assert cpu < 20, f"the demo took {cpu:.1f} s of CPU"
+    lines = done.stdout.rstrip().splitlines()
+    assert lines[-4] == "Next, on your own database:"
+    assert lines[-3].strip().startswith("authmigrate init --from ")
+    assert lines[-2].strip() == "authmigrate plan migration.toml"
+    assert lines[-1].strip() == "authmigrate run migration.toml"
+    assert "weak credentials wrapped in argon2id log in with the old password" in done.stdout
+
+
+def test_demo_users_option_sizes_the_shop(tmp_path: Path) -> None:
+    done = run_cli("demo", "--users", "300", "--dir", str(tmp_path / "d"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "building a legacy shop with 300 customers" in done.stdout
+    refused = run_cli("demo", "--users", "0", cwd=tmp_path)
+    assert refused.returncode == 2 and "--users" in refused.stderr

@@ -228,7 +228,13 @@ def presets() -> None:
 
 
 @main.command()
-@click.option("--users", default=50_000, show_default=True, help="Customers in the legacy shop.")
+@click.option(
+    "--users",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Customers in the legacy shop (more: a longer demo).",
+)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Keep the files here.")
 @handle_errors
 def demo(users: int, directory: str | None) -> None:
