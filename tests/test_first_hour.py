@@ -666,3 +666,49 @@ def test_demo_users_option_sizes_the_shop(tmp_path: Path) -> None:
     assert "building a legacy shop with 300 customers" in done.stdout
     refused = run_cli("demo", "--users", "0", cwd=tmp_path)
     assert refused.returncode == 2 and "--users" in refused.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_login_snippet_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's API snippet defines its keyring (it used KEYS without defining it)."""
+    import hashlib
+    import re
+    import types
+
+    from authmigrate.credentials import import_hash
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert snippet is not None
+    cookie_key = "k" * 56
+    monkeypatch.setenv("PS_COOKIE_KEY", cookie_key)
+    digest = hashlib.md5((cookie_key + "secret-1").encode()).hexdigest()
+    user = types.SimpleNamespace(password=import_hash("prestashop", digest, key_id="prestashop"))
+    scope = {"password": "secret-1", "user": user}
+    exec(compile(snippet.group(1), "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert scope["ok"] is True
+    assert user.password.startswith("$argon2id$")
+
+
+def test_presets_doc_woocommerce_example_matches_its_table_and_init() -> None:
+    """docs/presets.md's WooCommerce example says what its table says (auto, then digest md5
+    hex) and what init writes."""
+    import tomllib
+
+    from authmigrate.presets import get_preset
+    from authmigrate.presets.init import render_spec
+
+    doc = (ROOT / "docs" / "presets.md").read_text(encoding="utf-8")
+    start = doc.index("## Example: the spec `init` writes for WooCommerce")
+    block = doc[
+        doc.index("```toml\n", start) + 8 : doc.index("```\n", doc.index("```toml\n", start) + 8)
+    ]
+    example = tomllib.loads(block)["credentials"]
+    row = next(line for line in doc.splitlines() if line.startswith("| `woocommerce`"))
+    assert "schemes `auto` then `digest` (md5 hex)" in row
+    assert example["scheme"] == ["auto", "digest"]
+    assert example["params"] == {"algorithm": "md5", "encoding": "hex"}
+    written = render_spec(get_preset("woocommerce"), "wp_", "mysql+pymysql://u@h/wp", None)
+    assert tomllib.loads(written)["credentials"] == example
