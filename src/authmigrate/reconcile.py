@@ -48,7 +48,13 @@ import sqlalchemy as sa
 
 from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import TargetError
-from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
+from authmigrate.sinks.sql import (
+    TargetLock,
+    bookkeeping_tables,
+    decode_key,
+    reject_examples,
+    unpack_keys,
+)
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
 from authmigrate.transform import FieldReject, RowTransformer
@@ -822,8 +828,45 @@ SHOWN = 20
 """Keys listed per kind of problem on the terminal (the JSON has them all)."""
 
 
-def verify_command(spec: Spec, sample: int | None) -> int:
-    """``authmigrate verify``: run :func:`verify_migration` and print what it found.
+def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -> dict[str, Any]:
+    """The JSON body of a verify: its result, the rejects by reason with example keys, where
+    the rest is, and the next step (notify, done, or fix-and-rerun)."""
+    from authmigrate.advice import bookkeeping, fix_for, next_step
+
+    body = res.as_dict()
+    body["rejects"] = {}
+    engine = make_engine(spec.target.url, path="target.url")
+    try:
+        path = sqlite_file(engine)
+        if path is None or path.exists():
+            with engine.connect() as conn:
+                if sa.inspect(conn).has_table("authmigrate_rejects"):
+                    found = reject_examples(conn, spec.migration_name)
+                    body["rejects"] = {
+                        reason: {
+                            **entry,
+                            **({"fix": fix_for(reason)} if entry["outcome"] == "rejected" else {}),
+                        }
+                        for reason, entry in found.items()
+                    }
+    finally:
+        engine.dispose()
+    body["bookkeeping"] = bookkeeping(spec.migration_name)
+    if not res.ok:
+        step = next_step("fix-and-rerun", "verify found problems: see the lists", spec_path)
+    elif spec.notify is not None:
+        step = next_step("notify", "every account is in place: tell the users", spec_path)
+    else:
+        step = next_step("done", "every account is in place", spec_path)
+    body["next_step"] = step
+    return body
+
+
+def verify_command(
+    spec: Spec, sample: int | None, *, as_json: bool = False, spec_path: str | None = None
+) -> int:
+    """``authmigrate verify``: run :func:`verify_migration` and print what it found (as JSON
+    with ``as_json``).
 
     Returns:
         0 when every check holds, 1 otherwise (the problems are listed).
@@ -833,6 +876,13 @@ def verify_command(spec: Spec, sample: int | None) -> int:
     from authmigrate.report import console
 
     res = verify_migration(spec, sample=sample)
+    if as_json:
+        import json
+
+        import click
+
+        click.echo(json.dumps(verify_report(spec, res, spec_path), indent=2, default=str))
+        return 0 if res.ok else 1
     t = Table(title=f"authmigrate verify: {res.migration}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -882,6 +932,12 @@ def verify_command(spec: Spec, sample: int | None) -> int:
         raw=True,
     )
     console.print("[bold green]verify ok[/]" if res.ok else "[bold red]verify found problems[/]")
+    if spec_path is not None:
+        from rich.text import Text
+
+        step = verify_report(spec, res, spec_path)["next_step"]
+        if step["command"]:
+            console.print(Text(f"next: {step['command']}  ({step['why']})"))
     return 0 if res.ok else 1
 
 

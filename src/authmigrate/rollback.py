@@ -26,7 +26,13 @@ import sqlalchemy as sa
 
 from authmigrate.db import make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
-from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, unpack_keys, utcnow
+from authmigrate.sinks.sql import (
+    TargetLock,
+    bookkeeping_counts,
+    bookkeeping_tables,
+    unpack_keys,
+    utcnow,
+)
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -38,6 +44,9 @@ class RollbackCounts:
 
     accounts: int = 0
     rejects: int = 0
+    """Rows of the rejects table: the rejected and the merged source rows."""
+    rejected: int = 0
+    merged: int = 0
     batches: int = 0
     outbox: int = 0
     runs: int = 0
@@ -48,6 +57,8 @@ class RollbackCounts:
         return {
             "accounts": self.accounts,
             "rejects": self.rejects,
+            "rejected": self.rejected,
+            "merged": self.merged,
             "batches": self.batches,
             "outbox": self.outbox,
             "runs": self.runs,
@@ -91,17 +102,19 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
             if t.reflect(conn) is None:
                 return counts
             b, r = t.batches, t.rejects
-            row = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(b.c.migrated), 0)).where(
-                    b.c.migration == t.migration
-                )
-            ).one()
-            counts.batches, counts.accounts = int(row[0]), int(row[1])
+            counts.batches = int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(b.c.migration == t.migration)
+                ).scalar_one()
+            )
             counts.rejects = int(
                 conn.execute(
                     sa.select(sa.func.count()).where(r.c.migration == t.migration)
                 ).scalar_one()
             )
+            recorded = bookkeeping_counts(conn, t.migration)
+            counts.accounts = recorded.migrated
+            counts.rejected, counts.merged = recorded.rejected, recorded.merged
             counts.outbox = _outbox_count(conn, t.migration)
             counts.runs = int(
                 conn.execute(
@@ -161,6 +174,9 @@ def rollback(spec: Spec) -> RollbackCounts:
         if table is None:
             return counts
         started = utcnow()
+        with t.engine.connect() as conn:
+            recorded = bookkeeping_counts(conn, t.migration)  # what this rollback takes back
+        counts.rejected, counts.merged = recorded.rejected, recorded.merged
         with t.engine.begin() as conn:
             counts.outbox = rollback_outbox(conn, t.migration)
         key = table.c[spec.target_key]
@@ -200,10 +216,11 @@ def rollback(spec: Spec) -> RollbackCounts:
                     "started_at": started,
                     "ended_at": utcnow(),
                     "status": "done",
-                    "rows_read": 0,
-                    "migrated": -counts.accounts,
-                    "rejected": -counts.rejects,
-                    "merged": 0,
+                    # the history row takes back what the bookkeeping recorded
+                    "rows_read": -recorded.read,
+                    "migrated": -recorded.migrated,
+                    "rejected": -recorded.rejected,
+                    "merged": -recorded.merged,
                 },
             )
     finally:
@@ -270,7 +287,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     where = safe_url(spec.target.url)
     console.print(
         f"rollback of {spec.migration_name!r} in {where}: {preview.accounts:,} accounts, "
-        f"{preview.rejects:,} rejects, {preview.batches:,} batches, {preview.outbox:,} outbox rows"
+        f"{preview.rejected:,} rejected and {preview.merged:,} merged rows, "
+        f"{preview.batches:,} batches, {preview.outbox:,} outbox rows"
     )
     if not yes:
         if not sys.stdin.isatty():
@@ -282,7 +300,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
             return 1
     done = rollback(spec)
     console.print(
-        f"removed {done.accounts:,} accounts, {done.rejects:,} rejects, {done.batches:,} batches, "
-        f"{done.outbox:,} outbox rows; {done.runs:,} runs marked rolled_back"
+        f"removed {done.accounts:,} accounts, {done.rejected:,} rejected and {done.merged:,} "
+        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
+        f"{done.runs:,} runs marked rolled_back"
     )
     return 0

@@ -72,7 +72,9 @@ def env_ref(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # strict: TOML has real numbers and booleans, so batch_size = "500" is a mistake to name,
+    # never a string to coerce
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
 
 class SourceSpec(_Model):
@@ -603,6 +605,20 @@ class Spec(_Model):
         """The target column that holds the source key."""
         return self.target.key or self.source.key
 
+    def secret_refs(self) -> dict[str, str]:
+        """Every ``env:NAME`` the spec names, by key path: what a run will need set."""
+        refs: dict[str, str] = {}
+        if self.credentials is not None:
+            for kid, ref in self.credentials.keys.items():
+                refs[f"credentials.keys.{kid}"] = ref
+        if self.tokens is not None and self.tokens.server_key:
+            refs["tokens.server_key"] = self.tokens.server_key
+        if self.notify is not None:
+            refs["notify.outbox_key"] = self.notify.outbox_key
+            if self.notify.smtp.password:
+                refs["notify.smtp.password"] = self.notify.smtp.password
+        return refs
+
     def fingerprint(self) -> str:
         """A short hash of the spec's content, recorded with each run."""
         raw = self.model_dump_json(by_alias=True, exclude_none=True)
@@ -635,6 +651,22 @@ def resolve_secret(ref: str, *, path: str) -> str:
     if value is None or value == "":
         raise SpecError(path, f"environment variable {name} is not set")
     return value
+
+
+def check_secrets(spec: Spec) -> list[str]:
+    """The environment variables named by the spec's ``env:`` references (all set).
+
+    Raises:
+        SpecError: one or more are not set; the message names each variable and its key path
+            (never a value).
+    """
+    unset = [
+        (path, ref[4:]) for path, ref in spec.secret_refs().items() if not os.environ.get(ref[4:])
+    ]
+    if unset:
+        listed = ", ".join(f"{name} ({path})" for path, name in unset)
+        raise SpecError(unset[0][0], f"environment variable not set: {listed}")
+    return sorted({ref[4:] for ref in spec.secret_refs().values()})
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -676,6 +708,35 @@ def _section_model(annotation: Any) -> tuple[Any, bool]:
 _UNIONS = (typing.Union, types.UnionType)
 
 
+_EXPECTED = {
+    "int_type": "an integer (e.g. 500, without quotes)",
+    "float_type": "a number (e.g. 2.5, without quotes)",
+    "bool_type": "true or false (without quotes)",
+    "string_type": "a string (in quotes)",
+    "list_type": 'a list (e.g. ["a", "b"])',
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+"""What a key holds, by pydantic's error type, for "expected X, got Y" messages."""
+
+
+def _toml_kind(value: Any) -> str:
+    """What the spec wrote, by TOML type (never the value: it may be a secret)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
 def _format(err: ValidationError) -> SpecError:
     first = err.errors()[0]
     path = _loc(first["loc"])
@@ -687,6 +748,9 @@ def _format(err: ValidationError) -> SpecError:
         return SpecError(path, f"unknown key ({hint})")
     if kind == "missing":
         return SpecError(path, "required key is missing")
+    if kind in _EXPECTED:
+        got = _toml_kind(first.get("input"))
+        return SpecError(path, f"expected {_EXPECTED[kind]}, got {got}")
     msg = first["msg"]
     msg = msg.removeprefix("Value error, ")
     return SpecError(path, msg)

@@ -66,7 +66,7 @@ class CredentialStage:
                                 rec.key,
                                 "credential.missing",
                                 self.spec.column,
-                                "no password hash",
+                                'NULL or empty password hash (credentials.on_missing = "reject")',
                                 rec.source,
                             ),
                         )
@@ -84,14 +84,30 @@ class CredentialStage:
             for rec, res in zip(present, results, strict=True):
                 if isinstance(res, Exception):
                     code = getattr(res, "code", "credential.malformed")
+                    detail = self._detail(code, res, rec.source.get(self.spec.column))
                     doomed.append(
-                        (rec, Reject(rec.key, code, self.spec.column, str(res), rec.source))
+                        (rec, Reject(rec.key, code, self.spec.column, detail, rec.source))
                     )
                     continue
                 rec.values[target] = res.credential
                 rec.values[reset] = res.credential is None
                 rec.segment, rec.scheme = res.segment, res.scheme
         batch.drop(doomed)
+
+    def _detail(self, code: str, error: Exception, raw: Any) -> str:
+        """What is wrong, for the reject row: an unrecognised value gets the schemes tried and
+        its shape (length and alphabet: a clue to the scheme, never the value)."""
+        if code != "credential.unrecognized":
+            return str(error)
+        from authmigrate.credentials._shape import bare_digest, shape
+
+        text = str(raw).strip()
+        tried = ", ".join(self.spec.schemes)
+        detail = f"no scheme of credentials.scheme ({tried}) recognises it: {shape(text)}"
+        digest = bare_digest(text)
+        if digest is not None:
+            detail += f'; a bare {digest[0]} digest? add "digest" with params.algorithm'
+        return detail
 
     def _prepare(
         self, items: list[tuple[str | None, str | None]], formats: list[str | None]

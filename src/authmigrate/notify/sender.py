@@ -1113,7 +1113,10 @@ def notify_command(
     0: done (every message sent); 1: some messages failed or are in doubt, or the server
     cannot be used; 2: bad spec or arguments (nothing sent).
     """
-    console = console or Console()
+    if console is None:
+        from authmigrate.report import make_console
+
+        console = make_console()
     try:
         if not isinstance(spec, Spec):
             base_dir = Path(spec).resolve().parent

@@ -55,11 +55,25 @@ def _engine(url: str) -> sa.Engine:
     if url.startswith(("csv:", "jsonl:")):
         raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
     try:
-        return sa.create_engine(with_mysql_charset(url))
+        engine = sa.create_engine(with_mysql_charset(url))
     except ArgumentError:
         raise SpecError("--from", "not a database URL (e.g. mysql+pymysql://user@host/shop)")
     except NoSuchModuleError as exc:
         raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}")
+    missing = _missing_sqlite_file(engine)
+    if missing is not None:
+        # connecting would create an empty database file: init never creates a source
+        engine.dispose()
+        raise SpecError("--from", f"the SQLite file {missing} does not exist")
+    return engine
+
+
+def _missing_sqlite_file(engine: sa.Engine) -> Path | None:
+    """The database file of a SQLite URL when it is not there (None otherwise)."""
+    from authmigrate.db import sqlite_file
+
+    path = sqlite_file(engine)
+    return path if path is not None and not path.is_file() else None
 
 
 def inspect_source(url: str) -> SchemaView:

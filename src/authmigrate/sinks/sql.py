@@ -21,6 +21,7 @@ import operator
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,6 +124,94 @@ def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Ta
     return runs, batches, rejects
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Source rows of a migration (or of one of its runs) by outcome, from the bookkeeping.
+
+    Every count authmigrate shows (run summary, JSON report, run history, rollback) comes from
+    :func:`bookkeeping_counts`, so no two places can disagree.
+    """
+
+    read: int = 0
+    migrated: int = 0
+    rejected: int = 0
+    merged: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    """Rejected rows by reason code."""
+    merged_by_reason: dict[str, int] = field(default_factory=dict)
+    """Merged rows by reason code (``duplicate.email``...)."""
+
+    def totals(self) -> dict[str, int]:
+        """``{read, migrated, rejected, merged}``."""
+        return {
+            "read": self.read,
+            "migrated": self.migrated,
+            "rejected": self.rejected,
+            "merged": self.merged,
+        }
+
+
+def bookkeeping_counts(conn: sa.Connection, migration: str, *, run_id: str | None = None) -> Counts:
+    """Counts of ``migration`` (of its run ``run_id`` only, when given) over the committed
+    batches: rows read, migrated, rejected and merged per batch row, and the reasons from the
+    rejects written in the same transactions."""
+    _, b, r = bookkeeping_tables(sa.MetaData())
+    where = [b.c.migration == migration]
+    if run_id is not None:
+        where.append(b.c.run_id == run_id)
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
+            sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
+            sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
+            sa.func.coalesce(sa.func.sum(b.c.merged), 0),
+        ).where(*where)
+    ).one()
+    reasons: dict[str, dict[str, int]] = {"rejected": {}, "merged": {}}
+    rwhere = [r.c.migration == migration]
+    if run_id is not None:
+        rwhere.append(r.c.run_id == run_id)
+    for outcome, reason, n in conn.execute(
+        sa.select(r.c.outcome, r.c.reason, sa.func.count())
+        .where(*rwhere)
+        .group_by(r.c.outcome, r.c.reason)
+        .order_by(r.c.outcome, r.c.reason)
+    ):
+        reasons.setdefault(outcome, {})[reason] = int(n)
+    return Counts(
+        read=int(row[0]),
+        migrated=int(row[1]),
+        rejected=int(row[2]),
+        merged=int(row[3]),
+        by_reason=reasons["rejected"],
+        merged_by_reason=reasons["merged"],
+    )
+
+
+def reject_examples(
+    conn: sa.Connection, migration: str, *, limit: int = 20
+) -> dict[str, dict[str, Any]]:
+    """``{reason: {outcome, count, examples}}``: the rejects of ``migration`` by reason, with
+    the source keys of the first ``limit`` of each (keys only: no value, no detail)."""
+    _, _, r = bookkeeping_tables(sa.MetaData())
+    counts = bookkeeping_counts(conn, migration)
+    out: dict[str, dict[str, Any]] = {}
+    for outcome, by_reason in (("rejected", counts.by_reason), ("merged", counts.merged_by_reason)):
+        for reason, n in by_reason.items():
+            keys = conn.execute(
+                sa.select(r.c.source_key)
+                .where(r.c.migration == migration, r.c.outcome == outcome, r.c.reason == reason)
+                .order_by(r.c.id)
+                .limit(limit)
+            ).scalars()
+            out[reason] = {
+                "outcome": outcome,
+                "count": n,
+                "examples": [decode_key(k) for k in keys],
+            }
+    return out
+
+
 def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed: bool) -> Any:
     """The SQL type of a target column: the spec's ``type``, else the source column's type."""
     if "type" in spec.model_fields_set or source_type is None or spec.normalize or spec.template:
@@ -138,6 +227,60 @@ def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed:
     with contextlib.suppress(NotImplementedError):
         return generic
     return sa.Text()
+
+
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (dt.datetime, "date-time"),
+    (dt.date, "date"),
+    (str, "text"),
+    (bytes, "bytes"),
+)
+
+
+def _kind(type_: Any) -> str | None:
+    """The kind of value a SQL type holds (None when SQLAlchemy cannot say)."""
+    import decimal
+
+    try:
+        py = type_.python_type
+    except (NotImplementedError, AttributeError):
+        return None
+    if py is decimal.Decimal:
+        return "number"
+    for base, name in _KINDS:
+        if issubclass(py, base):
+            return name
+    return None
+
+
+_WIDENS = {
+    "boolean": {"integer", "number", "text"},
+    "integer": {"number", "text", "boolean"},
+    "number": {"text"},
+    "date": {"date-time", "text"},
+    "date-time": {"text"},
+    "bytes": {"text"},
+}
+"""Kinds of value a column of another kind stores without loss (the key: what we write)."""
+
+
+def _fits(ours: str, theirs: str, *, explicit: bool) -> bool:
+    """Whether values of kind ``ours`` can go into a column of kind ``theirs``. A field copied
+    from the source untyped may hold text that the column parses (``"42"`` into an INTEGER):
+    only a kind the spec says (or a stage writes) is checked."""
+    if ours == theirs or theirs in _WIDENS.get(ours, ()):
+        return True
+    return not explicit
+
+
+def _type_name(type_: Any) -> str:
+    try:
+        return str(type_.compile())
+    except Exception:  # noqa: BLE001 - a dialect-specific type without a generic name
+        return type(type_).__name__.upper()
 
 
 def _tuple_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -420,13 +563,101 @@ class SqlTarget:
                     "target.table", f"no table {self.spec.target.table!r} in {self.where}"
                 )
             return
-        have = {c["name"] for c in insp.get_columns(self.table.name, schema=self.table.schema)}
+        reflected = insp.get_columns(self.table.name, schema=self.table.schema)
+        have: dict[str, Any] = {c["name"]: c for c in reflected}
         for col in self.table.c:
             if col.name not in have:
                 path = f"fields.{col.name}" if col.name in self.spec.fields else "target.table"
                 raise SpecError(
                     path, f"existing table {self.spec.target.table!r} has no column {col.name!r}"
                 )
+        pk = insp.get_pk_constraint(self.table.name, schema=self.table.schema)
+        self._check_unfilled(reflected, list(pk.get("constrained_columns") or []))
+        for col in self.table.c:
+            self._check_column(col, have[col.name])
+
+    def _filled(self) -> set[str]:
+        """Target columns a run fills (``plan`` builds no token stage, so they are added)."""
+        names = {c.name for c in self.table.c}
+        tokens = self.spec.tokens
+        if tokens is not None:
+            names.update(n for n in (tokens.column, tokens.prefix_column) if n)
+        return names
+
+    def _check_unfilled(self, reflected: list[Any], pk: list[str]) -> None:
+        """A NOT NULL column without a default that the spec does not fill would refuse every
+        row, one by one: refuse the spec instead, naming the column."""
+        from authmigrate.errors import SpecError
+
+        filled = self._filled()
+        for c in reflected:
+            name = c["name"]
+            if name in filled or c.get("nullable", True):
+                continue
+            if c.get("default") is not None or c.get("identity") or c.get("computed"):
+                continue
+            if c.get("autoincrement") is True:
+                continue
+            rowid = self.engine.dialect.name == "sqlite" and pk == [name]
+            if rowid and isinstance(c["type"], sa.Integer):
+                continue  # INTEGER PRIMARY KEY: SQLite's rowid fills it
+            raise SpecError(
+                "fields",
+                f"column {name!r} of the existing table {self.spec.target.table!r} is NOT NULL, "
+                f"has no default, and the spec does not fill it: add it to [fields] (e.g. "
+                f"{name} = {{ value = ... }} or {{ from = ... }}) or give it a default",
+            )
+
+    def _check_column(self, col: sa.Column[Any], found: dict[str, Any]) -> None:
+        """Refuse a field whose values the existing column cannot hold: a different kind of
+        type, or text that can be longer than a ``VARCHAR(n)``."""
+        from authmigrate.errors import SpecError
+
+        field = self.spec.fields.get(col.name)
+        path = f"fields.{col.name}" if field is not None else "target.table"
+        theirs = found["type"]
+        ours_kind, theirs_kind = _kind(col.type), _kind(theirs)
+        if (
+            ours_kind
+            and theirs_kind
+            and not _fits(ours_kind, theirs_kind, explicit=self._typed(col.name))
+        ):
+            raise SpecError(
+                path,
+                f"the target column {col.name!r} is {_type_name(theirs)} but the spec writes "
+                f"{ours_kind} there: change the field's type (or the column)",
+            )
+        length = getattr(theirs, "length", None)
+        if field is None or ours_kind != "text" or not isinstance(length, int):
+            return
+        bound = self._text_bound(col, field)
+        if bound is None or bound > length:
+            longest = "of any length" if bound is None else f"up to {bound} characters"
+            raise SpecError(
+                path,
+                f"the target column {col.name!r} is {_type_name(theirs)} but the field's values "
+                f"can be {longest}: set fields.{col.name}.max_length = {length} (longer values "
+                "are then rejected as field.too_long) or widen the column",
+            )
+
+    def _typed(self, name: str) -> bool:
+        """True when the spec says what kind of value goes in ``name``, not the source."""
+        field = self.spec.fields.get(name)
+        if field is None:
+            return True  # a stage's column: the stage decides
+        return "type" in field.model_fields_set or bool(field.normalize or field.template)
+
+    def _text_bound(self, col: sa.Column[Any], field: FieldSpec) -> int | None:
+        """The most characters a text field can hold (None: unbounded)."""
+        bounds = []
+        if field.max_length:
+            bounds.append(field.max_length)
+        if "email" in field.normalize:
+            bounds.append(254)
+        length = getattr(col.type, "length", None)
+        if isinstance(length, int):
+            bounds.append(length)
+        return min(bounds) if bounds else None
 
     def create(self) -> None:
         """Create what is missing: the accounts table, bookkeeping and stage tables."""
@@ -440,6 +671,67 @@ class SqlTarget:
         """True for a SQLite target whose file does not exist yet."""
         path = sqlite_file(self.engine)
         return path is not None and not path.exists()
+
+    def write_problem(self) -> str | None:
+        """Why a run could not write to the target (None: it can, as far as can be told
+        without writing). Checks the file and folder of SQLite, a read-only PostgreSQL server
+        or session and its privileges, and MySQL's ``read_only``."""
+        import os
+
+        path = sqlite_file(self.engine)
+        if path is not None:
+            folder = path.parent if str(path.parent) else Path(".")
+            if not folder.is_dir():
+                return f"the folder {folder} of the target does not exist"
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"the target file {path} is not writable"
+            if not os.access(folder, os.W_OK):
+                return f"the folder {folder} is not writable (SQLite writes its journal there)"
+            return None
+        backend = self.engine.dialect.name
+        try:
+            with self.engine.connect() as conn:
+                if backend == "postgresql":
+                    return self._pg_write_problem(conn)
+                if backend in ("mysql", "mariadb"):
+                    ro = conn.execute(sa.text("SELECT @@global.read_only")).scalar()
+                    return "the server is read-only (read_only = ON)" if ro else None
+        except sa.exc.DBAPIError as exc:
+            return f"cannot check: {first_line(exc)}"
+        return None
+
+    def _pg_write_problem(self, conn: sa.Connection) -> str | None:
+        if conn.execute(sa.text("SELECT pg_is_in_recovery()")).scalar():
+            return "the server is a read-only standby"
+        if conn.execute(sa.text("SHOW transaction_read_only")).scalar() == "on":
+            return "the session is read-only (default_transaction_read_only)"
+        schema = self.table.schema
+        insp = sa.inspect(conn)
+        missing = False
+        for table, label in (
+            (self.table.name, repr(self.spec.target.table)),
+            ("authmigrate_batches", "authmigrate_batches"),
+        ):
+            if not insp.has_table(table, schema=schema if table == self.table.name else None):
+                missing = True
+                continue
+            name = f"{schema}.{table}" if schema and table == self.table.name else table
+            ok = conn.execute(
+                sa.text("SELECT has_table_privilege(CAST(:t AS text), 'INSERT')"), {"t": name}
+            ).scalar()
+            if not ok:
+                return f"no INSERT privilege on {label}"
+        if missing:
+            ok = conn.execute(
+                sa.text(
+                    "SELECT has_schema_privilege("
+                    "COALESCE(CAST(:s AS text), current_schema()), 'CREATE')"
+                ),
+                {"s": schema},
+            ).scalar()
+            if not ok:
+                return "no CREATE privilege in the schema, and the run must create tables there"
+        return None
 
     def exists(self) -> bool:
         insp = sa.inspect(self.engine)
@@ -461,36 +753,14 @@ class SqlTarget:
             return 0, None
         return int(row.batch_no), decode_key(row.last_key)
 
+    def counts(self, run_id: str | None = None) -> Counts:
+        """This migration's counts (or one run's) from the bookkeeping."""
+        with self.engine.connect() as conn:
+            return bookkeeping_counts(conn, self.migration, run_id=run_id)
+
     def totals(self) -> dict[str, int]:
         """Counts over every committed batch of this migration."""
-        b = self.batches
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
-                ).where(b.c.migration == self.migration)
-            ).one()
-        return {
-            "read": int(row[0]),
-            "migrated": int(row[1]),
-            "rejected": int(row[2]),
-            "merged": int(row[3]),
-        }
-
-    def reject_counts(self, outcome: str = "rejected") -> dict[str, int]:
-        """Rows of this migration with ``outcome`` (rejected or merged), by reason code."""
-        r = self.rejects
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(r.c.reason, sa.func.count())
-                .where(r.c.migration == self.migration, r.c.outcome == outcome)
-                .group_by(r.c.reason)
-                .order_by(r.c.reason)
-            ).all()
-        return {reason: int(n) for reason, n in rows}
+        return self.counts().totals()
 
     # -- duplicate and key checks against what the target already holds --------------------
 
@@ -625,28 +895,21 @@ class SqlTarget:
             )
 
     def _mark_crashed(self, conn: sa.Connection) -> None:
-        r, b = self.runs, self.batches
+        r = self.runs
         stale = conn.execute(
             sa.select(r.c.run_id).where(r.c.migration == self.migration, r.c.status == "running")
         ).scalars()
         for run_id in list(stale):
-            done = conn.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
-                ).where(b.c.migration == self.migration, b.c.run_id == run_id)
-            ).one()
+            done = bookkeeping_counts(conn, self.migration, run_id=run_id)
             conn.execute(
                 r.update()
                 .where(r.c.run_id == run_id)
                 .values(
                     status="crashed",
-                    rows_read=int(done[0]),
-                    migrated=int(done[1]),
-                    rejected=int(done[2]),
-                    merged=int(done[3]),
+                    rows_read=done.read,
+                    migrated=done.migrated,
+                    rejected=done.rejected,
+                    merged=done.merged,
                     error="ended without recording its end (killed or lost); "
                     "its committed batches are kept",
                 )
@@ -655,6 +918,10 @@ class SqlTarget:
     def end_run(
         self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
     ) -> None:
+        """Record the end of a run with its counts from the bookkeeping (``counts``, what the
+        run process tallied, only when the target cannot be read any more)."""
+        with contextlib.suppress(sa.exc.DBAPIError):
+            counts = self.counts(run_id).totals()
         with contextlib.suppress(sa.exc.DBAPIError), self.engine.begin() as conn:
             conn.execute(
                 self.runs.update()
