@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject, Stage
+from authmigrate.batch import Batch, InvalidValue, Record, Reject, Stage
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
 from authmigrate.sinks.sql import SqlTarget
@@ -166,7 +166,7 @@ class Migration:
         rows = self.source.page(None, 50)
         items: list[tuple[str | None, str | None]] = []
         for r in rows:
-            if r.get(cred.column) in (None, ""):
+            if r.get(cred.column) in (None, "") or isinstance(r.get(cred.column), InvalidValue):
                 continue
             salt = r.get(cred.salt_column) if cred.salt_column else None
             items.append((str(r[cred.column]).strip(), None if salt is None else str(salt)))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from authmigrate.batch import InvalidValue
 from authmigrate.errors import SpecError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -94,6 +95,8 @@ def normalize_email(value: str, *, lowercase_local: bool = True) -> str:
 def _as_text(value: Any, column: str) -> str:
     if isinstance(value, str):
         return value
+    if type(value) is InvalidValue:
+        raise FieldReject(value.reason, column, value.detail)
     if isinstance(value, bytes | bytearray | memoryview):
         try:
             return bytes(value).decode("utf-8")
@@ -117,10 +120,18 @@ def check_text(s: str, column: str) -> str:
 
 
 def _passthrough(column: str) -> Callable[[Any], Any]:
-    """A plain copy keeps the source's type; only text is checked."""
+    """A plain copy keeps the source's type; only text is checked, and an aware date-time
+    becomes naive UTC (as a ``datetime`` field does), whatever the source session's zone."""
 
     def same(v: Any) -> Any:
-        return check_text(v, column) if type(v) is str else v
+        kind = type(v)
+        if kind is str:
+            return check_text(v, column)
+        if kind is InvalidValue:
+            raise FieldReject(v.reason, column, v.detail)
+        if kind is dt.datetime and v.tzinfo is not None:
+            return v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v
 
     return same
 
@@ -332,6 +343,8 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
 
     def field(row: Row) -> Any:
         v = get(row)
+        if type(v) is InvalidValue:
+            raise FieldReject(v.reason, name, v.detail)
         if blank_is_null and type(v) is str and not v.strip():
             v = None
         if v is not None and steps:

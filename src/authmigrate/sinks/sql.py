@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Stage
+from authmigrate.batch import Batch, InvalidValue, Stage
 from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import LockError, TargetError
 from authmigrate.spec import FieldSpec, Spec
@@ -692,6 +692,8 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
             out[name] = REDACTED
         elif isinstance(value, bytes | bytearray | memoryview):
             out[name] = bytes(value).hex()
+        elif isinstance(value, InvalidValue):
+            out[name] = value.raw.hex() if value.raw is not None else str(value)
         elif isinstance(value, str | int | float | bool) or value is None:
             out[name] = value
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from authmigrate.batch import InvalidValue
 from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
@@ -61,11 +62,18 @@ class SqlSource:
     def _rows(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
         try:
             with self.engine.connect() as conn:
-                return list(conn.execute(stmt).all())
+                try:
+                    return list(conn.execute(stmt).all())
+                except sa.exc.OperationalError as exc:
+                    if not _undecodable(exc):
+                        raise
+                    return _rows_keeping_bytes(conn, stmt)
         except sa.exc.DBAPIError as exc:
+            # never the driver's text: SQLite's decode error quotes the value itself
+            detail = "text that is not UTF-8" if _undecodable(exc) else first_line(exc)
             raise SourceError(
-                f"reading source {safe_url(self.spec.url)} failed: {first_line(exc)}"
-            ) from exc
+                f"reading source {safe_url(self.spec.url)} failed: {detail}"
+            ) from None
 
     def count(self) -> int:
         stmt = sa.select(sa.func.count()).select_from(self._selectable)
@@ -115,6 +123,33 @@ class SqlSource:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _undecodable(exc: sa.exc.DBAPIError) -> bool:
+    """SQLite met TEXT that is not UTF-8 (its message quotes the value: never show it)."""
+    return str(exc.orig).startswith("Could not decode to UTF-8")
+
+
+def _text_or_invalid(data: bytes) -> str | InvalidValue:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidValue("field.invalid_encoding", "the bytes are not UTF-8", raw=data)
+
+
+def _rows_keeping_bytes(conn: sa.Connection, stmt: sa.Executable) -> list[sa.Row[Any]]:
+    """Read again with a ``text_factory`` that keeps undecodable TEXT as an
+    :class:`InvalidValue`, so that only the rows holding one are rejected.
+
+    Only a page that failed is read this way: the default factory is C code, much faster.
+    """
+    raw: Any = conn.connection.driver_connection
+    before = raw.text_factory
+    raw.text_factory = _text_or_invalid
+    try:
+        return list(conn.execute(stmt).all())
+    finally:
+        raw.text_factory = before
 
 
 _PY_TYPES: dict[type, Any] = {
