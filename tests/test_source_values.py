@@ -4,11 +4,15 @@ case variants of what the target already holds (issue 9, items 6, 7, 8, 10)."""
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers_verify import cli, execute, scalar
+from tests.pg_server import PgServer
 
 HASH = "$1$abcdefgh$" + "x" * 22
 """An md5_crypt-shaped hash: the spec reads it with ``scheme = "auto"``."""
@@ -91,4 +95,142 @@ def scalar_rows(url: str, query: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
-__all__ = ["execute"]
+# -- item 6: time zones ----------------------------------------------------------------------
+
+NOON_UTC = 1591012800  # 2020-06-01T12:00:00Z
+ZONES = {"Europe/Berlin": 2, "America/New_York": -4}  # their UTC offsets in June
+
+
+def _database_name(url: str) -> str:
+    return sa.make_url(url).database or ""
+
+
+@pytest.fixture
+def server_zone(pg_server: PgServer) -> Iterator[Callable[[str], None]]:
+    """Sets the PostgreSQL server's own ``timezone`` (``ALTER SYSTEM``) for one test."""
+    admin = sa.create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
+
+    def set_zone(zone: str) -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"ALTER SYSTEM SET timezone = '{zone}'"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+        time.sleep(0.3)  # the postmaster re-reads its configuration asynchronously
+
+    try:
+        yield set_zone
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text("ALTER SYSTEM RESET timezone"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("where", ["database", "server"])
+@pytest.mark.parametrize("zone", sorted(ZONES))
+def test_timestamptz_target_stores_the_instant_whatever_the_zone(
+    tmp_path: Path,
+    pg_server: PgServer,
+    server_zone: Callable[[str], None],
+    zone: str,
+    where: str,
+) -> None:
+    src, dst = pg_server.create_database(), pg_server.create_database()
+    if where == "server":
+        server_zone(zone)
+    else:
+        for url in (src, dst):
+            execute(
+                pg_server.admin_url,
+                f"ALTER DATABASE \"{_database_name(url)}\" SET timezone = '{zone}'",
+            )
+    assert scalar(dst, "SHOW timezone") == zone
+    execute(
+        src,
+        "CREATE TABLE legacy_users (id integer PRIMARY KEY, email text, aware text, naive text,"
+        " seen timestamptz)",
+        "INSERT INTO legacy_users VALUES"
+        " (1, 'a@example.com', '2020-06-01T12:00:00+00:00', '2020-06-01 12:00:00',"
+        "  '2020-06-01T12:00:00+00:00'),"
+        " (2, 'b@example.com', '2020-06-01T14:00:00+02:00', '2020-06-01T12:00:00',"
+        "  '2020-06-01T08:00:00-04:00')",
+    )
+    execute(
+        dst,
+        "CREATE TABLE accounts (id integer PRIMARY KEY, email text, aware_at timestamptz,"
+        " naive_at timestamptz, seen_at timestamptz)",
+    )
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        spec_text(
+            src,
+            dst,
+            fields='email = "email"\n'
+            'aware_at = { from = "aware", type = "datetime" }\n'
+            'naive_at = { from = "naive", type = "datetime" }\n'
+            'seen_at = "seen"',
+        )
+    )
+    res = cli("run", str(spec), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    epochs = scalar_rows(
+        dst,
+        "SELECT extract(epoch FROM aware_at)::bigint, extract(epoch FROM naive_at)::bigint,"
+        " extract(epoch FROM seen_at)::bigint FROM accounts ORDER BY id",
+    )
+    assert epochs == [(NOON_UTC,) * 3, (NOON_UTC,) * 3]
+    ok = cli("verify", str(spec), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # the instant the old code stored (noon read as the zone's wall time) is found wrong
+    wrong = f"2020-06-01T{12 - ZONES[zone]:02d}:00:00+00:00"
+    execute(dst, "UPDATE accounts SET aware_at = :t WHERE id = 2", params={"t": wrong})
+    bad = cli("verify", str(spec), cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "different" in bad.stdout
+
+
+@pytest.mark.parametrize("zone", sorted(ZONES))
+def test_sqlite_source_and_target_keep_utc_whatever_the_process_zone(
+    tmp_path: Path, zone: str
+) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE legacy_users (id INTEGER PRIMARY KEY, email TEXT, at TEXT)")
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?, ?)",
+        [
+            (1, "a@example.com", "2020-06-01T12:00:00+00:00"),
+            (2, "b@example.com", "2020-06-01T14:00:00+02:00"),
+            (3, "c@example.com", "2020-06-01 12:00:00"),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = tmp_path / "m.toml"
+    fields = 'email = "email"\nat = { from = "at", type = "datetime" }'
+    spec.write_text(spec_text(f"sqlite:///{src}", dst, fields=fields))
+    res = cli("run", str(spec), cwd=tmp_path, env={"TZ": zone})
+    assert res.returncode == 0, res.stderr
+    stored = scalar_rows(dst, "SELECT DISTINCT at FROM accounts")
+    assert stored == [("2020-06-01 12:00:00.000000",)]
+    assert cli("verify", str(spec), cwd=tmp_path, env={"TZ": zone}).returncode == 0
+
+
+def test_aware_source_into_sqlite_is_stored_as_utc(tmp_path: Path, pg_server: PgServer) -> None:
+    src = pg_server.create_database()
+    zone = "America/New_York"
+    execute(
+        pg_server.admin_url, f"ALTER DATABASE \"{_database_name(src)}\" SET timezone = '{zone}'"
+    )
+    execute(
+        src,
+        "CREATE TABLE legacy_users (id integer PRIMARY KEY, email text, seen timestamptz)",
+        "INSERT INTO legacy_users VALUES (1, 'a@example.com', '2020-06-01T12:00:00+00:00')",
+    )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = tmp_path / "m.toml"
+    spec.write_text(spec_text(src, dst, fields='email = "email"\nseen_at = "seen"'))
+    res = cli("run", str(spec), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert scalar(dst, "SELECT seen_at FROM accounts") == "2020-06-01 12:00:00.000000"
+    assert cli("verify", str(spec), cwd=tmp_path).returncode == 0

@@ -305,6 +305,8 @@ class _Target:
         if kind == "bool":
             text = sa.case((col, sa.literal("1", sa.Text)), else_=sa.literal("0", sa.Text))
         elif kind == "datetime" and pg:
+            if getattr(col.type, "timezone", False):
+                col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
             text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
         elif kind == "date" and pg:
             text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
