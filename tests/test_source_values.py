@@ -234,3 +234,153 @@ def test_aware_source_into_sqlite_is_stored_as_utc(tmp_path: Path, pg_server: Pg
     assert res.returncode == 0, res.stderr
     assert scalar(dst, "SELECT seen_at FROM accounts") == "2020-06-01 12:00:00.000000"
     assert cli("verify", str(spec), cwd=tmp_path).returncode == 0
+
+
+# -- item 8: values the target's columns refuse ------------------------------------------------
+
+LONG_EMAIL = "much.too.long.for.twenty@example.com"
+
+
+def refused_values_source(path: Path) -> None:
+    """60 users; user 10's email does not fit varchar(20), user 40's visits is not a number."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE legacy_users (id INTEGER PRIMARY KEY, email TEXT, visits INTEGER)")
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?, ?)",
+        [(i, f"u{i}@example.com", i) for i in range(1, 61)],
+    )
+    conn.execute("UPDATE legacy_users SET email = ? WHERE id = 10", (LONG_EMAIL,))
+    conn.execute("UPDATE legacy_users SET visits = 'lots-of-visits' WHERE id = 40")
+    conn.commit()
+    conn.close()
+
+
+def check_refused_rows_are_rejected_with_their_column(
+    tmp_path: Path, dst: str, expected: list[tuple[str, str, str]]
+) -> None:
+    src = tmp_path / "legacy.db"
+    refused_values_source(src)
+    spec = tmp_path / "m.toml"
+    spec.write_text(spec_text(f"sqlite:///{src}", dst, fields='email = "email"\nvisits = "visits"'))
+    res = cli("run", str(spec), cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr  # ran, with rejects
+    assert sorted(scalar_rows(dst, "SELECT id FROM accounts")) == [
+        (i,) for i in range(1, 61) if str(i) not in {k for k, _, _ in expected}
+    ]
+    got = scalar_rows(
+        dst, "SELECT source_key, reason, column_name, detail FROM authmigrate_rejects ORDER BY 1"
+    )
+    assert [g[:3] for g in got] == expected
+    shown = res.stdout + res.stderr + " ".join(str(g[3]) for g in got)
+    assert LONG_EMAIL not in shown and "lots-of-visits" not in shown
+    again = cli("run", str(spec), cwd=tmp_path)
+    assert again.returncode in (0, 1) and "error" not in again.stderr, again.stderr
+    assert scalar(dst, "SELECT count(*) FROM authmigrate_rejects") == len(expected)
+
+
+def test_values_postgresql_refuses_are_rejected_per_row_with_the_column(
+    tmp_path: Path, pg_url: str
+) -> None:
+    execute(
+        pg_url, "CREATE TABLE accounts (id integer PRIMARY KEY, email varchar(20), visits integer)"
+    )
+    check_refused_rows_are_rejected_with_their_column(
+        tmp_path,
+        pg_url,
+        [("10", "target.too_long", "email"), ("40", "target.invalid_value", "visits")],
+    )
+
+
+def test_values_a_strict_sqlite_table_refuses_are_rejected_with_the_column(tmp_path: Path) -> None:
+    dst = f"sqlite:///{tmp_path}/t.db"
+    execute(
+        dst, "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email TEXT, visits INTEGER) STRICT"
+    )
+    check_refused_rows_are_rejected_with_their_column(
+        tmp_path, dst, [("40", "target.invalid_value", "visits")]
+    )
+
+
+def test_values_mariadb_refuses_are_rejected_per_row_with_the_column(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    from tests.mariadb_server import fresh_database
+
+    dst = fresh_database(mariadb_url, prefix="t")
+    execute(
+        dst, "CREATE TABLE accounts (id integer PRIMARY KEY, email varchar(20), visits integer)"
+    )
+    check_refused_rows_are_rejected_with_their_column(
+        tmp_path,
+        dst,
+        [("10", "target.too_long", "email"), ("40", "target.invalid_value", "visits")],
+    )
+
+
+def test_outbox_holds_text_keys_longer_than_255(tmp_path: Path, pg_url: str) -> None:
+    from tests.helpers_verify import OUTBOX_KEY
+
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE legacy_users (id TEXT PRIMARY KEY, email TEXT, password_hash TEXT)")
+    keys = [f"{i:03d}-" + "k" * 296 for i in range(1, 6)]  # 300 characters each
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?, ?)",
+        [(k, f"u{i}@example.com", HASH) for i, k in enumerate(keys)],
+    )
+    conn.commit()
+    conn.close()
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        spec_text(
+            f"sqlite:///{src}",
+            pg_url,
+            extra='[credentials]\ncolumn = "password_hash"\npolicy = "wrap"\nprofile = "TEST"\n'
+            '[tokens]\ncolumn = "auth_token"\n'
+            '[notify]\noutbox_key = "env:AUTHMIGRATE_OUTBOX_KEY"',
+        )
+    )
+    res = cli("run", str(spec), cwd=tmp_path, env={"AUTHMIGRATE_OUTBOX_KEY": OUTBOX_KEY})
+    assert res.returncode == 0, res.stdout + res.stderr
+    queued = scalar_rows(pg_url, "SELECT source_key FROM authmigrate_outbox ORDER BY 1")
+    assert queued == [(k,) for k in keys]
+
+
+# -- item 10: case variants of what the new system wrote itself --------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_duplicates_match_app_rows_written_in_another_case(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    dst = f"sqlite:///{tmp_path}/t.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    execute(
+        dst,
+        "CREATE TABLE accounts (id integer PRIMARY KEY, email text)",
+        # written by the new system since the last run, not normalized
+        "INSERT INTO accounts VALUES (9005, 'U5@Example.com'), (9007, ' u7@EXAMPLE.com')",
+    )
+    src = tmp_path / "legacy.db"
+    sqlite_users(src, rows=10)
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        spec_text(
+            f"sqlite:///{src}",
+            dst,
+            fields='email = { from = "email", normalize = "email" }',
+        ).replace("[run]\n", '[run]\nduplicates = "merge"\n')
+    )
+    plan = cli("plan", str(spec), cwd=tmp_path)
+    assert "duplicate.email" in plan.stdout, plan.stdout + plan.stderr
+    res = cli("run", str(spec), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr  # merges are no problem
+    merged = scalar_rows(
+        dst,
+        "SELECT source_key, outcome, reason, merged_into FROM authmigrate_rejects ORDER BY 1",
+    )
+    assert merged == [
+        ("5", "merged", "duplicate.email", "9005"),
+        ("7", "merged", "duplicate.email", "9007"),
+    ]
+    emails = [e for (e,) in scalar_rows(dst, "SELECT lower(trim(email)) FROM accounts")]
+    assert sorted(emails) == sorted({e.lower().strip() for e in emails})  # one account each

@@ -67,19 +67,27 @@ def make_engine(url: str, *, path: str) -> Engine:
     return engine
 
 
+_MYSQL_SESSION = (
+    "SET time_zone = '+00:00', sql_mode = IF(@@sql_mode = '', 'STRICT_ALL_TABLES',"
+    " CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'))"
+)
 _UTC_SESSION = {
     "postgresql": "SET TIME ZONE 'UTC'",
-    "mysql": "SET time_zone = '+00:00'",
-    "mariadb": "SET time_zone = '+00:00'",
+    "mysql": _MYSQL_SESSION,
+    "mariadb": _MYSQL_SESSION,
 }
 
 
 def _session_in_utc(engine: Engine) -> None:
-    """Every session in UTC, whatever the server's or the database's ``timezone``.
+    """Every session in UTC, whatever the server's or the database's ``timezone``; on
+    MySQL/MariaDB also in strict mode.
 
     Values travel as naive UTC (an aware source value is converted on the way); a session
     in Europe/Berlin would read them as Berlin time and store 12:00Z as 10:00Z in a
     ``timestamptz`` column, and render stored instants in Berlin time when read back.
+    Without strict mode, MySQL/MariaDB store a value too long for its column cut short and
+    a word in an integer column as 0, with only a warning: strict, they refuse it, and the
+    row is rejected with its column.
     """
     statement = _UTC_SESSION[engine.dialect.name]
 

@@ -368,6 +368,35 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
     return field
 
 
+def normalizer(name: str, spec: FieldSpec) -> Callable[[Any], Any] | None:
+    """The field's ``normalize`` steps alone, for text the target already holds (an account
+    the new system wrote itself), so it can be compared with normalized source values.
+
+    None for a field without steps. A value the steps refuse (not an email) stays as it is.
+
+    >>> normalizer("email", FieldSpec(normalize=["email"]))("  User.5@Example.com")
+    'user.5@example.com'
+    """
+    if not spec.normalize:
+        return None
+    steps = [_text_step(n, spec, name) for n in spec.normalize]
+
+    def normalize(value: Any) -> Any:
+        if type(value) is not str:
+            return value
+        v: Any = value
+        try:
+            for step in steps:
+                v = step(v)
+                if v is None:
+                    return None
+        except FieldReject:
+            return value
+        return v
+
+    return normalize
+
+
 def source_columns_used(spec: Spec) -> dict[str, str]:
     """Every source column the spec reads, mapped to the spec key that names it."""
     used: dict[str, str] = {spec.source.key: "source.key"}

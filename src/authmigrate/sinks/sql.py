@@ -21,6 +21,7 @@ import operator
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -359,6 +360,7 @@ class SqlTarget:
         self.columns = [c.name for c in self.table.c]
         self._insert = BulkInsert(self.table, self.engine.dialect)
         self._lookups: dict[str, InLookup] = {}
+        self._reflected: dict[str, Any] | None = None
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -520,14 +522,39 @@ class SqlTarget:
                 found[tuple(row[:-1])] = row[-1]
         return found
 
-    def find_conflicts(self, batch: Batch) -> dict[Any, str]:
+    def variants(
+        self,
+        conn: sa.Connection,
+        group: tuple[str, ...],
+        normalize: Sequence[Callable[[Any], Any] | None],
+    ) -> dict[Any, Any]:
+        """``{normalized value: key}`` for the target rows whose ``group`` values are not in
+        the normalized form ``normalize`` gives them (one function per column, None for
+        none): rows the new system wrote itself (``User.5@Example.com``), which an exact
+        lookup of a normalized source value would miss. One pass over the table; only the
+        rows that differ are kept.
+        """
+        cols = [self.table.c[c] for c in group]
+        key = self.table.c[self.spec.target_key]
+        stmt = sa.select(*cols, key).where(*(c.is_not(None) for c in cols))
+        found: dict[Any, Any] = {}
+        for row in conn.execution_options(yield_per=10_000).execute(stmt):
+            raw = tuple(row[:-1])
+            normed = tuple(v if fn is None else fn(v) for fn, v in zip(normalize, raw, strict=True))
+            if normed != raw and None not in normed:
+                found.setdefault(normed if len(normed) > 1 else normed[0], row[-1])
+        return found
+
+    def find_conflicts(self, batch: Batch) -> dict[Any, Refused]:
         """Insert a batch's accounts one by one in a transaction that is rolled back, and
-        return ``{key: the database's reason}`` for each one the target refuses.
+        return ``{key: why}`` for each one the target refuses: a constraint
+        (``target.constraint``) or a value its column cannot hold (``target.too_long``,
+        ``target.invalid_value``, with the column).
 
         PostgreSQL aborts a transaction on error, so each row gets a savepoint there; SQLite
         and MySQL roll back only the failed statement.
         """
-        bad: dict[Any, str] = {}
+        bad: dict[Any, Refused] = {}
         savepoints = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as conn:
             trans = conn.begin()
@@ -538,13 +565,61 @@ class SqlTarget:
                         self._insert(conn, [rec.values])
                         if sp is not None:
                             sp.commit()
-                    except sa.exc.IntegrityError as exc:
+                    except sa.exc.DBAPIError as exc:
+                        if not refused(exc):
+                            raise
                         if sp is not None:
                             sp.rollback()
-                        bad[rec.key] = _without_values(first_line(exc))
+                        bad[rec.key] = self._refused(conn, rec.values, exc)
             finally:
                 trans.rollback()
         return bad
+
+    def _refused(
+        self, conn: sa.Connection, values: dict[str, Any], exc: sa.exc.DBAPIError
+    ) -> Refused:
+        """Why the target refused one row, and which column, never quoting a value."""
+        column = _column_named(first_line(exc), values)
+        if isinstance(exc, sa.exc.IntegrityError) and column is None:
+            return Refused("target.constraint", None, _without_values(first_line(exc)))
+        columns = self._existing_columns(conn)
+        for name, value in values.items():
+            length = getattr(columns.get(name), "length", None)
+            fits = not (isinstance(value, str) and length and len(value) > length)
+            if column in (None, name) and not fits:
+                return Refused("target.too_long", name, f"longer than {length} characters")
+        if column is None:
+            column = self._column_refusing(conn, values, columns)
+        what = f"the {columns[column]} column" if column in columns else "the target"
+        return Refused("target.invalid_value", column, f"{what} cannot hold this value")
+
+    def _existing_columns(self, conn: sa.Connection) -> dict[str, Any]:
+        """The accounts table's column types as the database has them (reflected once)."""
+        if self._reflected is None:
+            t = self.table
+            insp = sa.inspect(conn)
+            self._reflected = {
+                c["name"]: c["type"] for c in insp.get_columns(t.name, schema=t.schema)
+            }
+        return self._reflected
+
+    def _column_refusing(
+        self, conn: sa.Connection, values: dict[str, Any], columns: dict[str, Any]
+    ) -> str | None:
+        """The driver did not say which column: cast each value to its column's type alone,
+        in a savepoint, and return the first one the database refuses."""
+        for name, value in values.items():
+            typ = columns.get(name)
+            if value is None or typ is None or name not in self.table.c:
+                continue
+            param = sa.bindparam("v", value, type_=self.table.c[name].type)
+            with conn.begin_nested() as sp:
+                try:
+                    conn.execute(sa.select(sa.cast(param, typ)))
+                except sa.exc.DBAPIError:
+                    sp.rollback()
+                    return name
+        return None
 
     # -- the batch transaction --------------------------------------------------------------
 
@@ -699,6 +774,39 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
         else:
             out[name] = str(value)
     return json.dumps(out, ensure_ascii=True, default=str)
+
+
+def refused(exc: sa.exc.DBAPIError) -> bool:
+    """The target refused a row (a constraint, or a value its column cannot hold), as
+    opposed to a lost connection or a statement that fails whatever the values."""
+    return isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why the target refused one account: a reject reason, the column if known, a detail
+    that names no value."""
+
+    reason: str
+    column: str | None
+    detail: str
+
+
+_COLUMN_IN_MESSAGE = (
+    # MySQL/MariaDB: Data too long for column 'x' / Incorrect ... for column `db`.`t`.`x`
+    re.compile(r"for column (?:[`'\"]?\w+[`'\"]?\.)*[`'\"]?(\w+)"),
+    # SQLite STRICT tables: cannot store TEXT value in INTEGER column t.x
+    re.compile(r"cannot store \w+ value in \w+ column (?:\w+\.)?(\w+)"),
+)
+
+
+def _column_named(message: str, values: dict[str, Any]) -> str | None:
+    """The column a driver's message names, if it is one of the row's."""
+    for pattern in _COLUMN_IN_MESSAGE:
+        m = pattern.search(message)
+        if m is not None and m.group(1) in values:
+            return m.group(1)
+    return None
 
 
 def _without_values(message: str) -> str:
