@@ -349,11 +349,21 @@ def test_outbox_holds_text_keys_longer_than_255(tmp_path: Path, pg_url: str) -> 
 # -- item 10: case variants of what the new system wrote itself --------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def target_database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/t.db"
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    from tests.mariadb_server import fresh_database
+
+    return fresh_database(request.getfixturevalue("mariadb_url"), prefix="t")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
 def test_duplicates_match_app_rows_written_in_another_case(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    dst = f"sqlite:///{tmp_path}/t.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    dst = target_database(backend, tmp_path, request)
     execute(
         dst,
         "CREATE TABLE accounts (id integer PRIMARY KEY, email text)",

@@ -134,6 +134,7 @@ class Migration:
         self.source = open_source(spec.source)
         try:
             check_source_columns(spec, self.source)
+            self.source.only(source_columns_used(spec))
             dupes = self.source.duplicate_keys()
             if dupes:
                 shown = ", ".join(repr(k) for k in dupes)
@@ -188,13 +189,18 @@ class Migration:
         the field's own ``normalize`` steps) to it, as ``User.5@Example.com`` that the new
         system wrote does to ``user.5@example.com``."""
         found = self.target.existing(conn, group, values)
+        norms = [normalizer(f, self.spec.fields[f]) for f in group]
+        if not any(n is not None for n in norms):
+            return found
+        for v, k in list(found.items()):
+            # a case-insensitive collation matches `User@X.com` for `user@x.com`: the row
+            # comes back spelled as the target holds it
+            parts = v if len(group) > 1 else (v,)
+            normed = tuple(p if n is None else n(p) for n, p in zip(norms, parts, strict=True))
+            found.setdefault(normed if len(group) > 1 else normed[0], k)
         variants = self._variants.get(group)
         if variants is None:
-            norms = [normalizer(f, self.spec.fields[f]) for f in group]
-            variants = {}
-            if any(n is not None for n in norms):
-                variants = self.target.variants(conn, group, norms)
-            self._variants[group] = variants
+            variants = self._variants[group] = self.target.variants(conn, group, norms)
         if variants:
             for v in values:
                 if v is not None and v not in found and v in variants:

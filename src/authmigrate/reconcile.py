@@ -51,7 +51,7 @@ from authmigrate.errors import TargetError
 from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
-from authmigrate.transform import FieldReject, RowTransformer
+from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -730,14 +730,17 @@ class _Found:
         return bool(self.missing or self.extra or self.different)
 
 
-def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_000) -> VerifyResult:
+def verify_migration(
+    spec: Spec, *, sample: int | None = None, chunk: int | None = None
+) -> VerifyResult:
     """Reconcile source and target, compare every mapped row, check credentials and tokens.
 
     Args:
         spec: the migration.
         sample: check the argon2id part of this many wrapped credentials, chosen at random
             (``None``: every one). Kept credentials are always all compared.
-        chunk: source rows per checksummed chunk.
+        chunk: source rows per checksummed chunk (default: the spec's
+            ``verify.chunk_size``, 10,000).
 
     Returns:
         A :class:`VerifyResult`; ``result.ok`` is True when everything holds.
@@ -747,6 +750,8 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         TargetError: the target cannot be reached.
         LockError: a run of this migration is writing to the target right now.
     """
+    if chunk is None:
+        chunk = spec.verify.chunk_size
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if sample is not None and sample < 0:
@@ -757,6 +762,11 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
     engine = make_engine(spec.target.url, path="target.url")
     path = sqlite_file(engine)
     source = open_source(spec.source)
+    try:
+        source.only(source_columns_used(spec))  # never an unmapped BLOB
+    except BaseException:
+        source.close()
+        raise
     if path is not None and not path.exists():
         # connecting would create the file, and verify writes nothing
         try:

@@ -423,6 +423,13 @@ class RunSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
 
 
+class VerifySpec(_Model):
+    """How ``verify`` reads."""
+
+    chunk_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Source rows per checksummed chunk: memory holds one chunk of (mapped) rows."""
+
+
 class Spec(_Model):
     """A whole migration."""
 
@@ -434,6 +441,7 @@ class Spec(_Model):
     tokens: TokensSpec | None = None
     notify: NotifySpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     _base_dir: Path | None = PrivateAttr(default=None)
 
     @property

@@ -537,6 +537,9 @@ class SqlTarget:
         cols = [self.table.c[c] for c in group]
         key = self.table.c[self.spec.target_key]
         stmt = sa.select(*cols, key).where(*(c.is_not(None) for c in cols))
+        maybe = [m for c in cols if (m := self._maybe_unnormalized(c)) is not None]
+        if len(maybe) == len(cols):
+            stmt = stmt.where(sa.or_(*maybe))
         found: dict[Any, Any] = {}
         for row in conn.execution_options(yield_per=10_000).execute(stmt):
             raw = tuple(row[:-1])
@@ -544,6 +547,34 @@ class SqlTarget:
             if normed != raw and None not in normed:
                 found.setdefault(normed if len(normed) > 1 else normed[0], row[-1])
         return found
+
+    def _maybe_unnormalized(self, col: sa.Column[Any]) -> sa.ColumnElement[bool] | None:
+        """A condition true for every value of ``col`` its field's ``normalize`` steps could
+        change (a superset: Python decides), so the database skips the rest; None where the
+        database has no such test.
+
+        The steps change only text that holds a space, a control or non-ASCII character
+        (strip, collapse_spaces, nfc, nfkc, email's trim and NFC), or letters of the other
+        case (lower, upper, email's lower-casing).
+        """
+        pattern = {"postgresql": "~", "mysql": "REGEXP", "mariadb": "REGEXP"}
+        backend = self.engine.dialect.name
+        steps = self.spec.fields[col.name].normalize
+        if not steps:
+            return sa.false()  # a column of the group that is compared as it is
+        odd: sa.ColumnElement[bool]
+        if backend == "sqlite":
+            odd = col.op("GLOB")("*[^!-~]*")
+        elif backend in pattern:
+            odd = col.op(pattern[backend])("[^!-~]")
+        else:
+            return None
+        tests: list[sa.ColumnElement[bool]] = [odd]
+        if "lower" in steps or "email" in steps:
+            tests.append(col != sa.func.lower(col))
+        if "upper" in steps:
+            tests.append(col != sa.func.upper(col))
+        return sa.or_(*tests)
 
     def find_conflicts(self, batch: Batch) -> dict[Any, Refused]:
         """Insert a batch's accounts one by one in a transaction that is rolled back, and
@@ -753,9 +784,18 @@ _SECRET_WORDS = ("pass", "pwd", "secret", "token", "hash", "salt", "key", "crypt
 _SECRET_NAMES = re.compile(r"^(pw|pin|otp|pw_.*|.*_pw)$")
 
 
+RAW_VALUE_CAP = 1024
+"""Characters of one value kept in a reject's raw row (bytes: half as many, in hex)."""
+RAW_ROW_CAP = 16_384
+"""Characters of values kept in one reject's raw row; the values past it are left out."""
+
+
 def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
-    """The source row as JSON for the rejects table, credential-like columns redacted."""
+    """The source row as JSON for the rejects table, credential-like columns redacted, each
+    value cut at :data:`RAW_VALUE_CAP` and the row at :data:`RAW_ROW_CAP` characters (said
+    so in the value: ``… [truncated: 307,200 bytes]``)."""
     out: dict[str, Any] = {}
+    size = 0
     for name, value in source.items():
         low = name.lower()
         secret = (
@@ -764,16 +804,33 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
             or _SECRET_NAMES.match(low) is not None
         )
         if secret and value is not None and low != "key":
-            out[name] = REDACTED
+            shown: Any = REDACTED
         elif isinstance(value, bytes | bytearray | memoryview):
-            out[name] = bytes(value).hex()
+            shown = _capped_bytes(bytes(value))
         elif isinstance(value, InvalidValue):
-            out[name] = value.raw.hex() if value.raw is not None else str(value)
-        elif isinstance(value, str | int | float | bool) or value is None:
-            out[name] = value
+            shown = _capped_bytes(value.raw) if value.raw is not None else str(value)
+        elif isinstance(value, int | float | bool) or value is None:
+            shown = value
         else:
-            out[name] = str(value)
+            shown = _capped_text(value if isinstance(value, str) else str(value))
+        size += len(shown) if isinstance(shown, str) else 8
+        if size > RAW_ROW_CAP:
+            shown = f"[truncated: the raw row is kept up to {RAW_ROW_CAP:,} characters]"
+        out[name] = shown
     return json.dumps(out, ensure_ascii=True, default=str)
+
+
+def _capped_text(text: str) -> str:
+    if len(text) <= RAW_VALUE_CAP:
+        return text
+    return f"{text[:RAW_VALUE_CAP]}… [truncated: {len(text):,} characters]"
+
+
+def _capped_bytes(data: bytes) -> str:
+    keep = RAW_VALUE_CAP // 2
+    if len(data) <= keep:
+        return data.hex()
+    return f"{data[:keep].hex()}… [truncated: {len(data):,} bytes]"
 
 
 def refused(exc: sa.exc.DBAPIError) -> bool:

@@ -15,7 +15,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -204,6 +204,9 @@ class FileSource:
         conn.commit()
         conn.close()
         return columns
+
+    def only(self, columns: Iterable[str]) -> None:
+        self._sql.only([*columns, _INVALID])
 
     def count(self) -> int:
         return self._sql.count()

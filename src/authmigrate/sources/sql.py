@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +34,12 @@ class SqlSource:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise SpecError("source.key", f"source has no column {spec.key!r}{hint}")
         self._key = self._selectable.c[spec.key]
+        self._read = list(self._selectable.c)
+
+    def only(self, columns: Iterable[str]) -> None:
+        """Read only ``columns`` (those the source has) and the key from now on."""
+        wanted = {*columns, self.spec.key}
+        self._read = [c for c in self._selectable.c if c.name in wanted]
 
     def _open(self) -> sa.FromClause:
         where = safe_url(self.spec.url)
@@ -80,16 +86,16 @@ class SqlSource:
         return int(self._rows(stmt)[0][0])
 
     def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
-        stmt = sa.select(self._selectable).where(self._key.is_not(None))
+        stmt = sa.select(*self._read).where(self._key.is_not(None))
         if after is not None:
             stmt = stmt.where(self._key > after)
         stmt = stmt.order_by(self._key).limit(limit)
-        cols = self.columns
+        cols = [c.name for c in self._read]
         return [dict(zip(cols, row)) for row in self._rows(stmt)]  # noqa: B905 - same width
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
-        stmt = sa.select(self._selectable).where(self._key.is_(None))
-        cols = self.columns
+        stmt = sa.select(*self._read).where(self._key.is_(None))
+        cols = [c.name for c in self._read]
         for row in self._rows(stmt):
             yield dict(zip(cols, row, strict=True))
 
@@ -111,8 +117,9 @@ class SqlSource:
         if self.spec.table or len(known) == len(self.columns):
             return known
         seen: dict[str, type] = {}
-        for row in self._rows(sa.select(self._selectable).limit(200)):
-            for name, value in zip(self.columns, row, strict=True):
+        read = [c.name for c in self._read]
+        for row in self._rows(sa.select(*self._read).limit(200)):
+            for name, value in zip(read, row, strict=True):
                 if value is not None and name not in known:
                     seen.setdefault(name, type(value))
         for name, kind in seen.items():
