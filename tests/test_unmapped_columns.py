@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers_verify import scalar
+from tests.helpers_verify import cli, scalar
 
 ROWS = 1000
 BLOB = 300 * 1024
@@ -71,7 +71,6 @@ def test_unmapped_blob_is_never_read_and_rejects_stay_small(tmp_path: Path) -> N
         f'[source]\nurl = "sqlite:///{src}"\ntable = "legacy_users"\nkey = "id"\n'
         f'[target]\nurl = "{dst}"\ntable = "accounts"\n'
         '[fields]\nid = "id"\nemail = { from = "email", normalize = "email" }\nnote = "note"\n'
-        "[verify]\nchunk_size = 500\n"
     )
     code, run_mb, out = peak_rss_mb("run", str(spec), cwd=tmp_path)
     assert code == 1, out  # ran, with rejects
@@ -80,7 +79,6 @@ def test_unmapped_blob_is_never_read_and_rejects_stay_small(tmp_path: Path) -> N
     code, verify_mb, out = peak_rss_mb("verify", str(spec), cwd=tmp_path)
     assert code == 0, out
     assert verify_mb < RSS_LIMIT_MB, f"verify peaked at {verify_mb:.0f} MB"
-    assert "2 (in-database)" in out  # 1000 rows in chunks of verify.chunk_size = 500
     raw = json.loads(scalar(dst, "SELECT raw FROM authmigrate_rejects WHERE source_key = '4'"))
     assert "avatar" not in raw  # never read
     assert raw["note"].startswith("n" * 1024 + "… [truncated: 5,000 characters]")
@@ -98,3 +96,30 @@ def test_raw_row_is_capped_per_value_and_in_total() -> None:
     assert shown["c0"].endswith("… [truncated: 3,000 characters]")
     assert shown["c39"].startswith("[truncated: the raw row is kept up to")
     assert shown["id"] == 1
+
+
+def test_verify_chunk_size_is_a_spec_setting(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE legacy_users (id INTEGER PRIMARY KEY, email TEXT)")
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?)", [(i, f"u{i}@example.com") for i in range(1, 1001)]
+    )
+    conn.commit()
+    conn.close()
+    spec = tmp_path / "m.toml"
+    body = (
+        f'[source]\nurl = "sqlite:///{src}"\ntable = "legacy_users"\nkey = "id"\n'
+        f'[target]\nurl = "sqlite:///{tmp_path}/t.db"\ntable = "accounts"\n'
+        '[fields]\nid = "id"\nemail = "email"\n'
+    )
+    spec.write_text(body)
+    assert cli("run", str(spec), cwd=tmp_path).returncode == 0
+    default = cli("verify", str(spec), cwd=tmp_path)
+    assert default.returncode == 0 and "1 (in-database)" in default.stdout, default.stdout
+    spec.write_text(body + "[verify]\nchunk_size = 300\n")
+    chunked = cli("verify", str(spec), cwd=tmp_path)
+    assert chunked.returncode == 0 and "4 (in-database)" in chunked.stdout, chunked.stdout
+    spec.write_text(body + "[verify]\nchunk_size = 0\n")
+    bad = cli("verify", str(spec), cwd=tmp_path)
+    assert bad.returncode == 2 and "verify.chunk_size" in bad.stderr, bad.stderr
