@@ -4,6 +4,12 @@ A file has no key order, so it is first streamed into a temporary SQLite table (
 per million rows, constant memory) and then paged by key like any SQL source. The staging table
 is rebuilt from the file on every run, so resuming after a crash reads the same rows.
 Key values that are all digits become integers, so ``10`` sorts after ``9``.
+
+Parsing is strict: a malformed file (a row with more or fewer values than the header, a quote
+that never closes, a repeated or empty column name, a JSON key given twice) stops with a
+:class:`SourceError` naming the line, before anything is written. A value that cannot be read
+(a JSON ``NaN``, an integer beyond 64 bits, a lone surrogate) becomes an
+:class:`~authmigrate.batch.InvalidValue`, so only its row is rejected.
 """
 
 from __future__ import annotations
