@@ -22,14 +22,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject, Stage
+from authmigrate.batch import Batch, InvalidValue, Record, Reject, Stage
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
-from authmigrate.sinks.sql import SqlTarget, reject_examples
+from authmigrate.sinks.sql import Refused, SqlTarget, reject_examples
+from authmigrate.sinks.sql import refused as refused_by_target
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
 from authmigrate.stages import CredentialStage, DuplicateStage
-from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
+from authmigrate.transform import FieldReject, RowTransformer, normalizer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -181,6 +182,7 @@ class Migration:
         self.source = open_source(spec.source)
         try:
             check_source_columns(spec, self.source)
+            self.source.only(source_columns_used(spec))
             dupes = self.source.duplicate_keys()
             if dupes:
                 shown = ", ".join(repr(k) for k in dupes)
@@ -201,6 +203,7 @@ class Migration:
             self.source.close()
             raise
         self.redact = frozenset().union(*(s.secret_columns for s in [*self.early, *self.late]))
+        self._variants: dict[tuple[str, ...], dict[Any, Any]] = {}
 
     def _probe_credentials(self) -> None:
         """Read a few source hashes with the spec's schemes and params before anything is
@@ -215,7 +218,7 @@ class Migration:
         items: list[tuple[str | None, str | None]] = []
         formats: list[str | None] = []
         for r in rows:
-            if r.get(cred.column) in (None, ""):
+            if r.get(cred.column) in (None, "") or isinstance(r.get(cred.column), InvalidValue):
                 continue
             salt = r.get(cred.salt_column) if cred.salt_column else None
             items.append((str(r[cred.column]).strip(), None if salt is None else str(salt)))
@@ -227,6 +230,32 @@ class Migration:
     def close(self) -> None:
         self.source.close()
         self.target.close()
+
+    def taken(
+        self, conn: sa.Connection, group: tuple[str, ...], values: list[Any]
+    ) -> dict[Any, Any]:
+        """``{value: key}`` for the values of a unique group the target already holds,
+        compared normalized: an exact match, or a target row whose value normalizes (with
+        the field's own ``normalize`` steps) to it, as ``User.5@Example.com`` that the new
+        system wrote does to ``user.5@example.com``."""
+        found = self.target.existing(conn, group, values)
+        norms = [normalizer(f, self.spec.fields[f]) for f in group]
+        if not any(n is not None for n in norms):
+            return found
+        for v, k in list(found.items()):
+            # a case-insensitive collation matches `User@X.com` for `user@x.com`: the row
+            # comes back spelled as the target holds it
+            parts = v if len(group) > 1 else (v,)
+            normed = tuple(p if n is None else n(p) for n, p in zip(norms, parts, strict=True))
+            found.setdefault(normed if len(group) > 1 else normed[0], k)
+        variants = self._variants.get(group)
+        if variants is None:
+            variants = self._variants[group] = self.target.variants(conn, group, norms)
+        if variants:
+            for v in values:
+                if v is not None and v not in found and v in variants:
+                    found[v] = variants[v]
+        return found
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -256,16 +285,22 @@ class Migration:
         batch: Batch,
         dupes: DuplicateStage,
         conn: sa.Connection | None,
-        conflicts: dict[Any, str] | None = None,
+        conflicts: dict[Any, Refused] | None = None,
     ) -> Batch:
         """Run the stages on a transformed batch: everything but the write.
 
         ``conn`` (None in ``plan``) is a target connection for the checks against what the
         target already holds; ``conflicts`` are rows the target refused in an earlier attempt
-        (key -> the database's reason), rejected as ``target.constraint``.
+        (key -> reason, column and detail), rejected as such.
         """
         if conflicts:
-            self._drop(batch, conflicts, "target.constraint", None)
+            batch.drop(
+                [
+                    (r, Reject(r.key, why.reason, why.column, why.detail, r.source))
+                    for r in batch.records
+                    if (why := conflicts.get(r.key)) is not None
+                ]
+            )
         if conn is not None and batch.records:
             self._reject_existing_keys(conn, batch)
         for stage in self.early:
@@ -456,7 +491,7 @@ def run_migration(
 
 def _lookup(m: Migration, group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
     with m.target.engine.connect() as conn:
-        return m.target.existing(conn, group, values)
+        return m.taken(conn, group, values)
 
 
 def _commit_with_retry(
@@ -469,12 +504,15 @@ def _commit_with_retry(
     with a case-insensitive collation, a CHECK) fails the whole insert. The first time, the
     batch is simply done again (the live shop may have taken an email between our check and
     our insert); if it fails again, the rows the target refuses are found one by one and
-    rejected as ``target.constraint``, so one bad row never blocks a migration.
+    rejected as ``target.constraint``, so one bad row never blocks a migration. A value the
+    target's column cannot hold (a DataError: too long for a ``varchar(20)``, not of the
+    column's type) is found the same way at once, and rejected with its column
+    (``target.too_long``, ``target.invalid_value``).
     """
     retries = m.spec.run.retries
     delay = 0.2
     batch = fresh
-    conflicts: dict[Any, str] = {}
+    conflicts: dict[Any, Refused] = {}
     refused = 0
     for attempt in range(retries + 1):
         try:
@@ -483,16 +521,16 @@ def _commit_with_retry(
                     m.finish_batch(batch, dupes, conn, conflicts)
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
-        except sa.exc.IntegrityError:
-            refused += 1
-            if refused >= 2:
-                conflicts.update(m.target.find_conflicts(batch))
-            if attempt == retries:
-                raise TargetError(
-                    f"batch {batch.number} kept violating a constraint of the target"
-                ) from None
         except sa.exc.DBAPIError as exc:
-            if not _transient(exc) or attempt == retries:
+            if refused_by_target(exc):
+                refused += 1
+                if refused >= 2 or not isinstance(exc, sa.exc.IntegrityError):
+                    conflicts.update(m.target.find_conflicts(batch))
+                if attempt == retries:
+                    raise TargetError(
+                        f"batch {batch.number} kept violating a constraint of the target"
+                    ) from None
+            elif not _transient(exc) or attempt == retries:
                 raise TargetError(
                     f"writing batch to {m.target.where} failed: {first_line(exc)}"
                 ) from None
@@ -647,20 +685,21 @@ def plan_migration(
         if problem is not None:
             raise TargetError(f"a run could not write to {m.target.where}: {problem}")
         res.source_rows = m.source.count()
-        exists = not m.target.file_missing and _target_reachable(m) and m.target.exists()
+        reachable = not m.target.file_missing and _target_reachable(m)
+        exists = reachable and m.target.exists()
         after = None
         if exists:
             _, after = m.target.checkpoint()
             res.already_done = m.target.totals()["read"]
         memory: dict[tuple[str, ...], dict[Any, Any]] = {}
-        with_target = exists and _has_table(m)
+        with_target = reachable and _has_table(m)  # accounts there before any run count too
 
         def lookup(group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
             # plan writes nothing, so every value seen is held in memory
             seen = memory.setdefault(group, {})
             if with_target:
                 with m.target.engine.connect() as conn:
-                    for v, k in m.target.existing(conn, group, values).items():
+                    for v, k in m.taken(conn, group, values).items():
                         seen.setdefault(v, k)
             return seen
 

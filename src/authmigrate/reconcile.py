@@ -57,7 +57,7 @@ from authmigrate.sinks.sql import (
 )
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
-from authmigrate.transform import FieldReject, RowTransformer
+from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -311,6 +311,8 @@ class _Target:
         if kind == "bool":
             text = sa.case((col, sa.literal("1", sa.Text)), else_=sa.literal("0", sa.Text))
         elif kind == "datetime" and pg:
+            if getattr(col.type, "timezone", False):
+                col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
             text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
         elif kind == "date" and pg:
             text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
@@ -741,14 +743,17 @@ class _Found:
         return bool(self.missing or self.extra or self.different)
 
 
-def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_000) -> VerifyResult:
+def verify_migration(
+    spec: Spec, *, sample: int | None = None, chunk: int | None = None
+) -> VerifyResult:
     """Reconcile source and target, compare every mapped row, check credentials and tokens.
 
     Args:
         spec: the migration.
         sample: check the argon2id part of this many wrapped credentials, chosen at random
             (``None``: every one). Kept credentials are always all compared.
-        chunk: source rows per checksummed chunk.
+        chunk: source rows per checksummed chunk (default: the spec's
+            ``verify.chunk_size``, 10,000).
 
     Returns:
         A :class:`VerifyResult`; ``result.ok`` is True when everything holds.
@@ -758,6 +763,8 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         TargetError: the target cannot be reached.
         LockError: a run of this migration is writing to the target right now.
     """
+    if chunk is None:
+        chunk = spec.verify.chunk_size
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if sample is not None and sample < 0:
@@ -768,6 +775,11 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
     engine = make_engine(spec.target.url, path="target.url")
     path = sqlite_file(engine)
     source = open_source(spec.source)
+    try:
+        source.only(source_columns_used(spec))  # never an unmapped BLOB
+    except BaseException:
+        source.close()
+        raise
     if path is not None and not path.exists():
         # connecting would create the file, and verify writes nothing
         try:

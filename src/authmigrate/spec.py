@@ -496,6 +496,11 @@ class BridgeSpec(_Model):
         for name in v:
             check_identifier(name)
         return v
+class VerifySpec(_Model):
+    """How ``verify`` reads."""
+
+    chunk_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Source rows per checksummed chunk: memory holds one chunk of (mapped) rows."""
 
 
 class Spec(_Model):
@@ -510,6 +515,7 @@ class Spec(_Model):
     notify: NotifySpec | None = None
     bridge: BridgeSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     _base_dir: Path | None = PrivateAttr(default=None)
 
     @property

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject
+from authmigrate.batch import Batch, InvalidValue, Record, Reject
 from authmigrate.spec import CredentialsSpec, Spec, resolve_secret
 
 
@@ -55,6 +55,12 @@ class CredentialStage:
         formats: list[str | None] = []
         for rec in batch.records:
             raw = rec.source.get(self.spec.column)
+            salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
+            bad = next((v for v in (raw, salt) if type(v) is InvalidValue), None)
+            if bad is not None:
+                column = self.spec.column if bad is raw else self.spec.salt_column
+                doomed.append((rec, Reject(rec.key, bad.reason, column, bad.detail, rec.source)))
+                continue
             if isinstance(raw, bytes | bytearray | memoryview):
                 raw = bytes(raw).decode("utf-8", "replace")
             if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -75,7 +81,6 @@ class CredentialStage:
                 rec.values[target], rec.values[reset] = None, True
                 rec.segment, rec.scheme = "reset", None
                 continue
-            salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
             present.append(rec)
             items.append((str(raw).strip(), None if salt is None else str(salt)))
             formats.append(row_format(self.spec, rec.source))

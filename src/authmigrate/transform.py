@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from authmigrate.batch import InvalidValue
 from authmigrate.errors import SpecError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -144,6 +145,8 @@ def _bad_character(part: str, *, domain: bool = False) -> str:
 def _as_text(value: Any, column: str) -> str:
     if isinstance(value, str):
         return value
+    if type(value) is InvalidValue:
+        raise FieldReject(value.reason, column, value.detail)
     if isinstance(value, bytes | bytearray | memoryview):
         try:
             return bytes(value).decode("utf-8")
@@ -167,10 +170,18 @@ def check_text(s: str, column: str) -> str:
 
 
 def _passthrough(column: str) -> Callable[[Any], Any]:
-    """A plain copy keeps the source's type; only text is checked."""
+    """A plain copy keeps the source's type; only text is checked, and an aware date-time
+    becomes naive UTC (as a ``datetime`` field does), whatever the source session's zone."""
 
     def same(v: Any) -> Any:
-        return check_text(v, column) if type(v) is str else v
+        kind = type(v)
+        if kind is str:
+            return check_text(v, column)
+        if kind is InvalidValue:
+            raise FieldReject(v.reason, column, v.detail)
+        if kind is dt.datetime and v.tzinfo is not None:
+            return v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v
 
     return same
 
@@ -413,6 +424,8 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
 
     def field(row: Row) -> Any:
         v = get(row)
+        if type(v) is InvalidValue:
+            raise FieldReject(v.reason, name, v.detail)
         if blank_is_null and type(v) is str and not v.strip():
             v = None
         if v is not None and steps:
@@ -440,6 +453,35 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
         return v
 
     return field
+
+
+def normalizer(name: str, spec: FieldSpec) -> Callable[[Any], Any] | None:
+    """The field's ``normalize`` steps alone, for text the target already holds (an account
+    the new system wrote itself), so it can be compared with normalized source values.
+
+    None for a field without steps. A value the steps refuse (not an email) stays as it is.
+
+    >>> normalizer("email", FieldSpec(normalize=["email"]))("  User.5@Example.com")
+    'user.5@example.com'
+    """
+    if not spec.normalize:
+        return None
+    steps = [_text_step(n, spec, name) for n in spec.normalize]
+
+    def normalize(value: Any) -> Any:
+        if type(value) is not str:
+            return value
+        v: Any = value
+        try:
+            for step in steps:
+                v = step(v)
+                if v is None:
+                    return None
+        except FieldReject:
+            return value
+        return v
+
+    return normalize
 
 
 def source_columns_used(spec: Spec) -> dict[str, str]:

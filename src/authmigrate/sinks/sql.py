@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Stage
+from authmigrate.batch import Batch, InvalidValue, Stage
 from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import LockError, TargetError
 from authmigrate.spec import FieldSpec, Spec
@@ -502,6 +502,7 @@ class SqlTarget:
         self.columns = [c.name for c in self.table.c]
         self._insert = BulkInsert(self.table, self.engine.dialect)
         self._lookups: dict[str, InLookup] = {}
+        self._reflected: dict[str, Any] | None = None
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -790,14 +791,70 @@ class SqlTarget:
                 found[tuple(row[:-1])] = row[-1]
         return found
 
-    def find_conflicts(self, batch: Batch) -> dict[Any, str]:
+    def variants(
+        self,
+        conn: sa.Connection,
+        group: tuple[str, ...],
+        normalize: Sequence[Callable[[Any], Any] | None],
+    ) -> dict[Any, Any]:
+        """``{normalized value: key}`` for the target rows whose ``group`` values are not in
+        the normalized form ``normalize`` gives them (one function per column, None for
+        none): rows the new system wrote itself (``User.5@Example.com``), which an exact
+        lookup of a normalized source value would miss. One pass over the table; only the
+        rows that differ are kept.
+        """
+        cols = [self.table.c[c] for c in group]
+        key = self.table.c[self.spec.target_key]
+        stmt = sa.select(*cols, key).where(*(c.is_not(None) for c in cols))
+        maybe = [m for c in cols if (m := self._maybe_unnormalized(c)) is not None]
+        if len(maybe) == len(cols):
+            stmt = stmt.where(sa.or_(*maybe))
+        found: dict[Any, Any] = {}
+        for row in conn.execution_options(yield_per=10_000).execute(stmt):
+            raw = tuple(row[:-1])
+            normed = tuple(v if fn is None else fn(v) for fn, v in zip(normalize, raw, strict=True))
+            if normed != raw and None not in normed:
+                found.setdefault(normed if len(normed) > 1 else normed[0], row[-1])
+        return found
+
+    def _maybe_unnormalized(self, col: sa.Column[Any]) -> sa.ColumnElement[bool] | None:
+        """A condition true for every value of ``col`` its field's ``normalize`` steps could
+        change (a superset: Python decides), so the database skips the rest; None where the
+        database has no such test.
+
+        The steps change only text that holds a space, a control or non-ASCII character
+        (strip, collapse_spaces, nfc, nfkc, email's trim and NFC), or letters of the other
+        case (lower, upper, email's lower-casing).
+        """
+        pattern = {"postgresql": "~", "mysql": "REGEXP", "mariadb": "REGEXP"}
+        backend = self.engine.dialect.name
+        steps = self.spec.fields[col.name].normalize
+        if not steps:
+            return sa.false()  # a column of the group that is compared as it is
+        odd: sa.ColumnElement[bool]
+        if backend == "sqlite":
+            odd = col.op("GLOB")("*[^!-~]*")
+        elif backend in pattern:
+            odd = col.op(pattern[backend])("[^!-~]")
+        else:
+            return None
+        tests: list[sa.ColumnElement[bool]] = [odd]
+        if "lower" in steps or "email" in steps:
+            tests.append(col != sa.func.lower(col))
+        if "upper" in steps:
+            tests.append(col != sa.func.upper(col))
+        return sa.or_(*tests)
+
+    def find_conflicts(self, batch: Batch) -> dict[Any, Refused]:
         """Insert a batch's accounts one by one in a transaction that is rolled back, and
-        return ``{key: the database's reason}`` for each one the target refuses.
+        return ``{key: why}`` for each one the target refuses: a constraint
+        (``target.constraint``) or a value its column cannot hold (``target.too_long``,
+        ``target.invalid_value``, with the column).
 
         PostgreSQL aborts a transaction on error, so each row gets a savepoint there; SQLite
         and MySQL roll back only the failed statement.
         """
-        bad: dict[Any, str] = {}
+        bad: dict[Any, Refused] = {}
         savepoints = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as conn:
             trans = conn.begin()
@@ -808,13 +865,61 @@ class SqlTarget:
                         self._insert(conn, [rec.values])
                         if sp is not None:
                             sp.commit()
-                    except sa.exc.IntegrityError as exc:
+                    except sa.exc.DBAPIError as exc:
+                        if not refused(exc):
+                            raise
                         if sp is not None:
                             sp.rollback()
-                        bad[rec.key] = _without_values(first_line(exc))
+                        bad[rec.key] = self._refused(conn, rec.values, exc)
             finally:
                 trans.rollback()
         return bad
+
+    def _refused(
+        self, conn: sa.Connection, values: dict[str, Any], exc: sa.exc.DBAPIError
+    ) -> Refused:
+        """Why the target refused one row, and which column, never quoting a value."""
+        column = _column_named(first_line(exc), values)
+        if isinstance(exc, sa.exc.IntegrityError) and column is None:
+            return Refused("target.constraint", None, _without_values(first_line(exc)))
+        columns = self._existing_columns(conn)
+        for name, value in values.items():
+            length = getattr(columns.get(name), "length", None)
+            fits = not (isinstance(value, str) and length and len(value) > length)
+            if column in (None, name) and not fits:
+                return Refused("target.too_long", name, f"longer than {length} characters")
+        if column is None:
+            column = self._column_refusing(conn, values, columns)
+        what = f"the {columns[column]} column" if column in columns else "the target"
+        return Refused("target.invalid_value", column, f"{what} cannot hold this value")
+
+    def _existing_columns(self, conn: sa.Connection) -> dict[str, Any]:
+        """The accounts table's column types as the database has them (reflected once)."""
+        if self._reflected is None:
+            t = self.table
+            insp = sa.inspect(conn)
+            self._reflected = {
+                c["name"]: c["type"] for c in insp.get_columns(t.name, schema=t.schema)
+            }
+        return self._reflected
+
+    def _column_refusing(
+        self, conn: sa.Connection, values: dict[str, Any], columns: dict[str, Any]
+    ) -> str | None:
+        """The driver did not say which column: cast each value to its column's type alone,
+        in a savepoint, and return the first one the database refuses."""
+        for name, value in values.items():
+            typ = columns.get(name)
+            if value is None or typ is None or name not in self.table.c:
+                continue
+            param = sa.bindparam("v", value, type_=self.table.c[name].type)
+            with conn.begin_nested() as sp:
+                try:
+                    conn.execute(sa.select(sa.cast(param, typ)))
+                except sa.exc.DBAPIError:
+                    sp.rollback()
+                    return name
+        return None
 
     # -- the batch transaction --------------------------------------------------------------
 
@@ -945,9 +1050,18 @@ _SECRET_WORDS = ("pass", "pwd", "secret", "token", "hash", "salt", "key", "crypt
 _SECRET_NAMES = re.compile(r"^(pw|pin|otp|pw_.*|.*_pw)$")
 
 
+RAW_VALUE_CAP = 1024
+"""Characters of one value kept in a reject's raw row (bytes: half as many, in hex)."""
+RAW_ROW_CAP = 16_384
+"""Characters of values kept in one reject's raw row; the values past it are left out."""
+
+
 def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
-    """The source row as JSON for the rejects table, credential-like columns redacted."""
+    """The source row as JSON for the rejects table, credential-like columns redacted, each
+    value cut at :data:`RAW_VALUE_CAP` and the row at :data:`RAW_ROW_CAP` characters (said
+    so in the value: ``… [truncated: 307,200 bytes]``)."""
     out: dict[str, Any] = {}
+    size = 0
     for name, value in source.items():
         low = name.lower()
         secret = (
@@ -956,14 +1070,66 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
             or _SECRET_NAMES.match(low) is not None
         )
         if secret and value is not None and low != "key":
-            out[name] = REDACTED
+            shown: Any = REDACTED
         elif isinstance(value, bytes | bytearray | memoryview):
-            out[name] = bytes(value).hex()
-        elif isinstance(value, str | int | float | bool) or value is None:
-            out[name] = value
+            shown = _capped_bytes(bytes(value))
+        elif isinstance(value, InvalidValue):
+            shown = _capped_bytes(value.raw) if value.raw is not None else str(value)
+        elif isinstance(value, int | float | bool) or value is None:
+            shown = value
         else:
-            out[name] = str(value)
+            shown = _capped_text(value if isinstance(value, str) else str(value))
+        size += len(shown) if isinstance(shown, str) else 8
+        if size > RAW_ROW_CAP:
+            shown = f"[truncated: the raw row is kept up to {RAW_ROW_CAP:,} characters]"
+        out[name] = shown
     return json.dumps(out, ensure_ascii=True, default=str)
+
+
+def _capped_text(text: str) -> str:
+    if len(text) <= RAW_VALUE_CAP:
+        return text
+    return f"{text[:RAW_VALUE_CAP]}… [truncated: {len(text):,} characters]"
+
+
+def _capped_bytes(data: bytes) -> str:
+    keep = RAW_VALUE_CAP // 2
+    if len(data) <= keep:
+        return data.hex()
+    return f"{data[:keep].hex()}… [truncated: {len(data):,} bytes]"
+
+
+def refused(exc: sa.exc.DBAPIError) -> bool:
+    """The target refused a row (a constraint, or a value its column cannot hold), as
+    opposed to a lost connection or a statement that fails whatever the values."""
+    return isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why the target refused one account: a reject reason, the column if known, a detail
+    that names no value."""
+
+    reason: str
+    column: str | None
+    detail: str
+
+
+_COLUMN_IN_MESSAGE = (
+    # MySQL/MariaDB: Data too long for column 'x' / Incorrect ... for column `db`.`t`.`x`
+    re.compile(r"for column (?:[`'\"]?\w+[`'\"]?\.)*[`'\"]?(\w+)"),
+    # SQLite STRICT tables: cannot store TEXT value in INTEGER column t.x
+    re.compile(r"cannot store \w+ value in \w+ column (?:\w+\.)?(\w+)"),
+)
+
+
+def _column_named(message: str, values: dict[str, Any]) -> str | None:
+    """The column a driver's message names, if it is one of the row's."""
+    for pattern in _COLUMN_IN_MESSAGE:
+        m = pattern.search(message)
+        if m is not None and m.group(1) in values:
+            return m.group(1)
+    return None
 
 
 def _without_values(message: str) -> str:
