@@ -168,7 +168,7 @@ def test_unrecognised_hash_detail_gives_its_shape_not_its_value(tmp_path: Path) 
     md5 = "5f4dcc3b5aa765d61d8327deb882cf99"
     rows = [
         (1, "a@example.com", "1", md5),
-        (2, "b@example.com", "1", "!locked"),
+        (2, "b@example.com", "1", "#locked"),
         (3, "c@example.com", "1", ""),
     ]
     found = _plan_details(
@@ -258,7 +258,7 @@ def _mixed_hash_table(db: Path, rows: int = 6000) -> dict[str, int]:
         if i % 50 == 0:
             pw, kind = (None if i % 100 else ""), "empty"
         elif i % 77 == 0:
-            pw, kind = "!locked", "locked"
+            pw, kind = "#locked", "locked"
         elif i <= rows * 6 // 10:
             pw, kind = salted[i % 5], "bcrypt"
         else:
@@ -297,7 +297,7 @@ def test_init_samples_the_whole_key_range_and_covers_every_scheme(tmp_path: Path
     assert "bcrypt" in counts and "bare md5 hex (scheme digest)" in counts
     assert "unknown, 7 characters, letters and punctuation" in counts
     assert "NULL or empty" in counts
-    assert "!locked" not in text  # unknown values by shape, never by value
+    assert "#locked" not in text  # unknown values by shape, never by value
     plan = plan_migration(spec)
     assert list(plan.by_reason) in (["credential.unrecognized"], ["credential.malformed"])
     assert plan.rejected == 6000 // 77 - sum(1 for i in range(77, 6001, 77) if i % 50 == 0)

@@ -281,13 +281,13 @@ def check_refused_rows_are_rejected_with_their_column(
 def test_values_postgresql_refuses_are_rejected_per_row_with_the_column(
     tmp_path: Path, pg_url: str
 ) -> None:
+    # A VARCHAR(20) email column is refused up front by plan/run (issue 11's target check), so
+    # the row the database itself refuses is the word in an integer column.
     execute(
-        pg_url, "CREATE TABLE accounts (id integer PRIMARY KEY, email varchar(20), visits integer)"
+        pg_url, "CREATE TABLE accounts (id integer PRIMARY KEY, email varchar(320), visits integer)"
     )
     check_refused_rows_are_rejected_with_their_column(
-        tmp_path,
-        pg_url,
-        [("10", "target.too_long", "email"), ("40", "target.invalid_value", "visits")],
+        tmp_path, pg_url, [("40", "target.invalid_value", "visits")]
     )
 
 
@@ -308,12 +308,10 @@ def test_values_mariadb_refuses_are_rejected_per_row_with_the_column(
 
     dst = fresh_database(mariadb_url, prefix="t")
     execute(
-        dst, "CREATE TABLE accounts (id integer PRIMARY KEY, email varchar(20), visits integer)"
+        dst, "CREATE TABLE accounts (id integer PRIMARY KEY, email varchar(320), visits integer)"
     )
     check_refused_rows_are_rejected_with_their_column(
-        tmp_path,
-        dst,
-        [("10", "target.too_long", "email"), ("40", "target.invalid_value", "visits")],
+        tmp_path, dst, [("40", "target.invalid_value", "visits")]
     )
 
 
