@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -228,6 +229,8 @@ class CredentialsSpec(_Model):
     """Parameters for ``import_hash`` (e.g. ``key_id``, ``algorithm`` of a plain digest)."""
     keys: dict[str, str] = Field(default_factory=dict)
     """The keyring: key id -> ``"env:NAME"``. Never the secret itself."""
+    allow_test_profile: bool = False
+    """Allow ``profile = "TEST"`` (64 KiB argon2id: for tests and demos, never real accounts)."""
     profile: str = "OWASP_2025"
 
     @field_validator("column", "salt_column", "target_column", "reset_column")
@@ -254,11 +257,17 @@ class CredentialsSpec(_Model):
 
     @field_validator("profile")
     @classmethod
-    def _known_profile(cls, v: str) -> str:
+    def _known_profile(cls, v: str, info: ValidationInfo) -> str:
         from authmigrate.credentials import PROFILES
+        from authmigrate.credentials.wrap import TEST, test_profile_allowed
 
         if v not in PROFILES:
             raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
+        if v == TEST.name and not (info.data.get("allow_test_profile") or test_profile_allowed()):
+            raise ValueError(
+                "the TEST profile is for tests only; use OWASP_2025, or say "
+                "allow_test_profile = true"
+            )
         return v
 
     @property

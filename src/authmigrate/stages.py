@@ -129,6 +129,7 @@ def prepare_credentials(
             weak=frozenset(spec.weak) if spec.weak is not None else None,
             params=dict(spec.params) if scheme != "auto" else {},
             profile=spec.profile,
+            allow_test_profile=spec.allow_test_profile,
         )
         got = prepare_batch([items[i] for i in todo], chosen, keyring, workers=workers)
         retry = []
