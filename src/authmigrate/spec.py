@@ -259,11 +259,11 @@ class CredentialsSpec(_Model):
     @classmethod
     def _known_profile(cls, v: str, info: ValidationInfo) -> str:
         from authmigrate.credentials import PROFILES
-        from authmigrate.credentials.wrap import TEST, test_profile_allowed
+        from authmigrate.credentials.wrap import TEST, env_allows_test_profile
 
         if v not in PROFILES:
             raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
-        if v == TEST.name and not (info.data.get("allow_test_profile") or test_profile_allowed()):
+        if v == TEST.name and not (info.data.get("allow_test_profile") or env_allows_test_profile()):
             raise ValueError(
                 "the TEST profile is for tests only; use OWASP_2025, or say "
                 "allow_test_profile = true"

@@ -39,6 +39,7 @@ from . import idp as idp
 from . import modern as modern
 from . import rails as rails
 from . import shops as shops
+from . import unixcrypt as unixcrypt
 from . import werkzeug as werkzeug
 from ._base import Example, Keyring, Scheme, all_schemes, get
 from ._limits import MAX_PASSWORD_BYTES, MEMORY_GATE, argon2_memory, check_argon2, login_length

@@ -171,9 +171,7 @@ MAX_ARGON2_MEMORY_KIB = 256 * 1024
 Magento 2: 64 MiB, Django: 100 MiB, libsodium MODERATE 256 MiB. libsodium SENSITIVE (1 GiB x 4
 passes, about 4 s) is over the budget."""
 
-MAX_ARGON2_WORK_KIB = _largest(
-    lambda w: argon2_seconds(w, 1) <= WORK_BUDGET_SECONDS, 1, 1 << 40
-)
+MAX_ARGON2_WORK_KIB = _largest(lambda w: argon2_seconds(w, 1) <= WORK_BUDGET_SECONDS, 1, 1 << 40)
 """argon2 ``memory * time`` in KiB-passes the budget admits (about 1 GiB-pass): libsodium
 MODERATE (256 MiB x 3) is the largest default admitted; Django's is 200 MiB-passes."""
 

@@ -32,7 +32,7 @@ from passlib.hash import phpass as _libpass_phpass
 from authmigrate.errors import CredentialError
 
 from . import _phc
-from ._base import Keyring, register
+from ._base import Example, Keyring, register
 from ._common import (
     DigestScheme,
     b64encode,
@@ -45,11 +45,11 @@ from ._common import (
     stored_hex,
 )
 from ._limits import (
-    MEMORY_GATE,
     MAX_MAGENTO2_CHAIN,
     MAX_PHPASS_LOG2,
     MAX_SHOPWARE_ITERATIONS,
     MAX_SLOW_LOOP_PASSWORD_BYTES,
+    MEMORY_GATE,
     MIN_PHPASS_LOG2,
     argon2_memory,
     argon2_seconds,
@@ -767,6 +767,64 @@ class Joomla(DigestScheme):
         """``$joomla$<salt>``."""
         self._parse(credential)
         return _phc.without_digest(credential, 2)
+
+
+_JOOMLA_SHA256 = re.compile(r"\{SHA256\}([0-9a-f]{64})?(?::([^:]+))?")
+
+
+@register(priority=56)
+class JoomlaSha256(DigestScheme):
+    """Joomla 3.2 ``{SHA256}<sha256(password . salt)>:<salt>`` (``JUserHelper::verifyPassword``:
+    ``getCryptedPassword($password, $salt, 'sha256', true)``; no salt: ``sha256(password)``).
+
+    Canonical form: the stored string, e.g. ``{SHA256}<64 hex>:<salt>``; the whole string is
+    what Joomla compares, so the hex is lower case as PHP's ``hash()`` writes it.
+    """
+
+    id: ClassVar[str] = "joomla_sha256"
+    description: ClassVar[str] = "Joomla 3.2 {SHA256}sha256(password+salt):salt"
+    weak: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        # PHP: '{SHA256}' . hash('sha256', $password . $salt) . ':' . $salt
+        Example(
+            "password",
+            "{SHA256}267988b4812c61ab4fd0cb0bd19d019ac63ad8100f988f1849d120c5d0de9d98"
+            ":iVQ3RJ5BNGCiAT9yWeyTBvnKu7Im1kWZ",
+        ),
+    )
+
+    def identify(self, credential: str) -> bool:
+        """True for ``{SHA256}`` followed by 64 lower-case hex digits (and ``:salt``)."""
+        m = _JOOMLA_SHA256.fullmatch(credential)
+        return bool(m and m.group(1))
+
+    def _parse(self, credential: str) -> tuple[str, bytes]:
+        m = _JOOMLA_SHA256.fullmatch(credential)
+        if not m:
+            raise malformed(self.id)
+        return m.group(1) or "", (m.group(2) or "").encode("utf-8")
+
+    def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
+        """The stored ``password`` column as it is; no salt column or params."""
+        reject_params(self.id, params)
+        if salt is not None or not self.identify(value):
+            raise malformed(self.id, "expected {SHA256}<64 lower-case hex>[:salt]")
+        return value
+
+    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
+        """``sha256(password . salt)`` (raw bytes)."""
+        _, salt = self._parse(credential)
+        return hashlib.sha256(_pw(password) + salt).digest()
+
+    def stored_digest(self, credential: str) -> bytes:
+        """The stored sha256 (raw bytes)."""
+        digest, _ = self._parse(credential)
+        return stored_hex(self.id, digest)
+
+    def strip_digest(self, credential: str) -> str:
+        """``{SHA256}:<salt>`` (``{SHA256}`` alone without a salt)."""
+        _, salt = self._parse(credential)
+        return "{SHA256}" + (":" + salt.decode("utf-8") if salt else "")
 
 
 # -- Shopware 5 ------------------------------------------------------------------------------

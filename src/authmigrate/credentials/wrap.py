@@ -73,8 +73,8 @@ ALLOW_TEST_PROFILE_ENV = "AUTHMIGRATE_ALLOW_TEST_PROFILE"
 a spec says ``allow_test_profile = true`` instead)."""
 
 
-def test_profile_allowed() -> bool:
-    """True when the environment allows the ``TEST`` profile (see :data:`ALLOW_TEST_PROFILE_ENV`)."""
+def env_allows_test_profile() -> bool:
+    """True when the environment allows the ``TEST`` profile (:data:`ALLOW_TEST_PROFILE_ENV`)."""
     return os.environ.get(ALLOW_TEST_PROFILE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
@@ -101,7 +101,7 @@ def profile_named(profile: str | Profile | None, *, allow_test: bool = False) ->
                 f"unknown argon2 profile {profile!r}; known: {', '.join(PROFILES)}",
                 code="credential.profile",
             ) from None
-    if chosen.name == TEST.name and not (allow_test or test_profile_allowed()):
+    if chosen.name == TEST.name and not (allow_test or env_allows_test_profile()):
         raise CredentialError(
             "the TEST argon2 profile is for tests only: use OWASP_2025, or allow it explicitly "
             f"(allow_test_profile = true in the spec, or {ALLOW_TEST_PROFILE_ENV}=1)",
