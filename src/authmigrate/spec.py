@@ -263,7 +263,8 @@ class CredentialsSpec(_Model):
 
         if v not in PROFILES:
             raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
-        if v == TEST.name and not (info.data.get("allow_test_profile") or env_allows_test_profile()):
+        allowed = info.data.get("allow_test_profile") or env_allows_test_profile()
+        if v == TEST.name and not allowed:
             raise ValueError(
                 "the TEST profile is for tests only; use OWASP_2025, or say "
                 "allow_test_profile = true"
