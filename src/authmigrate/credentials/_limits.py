@@ -14,9 +14,10 @@ applied twice:
 
 - at import, with a nominal password of :data:`NOMINAL_PASSWORD_BYTES` (the password is not
   known yet);
-- at login, with the length of the password actually typed: tighter for long passwords, so a
-  4 KiB password against ``$6$rounds=656000`` (libpass's default) is refused at login although
-  the credential imports.
+- at login, with the length of the password actually typed when it is longer: never looser
+  than at import, tighter for long passwords, so a 4 KiB password against
+  ``$6$rounds=656000`` (libpass's default) is refused at login although the credential imports
+  and verifies shorter passwords.
 
 Memory is bounded per verification (:data:`MAX_ARGON2_MEMORY_KIB`, :data:`MAX_SCRYPT_MEMORY`)
 and across concurrent verifications by :data:`MEMORY_GATE`: 32 crafted logins at once hold at
@@ -74,8 +75,9 @@ def password_bytes() -> int:
 
 @contextlib.contextmanager
 def login_length(length: int) -> Iterator[None]:
-    """Price the work of the verifications inside with a password of ``length`` bytes."""
-    token = _PASSWORD_BYTES.set(max(length, 1))
+    """Price the work of the verifications inside with a password of ``length`` bytes, or the
+    nominal length when shorter: a login is never allowed more work than an import."""
+    token = _PASSWORD_BYTES.set(max(length, NOMINAL_PASSWORD_BYTES))
     try:
         yield
     finally:
