@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -230,6 +231,8 @@ class CredentialsSpec(_Model):
     """Parameters for ``import_hash`` (e.g. ``key_id``, ``algorithm`` of a plain digest)."""
     keys: dict[str, str] = Field(default_factory=dict)
     """The keyring: key id -> ``"env:NAME"``. Never the secret itself."""
+    allow_test_profile: bool = False
+    """Allow ``profile = "TEST"`` (64 KiB argon2id: for tests and demos, never real accounts)."""
     profile: str = "OWASP_2025"
     login_rules: list[str] = Field(default_factory=list)
     """The platform's login rules every credential carries (``trim``: WordPress, Drupal 7,
@@ -288,11 +291,18 @@ class CredentialsSpec(_Model):
 
     @field_validator("profile")
     @classmethod
-    def _known_profile(cls, v: str) -> str:
+    def _known_profile(cls, v: str, info: ValidationInfo) -> str:
         from authmigrate.credentials import PROFILES
+        from authmigrate.credentials.wrap import TEST, env_allows_test_profile
 
         if v not in PROFILES:
             raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
+        allowed = info.data.get("allow_test_profile") or env_allows_test_profile()
+        if v == TEST.name and not allowed:
+            raise ValueError(
+                "the TEST profile is for tests only; use OWASP_2025, or say "
+                "allow_test_profile = true"
+            )
         return v
 
     @property

@@ -208,6 +208,7 @@ def _prepare_chain(
             params=dict(spec.params) if scheme != "auto" else {},
             profile=spec.profile,
             rules=tuple(spec.login_rules),
+            allow_test_profile=spec.allow_test_profile,
         )
         got = prepare_batch([items[i] for i in todo], chosen, keyring, workers=workers)
         retry = []
