@@ -15,24 +15,7 @@ The runtime part, for the new system's login path::
 The batch part is the ``authmigrate`` command (see :mod:`authmigrate.cli`).
 """
 
-from authmigrate.credentials import (
-    identify,
-    import_hash,
-    needs_update,
-    verify,
-    verify_and_update,
-    wrap,
-)
-from authmigrate.errors import (
-    AuthmigrateError,
-    CredentialError,
-    LockError,
-    MalformedHashError,
-    SourceError,
-    SpecError,
-    TargetError,
-    UnknownSchemeError,
-)
+TYPE_CHECKING = False  # not typing's: importing typing would slow the command's first moment
 
 __all__ = [
     "AuthmigrateError",
@@ -52,11 +35,45 @@ __all__ = [
     "wrap",
 ]
 
+_MODULES = {
+    "identify": "credentials",
+    "import_hash": "credentials",
+    "needs_update": "credentials",
+    "verify": "credentials",
+    "verify_and_update": "credentials",
+    "wrap": "credentials",
+    "verify_token": "tokens",
+}
+
 
 def __getattr__(name: str) -> object:
-    # tokens pull in nothing heavy, but keep the login-path import minimal
-    if name == "verify_token":
-        from authmigrate.tokens import verify_token
+    # Loaded on first use: ``import authmigrate`` runs no import at all, so the command can
+    # answer Ctrl-C with its own exit code from its first moment (see authmigrate.__main__).
+    if name not in __all__:
+        raise AttributeError(name)
+    import importlib
 
-        return verify_token
-    raise AttributeError(name)
+    module = importlib.import_module(f"authmigrate.{_MODULES.get(name, 'errors')}")
+    return getattr(module, name)
+
+
+if TYPE_CHECKING:
+    from authmigrate.credentials import (
+        identify,
+        import_hash,
+        needs_update,
+        verify,
+        verify_and_update,
+        wrap,
+    )
+    from authmigrate.errors import (
+        AuthmigrateError,
+        CredentialError,
+        LockError,
+        MalformedHashError,
+        SourceError,
+        SpecError,
+        TargetError,
+        UnknownSchemeError,
+    )
+    from authmigrate.tokens import verify_token

@@ -1,7 +1,8 @@
 """The ``authmigrate`` command: parse, call the library, print. Nothing else lives here.
 
 Exit codes: 0 success; 1 the migration ran but found problems (rejects, verify mismatches);
-2 bad input (spec, URL, arguments), with a message naming the culprit and nothing written.
+2 bad input (spec, URL, arguments), with a message naming the culprit and nothing written;
+130 interrupted (Ctrl-C), at any moment: committed batches are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import click
 from authmigrate.errors import AuthmigrateError, SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+INTERRUPTED = 130
+"""Exit code of a command stopped by Ctrl-C (SIGINT), whenever it comes."""
 
 
 def _fail(message: str, code: int) -> None:
@@ -40,7 +44,7 @@ def handle_errors(fn: F) -> F:
         except AuthmigrateError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; committed batches are kept, run again to resume", 130)
+            _fail("interrupted; committed batches are kept, run again to resume", INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             orig = getattr(exc, "orig", None) or exc
             first = (str(orig).strip().splitlines() or [""])[0]
@@ -55,7 +59,32 @@ def _load(spec_path: str) -> Any:
     return load_spec(spec_path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Group):
+    """The command group, with Ctrl-C during start-up (parsing, logging set-up, imports)
+    answered like Ctrl-C during the work: exit 130, not click's "Aborted!" with exit 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        run: Any = super().main  # click types main() per standalone_mode (Never or Any)
+        if not kwargs.pop("standalone_mode", True):
+            return run(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = run(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _fail("interrupted", INTERRUPTED)
+            click.echo("Aborted!", err=True)  # end of input at a prompt, as click says it
+            sys.exit(1)
+        except KeyboardInterrupt:
+            _fail("interrupted", INTERRUPTED)
+        except click.exceptions.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="authmigrate")
 @click.option("-v", "--verbose", is_flag=True, help="More log output.")
 def main(verbose: bool) -> None:
@@ -161,7 +190,9 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
         from authmigrate.db import make_engine
 
         loaded = _load(spec)
-        engine = make_engine(loaded.target.url, path="target.url")
+        engine = make_engine(
+            loaded.target.url, path="target.url", synchronous=loaded.target_synchronous
+        )
         try:
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
         finally:

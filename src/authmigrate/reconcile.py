@@ -752,7 +752,7 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
 
         raise SpecError("--sample", "must be 0 or more")
     started = time.monotonic()
-    engine = make_engine(spec.target.url, path="target.url")
+    engine = make_engine(spec.target.url, path="target.url", readonly=True)
     path = sqlite_file(engine)
     source = open_source(spec.source)
     if path is not None and not path.exists():
@@ -763,7 +763,7 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
             source.close()
         result.notes.append(f"no run of this migration has written to {path} (it does not exist)")
         return result
-    lock = TargetLock(engine, spec.migration_name)
+    lock = TargetLock(engine, spec.migration_name, readonly=True)
     try:
         try:
             lock.acquire()

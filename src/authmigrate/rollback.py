@@ -58,7 +58,9 @@ class _Target:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.migration = spec.migration_name
-        self.engine = make_engine(spec.target.url, path="target.url")
+        self.engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         path = sqlite_file(self.engine)
         if path is not None and not path.exists():
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")

@@ -1,4 +1,8 @@
-"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query."""
+"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query.
+
+The source is only ever read: its engine is read-only at the database level (see
+:func:`authmigrate.db.make_engine`), and a query is one statement (``source.query``).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ class SqlSource:
 
     def __init__(self, spec: SourceSpec, engine: sa.Engine | None = None) -> None:
         self.spec = spec
-        self.engine = engine or make_engine(spec.url, path="source.url")
+        self.engine = engine or make_engine(spec.url, path="source.url", readonly=True)
         path = sqlite_file(self.engine)
         if path is not None and not path.is_file():
             # connecting would create an empty database where the legacy one was expected
@@ -57,6 +61,8 @@ class SqlSource:
                 return sub.subquery("src")
         except sa.exc.OperationalError as exc:
             raise SourceError(f"cannot read source {where}: {first_line(exc)}") from None
+        except sa.exc.DatabaseError as exc:  # SQLite: "file is not a database"
+            raise SpecError("source.url", f"cannot read {where}: {first_line(exc)}") from None
 
     def _rows(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
         try:
