@@ -74,7 +74,9 @@ def secret_free(url: str, section: str) -> tuple[str, str | None, str | None]:
     if password is None:
         value = parsed.query["password"]
         password = value if isinstance(value, str) else value[0]
-    bare = parsed.set(password=None).difference_update_query(["password"])
+    bare = sa.engine.URL.create(  # URL.set(password=None) would keep the password
+        parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database
+    ).update_query_dict(dict(parsed.difference_update_query(["password"]).query))
     name = f"AUTHMIGRATE_{section.upper()}_PASSWORD"
     if not password:
         return bare.render_as_string(hide_password=False), None, None
