@@ -100,6 +100,10 @@ class VerifyResult:
     """Keys the bookkeeping counts twice: written by a batch and also in the rejects, or
     rejected (or merged) twice. Each one makes the reconciliation off by one."""
     credential_problems: list[CredentialProblem] = field(default_factory=list)
+    unnotified: list[Any] = field(default_factory=list)
+    """Keys of accounts in a notification segment (``[notify]``) without their outbox row:
+    their message (and its token) would never go out."""
+    outbox_checked: int = 0
     credentials_checked: int = 0
     wrapped_checked: int = 0
     wrapped_total: int = 0
@@ -126,6 +130,7 @@ class VerifyResult:
             and not self.different
             and not self.doubled
             and not self.credential_problems
+            and not self.unnotified
             and not self.notes
         )
 
@@ -147,6 +152,8 @@ class VerifyResult:
                 {"key": p.key, "column": p.column, "reason": p.reason}
                 for p in self.credential_problems
             ],
+            "unnotified": self.unnotified,
+            "outbox_checked": self.outbox_checked,
             "credentials_checked": self.credentials_checked,
             "wrapped_checked": self.wrapped_checked,
             "tokens_checked": self.tokens_checked,
@@ -370,6 +377,16 @@ class _Target:
         return out
 
 
+def _loose(value: Any) -> Any:
+    """A value as a ``when`` rule compares it: booleans and numbers read back from a database
+    (``1`` for true, ``3.0`` for 3) compare equal to the spec's."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def key_id(key: Any) -> str:
     """A key as a string, so that 42 from one side and "42" from the other are the same key."""
     return key if isinstance(key, str) else str(key)
@@ -409,6 +426,10 @@ class _Verifier:
         """Key ids of the rows the batches wrote; a key is removed once the source pass has
         seen it, so what is left at the end are written keys the source no longer has."""
         self.rejects: dict[str, str] = {}
+        self.merged: list[str] = []
+        """Key ids of merged duplicates (each one has a ``merged`` message when enabled)."""
+        self.notified: list[str] = []
+        """Key ids of every written row, for the outbox check."""
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
 
@@ -436,10 +457,14 @@ class _Verifier:
             if source_key is not None:
                 k = decode_key(source_key)
                 kid = key_id(k)
+                if outcome == "merged":
+                    self.merged.append(kid)
                 if kid in self.rejects or kid in self.written:
                     doubled.setdefault(kid, k)  # counted twice: the reconciliation is off
                 self.rejects[kid] = reasons.setdefault(reason, reason)
         res.doubled.extend(doubled.values())
+        if self.spec.notify is not None:
+            self.notified = sorted(self.written)
 
     # -- the pass over the source ---------------------------------------------------------
 
@@ -551,6 +576,91 @@ class _Verifier:
                     c for c, w, h in zip(self.target.columns, want, have, strict=True) if w != h
                 ]
                 found.different.append(Difference(k, cols))
+
+    # -- the notification outbox ----------------------------------------------------------
+
+    def check_outbox(self, conn: sa.Connection) -> None:
+        """Every migrated account whose segment gets a message, and every merged duplicate
+        when ``merged`` does, has its outbox row (queued, sending, sent or failed).
+
+        An account's segment follows from its target row as the run chose it: ``reset`` when
+        it must reset its password, ``wrapped`` for a wrapped credential, ``kept`` otherwise,
+        then the spec's own segments by their ``when`` rules.
+        """
+        notify = self.spec.notify
+        if notify is None:
+            return
+        from authmigrate.notify.outbox import OUTBOX_TABLE, outbox_table
+        from authmigrate.notify.templates import BUILTIN_SEGMENTS
+        from authmigrate.spec import SegmentSpec
+
+        enabled = {
+            name
+            for name in dict.fromkeys([*BUILTIN_SEGMENTS, *notify.segments])
+            if notify.segments.get(name, SegmentSpec(enabled=name != "kept")).enabled
+        }
+        if not enabled:
+            return
+        queued: set[tuple[str, str]] = set()
+        if sa.inspect(conn).has_table(OUTBOX_TABLE):
+            box = outbox_table(sa.MetaData())
+            queued = {
+                (str(k), str(s))
+                for k, s in conn.execute(
+                    sa.select(box.c.source_key, box.c.segment).where(
+                        box.c.migration == self.spec.migration_name
+                    )
+                )
+            }
+        res = self.result
+        if "merged" in enabled:
+            for kid in self.merged:
+                res.outbox_checked += 1
+                if (kid, "merged") not in queued:
+                    res.unnotified.append(kid)
+        for part in _slices(self.notified, IN_LIST):
+            rows = self.target.select(
+                [self.target.key_value(k) for k in part], self._segment_columns()
+            )
+            for kid, row in rows.items():
+                segment = self._segment(row)
+                if segment not in enabled:
+                    continue
+                res.outbox_checked += 1
+                if (kid, segment) not in queued:
+                    res.unnotified.append(row[""])
+
+    def _segment_columns(self) -> list[str]:
+        cred, notify = self.spec.credentials, self.spec.notify
+        names: list[str] = []
+        if cred is not None:
+            names += [cred.target_column, cred.reset_column]
+        for seg in notify.segments.values() if notify else ():
+            names += list(seg.when or {})
+        return [n for n in dict.fromkeys(names) if n in self.target.table.c]
+
+    def _segment(self, row: dict[str, Any]) -> str:
+        from authmigrate.verify_credentials import is_wrapped
+
+        cred, notify = self.spec.credentials, self.spec.notify
+        assert notify is not None
+        segment = "kept"
+        if cred is not None:
+            if row.get(cred.reset_column):
+                return "reset"
+            if is_wrapped(row.get(cred.target_column)):
+                segment = "wrapped"
+        for name, seg in notify.segments.items():
+            if (
+                seg.enabled
+                and seg.when
+                and all(
+                    _loose(row.get(f)) in {_loose(v) for v in allowed}
+                    for f, allowed in seg.when.items()
+                )
+            ):
+                return name
+        return segment
 
     # -- credentials and tokens -----------------------------------------------------------
 
@@ -806,7 +916,9 @@ def _verify(
         verifier.result.notes.append(
             f"the target table has no column {', '.join(repr(f) for f in missing_fields)}"
         )
-    return verifier.run()
+    result = verifier.run()
+    verifier.check_outbox(conn)
+    return result
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -857,6 +969,8 @@ def verify_command(spec: Spec, sample: int | None) -> int:
             )
     if spec.tokens is not None:
         t.add_row("tokens checked", f"{res.tokens_checked:,}")
+    if spec.notify is not None:
+        t.add_row("outbox rows checked", f"{res.outbox_checked:,}")
     t.add_row("time", f"{res.seconds:.2f} s")
     console.print(t)
     for note in res.notes:
@@ -869,6 +983,7 @@ def verify_command(spec: Spec, sample: int | None) -> int:
         [f"{d.key!r}: {', '.join(d.columns)}" for d in res.different],
         raw=True,
     )
+    _print_keys("accounts without their message in the outbox", res.unnotified)
     _print_keys(
         "credentials and tokens",
         [f"{p.key!r}: {p.column} {p.reason}" for p in res.credential_problems],
