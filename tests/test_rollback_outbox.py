@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from authmigrate.pipeline import run_migration
-from authmigrate.spec import load_spec
 from authmigrate.sinks.sql import unpack_keys
+from authmigrate.spec import load_spec
 from tests.helpers_verify import OUTBOX_KEY, cli, execute, make_source, scalar, write_spec
 
 

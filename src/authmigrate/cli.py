@@ -53,6 +53,24 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a report path that cannot be written, before the work starts.
+
+    Raises:
+        SpecError: the folder is missing, the path is a folder, or a file cannot be made there.
+    """
+    if path.is_dir():
+        raise SpecError(option, f"{path} is a folder, not a file")
+    if not path.parent.is_dir():
+        raise SpecError(option, f"the folder {path.parent} does not exist")
+    probe = path.with_suffix(path.suffix + ".tmp")  # what write_report writes first
+    try:
+        probe.open("ab").close()
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(option, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _load(spec_path: str) -> Any:
     from authmigrate.spec import load_spec
 
@@ -128,6 +146,7 @@ def run(spec: str, report_path: str | None) -> None:
 
     s = _load(spec)
     path = Path(report_path) if report_path else Path(spec).with_suffix(".report.json")
+    _check_writable(path, "--report")  # before any batch, not after all of them
     try:
         with progress_reporter("migrate") as progress:
             result = run_migration(s, progress=progress)

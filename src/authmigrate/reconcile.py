@@ -8,9 +8,12 @@ target a run is writing to):
    ``written_keys``; rejected and merged from ``authmigrate_rejects``.
 2. **Row checksums.** The source is read in key order, in chunks of ``chunk`` rows (keyset
    pages, like the run). The source side of a chunk re-runs the spec's field transforms and
-   hashes each row's mapped values; the target side is a ``count`` and a ``sum`` of a 40-bit
-   row hash over the same keys, computed *in the database* on PostgreSQL (``md5``) and SQLite (a
-   registered function), streamed in Python elsewhere. Values are put in one canonical text
+   hashes each row's mapped values; the target side is a ``count`` and the sums of a 128-bit
+   *keyed* row hash over the same keys (MD5 over a random key of this verify run followed by
+   the row's text, summed as four 32-bit parts), computed *in the database* on PostgreSQL
+   (``md5``) and SQLite (a registered aggregate), streamed in Python elsewhere. The key is drawn
+   anew by every verify run and never stored, so whoever alters the target cannot prepare rows
+   whose hashes cancel out. Values are put in one canonical text
    form per column type first, so SQLite and PostgreSQL agree. A chunk whose digests differ is
    split in halves, and each half checksummed again, down to :data:`LEAF_ROWS` keys whose rows
    are then compared one by one (the bisection of data-diff/reladiff). The result names the
@@ -38,8 +41,9 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,9 +65,11 @@ LEAF_ROWS = 16
 IN_LIST = 1000
 """Keys per ``IN (...)`` list (SQLite and some drivers limit bound parameters)."""
 
-_HASH_HEX = 10  # 40 bits per row: sum over a million rows stays far below 2**63
+_PARTS = 4
+"""The 128-bit row hash is summed as four 32-bit parts: 128 bits compared, and the sums of a
+chunk stay far below 2**63 in every database."""
 _IN_DB_KINDS = frozenset({"text", "int", "bool", "datetime", "date"})
-_SQLITE_HASH_FN = "authmigrate_row_hash"
+_SQLITE_DIGEST_FN = "authmigrate_digest"
 
 
 @dataclass
@@ -248,22 +254,59 @@ def row_text(values: Sequence[str | None]) -> str:
     return "|".join("N" if v is None else "v" + _escape(v) for v in values)
 
 
-def text_hash(text: str) -> int:
-    """The 40-bit row hash (the first 10 hex digits of MD5, as PostgreSQL computes them)."""
-    raw = text.encode("utf-8", "surrogatepass")
-    return int(hashlib.md5(raw, usedforsecurity=False).hexdigest()[:_HASH_HEX], 16)
+RowHash = tuple[int, ...]
+"""A row's 128-bit keyed hash as four 32-bit parts."""
+
+Digest = tuple[int, ...]
+"""(rows, then the sum of each part of the row hashes) over a set of keys."""
 
 
-def _sqlite_row_hash(text: str | bytes | None) -> int | None:
-    if text is None:
-        return None
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return text_hash(text)
+_NO_ROW: RowHash = (-1,) * _PARTS
+"""The hash of a row that no longer transforms: no target row hashes to negative parts."""
 
 
-Digest = tuple[int, int]
-"""(rows, sum of row hashes) over a set of keys."""
+def new_checksum_key() -> str:
+    """A random key for one verify run's row hashes (128 bits, as hex text)."""
+    return secrets.token_hex(16)
+
+
+def text_hash(text: str, key: str) -> RowHash:
+    """The keyed row hash: MD5 of ``key`` followed by ``text`` (as PostgreSQL computes
+    ``md5(key || text)``), as four 32-bit parts."""
+    raw = (key + text).encode("utf-8", "surrogatepass")
+    hexed = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    return tuple(int(hexed[i * 8 : i * 8 + 8], 16) for i in range(_PARTS))
+
+
+def add_hashes(hashes: Iterable[RowHash]) -> Digest:
+    """(rows, sum of each part) of row hashes."""
+    count, sums = 0, [0] * _PARTS
+    for h in hashes:
+        count += 1
+        for i in range(_PARTS):
+            sums[i] += h[i]
+    return (count, *sums)
+
+
+def _sqlite_digest(key: str) -> type:
+    """A SQLite aggregate summing the keyed row hashes, as text (SQLite integers are 64-bit)."""
+
+    class _Digest:
+        def __init__(self) -> None:
+            self.sums = [0] * _PARTS
+
+        def step(self, text: str | bytes | None) -> None:
+            if text is None:
+                return
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", "replace")
+            for i, part in enumerate(text_hash(text, key)):
+                self.sums[i] += part
+
+        def finalize(self) -> str:
+            return ",".join(map(str, self.sums))
+
+    return _Digest
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -283,6 +326,7 @@ class _Target:
         self.key_kind = column_kind(self.key.type)
         self.columns = [c for c in spec.fields if c in self.table.c]
         self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
+        self.checksum_key = new_checksum_key()
         self.in_db = self._can_hash_in_db()
 
     def _can_hash_in_db(self) -> bool:
@@ -291,7 +335,7 @@ class _Target:
             return False
         if backend == "sqlite":
             raw: Any = self.conn.connection.driver_connection
-            raw.create_function(_SQLITE_HASH_FN, 1, _sqlite_row_hash, deterministic=True)
+            raw.create_aggregate(_SQLITE_DIGEST_FN, 1, _sqlite_digest(self.checksum_key))
             return True
         if backend == "postgresql":
             enc = self.conn.execute(sa.text("SHOW server_encoding")).scalar()
@@ -324,37 +368,51 @@ class _Target:
             (col.is_(None), sa.literal("N", sa.Text)), else_=sa.literal("v", sa.Text) + esc
         )
 
-    def _hash_expr(self) -> sa.ColumnElement[Any]:
+    def _row_expr(self) -> sa.ColumnElement[Any]:
         pieces = [
             self._piece(self.table.c[c], k) for c, k in zip(self.columns, self.kinds, strict=True)
         ]
         row = pieces[0]
         for piece in pieces[1:]:
             row = row + sa.literal("|", sa.Text) + piece
+        return row
+
+    def _digest_statement(self, keys: Sequence[Any]) -> Any:
+        row = self._row_expr()
         if self.engine.dialect.name == "sqlite":
-            return sa.func.authmigrate_row_hash(row, type_=sa.BigInteger)
+            agg = sa.func.authmigrate_digest(row, type_=sa.Text)
+            return sa.select(sa.func.count(), agg).where(self.key.in_(keys))
         from sqlalchemy.dialects.postgresql import BIT
 
-        hexed = sa.literal("x", sa.Text) + sa.func.substr(sa.func.md5(row), 1, _HASH_HEX)
-        return sa.cast(sa.cast(hexed, BIT(_HASH_HEX * 4)), sa.BigInteger)
+        keyed = sa.literal(self.checksum_key, sa.Text) + row
+        hashed = sa.select(sa.func.md5(keyed).label("h")).where(self.key.in_(keys)).subquery()
+        parts = [
+            sa.cast(
+                sa.cast(
+                    sa.literal("x", sa.Text) + sa.func.substr(hashed.c.h, 1 + 8 * i, 8), BIT(32)
+                ),
+                sa.BigInteger,
+            )
+            for i in range(_PARTS)
+        ]
+        sums = [sa.func.coalesce(sa.func.sum(p), 0) for p in parts]
+        return sa.select(sa.func.count(), *sums).select_from(hashed)
 
     def digest(self, keys: Sequence[Any]) -> Digest:
-        """(rows, sum of row hashes) of the target rows with these keys."""
+        """(rows, sums of the keyed row hashes' parts) of the target rows with these keys."""
         if not keys:
-            return (0, 0)
+            return add_hashes([])
         if not self.in_db:
             rows = self.rows(keys)
-            return (len(rows), sum(text_hash(row_text(v)) for v in rows.values()))
-        expr = self._hash_expr()
-        count = total = 0
+            return add_hashes(text_hash(row_text(v), self.checksum_key) for v in rows.values())
+        count, sums = 0, [0] * _PARTS
         for part in _slices(keys, IN_LIST):
-            n, s = self.conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(expr), 0)).where(
-                    self.key.in_(part)
-                )
-            ).one()
-            count, total = count + int(n), total + int(s)
-        return (count, total)
+            found = self.conn.execute(self._digest_statement(part)).one()
+            count += int(found[0])
+            values = found[1].split(",") if isinstance(found[1], str) else found[1:]
+            for i, v in enumerate(values):
+                sums[i] += int(v)
+        return (count, *sums)
 
     def rows(self, keys: Sequence[Any]) -> dict[str, list[str | None]]:
         """Canonical values of the target rows with these keys, by key id."""
@@ -404,7 +462,7 @@ class _Chunk:
     keys: list[Any]
     """Target key values to check, in source order (rows the target may legitimately hold
     under another owner, ``target.key_exists``, are left out)."""
-    hashes: dict[str, int]
+    hashes: dict[str, RowHash]
     values: dict[str, list[str | None] | str]
     """Canonical values of each expected row, or the reject reason if it no longer transforms."""
     unaccounted: list[Any]
@@ -505,11 +563,11 @@ class _Verifier:
                     mapped = self.transform(row)
                 except FieldReject as rej:
                     chunk.values[kid] = f"{rej.column} (now {rej.reason})"
-                    chunk.hashes[kid] = -1  # matches no target row
+                    chunk.hashes[kid] = _NO_ROW
                 else:
                     canon = [canonical(kinds[c], mapped.get(c)) for c in self.target.columns]
                     chunk.values[kid] = canon
-                    chunk.hashes[kid] = text_hash(row_text(canon))
+                    chunk.hashes[kid] = text_hash(row_text(canon), self.target.checksum_key)
                     chunk.expected_rows.append(row)
             elif self.rejects.get(kid) == "target.key_exists":
                 continue
@@ -540,13 +598,8 @@ class _Verifier:
         return len(found.missing)
 
     def _source_digest(self, chunk: _Chunk, keys: Sequence[Any]) -> Digest:
-        count = total = 0
-        for k in keys:
-            h = chunk.hashes.get(key_id(k))
-            if h is not None:
-                count += 1
-                total += h
-        return (count, total)
+        hashes = chunk.hashes
+        return add_hashes(h for k in keys if (h := hashes.get(key_id(k))) is not None)
 
     def _bisect(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
         if len(keys) <= LEAF_ROWS:
