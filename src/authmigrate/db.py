@@ -102,6 +102,24 @@ def sqlite_file(engine: Engine) -> Path | None:
     return Path(db)
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path, key: str) -> None:
+    """Refuse a file that is not a SQLite database (an empty file is a new database).
+
+    Raises:
+        SpecError: the file holds something else (``key`` names the spec key of its URL).
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise SpecError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+    if head and head != _SQLITE_HEADER:
+        raise SpecError(key, f"{path} is not a SQLite database")
+
+
 def is_memory_sqlite(url: str) -> bool:
     """True for a SQLite URL whose database lives in memory (``sqlite://``, ``:memory:``)."""
     try:
@@ -115,7 +133,12 @@ def is_memory_sqlite(url: str) -> bool:
 
 
 def make_engine(
-    url: str, *, path: str, readonly: bool = False, synchronous: Synchronous = "normal"
+    url: str,
+    *,
+    path: str,
+    readonly: bool = False,
+    synchronous: Synchronous = "normal",
+    immutable: bool = False,
 ) -> Engine:
     """Create an engine for ``url``; ``path`` is the spec key the URL came from.
 
@@ -126,6 +149,8 @@ def make_engine(
         synchronous: a SQLite target's ``PRAGMA synchronous`` in WAL mode: ``normal`` is
             atomic but may lose the last commits on power loss, ``full`` is durable at each
             commit. Ignored for other databases and read-only engines.
+        immutable: with ``readonly``, open a SQLite file as ``immutable`` (no lock, no -shm
+            file: for a folder nobody may write, where nothing can change the file).
 
     Raises:
         SpecError: the URL does not parse or names a driver that is not installed.
@@ -142,7 +167,7 @@ def make_engine(
     if backend == "sqlite":
         kwargs = {}
         if readonly:
-            parsed = _sqlite_readonly_url(parsed)
+            parsed = _sqlite_readonly_url(parsed, immutable=immutable)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (sa.exc.NoSuchModuleError, ImportError, sa.exc.ArgumentError) as exc:
@@ -154,12 +179,14 @@ def make_engine(
     return engine
 
 
-def _sqlite_readonly_url(parsed: URL) -> URL:
+def _sqlite_readonly_url(parsed: URL, *, immutable: bool = False) -> URL:
     """``file:PATH?mode=ro`` as a SQLite URI: the file is opened read-only by SQLite itself."""
     db = parsed.database or ""
     if not db or db == ":memory:" or db.startswith("file:"):
         return parsed
     uri = "file:" + urllib.parse.quote(str(Path(db).absolute())) + "?mode=ro"
+    if immutable:
+        uri += "&immutable=1"
     return parsed.set(database=uri).update_query_dict({"uri": "true"})
 
 

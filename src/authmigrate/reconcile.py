@@ -46,11 +46,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import TargetError
 from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
 from authmigrate.sources import Source, open_source
@@ -928,9 +929,11 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         return result
     lock = TargetLock(engine, spec.migration_name, readonly=True)
     try:
+        if path is not None:
+            check_sqlite_file(path, "target.url")
         try:
             lock.acquire()
-            conn = engine.connect()
+            engine, conn = _connect_read_only(spec, engine)
         except sa.exc.OperationalError as exc:
             raise TargetError(
                 f"cannot reach target {safe_url(spec.target.url)}: {first_line(exc)}"
@@ -943,6 +946,26 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         engine.dispose()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _connect_read_only(spec: Spec, engine: sa.Engine) -> tuple[sa.Engine, sa.Connection]:
+    """A connection that writes nothing, also to a SQLite target in a folder verify may not
+    write: SQLite cannot make its ``-shm`` file there, so with no ``-wal`` file beside the
+    database (every committed byte is in the file) it is read as immutable."""
+    path = sqlite_file(engine)
+    conn = engine.connect()
+    if path is None:
+        return engine, conn
+    try:
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()  # opens the file
+        return engine, conn
+    except sa.exc.OperationalError:
+        conn.close()
+        if Path(f"{path}-wal").exists():
+            raise
+    engine.dispose()
+    frozen = make_engine(spec.target.url, path="target.url", readonly=True, immutable=True)
+    return frozen, frozen.connect()
 
 
 def _verify(

@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.sql import (
     TargetLock,
@@ -71,6 +71,8 @@ class _Target:
         path = sqlite_file(self.engine)
         if path is not None and not path.exists():
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
+        if path is not None:
+            check_sqlite_file(path, "target.url")
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")

@@ -27,7 +27,14 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Stage
-from authmigrate.db import first_line, is_memory_sqlite, make_engine, safe_url, sqlite_file
+from authmigrate.db import (
+    check_sqlite_file,
+    first_line,
+    is_memory_sqlite,
+    make_engine,
+    safe_url,
+    sqlite_file,
+)
 from authmigrate.errors import LockError, TargetError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -437,6 +444,8 @@ class SqlTarget:
             if folder is not None and not folder.is_dir():
                 raise SpecError("target.url", f"the folder {folder} does not exist")
             return  # a new SQLite file: nothing to check, and connecting would create it
+        if self.sqlite_path is not None:
+            check_sqlite_file(self.sqlite_path, "target.url")
         try:
             insp = sa.inspect(self.engine)
             exists = insp.has_table(self.table.name, schema=self.table.schema)

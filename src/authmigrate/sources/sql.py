@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
 
@@ -28,6 +28,8 @@ class SqlSource:
         if path is not None and not path.is_file():
             # connecting would create an empty database where the legacy one was expected
             raise SpecError("source.url", f"no such SQLite file: {path}")
+        if path is not None:
+            check_sqlite_file(path, "source.url")
         self._selectable = self._open()
         self.columns = [c.name for c in self._selectable.c]
         if spec.key not in self.columns:
