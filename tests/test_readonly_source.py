@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from authmigrate.errors import SpecError
+from authmigrate.errors import SourceError, SpecError
 from authmigrate.sources.sql import SqlSource
 from authmigrate.spec import SourceSpec, load_spec_text, single_statement
 from tests.helpers_verify import cli, execute, make_source, scalar
@@ -219,3 +219,23 @@ def test_source_query_spec_error_names_the_key() -> None:
             '[source]\nurl = "sqlite:///x.db"\nkey = "id"\nquery = "SELECT 1 AS id; DROP TABLE u"\n'
             '[target]\nurl = "sqlite:///y.db"\ntable = "n"\n[fields]\nid = "id"\n'
         )
+
+
+def test_stacked_statements_never_reach_postgresql_even_past_the_spec_check(
+    pg_url: str,
+) -> None:
+    """A SourceSpec built without validation (library use): the engine refuses the execute."""
+    _make_legacy(pg_url)
+    spec = SourceSpec.model_construct(
+        url=pg_url,
+        table=None,
+        query=STACKED,
+        key="user_id",
+        preset=None,
+        encoding="utf-8",
+        delimiter=",",
+        password=None,
+    )
+    with pytest.raises(SourceError, match="more than one SQL statement"):
+        SqlSource(spec)
+    assert scalar(pg_url, "SELECT count(*) FROM legacy_users") == 30

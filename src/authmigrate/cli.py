@@ -24,6 +24,10 @@ INTERRUPTED = 130
 
 
 def _fail(message: str, code: int) -> None:
+    if "sqlalchemy" in sys.modules:  # a URL was parsed: mask any secret it held
+        from authmigrate.db import scrub
+
+        message = scrub(message)
     click.echo(f"authmigrate: error: {message}", err=True)
     sys.exit(code)
 

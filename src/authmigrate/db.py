@@ -191,7 +191,23 @@ def _sqlite_readonly_url(parsed: URL, *, immutable: bool = False) -> URL:
 
 
 def _read_only_sessions(engine: Engine) -> None:
-    """Make every transaction of every connection of ``engine`` read-only."""
+    """Make every transaction of every connection of ``engine`` read-only, and every execute
+    one statement (PostgreSQL's simple protocol would run ``...; DELETE ...`` as two)."""
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _one_statement(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        from authmigrate.errors import SourceError
+        from authmigrate.spec import single_statement
+
+        try:
+            single_statement(statement)
+        except ValueError:
+            raise SourceError(
+                "refused to send the source more than one SQL statement at once"
+            ) from None
+
     backend = engine.dialect.name
     if backend == "sqlite":
         statement = "PRAGMA query_only = ON"
