@@ -193,3 +193,24 @@ def test_verify_on_a_target_in_a_read_only_folder(tmp_path: Path, legacy: Path) 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verify ok" in done.stdout
     assert listing == ["t.db"]
+
+
+def test_run_into_a_folder_it_may_not_write(tmp_path: Path, legacy: Path) -> None:
+    """The lock file cannot be made (chattr +i: not even root may write there)."""
+    import shutil
+
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("chattr is not installed")
+    folder = tmp_path / "target"
+    folder.mkdir()
+    spec = _spec(tmp_path, legacy, f"sqlite:///{folder / 't.db'}")
+    frozen = subprocess.run([chattr, "+i", str(folder)], capture_output=True)
+    if frozen.returncode != 0:
+        pytest.skip(f"cannot make the folder immutable here: {frozen.stderr!r}")
+    try:
+        code, out = _invoke("run", str(spec))
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)
+    _assert_exit_2(code, out, "target.url", "lock file")
+    assert list(folder.iterdir()) == []

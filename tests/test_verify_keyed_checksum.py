@@ -90,3 +90,14 @@ def test_each_verify_run_hashes_with_a_key_of_its_own(tmp_path: Path, target_url
     assert a[0] == b[0] == 3
     assert a[1:] != b[1:]  # the same rows, other sums: nothing to precompute
     assert len(a) == 5  # the count, then four 32-bit part sums: 128 bits compared
+
+
+def test_digest_of_keys_the_target_lacks_is_empty(tmp_path: Path, target_url: str) -> None:
+    spec_path = _spec(tmp_path, target_url)
+    spec = load_spec(spec_path)
+    run_migration(spec)
+    engine = sa.create_engine(target_url)
+    with engine.connect() as conn:
+        target = _Target(spec, engine, conn)
+        assert target.digest([404, 405]) == (0, 0, 0, 0, 0)
+    engine.dispose()

@@ -410,6 +410,8 @@ class _Target:
         for part in _slices(keys, IN_LIST):
             found = self.conn.execute(self._digest_statement(part)).one()
             count += int(found[0])
+            if found[1] is None:  # SQLite: an aggregate over no row is NULL, not finalize()
+                continue
             values = found[1].split(",") if isinstance(found[1], str) else found[1:]
             for i, v in enumerate(values):
                 sums[i] += int(v)
