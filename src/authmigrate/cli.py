@@ -1,7 +1,8 @@
 """The ``authmigrate`` command: parse, call the library, print. Nothing else lives here.
 
 Exit codes: 0 success; 1 the migration ran but found problems (rejects, verify mismatches);
-2 bad input (spec, URL, arguments), with a message naming the culprit and nothing written.
+2 bad input (spec, URL, arguments), with a message naming the culprit and nothing written;
+130 interrupted (Ctrl-C), at any moment: committed batches are kept.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from authmigrate.errors import AuthmigrateError, SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+INTERRUPTED = 130
+"""Exit code of a command stopped by Ctrl-C (SIGINT), whenever it comes."""
+
 
 def _fail(message: str, code: int) -> None:
+    if "sqlalchemy" in sys.modules:  # a URL was parsed: mask any secret it held
+        from authmigrate.db import scrub
+
+        message = scrub(message)
     click.echo(f"authmigrate: error: {message}", err=True)
     sys.exit(code)
 
@@ -40,7 +48,7 @@ def handle_errors(fn: F) -> F:
         except AuthmigrateError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; committed batches are kept, run again to resume", 130)
+            _fail("interrupted; committed batches are kept, run again to resume", INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             orig = getattr(exc, "orig", None) or exc
             first = (str(orig).strip().splitlines() or [""])[0]
@@ -49,13 +57,56 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a report path that cannot be written, before the work starts.
+
+    Raises:
+        SpecError: the folder is missing, the path is a folder, or a file cannot be made there.
+    """
+    if path.is_dir():
+        raise SpecError(option, f"{path} is a folder, not a file")
+    if not path.parent.is_dir():
+        raise SpecError(option, f"the folder {path.parent} does not exist")
+    probe = path.with_suffix(path.suffix + ".tmp")  # what write_report writes first
+    try:
+        probe.open("ab").close()
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(option, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _load(spec_path: str) -> Any:
     from authmigrate.spec import load_spec
 
     return load_spec(spec_path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Group):
+    """The command group, with Ctrl-C during start-up (parsing, logging set-up, imports)
+    answered like Ctrl-C during the work: exit 130, not click's "Aborted!" with exit 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        run: Any = super().main  # click types main() per standalone_mode (Never or Any)
+        if not kwargs.pop("standalone_mode", True):
+            return run(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = run(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _fail("interrupted", INTERRUPTED)
+            click.echo("Aborted!", err=True)  # end of input at a prompt, as click says it
+            sys.exit(1)
+        except KeyboardInterrupt:
+            _fail("interrupted", INTERRUPTED)
+        except click.exceptions.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="authmigrate")
 @click.option("-v", "--verbose", is_flag=True, help="More log output.")
 def main(verbose: bool) -> None:
@@ -102,6 +153,7 @@ def run(spec: str, report_path: str | None) -> None:
 
     s = _load(spec)
     path = Path(report_path) if report_path else Path(spec).with_suffix(".report.json")
+    _check_writable(path, "--report")  # before any batch, not after all of them
     try:
         with progress_reporter("migrate") as progress:
             result = run_migration(s, progress=progress)
@@ -167,7 +219,9 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
         from authmigrate.db import make_engine
 
         loaded = _load(spec)
-        engine = make_engine(loaded.target.url, path="target.url")
+        engine = make_engine(
+            loaded.target.url, path="target.url", synchronous=loaded.target_synchronous
+        )
         try:
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
             held = sending_counts(engine, loaded)["held"] if requeue == "in_doubt" else 0

@@ -4,11 +4,12 @@ The pipeline never overwrites a target row (a key already there is rejected as
 ``target.key_exists``), and every committed batch records the keys it inserted
 (``authmigrate_batches.written_keys``). Rollback deletes those rows and nothing else:
 
-1. the migration's notification outbox rows (first, so that no message can go out to an account
-   that is being removed);
-2. batch by batch, newest first, in one transaction each: the target rows whose key the batch
-   wrote, the batch's rejects, and the batch row itself. A rollback that is interrupted leaves
-   whole batches behind and finishes when run again;
+1. batch by batch, newest first, in one transaction each: the target rows whose key the batch
+   wrote, their notification outbox rows (and those of the batch's merged duplicates), the
+   batch's rejects, and last the batch row itself. An account and its message go together: a
+   rollback that is interrupted leaves whole batches behind, each with its outbox rows, and
+   finishes when run again (or a ``run`` resumes after the batches that are left);
+2. outbox rows of the migration that no batch accounts for (none, unless written by hand);
 3. the migration's runs are kept as history, marked ``rolled_back``, and the rollback itself is
    recorded as a run (``command = "rollback"``).
 
@@ -24,12 +25,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.sql import (
     TargetLock,
     bookkeeping_counts,
     bookkeeping_tables,
+    decode_key,
     unpack_keys,
     utcnow,
 )
@@ -69,10 +71,14 @@ class _Target:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.migration = spec.migration_name
-        self.engine = make_engine(spec.target.url, path="target.url")
+        self.engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         path = sqlite_file(self.engine)
         if path is not None and not path.exists():
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
+        if path is not None:
+            check_sqlite_file(path, "target.url")
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")
@@ -155,7 +161,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             sending.
         TargetError: the target cannot be reached.
     """
-    from authmigrate.notify.outbox import rollback_outbox
+    from authmigrate.notify.outbox import OUTBOX_TABLE, outbox_table, rollback_outbox
     from authmigrate.notify.senders import Registration, hold_off_senders
 
     t = _Target(spec)
@@ -177,10 +183,11 @@ def rollback(spec: Spec) -> RollbackCounts:
         with t.engine.connect() as conn:
             recorded = bookkeeping_counts(conn, t.migration)  # what this rollback takes back
         counts.rejected, counts.merged = recorded.rejected, recorded.merged
-        with t.engine.begin() as conn:
-            counts.outbox = rollback_outbox(conn, t.migration)
         key = table.c[spec.target_key]
         with t.engine.connect() as conn:
+            outbox = (
+                outbox_table(sa.MetaData()) if sa.inspect(conn).has_table(OUTBOX_TABLE) else None
+            )
             numbers = list(
                 conn.execute(
                     sa.select(t.batches.c.batch_no)
@@ -190,11 +197,13 @@ def rollback(spec: Spec) -> RollbackCounts:
             )
         for number in numbers:
             with t.engine.begin() as conn:
-                accounts, rejects = _remove_batch(conn, t, table, key, number)
+                accounts, rejects, messages = _remove_batch(conn, t, table, key, number, outbox)
             counts.accounts += accounts
             counts.rejects += rejects
+            counts.outbox += messages
             counts.batches += 1
         with t.engine.begin() as conn:
+            counts.outbox += rollback_outbox(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(
                 conn.execute(t.rejects.delete().where(t.rejects.c.migration == t.migration))
@@ -232,16 +241,44 @@ def rollback(spec: Spec) -> RollbackCounts:
 
 
 def _remove_batch(
-    conn: sa.Connection, t: _Target, table: sa.Table, key: sa.Column[Any], number: int
-) -> tuple[int, int]:
+    conn: sa.Connection,
+    t: _Target,
+    table: sa.Table,
+    key: sa.Column[Any],
+    number: int,
+    outbox: sa.Table | None,
+) -> tuple[int, int, int]:
+    """Remove one batch in the caller's transaction: accounts, their outbox rows, rejects,
+    and the batch row last. Returns (accounts, rejects, outbox rows) removed."""
     b = t.batches
     blob = conn.execute(
         sa.select(b.c.written_keys).where(b.c.migration == t.migration, b.c.batch_no == number)
     ).scalar()
-    keys = [_as_column_value(key, k) for k in unpack_keys(blob)]
+    written = unpack_keys(blob)
+    keys = [_as_column_value(key, k) for k in written]
     accounts = 0
     for part in _slices(keys, _IN_LIST):
         accounts += _rowcount(conn.execute(table.delete().where(key.in_(part))))
+    messages = 0
+    if outbox is not None:
+        merged = conn.execute(
+            sa.select(t.rejects.c.source_key).where(
+                t.rejects.c.migration == t.migration,
+                t.rejects.c.batch_no == number,
+                t.rejects.c.outcome == "merged",
+                t.rejects.c.source_key.is_not(None),
+            )
+        ).scalars()
+        # the outbox holds a source key as str(key) (authmigrate.notify.outbox)
+        names = sorted({str(k) for k in written} | {str(decode_key(k)) for k in merged})
+        for part in _slices(names, _IN_LIST):
+            messages += _rowcount(
+                conn.execute(
+                    outbox.delete().where(
+                        outbox.c.migration == t.migration, outbox.c.source_key.in_(part)
+                    )
+                )
+            )
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -250,7 +287,7 @@ def _remove_batch(
         )
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
-    return accounts, rejects
+    return accounts, rejects, messages
 
 
 def _as_column_value(column: sa.Column[Any], key: Any) -> Any:

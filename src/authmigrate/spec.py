@@ -60,6 +60,90 @@ def check_identifier(value: str, *, qualified: bool = False) -> str:
     return value
 
 
+BOOKKEEPING_PREFIX = "authmigrate_"
+"""Tables whose name starts with this are authmigrate's own (runs, batches, rejects, outbox)."""
+
+
+def single_statement(query: str) -> str:
+    """Refuse SQL text holding more than one statement (a ``;`` outside quotes and comments).
+
+    The source query is run inside ``SELECT ... FROM (query)``; a second statement after a
+    ``;`` would run as its own (``...) AS x; DELETE FROM users; ...``). Quotes and comments are
+    read as PostgreSQL reads them (the one driver here that runs several statements in one
+    call); other dialects' escapes can only make this refuse more, never less. One trailing
+    ``;`` is dropped.
+    """
+    text = query.rstrip()
+    if not text.endswith(";"):
+        text = query  # unchanged: a trailing line comment keeps its newline
+    while text.rstrip().endswith(";"):
+        text = text.rstrip()[:-1]
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            escapes = i > 0 and text[i - 1] in "eE" and (i < 2 or not _word(text[i - 2]))
+            i = _closing_quote(text, i, "'", escapes=escapes)
+        elif c == '"':
+            i = _closing_quote(text, i, '"', escapes=False)
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            i = _end_of_comment(text, i)
+        elif (
+            c == "$"
+            and (i == 0 or not _word(text[i - 1]))
+            and (m := re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", text[i:]))
+        ):
+            tag = m.group(0)
+            end = text.find(tag, i + len(tag))
+            i = n if end < 0 else end + len(tag)
+        elif c == ";":
+            raise ValueError(
+                "must be one SELECT statement: a ';' ends it, and what follows would run on its own"
+            )
+        else:
+            i += 1
+    return text
+
+
+def _word(c: str) -> bool:
+    return c.isalnum() or c in "_$"
+
+
+def _closing_quote(text: str, start: int, quote: str, *, escapes: bool) -> int:
+    """The index after the quote that closes the one at ``start`` (a doubled quote stays
+    inside; so does a backslash-escaped one in an ``E'...'`` string)."""
+    i = start + 1
+    while i < len(text):
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            if i + 1 < len(text) and text[i + 1] == quote:
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(text)
+
+
+def _end_of_comment(text: str, start: int) -> int:
+    """The index after the ``*/`` closing the ``/*`` at ``start`` (they nest, as in PostgreSQL)."""
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(text)
+
+
 def is_env_ref(value: object) -> bool:
     """True for ``"env:NAME"``: how a spec names a secret without holding it."""
     return isinstance(value, str) and value.startswith("env:") and len(value) > 4
@@ -78,16 +162,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
 
+def _url_from_env(data: Any, section: str) -> Any:
+    """Put the secrets a section names into its URL: ``url = "env:NAME"`` (the whole URL is
+    in the environment) and ``password = "env:NAME"`` (the URL's password is)."""
+    if not isinstance(data, dict):
+        return data
+    url, password = data.get("url"), data.get("password")
+    if isinstance(url, str) and is_env_ref(url):
+        data = {**data, "url": resolve_secret(url, path=f"{section}.url")}
+    if password is not None:
+        if not is_env_ref(password):
+            raise SpecError(f"{section}.password", "must be an env:NAME reference, not a value")
+        data = {**data, "url": _with_password(data.get("url"), password, section)}
+    return data
+
+
+def _with_password(url: Any, ref: str, section: str) -> str:
+    import sqlalchemy as sa
+
+    secret = resolve_secret(ref, path=f"{section}.password")
+    try:
+        parsed = sa.make_url(str(url))
+    except Exception:
+        raise SpecError(f"{section}.url", "not a database URL (e.g. sqlite:///legacy.db)") from None
+    if parsed.password is not None:
+        raise SpecError(f"{section}.password", "the URL has a password already: keep one")
+    return parsed.set(password=secret).render_as_string(hide_password=False)
+
+
 class SourceSpec(_Model):
     """Where the legacy accounts are read from."""
 
     url: str
+    """A URL, or ``"env:NAME"``: the URL is read from the environment."""
+    password: str | None = None
+    """``"env:NAME"`` of the database password, put into ``url`` when connecting."""
     table: str | None = None
     query: str | None = None
     key: str
     preset: str | None = None
     encoding: str = "utf-8"
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_env(cls, data: Any) -> Any:
+        return _url_from_env(data, "source")
 
     @field_validator("encoding")
     @classmethod
@@ -110,6 +230,11 @@ class SourceSpec(_Model):
     def _table_ident(cls, v: str | None) -> str | None:
         return None if v is None else check_identifier(v, qualified=True)
 
+    @field_validator("query")
+    @classmethod
+    def _one_statement(cls, v: str | None) -> str | None:
+        return None if v is None else single_statement(v)
+
     @property
     def is_file(self) -> bool:
         """True for ``csv:///`` and ``jsonl:///`` sources."""
@@ -129,6 +254,9 @@ class TargetSpec(_Model):
     """Where the migrated accounts are written."""
 
     url: str
+    """A URL, or ``"env:NAME"``: the URL is read from the environment."""
+    password: str | None = None
+    """``"env:NAME"`` of the database password, put into ``url`` when connecting."""
     table: str
     key: str | None = None
     """Target column that receives the source key untransformed (default: the source key name)."""
@@ -136,11 +264,26 @@ class TargetSpec(_Model):
     """Target fields that identify an account (a list: unique together, e.g. Magento's
     ``["website_id", "email"]``); duplicates follow ``run.duplicates``."""
     create: bool = True
+    synchronous: Literal["normal", "full"] | None = None
+    """SQLite targets: ``full`` makes every committed batch survive power loss; ``normal`` is
+    atomic but may lose the last commits then. Default: ``full`` when the spec has a
+    ``[notify]`` outbox (a lost batch whose mails went out would be sent again with new
+    tokens), ``normal`` otherwise."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_env(cls, data: Any) -> Any:
+        return _url_from_env(data, "target")
 
     @field_validator("table")
     @classmethod
     def _table_ident(cls, v: str) -> str:
-        return check_identifier(v, qualified=True)
+        check_identifier(v, qualified=True)
+        if v.rpartition(".")[2].lower().startswith(BOOKKEEPING_PREFIX):
+            raise ValueError(
+                f"names starting with {BOOKKEEPING_PREFIX!r} are authmigrate's own tables"
+            )
+        return v
 
     @field_validator("key")
     @classmethod
@@ -379,7 +522,7 @@ class SmtpSpec(_Model):
     username: str | None = None
     password: str | None = None
     """``env:NAME`` of the SMTP password; never the password itself."""
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
     ca_file: str | None = None
     """PEM file of the CA that signed the server's certificate (default: the system's CAs)."""
 
@@ -416,7 +559,7 @@ class NotifySpec(_Model):
     """``env:NAME`` of earlier outbox keys, still read (never written) while rows sealed under
     them are queued: rotate the key without losing the queue."""
     reset_url: str = "https://shop.example/account/reset?token={token}"
-    rate_per_second: float = Field(default=10.0, gt=0)
+    rate_per_second: float = Field(default=10.0, ge=0.001, le=1_000_000, allow_inf_nan=False)
     max_attempts: int = Field(default=5, ge=1, le=100)
     shop_name: str = "our shop"
     context_fields: list[str] = Field(default_factory=list)
@@ -516,7 +659,8 @@ class VerifySpec(_Model):
 class Spec(_Model):
     """A whole migration."""
 
-    name: str | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=63)
+    """The migration's name (at most 63 characters, PostgreSQL's identifier limit)."""
     source: SourceSpec
     target: TargetSpec
     fields: dict[str, FieldSpec]
@@ -600,6 +744,19 @@ class Spec(_Model):
                 'tokens.delivery: "none", but [notify] is there to send the tokens; '
                 'remove one of the two (the default, "notify", sends them)'
             )
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v.isprintable() or v != v.strip()):
+            raise ValueError("printable characters only, no leading or trailing spaces")
+        return v
+
+    @property
+    def target_synchronous(self) -> Literal["normal", "full"]:
+        """``PRAGMA synchronous`` of a SQLite target (see ``target.synchronous``)."""
+        if self.target.synchronous is not None:
+            return self.target.synchronous
+        return "full" if self.notify is not None else "normal"
 
     @property
     def migration_name(self) -> str:
@@ -755,6 +912,9 @@ def _toml_kind(value: Any) -> str:
 
 def _format(err: ValidationError) -> SpecError:
     first = err.errors()[0]
+    raised = (first.get("ctx") or {}).get("error")
+    if isinstance(raised, SpecError):  # a validator that knows the exact key path
+        return raised
     path = _loc(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -811,6 +971,11 @@ def load_spec(path: str | Path) -> Spec:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError("", f"cannot read spec file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            "", f"spec file {p} is not UTF-8 text (line {line}); save it as UTF-8"
+        ) from None
     return load_spec_text(text, base_dir=p.resolve().parent)
 
 

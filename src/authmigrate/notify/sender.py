@@ -1121,7 +1121,9 @@ def notify_command(
         if not isinstance(spec, Spec):
             base_dir = Path(spec).resolve().parent
             spec = load_spec(spec)
-        engine = make_engine(spec.target.url, path="target.url")
+        engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))

@@ -28,7 +28,14 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, InvalidValue, Stage
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.db import (
+    check_sqlite_file,
+    first_line,
+    is_memory_sqlite,
+    make_engine,
+    safe_url,
+    sqlite_file,
+)
 from authmigrate.errors import LockError, TargetError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -395,11 +402,15 @@ class TargetLock:
     PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``; SQLite: an ``flock`` on
     a file beside the database. All three are released by the server or the OS when the
     holder dies, so a kill -9 leaves no stale lock behind.
+
+    ``readonly`` (verify) never creates the SQLite lock file: it takes a shared ``flock`` on
+    the file if a run made it, and needs none if no run ever did.
     """
 
-    def __init__(self, engine: sa.Engine, migration: str) -> None:
+    def __init__(self, engine: sa.Engine, migration: str, *, readonly: bool = False) -> None:
         self.engine = engine
         self.migration = migration
+        self.readonly = readonly
         self._conn: sa.Connection | None = None
         self._file: IO[bytes] | None = None
 
@@ -411,12 +422,23 @@ class TargetLock:
         backend = self.engine.dialect.name
         held = f"another run of migration {self.migration!r} is writing to this target"
         if backend == "sqlite":
-            db = self.engine.url.database
-            if not db or db == ":memory:":
+            db = sqlite_file(self.engine)
+            if db is None:
                 return
-            fh = Path(f"{db}.authmigrate-lock").open("ab")  # noqa: SIM115 - held for the run
+            lock_path = Path(f"{db}.authmigrate-lock")
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self.readonly and not lock_path.exists():
+                    return  # no run ever wrote here, and verify writes nothing
+                fh = lock_path.open("rb" if self.readonly else "ab")  # noqa: SIM115 - held
+            except OSError as exc:
+                from authmigrate.errors import SpecError
+
+                raise SpecError(
+                    "target.url", f"cannot create the lock file {lock_path}: {exc.strerror}"
+                ) from None
+            mode = fcntl.LOCK_SH if self.readonly else fcntl.LOCK_EX
+            try:
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.close()
                 raise LockError(held) from None
@@ -491,7 +513,17 @@ class SqlTarget:
     ) -> None:
         self.spec = spec
         self.migration = spec.migration_name
-        self.engine = engine or make_engine(spec.target.url, path="target.url")
+        if engine is None and is_memory_sqlite(spec.target.url):
+            from authmigrate.errors import SpecError
+
+            raise SpecError(
+                "target.url",
+                "an in-memory SQLite database vanishes when the command ends: "
+                "give a file (sqlite:///accounts.db)",
+            )
+        self.engine = engine or make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         self.where = safe_url(spec.target.url)
         self.metadata = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(self.metadata)
@@ -552,12 +584,19 @@ class SqlTarget:
                 f"fields.{key}.from", f"the key field must come from {self.spec.source.key!r}"
             )
         if self.file_missing:
+            folder = self.sqlite_path.parent if self.sqlite_path else None
+            if folder is not None and not folder.is_dir():
+                raise SpecError("target.url", f"the folder {folder} does not exist")
             return  # a new SQLite file: nothing to check, and connecting would create it
+        if self.sqlite_path is not None:
+            check_sqlite_file(self.sqlite_path, "target.url")
         try:
             insp = sa.inspect(self.engine)
             exists = insp.has_table(self.table.name, schema=self.table.schema)
         except sa.exc.OperationalError as exc:
             raise TargetError(f"cannot reach target {self.where}: {first_line(exc)}") from None
+        except sa.exc.DatabaseError as exc:  # SQLite: "file is not a database"
+            raise SpecError("target.url", f"cannot use {self.where}: {first_line(exc)}") from None
         if not exists:
             if not self.spec.target.create:
                 raise SpecError(
@@ -668,9 +707,14 @@ class SqlTarget:
             raise TargetError(f"cannot create tables in {self.where}: {first_line(exc)}") from None
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The file of a SQLite target (None for other databases)."""
+        return sqlite_file(self.engine)
+
+    @property
     def file_missing(self) -> bool:
         """True for a SQLite target whose file does not exist yet."""
-        path = sqlite_file(self.engine)
+        path = self.sqlite_path
         return path is not None and not path.exists()
 
     def write_problem(self) -> str | None:

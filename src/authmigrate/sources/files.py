@@ -53,11 +53,18 @@ class FileSource:
         self.path = _file_path(spec.url)
         if not self.path.is_file():
             raise SourceError(f"source file not found: {self.path}")
-        self._dir = Path(tempfile.mkdtemp(prefix="authmigrate-stage-"))
+        try:
+            self._dir = Path(tempfile.mkdtemp(prefix="authmigrate-stage-"))
+        except OSError as exc:
+            raise SourceError(_no_room(self.path, exc.strerror or str(exc))) from None
         self._int_keys = True
         db = self._dir / "stage.db"
         try:
-            columns = self._stage(db)
+            try:
+                columns = self._stage(db)
+            except (OSError, sqlite3.OperationalError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise SourceError(_no_room(self.path, reason)) from None
             if spec.key not in columns:
                 raise SpecError("source.key", f"{self.path.name} has no column {spec.key!r}")
             staged = spec.model_copy(update={"url": f"sqlite:///{db}", "table": "src"})
@@ -233,6 +240,13 @@ class FileSource:
     def close(self) -> None:
         self._sql.close()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _no_room(path: Path, reason: str) -> str:
+    return (
+        f"cannot stage {path.name} in the temporary folder {tempfile.gettempdir()}: {reason} "
+        "(set TMPDIR to a folder with room for a copy of the file)"
+    )
 
 
 def _q(name: str) -> str:

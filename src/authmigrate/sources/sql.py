@@ -1,4 +1,8 @@
-"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query."""
+"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query.
+
+The source is only ever read: its engine is read-only at the database level (see
+:func:`authmigrate.db.make_engine`), and a query is one statement (``source.query``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.batch import InvalidValue
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
 
@@ -20,11 +24,13 @@ class SqlSource:
 
     def __init__(self, spec: SourceSpec, engine: sa.Engine | None = None) -> None:
         self.spec = spec
-        self.engine = engine or make_engine(spec.url, path="source.url")
+        self.engine = engine or make_engine(spec.url, path="source.url", readonly=True)
         path = sqlite_file(self.engine)
         if path is not None and not path.is_file():
             # connecting would create an empty database where the legacy one was expected
             raise SpecError("source.url", f"no such SQLite file: {path}")
+        if path is not None:
+            check_sqlite_file(path, "source.url")
         self._selectable = self._open()
         self.columns = [c.name for c in self._selectable.c]
         if spec.key not in self.columns:
@@ -64,6 +70,8 @@ class SqlSource:
                 return sub.subquery("src")
         except sa.exc.OperationalError as exc:
             raise SourceError(f"cannot read source {where}: {first_line(exc)}") from None
+        except sa.exc.DatabaseError as exc:  # SQLite: "file is not a database"
+            raise SpecError("source.url", f"cannot read {where}: {first_line(exc)}") from None
 
     def _rows(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
         try:
