@@ -1037,11 +1037,12 @@ def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -
 
     body = res.as_dict()
     body["rejects"] = {}
-    engine = make_engine(spec.target.url, path="target.url")
+    engine = make_engine(spec.target.url, path="target.url", readonly=True)  # writes nothing
     try:
         path = sqlite_file(engine)
         if path is None or path.exists():
-            with engine.connect() as conn:
+            engine, conn = _connect_read_only(spec, engine)
+            with conn:
                 if sa.inspect(conn).has_table("authmigrate_rejects"):
                     found = reject_examples(conn, spec.migration_name)
                     body["rejects"] = {
