@@ -163,6 +163,9 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
         loaded = _load(spec)
         engine = make_engine(loaded.target.url, path="target.url")
         try:
+            from authmigrate.sinks.sql import adopt_recorded_name
+
+            adopt_recorded_name(loaded, engine)
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
         finally:
             engine.dispose()

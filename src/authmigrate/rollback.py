@@ -26,7 +26,8 @@ import sqlalchemy as sa
 
 from authmigrate.db import make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
-from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, unpack_keys, utcnow
+from authmigrate.sinks.keys import KeyTypeError, TargetKey, pack_keys, unpack_keys
+from authmigrate.sinks.sql import TargetLock, adopt_recorded_name, bookkeeping_tables, utcnow
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -42,6 +43,9 @@ class RollbackCounts:
     outbox: int = 0
     runs: int = 0
     """Runs marked ``rolled_back``."""
+    not_found: int = 0
+    """Keys the batches recorded that were not in the target: their batches' bookkeeping is
+    kept (with those keys only), so nothing is forgotten that was not removed."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
@@ -51,17 +55,19 @@ class RollbackCounts:
             "batches": self.batches,
             "outbox": self.outbox,
             "runs": self.runs,
+            "not_found": self.not_found,
         }
 
 
 class _Target:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self.migration = spec.migration_name
         self.engine = make_engine(spec.target.url, path="target.url")
         path = sqlite_file(self.engine)
         if path is not None and not path.exists():
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
+        adopt_recorded_name(spec, self.engine)
+        self.migration = spec.migration_name
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")
@@ -159,7 +165,7 @@ def rollback(spec: Spec) -> RollbackCounts:
         started = utcnow()
         with t.engine.begin() as conn:
             counts.outbox = rollback_outbox(conn, t.migration)
-        key = table.c[spec.target_key]
+        form = TargetKey(table.c[spec.target_key].type, t.engine.dialect.name)
         with t.engine.connect() as conn:
             numbers = list(
                 conn.execute(
@@ -170,10 +176,13 @@ def rollback(spec: Spec) -> RollbackCounts:
             )
         for number in numbers:
             with t.engine.begin() as conn:
-                accounts, rejects = _remove_batch(conn, t, table, key, number)
+                accounts, rejects, not_found = _remove_batch(conn, t, table, form, number)
             counts.accounts += accounts
             counts.rejects += rejects
-            counts.batches += 1
+            counts.not_found += not_found
+            counts.batches += 0 if not_found else 1
+        if counts.not_found:
+            return counts  # the bookkeeping of what was not removed stays, runs unchanged
         with t.engine.begin() as conn:
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(
@@ -209,16 +218,38 @@ def rollback(spec: Spec) -> RollbackCounts:
 
 
 def _remove_batch(
-    conn: sa.Connection, t: _Target, table: sa.Table, key: sa.Column[Any], number: int
-) -> tuple[int, int]:
+    conn: sa.Connection, t: _Target, table: sa.Table, form: TargetKey, number: int
+) -> tuple[int, int, int]:
+    """Delete one batch's accounts, rejects and batch row; returns (accounts, rejects,
+    keys not found).
+
+    Keys are matched in the key column's stored form (``sinks.keys``). A recorded key that
+    matches no row is not forgotten: the batch row stays, holding only those keys, with its
+    rejects, and the count is reported.
+    """
     b = t.batches
     blob = conn.execute(
         sa.select(b.c.written_keys).where(b.c.migration == t.migration, b.c.batch_no == number)
     ).scalar()
-    keys = [_as_column_value(key, k) for k in unpack_keys(blob)]
+    key = form.column(table.c[t.spec.target_key])
+    recorded = unpack_keys(blob)
+    keys = [_stored(form, k) for k in recorded]
+    usable = [k for k in keys if k is not _UNSTORABLE]
+    present: set[Any] = set()
+    for part in _slices(usable, _IN_LIST):
+        found = conn.execute(sa.select(key).where(key.in_(part))).scalars()
+        present.update(form.stored(v) for v in found)
     accounts = 0
-    for part in _slices(keys, _IN_LIST):
+    for part in _slices(usable, _IN_LIST):
         accounts += _rowcount(conn.execute(table.delete().where(key.in_(part))))
+    left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
+    if left:
+        conn.execute(
+            b.update()
+            .where(b.c.migration == t.migration, b.c.batch_no == number)
+            .values(written_keys=pack_keys(left), migrated=len(left))
+        )
+        return accounts, 0, len(left)
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -227,14 +258,17 @@ def _remove_batch(
         )
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
-    return accounts, rejects
+    return accounts, rejects, 0
 
 
-def _as_column_value(column: sa.Column[Any], key: Any) -> Any:
-    """A recorded key as the key column holds it (a text column holds ``"42"``, not 42)."""
-    if isinstance(column.type, sa.String) and not isinstance(key, str):
-        return str(key)
-    return key
+_UNSTORABLE = object()
+
+
+def _stored(form: TargetKey, key: Any) -> Any:
+    try:
+        return form.stored(key)
+    except KeyTypeError:
+        return _UNSTORABLE  # a key the column cannot hold: kept and reported
 
 
 def _slices(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -249,7 +283,7 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     """``authmigrate rollback``: show what would go, ask (on a terminal), remove, report.
 
     Returns:
-        0 when the rollback ran, 1 when the operator declined.
+        0 when the rollback ran, 1 when the operator declined or recorded keys were not found.
 
     Raises:
         SpecError: not on a terminal and ``--yes`` not given (exit code 2, nothing removed).
@@ -279,4 +313,11 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
         f"removed {done.accounts:,} accounts, {done.rejects:,} rejects, {done.batches:,} batches, "
         f"{done.outbox:,} outbox rows; {done.runs:,} runs marked rolled_back"
     )
+    if done.not_found:
+        console.print(
+            f"problem: {done.not_found:,} keys recorded as written by this migration are not in "
+            f"{spec.target.table!r}; their batches stay recorded (with those keys only) and "
+            "the runs are not marked rolled_back. Check whether the new system deleted them."
+        )
+        return 1
     return 0

@@ -840,6 +840,9 @@ def notify_command(
             base_dir = Path(spec).resolve().parent
             spec = load_spec(spec)
         engine = make_engine(spec.target.url, path="target.url")
+        from authmigrate.sinks.sql import adopt_recorded_name  # an earlier version's name
+
+        adopt_recorded_name(spec, engine)
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))
