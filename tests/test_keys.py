@@ -448,3 +448,23 @@ def test_a_commit_whose_acknowledgement_is_lost_is_not_done_twice(
     assert scalar(target_url, "SELECT count(*) FROM authmigrate_batches") == 10
     checked = verify_migration(spec)
     assert checked.ok, checked.as_dict()
+
+
+def test_a_key_type_that_cannot_be_checkpointed_is_refused_up_front(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE legacy_users (k TIME PRIMARY KEY, email TEXT)")
+    conn.execute("INSERT INTO legacy_users VALUES ('10:00:00.000000', 'a@example.com')")
+    conn.commit()
+    conn.close()
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        f'[source]\nurl = "sqlite:///{src}"\ntable = "legacy_users"\nkey = "k"\n'
+        f'[target]\nurl = "sqlite:///{tmp_path}/t.db"\ntable = "accounts"\n'
+        '[fields]\nk = "k"\nemail = "email"\n',
+        encoding="utf-8",
+    )
+    proc = cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "source.key" in proc.stderr and "TIME" in proc.stderr
+    assert not (tmp_path / "t.db").exists()

@@ -127,6 +127,14 @@ def source_key_tag(spec: Spec, source: Source, types: dict[str, Any]) -> str | N
             no target type tells them apart, so they cannot be migrated as distinct keys.
     """
     key = spec.source.key
+    declared = types.get(key)
+    if declared is not None and type_tag(declared) is None:
+        raise SpecError(
+            "source.key",
+            f"{key!r} is of type {declared}, which cannot be checkpointed and compared exactly; "
+            "keys may be integer, numeric, text, UUID, timestamp, date or binary (cast it in a "
+            "source.query)",
+        )
     stored = source.key_value_types()
     if len(stored) > 1:
         raise SpecError(
@@ -299,7 +307,13 @@ class Migration:
         Keys are compared in the target key column's own type (``SqlTarget.existing_keys``).
         """
         stored = self.target.key.stored
-        taken = self.target.existing_keys(conn, [r.key for r in batch.records])
+        try:
+            taken = self.target.existing_keys(conn, [r.key for r in batch.records])
+        except KeyTypeError as exc:
+            raise SpecError(
+                f"fields.{self.spec.target_key}",
+                f"a source key does not fit the target's key column ({exc})",
+            ) from None
         if taken:
             reason = {
                 r.key: "the target already has this key"
