@@ -193,6 +193,22 @@ def test_csv_keys_that_stop_being_integers_are_refused_naming_why(
     assert scalar(dst, "SELECT count(*) FROM authmigrate_rejects WHERE outcome = 'merged'") == 0
 
 
+def test_csv_keys_that_become_integers_are_refused_not_skipped(tmp_path: Path) -> None:
+    src, dst = tmp_path / "users.csv", f"sqlite:///{tmp_path}/t.db"
+    _csv(src, ["10", "9", "A1"])  # text keys, paged in text order: "10", "9", "A1"
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        CSV_SPEC.format(src=src, dst=dst).split("[notify]")[0].replace("= 10", "= 2"),
+        encoding="utf-8",
+    )
+    assert cli("run", str(spec), cwd=tmp_path).returncode == 0
+    _csv(src, ["10", "9", "11"])  # all integers now: "11" sorts before the checkpoint's "A1"
+    again = cli("run", str(spec), cwd=tmp_path)
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "source.key" in again.stderr and "changed" in again.stderr
+    assert scalar(dst, "SELECT count(*) FROM authmigrate_batches") == 2
+
+
 def test_an_account_found_as_a_duplicate_of_itself_stops_and_is_never_merged(
     tmp_path: Path,
 ) -> None:

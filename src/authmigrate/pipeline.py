@@ -146,6 +146,9 @@ def source_key_tag(spec: Spec, source: Source, types: dict[str, Any]) -> str | N
     return type_tag(types.get(key)) or (_SQLITE_TAGS.get(stored[0]) if stored else None)
 
 
+_STR_BEFORE = frozenset({"decimal", "uuid", "datetime", "date", "bytes", "bool"})
+"""Key types whose checkpoint versions before the typed one stored as ``str(key)``."""
+
 _SQLITE_TAGS = {"integer": "int", "real": "float", "text": "str", "blob": "bytes"}
 
 
@@ -215,25 +218,35 @@ class Migration:
 
         Raises:
             SpecError: the checkpoint's key is of another type than the source's keys now
-                (a CSV key column that gained a non-numeric value): paging after it would
-                read every row again, so the run is refused before it writes anything.
+                (a CSV key column that gained a non-numeric value, or lost its last one):
+                paging after it would read rows again or skip them, so the run is refused
+                before it writes anything.
         """
         if self.target.file_missing or not self.target.exists():
             return 0, None
         number, after = self.target.checkpoint()
         if after is None:
             return number, None
+        tag, now = tag_of(after), self.key_tag
+        fits = (
+            now is None
+            or tag == now
+            or (tag == "str" and now in _STR_BEFORE)
+            or (tag == "int" and now in ("decimal", "float"))
+        )
         try:
-            return number, coerce_key(after, self.key_tag)
+            if fits:
+                return number, coerce_key(after, now)
         except KeyTypeError:
-            raise SpecError(
-                "source.key",
-                f"the checkpoint of migration {self.target.migration!r} (batch {number}) holds "
-                f"a {tag_name(tag_of(after))} key, but the source's {self.spec.source.key!r} "
-                f"values are {tag_name(self.key_tag)} now: the key type changed since the "
-                "migration started, and resuming would read every row again. Restore the "
-                "source's keys, or roll this migration back and run it again",
-            ) from None
+            pass
+        raise SpecError(
+            "source.key",
+            f"the checkpoint of migration {self.target.migration!r} (batch {number}) holds "
+            f"a {tag_name(tag_of(after))} key, but the source's {self.spec.source.key!r} "
+            f"values are {tag_name(self.key_tag)} now: the key type changed since the "
+            "migration started, and paging after it would read rows again or skip them. "
+            "Restore the source's keys, or roll this migration back and run it again",
+        )
 
     # -- one batch --------------------------------------------------------------------------
 
