@@ -236,12 +236,17 @@ def _remove_batch(
     keys = [_stored(form, k) for k in recorded]
     usable = [k for k in keys if k is not _UNSTORABLE]
     present: set[Any] = set()
-    for part in _slices(usable, _IN_LIST):
-        found = conn.execute(sa.select(key).where(key.in_(part))).scalars()
-        present.update(form.stored(v) for v in found)
     accounts = 0
+    returning = conn.dialect.delete_returning
     for part in _slices(usable, _IN_LIST):
-        accounts += _rowcount(conn.execute(table.delete().where(key.in_(part))))
+        delete = table.delete().where(key.in_(part))
+        if returning:
+            gone = list(conn.execute(delete.returning(key)).scalars())
+        else:
+            gone = list(conn.execute(sa.select(key).where(key.in_(part))).scalars())
+            conn.execute(delete)
+        accounts += len(gone)
+        present.update(form.stored(v) for v in gone)
     left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
     if left:
         conn.execute(
