@@ -515,7 +515,7 @@ def test_init_with_named_preset_writes_a_spec(
     assert init_command(source, None, "opencart", out) == 0
     data = tomllib.loads(out.read_text(encoding="utf-8"))
     assert data["credentials"]["salt_column"] == "salt"
-    assert "FROM oc_customer" in data["source"]["query"]
+    assert "FROM `oc_customer` c" in data["source"]["query"]  # quoted for MariaDB
     assert "next: authmigrate plan" in capsys.readouterr().err
 
 
@@ -539,6 +539,7 @@ def test_apply_preset_keeps_the_users_own_keys() -> None:
         "column": "user_pass",
         "scheme": ["auto", "digest"],
         "params": {"algorithm": "md5", "encoding": "hex"},
+        "login_rules": ["trim"],
         "policy": "wrap",
     }
     assert "table_prefix" not in data["source"]

@@ -232,7 +232,7 @@ def test_no_false_positive_for_a_csv_source_with_odd_values(
         'visits = { from = "visits", type = "integer" }\n'
         'score = { from = "score", type = "float" }\n'
         '[credentials]\ncolumn = "password_hash"\npolicy = "wrap"\nprofile = "TEST"\n'
-        '[tokens]\ncolumn = "auth_token"\n'
+        '[tokens]\ncolumn = "auth_token"\ndelivery = "none"\n'
         '[run]\nbatch_size = 16\nduplicates = "merge"\n'
     )
     run = run_migration(spec)

@@ -12,15 +12,30 @@ The runtime part, for the new system's login path::
     authmigrate.wrap(credential, keyring=...)         # strong hash over the legacy one
     authmigrate.verify_token(token, stored)           # constant time, honours expiry
 
+On a login path (docs/credentials.md, "On a login path")::
+
+    authmigrate.verify(password, credential, min_seconds="profile")   # timing floor
+    await authmigrate.verify_and_update_async(password, credential)  # hash in a thread
+    authmigrate.dummy_verify()                        # unknown user: same cost, False
+    authmigrate.set_credential_hook(callback)         # told of unusable stored values
+    authmigrate.integrations.sqlalchemy.store_upgrade(...)  # compare-and-swap write
+
+A password that is not a ``str`` raises TypeError; one over 4096 UTF-8 bytes never verifies.
+
 The batch part is the ``authmigrate`` command (see :mod:`authmigrate.cli`).
 """
 
 from authmigrate.credentials import (
+    MAX_PASSWORD_BYTES,
+    CredentialProblem,
+    dummy_verify,
     identify,
     import_hash,
     needs_update,
+    set_credential_hook,
     verify,
     verify_and_update,
+    verify_and_update_async,
     wrap,
 )
 from authmigrate.errors import (
@@ -35,19 +50,24 @@ from authmigrate.errors import (
 )
 
 __all__ = [
+    "MAX_PASSWORD_BYTES",
     "AuthmigrateError",
     "CredentialError",
+    "CredentialProblem",
     "LockError",
     "MalformedHashError",
     "SourceError",
     "SpecError",
     "TargetError",
     "UnknownSchemeError",
+    "dummy_verify",
     "identify",
     "import_hash",
     "needs_update",
+    "set_credential_hook",
     "verify",
     "verify_and_update",
+    "verify_and_update_async",
     "verify_token",
     "wrap",
 ]

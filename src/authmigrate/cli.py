@@ -71,7 +71,9 @@ def main(verbose: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @handle_errors
 def plan(spec: str, preview: int, as_json: bool) -> None:
-    """Dry run: counts, schemes (self-tested), conflicts and rejects. Writes nothing."""
+    """Dry run: predicts the run (counts, rejects and their fixes, time). Writes nothing.
+
+    Exit 1 when rows would be rejected (each reason is shown with its likely fix)."""
     import json
 
     from authmigrate.pipeline import plan_migration
@@ -80,12 +82,13 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
     s = _load(spec)
     with progress_reporter("plan") as progress:
         result = plan_migration(s, preview=preview, progress=progress)
+    result.spec_path = spec
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, default=str))
     else:
         print_plan(result)
-    if result.self_tests and not all(result.self_tests.values()):
-        sys.exit(1)
+    if result.rejected or (result.self_tests and not all(result.self_tests.values())):
+        sys.exit(1)  # the run would reject rows (or a scheme failed its self-test)
 
 
 @main.command()
@@ -105,9 +108,11 @@ def run(spec: str, report_path: str | None) -> None:
     except BaseException as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:  # a failed or interrupted run still says what it did
+            partial.spec_path = spec
             write_report(path, partial.as_dict())
             click.echo(f"report: {path}", err=True)
         raise
+    result.spec_path = spec
     print_run(result)
     write_report(path, result.as_dict())
     click.echo(f"report: {path}")
@@ -120,12 +125,13 @@ def run(spec: str, report_path: str | None) -> None:
 @click.option(
     "--sample", default=None, type=int, help="Wrapped credentials to check (default: all)."
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
-def verify(spec: str, sample: int | None) -> None:
+def verify(spec: str, sample: int | None, as_json: bool) -> None:
     """Reconcile source and target: counts, chunk checksums, wrapped credentials."""
     from authmigrate.reconcile import verify_command
 
-    sys.exit(verify_command(_load(spec), sample=sample))
+    sys.exit(verify_command(_load(spec), sample=sample, as_json=as_json, spec_path=spec))
 
 
 @main.command()
@@ -152,7 +158,7 @@ def rollback(spec: str, yes: bool) -> None:
 @handle_errors
 def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str | None) -> None:
     """Send the outbox's messages over SMTP, once per user."""
-    from authmigrate.notify import notify_command
+    from authmigrate.notify import notify_command, sending_counts
     from authmigrate.notify import requeue as requeue_messages
 
     if dry_run and not out:
@@ -167,12 +173,28 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
 
             adopt_recorded_name(loaded, engine)
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
+            held = sending_counts(engine, loaded)["held"] if requeue == "in_doubt" else 0
         finally:
             engine.dispose()
         click.echo(f"requeued {n} message(s)")
+        if held:
+            click.echo(f"left alone: {held} message(s) a running notify is sending")
         return
     # the path, not a loaded spec: template paths are relative to the spec's folder
     sys.exit(notify_command(spec, dry_run=dry_run, out=Path(out) if out else None, status=status))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--listen", required=True, help="HOST:PORT to listen on, e.g. 127.0.0.1:8085.")
+@click.option("--certfile", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
+@click.option("--keyfile", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@handle_errors
+def bridge(spec: str, listen: str, certfile: str | None, keyfile: str | None) -> None:
+    """Serve the login-time password bridge for identity providers' migration hooks."""
+    from authmigrate.bridge.app import bridge_command
+
+    bridge_command(_load(spec), listen, certfile=certfile, keyfile=keyfile)
 
 
 @main.command()
@@ -225,7 +247,13 @@ def presets() -> None:
 
 
 @main.command()
-@click.option("--users", default=50_000, show_default=True, help="Customers in the legacy shop.")
+@click.option(
+    "--users",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Customers in the legacy shop (more: a longer demo).",
+)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Keep the files here.")
 @handle_errors
 def demo(users: int, directory: str | None) -> None:

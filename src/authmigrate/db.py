@@ -62,7 +62,41 @@ def make_engine(url: str, *, path: str) -> Engine:
         raise SpecError(path, f"cannot use {safe_url(parsed)}: {exc}") from None
     if backend == "sqlite":
         _tune_sqlite(engine)
+    elif backend in ("postgresql", "mysql", "mariadb"):
+        _session_in_utc(engine)
     return engine
+
+
+_MYSQL_SESSION = (
+    "SET time_zone = '+00:00', sql_mode = IF(@@sql_mode = '', 'STRICT_ALL_TABLES',"
+    " CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'))"
+)
+_UTC_SESSION = {
+    "postgresql": "SET TIME ZONE 'UTC'",
+    "mysql": _MYSQL_SESSION,
+    "mariadb": _MYSQL_SESSION,
+}
+
+
+def _session_in_utc(engine: Engine) -> None:
+    """Every session in UTC, whatever the server's or the database's ``timezone``; on
+    MySQL/MariaDB also in strict mode.
+
+    Values travel as naive UTC (an aware source value is converted on the way); a session
+    in Europe/Berlin would read them as Berlin time and store 12:00Z as 10:00Z in a
+    ``timestamptz`` column, and render stored instants in Berlin time when read back.
+    Without strict mode, MySQL/MariaDB store a value too long for its column cut short and
+    a word in an integer column as 0, with only a warning: strict, they refuse it, and the
+    row is rejected with its column.
+    """
+    statement = _UTC_SESSION[engine.dialect.name]
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(statement)
+        cur.close()
+        dbapi_conn.commit()  # a SET in a transaction that is rolled back would be undone
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -49,10 +49,15 @@ import sqlalchemy as sa
 from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import TargetError
 from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, unpack_keys
-from authmigrate.sinks.sql import TargetLock, adopt_recorded_name, bookkeeping_tables
+from authmigrate.sinks.sql import (
+    TargetLock,
+    adopt_recorded_name,
+    bookkeeping_tables,
+    reject_examples,
+)
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
-from authmigrate.transform import FieldReject, RowTransformer
+from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -307,6 +312,8 @@ class _Target:
         if kind == "bool":
             text = sa.case((col, sa.literal("1", sa.Text)), else_=sa.literal("0", sa.Text))
         elif kind == "datetime" and pg:
+            if getattr(col.type, "timezone", False):
+                col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
             text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
         elif kind == "date" and pg:
             text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
@@ -582,7 +589,7 @@ class _Verifier:
         self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]
     ) -> None:
         from authmigrate.credentials import default_weak
-        from authmigrate.stages import prepare_credentials
+        from authmigrate.stages import prepare_credentials, row_format
 
         cred = self.spec.credentials
         assert cred is not None
@@ -590,6 +597,7 @@ class _Verifier:
         key = self.spec.source.key
         weak = frozenset(cred.weak) if cred.weak is not None else default_weak()
         items: list[tuple[str | None, str | None]] = []
+        formats: list[str | None] = []
         present: list[tuple[Any, dict[str, Any]]] = []
         for row in rows:
             got = there.get(self.target.key_value(row[key]))
@@ -602,8 +610,11 @@ class _Verifier:
             present.append((row[key], got))
             blank = raw is None or (isinstance(raw, str) and not raw.strip())
             items.append((None if blank else str(raw).strip(), None if salt is None else str(salt)))
+            formats.append(row_format(cred, row))
         prepared = (
-            prepare_credentials(cred, [(v or "", s) for v, s in items], dry=True, workers=1)
+            prepare_credentials(
+                cred, [(v or "", s) for v, s in items], dry=True, workers=1, formats=formats
+            )
             if items
             else []
         )
@@ -638,6 +649,9 @@ class _Verifier:
         if value is None or cred.policy == "reset":
             if cred.policy != "reset" and cred.on_missing == "reject":
                 return "credential.missing"
+            return "" if stored is None and reset else "credential.not_reset"
+        if isinstance(outcome, Prepared) and outcome.segment == "reset":
+            # a platform's "no usable password" marker: migrated as a reset under any policy
             return "" if stored is None and reset else "credential.not_reset"
         if not isinstance(outcome, Prepared) or outcome.credential is None:
             return "credential.unreadable"
@@ -734,14 +748,17 @@ class _Found:
         return bool(self.missing or self.extra or self.different)
 
 
-def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_000) -> VerifyResult:
+def verify_migration(
+    spec: Spec, *, sample: int | None = None, chunk: int | None = None
+) -> VerifyResult:
     """Reconcile source and target, compare every mapped row, check credentials and tokens.
 
     Args:
         spec: the migration.
         sample: check the argon2id part of this many wrapped credentials, chosen at random
             (``None``: every one). Kept credentials are always all compared.
-        chunk: source rows per checksummed chunk.
+        chunk: source rows per checksummed chunk (default: the spec's
+            ``verify.chunk_size``, 10,000).
 
     Returns:
         A :class:`VerifyResult`; ``result.ok`` is True when everything holds.
@@ -751,6 +768,8 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         TargetError: the target cannot be reached.
         LockError: a run of this migration is writing to the target right now.
     """
+    if chunk is None:
+        chunk = spec.verify.chunk_size
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if sample is not None and sample < 0:
@@ -761,6 +780,11 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
     engine = make_engine(spec.target.url, path="target.url")
     path = sqlite_file(engine)
     source = open_source(spec.source)
+    try:
+        source.only(source_columns_used(spec))  # never an unmapped BLOB
+    except BaseException:
+        source.close()
+        raise
     if path is not None and not path.exists():
         # connecting would create the file, and verify writes nothing
         try:
@@ -822,8 +846,45 @@ SHOWN = 20
 """Keys listed per kind of problem on the terminal (the JSON has them all)."""
 
 
-def verify_command(spec: Spec, sample: int | None) -> int:
-    """``authmigrate verify``: run :func:`verify_migration` and print what it found.
+def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -> dict[str, Any]:
+    """The JSON body of a verify: its result, the rejects by reason with example keys, where
+    the rest is, and the next step (notify, done, or fix-and-rerun)."""
+    from authmigrate.advice import bookkeeping, fix_for, next_step
+
+    body = res.as_dict()
+    body["rejects"] = {}
+    engine = make_engine(spec.target.url, path="target.url")
+    try:
+        path = sqlite_file(engine)
+        if path is None or path.exists():
+            with engine.connect() as conn:
+                if sa.inspect(conn).has_table("authmigrate_rejects"):
+                    found = reject_examples(conn, spec.migration_name)
+                    body["rejects"] = {
+                        reason: {
+                            **entry,
+                            **({"fix": fix_for(reason)} if entry["outcome"] == "rejected" else {}),
+                        }
+                        for reason, entry in found.items()
+                    }
+    finally:
+        engine.dispose()
+    body["bookkeeping"] = bookkeeping(spec.migration_name)
+    if not res.ok:
+        step = next_step("fix-and-rerun", "verify found problems: see the lists", spec_path)
+    elif spec.notify is not None:
+        step = next_step("notify", "every account is in place: tell the users", spec_path)
+    else:
+        step = next_step("done", "every account is in place", spec_path)
+    body["next_step"] = step
+    return body
+
+
+def verify_command(
+    spec: Spec, sample: int | None, *, as_json: bool = False, spec_path: str | None = None
+) -> int:
+    """``authmigrate verify``: run :func:`verify_migration` and print what it found (as JSON
+    with ``as_json``).
 
     Returns:
         0 when every check holds, 1 otherwise (the problems are listed).
@@ -833,6 +894,13 @@ def verify_command(spec: Spec, sample: int | None) -> int:
     from authmigrate.report import console
 
     res = verify_migration(spec, sample=sample)
+    if as_json:
+        import json
+
+        import click
+
+        click.echo(json.dumps(verify_report(spec, res, spec_path), indent=2, default=str))
+        return 0 if res.ok else 1
     t = Table(title=f"authmigrate verify: {res.migration}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -882,6 +950,12 @@ def verify_command(spec: Spec, sample: int | None) -> int:
         raw=True,
     )
     console.print("[bold green]verify ok[/]" if res.ok else "[bold red]verify found problems[/]")
+    if spec_path is not None:
+        from rich.text import Text
+
+        step = verify_report(spec, res, spec_path)["next_step"]
+        if step["command"]:
+            console.print(Text(f"next: {step['command']}  ({step['why']})"))
     return 0 if res.ok else 1
 
 

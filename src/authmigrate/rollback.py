@@ -27,7 +27,13 @@ import sqlalchemy as sa
 from authmigrate.db import make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.keys import KeyTypeError, TargetKey, pack_keys, unpack_keys
-from authmigrate.sinks.sql import TargetLock, adopt_recorded_name, bookkeeping_tables, utcnow
+from authmigrate.sinks.sql import (
+    TargetLock,
+    adopt_recorded_name,
+    bookkeeping_counts,
+    bookkeeping_tables,
+    utcnow,
+)
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -39,6 +45,9 @@ class RollbackCounts:
 
     accounts: int = 0
     rejects: int = 0
+    """Rows of the rejects table: the rejected and the merged source rows."""
+    rejected: int = 0
+    merged: int = 0
     batches: int = 0
     outbox: int = 0
     runs: int = 0
@@ -52,6 +61,8 @@ class RollbackCounts:
         return {
             "accounts": self.accounts,
             "rejects": self.rejects,
+            "rejected": self.rejected,
+            "merged": self.merged,
             "batches": self.batches,
             "outbox": self.outbox,
             "runs": self.runs,
@@ -97,17 +108,19 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
             if t.reflect(conn) is None:
                 return counts
             b, r = t.batches, t.rejects
-            row = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(b.c.migrated), 0)).where(
-                    b.c.migration == t.migration
-                )
-            ).one()
-            counts.batches, counts.accounts = int(row[0]), int(row[1])
+            counts.batches = int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(b.c.migration == t.migration)
+                ).scalar_one()
+            )
             counts.rejects = int(
                 conn.execute(
                     sa.select(sa.func.count()).where(r.c.migration == t.migration)
                 ).scalar_one()
             )
+            recorded = bookkeeping_counts(conn, t.migration)
+            counts.accounts = recorded.migrated
+            counts.rejected, counts.merged = recorded.rejected, recorded.merged
             counts.outbox = _outbox_count(conn, t.migration)
             counts.runs = int(
                 conn.execute(
@@ -144,18 +157,22 @@ def rollback(spec: Spec) -> RollbackCounts:
         What was removed.
 
     Raises:
-        LockError: a run of this migration is writing to the target.
+        LockError: a run of this migration is writing to the target, or its ``notify`` is
+            sending.
         TargetError: the target cannot be reached.
     """
     from authmigrate.notify.outbox import rollback_outbox
+    from authmigrate.notify.senders import Registration, hold_off_senders
 
     t = _Target(spec)
+    notify_guard: Registration | None = None
     lock = TargetLock(t.engine, t.migration)
     counts = RollbackCounts()
     run_id = str(uuid.uuid4())
     try:
         try:
             lock.acquire()
+            notify_guard = hold_off_senders(t.engine, t.migration)  # refused while notify runs
             with t.engine.connect() as conn:
                 table = t.reflect(conn)
         except sa.exc.OperationalError as exc:
@@ -163,6 +180,9 @@ def rollback(spec: Spec) -> RollbackCounts:
         if table is None:
             return counts
         started = utcnow()
+        with t.engine.connect() as conn:
+            recorded = bookkeeping_counts(conn, t.migration)  # what this rollback takes back
+        counts.rejected, counts.merged = recorded.rejected, recorded.merged
         with t.engine.begin() as conn:
             counts.outbox = rollback_outbox(conn, t.migration)
         form = TargetKey(table.c[spec.target_key].type, t.engine.dialect.name)
@@ -205,13 +225,16 @@ def rollback(spec: Spec) -> RollbackCounts:
                     "started_at": started,
                     "ended_at": utcnow(),
                     "status": "done",
-                    "rows_read": 0,
-                    "migrated": -counts.accounts,
-                    "rejected": -counts.rejects,
-                    "merged": 0,
+                    # the history row takes back what the bookkeeping recorded
+                    "rows_read": -recorded.read,
+                    "migrated": -recorded.migrated,
+                    "rejected": -recorded.rejected,
+                    "merged": -recorded.merged,
                 },
             )
     finally:
+        if notify_guard is not None:
+            notify_guard.stop()
         lock.release()
         t.engine.dispose()
     return counts
@@ -303,7 +326,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     where = safe_url(spec.target.url)
     console.print(
         f"rollback of {spec.migration_name!r} in {where}: {preview.accounts:,} accounts, "
-        f"{preview.rejects:,} rejects, {preview.batches:,} batches, {preview.outbox:,} outbox rows"
+        f"{preview.rejected:,} rejected and {preview.merged:,} merged rows, "
+        f"{preview.batches:,} batches, {preview.outbox:,} outbox rows"
     )
     if not yes:
         if not sys.stdin.isatty():
@@ -315,8 +339,9 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
             return 1
     done = rollback(spec)
     console.print(
-        f"removed {done.accounts:,} accounts, {done.rejects:,} rejects, {done.batches:,} batches, "
-        f"{done.outbox:,} outbox rows; {done.runs:,} runs marked rolled_back"
+        f"removed {done.accounts:,} accounts, {done.rejected:,} rejected and {done.merged:,} "
+        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
+        f"{done.runs:,} runs marked rolled_back"
     )
     if done.not_found:
         console.print(

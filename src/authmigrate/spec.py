@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -72,7 +73,9 @@ def env_ref(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # strict: TOML has real numbers and booleans, so batch_size = "500" is a mistake to name,
+    # never a string to coerce
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
 
 class SourceSpec(_Model):
@@ -228,12 +231,46 @@ class CredentialsSpec(_Model):
     """Parameters for ``import_hash`` (e.g. ``key_id``, ``algorithm`` of a plain digest)."""
     keys: dict[str, str] = Field(default_factory=dict)
     """The keyring: key id -> ``"env:NAME"``. Never the secret itself."""
+    allow_test_profile: bool = False
+    """Allow ``profile = "TEST"`` (64 KiB argon2id: for tests and demos, never real accounts)."""
     profile: str = "OWASP_2025"
+    login_rules: list[str] = Field(default_factory=list)
+    """The platform's login rules every credential carries (``trim``: WordPress, Drupal 7,
+    PrestaShop 1.6; ``html``: OpenCart 1.5-3), so an account verifies what its platform's
+    login accepted (see docs/credentials.md)."""
+    scheme_column: str | None = None
+    """A source column naming each row's hash format (Shopware 6 ``legacy_encoder``)."""
+    scheme_map: dict[str, str] = Field(default_factory=dict)
+    """``scheme_column`` value -> scheme id; rows whose value is NULL or empty use ``scheme``,
+    rows with a value not in the map are rejected (``credential.unknown_format``)."""
 
-    @field_validator("column", "salt_column", "target_column", "reset_column")
+    @field_validator("column", "salt_column", "target_column", "reset_column", "scheme_column")
     @classmethod
     def _ident(cls, v: str | None) -> str | None:
         return None if v is None else check_identifier(v)
+
+    @field_validator("login_rules")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        from authmigrate.credentials.rules import RULES
+
+        for name in v:
+            if name not in RULES:
+                raise ValueError(f"unknown login rule {name!r} (known: {', '.join(RULES)})")
+        return v
+
+    @field_validator("scheme_map")
+    @classmethod
+    def _known_mapped(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            _check_scheme_id(name, allow_auto=True)
+        return v
+
+    @model_validator(mode="after")
+    def _map_needs_column(self) -> CredentialsSpec:
+        if self.scheme_map and not self.scheme_column:
+            raise ValueError("scheme_map needs scheme_column (the column naming each format)")
+        return self
 
     @field_validator("scheme")
     @classmethod
@@ -254,11 +291,18 @@ class CredentialsSpec(_Model):
 
     @field_validator("profile")
     @classmethod
-    def _known_profile(cls, v: str) -> str:
+    def _known_profile(cls, v: str, info: ValidationInfo) -> str:
         from authmigrate.credentials import PROFILES
+        from authmigrate.credentials.wrap import TEST, env_allows_test_profile
 
         if v not in PROFILES:
             raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
+        allowed = info.data.get("allow_test_profile") or env_allows_test_profile()
+        if v == TEST.name and not allowed:
+            raise ValueError(
+                "the TEST profile is for tests only; use OWASP_2025, or say "
+                "allow_test_profile = true"
+            )
         return v
 
     @property
@@ -297,6 +341,9 @@ class TokensSpec(_Model):
     expires_in: str = "7d"
     server_key: str | None = None
     """Optional ``env:NAME`` of an HMAC key: the stored hash is then HMAC-SHA256."""
+    delivery: Literal["notify", "none"] = "notify"
+    """How the plaintext reaches the user: ``notify`` (the default; needs a ``[notify]``
+    section) or ``none``, said explicitly, for tokens nobody will ever receive."""
 
     @field_validator("column", "prefix_column")
     @classmethod
@@ -365,6 +412,9 @@ class NotifySpec(_Model):
     email_field: str = "email"
     sender: str = Field(default="no-reply@example.com", alias="from")
     outbox_key: str = "env:AUTHMIGRATE_OUTBOX_KEY"
+    outbox_old_keys: list[str] = Field(default_factory=list)
+    """``env:NAME`` of earlier outbox keys, still read (never written) while rows sealed under
+    them are queued: rotate the key without losing the queue."""
     reset_url: str = "https://shop.example/account/reset?token={token}"
     rate_per_second: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=100)
@@ -378,6 +428,11 @@ class NotifySpec(_Model):
     @classmethod
     def _env_ref(cls, v: str) -> str:
         return env_ref(v)
+
+    @field_validator("outbox_old_keys")
+    @classmethod
+    def _env_refs(cls, v: list[str]) -> list[str]:
+        return [env_ref(ref) for ref in v]
 
     @field_validator("email_field")
     @classmethod
@@ -423,6 +478,41 @@ class RunSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
 
 
+class BridgeSpec(_Model):
+    """The login-time password bridge (``authmigrate bridge``): see docs/bridge.md."""
+
+    secret: str
+    """``env:NAME`` of the shared secret every request carries as ``Authorization: Bearer``."""
+    lookup: list[str] = Field(default_factory=lambda: ["email"], min_length=1)
+    """Target fields an identifier is looked up by, in order (e.g. ``["email", "user_id"]``)."""
+    min_seconds: float | None = Field(default=None, ge=0, le=10)
+    """Floor on the time of a failed answer; default: 1.5 x one argon2id verification."""
+    max_body: int = Field(default=65536, ge=1024, le=1_048_576)
+    per_identifier: int = Field(default=10, ge=1)
+    """Attempts per identifier per minute."""
+    per_address: int = Field(default=600, ge=1)
+    """Requests per client address per minute (providers call from a few addresses)."""
+    workers: int = Field(default=8, ge=1, le=256)
+    """Threads verifying passwords."""
+
+    @field_validator("secret")
+    @classmethod
+    def _env_ref(cls, v: str) -> str:
+        return env_ref(v)
+
+    @field_validator("lookup")
+    @classmethod
+    def _idents(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_identifier(name)
+        return v
+class VerifySpec(_Model):
+    """How ``verify`` reads."""
+
+    chunk_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Source rows per checksummed chunk: memory holds one chunk of (mapped) rows."""
+
+
 class Spec(_Model):
     """A whole migration."""
 
@@ -433,7 +523,9 @@ class Spec(_Model):
     credentials: CredentialsSpec | None = None
     tokens: TokensSpec | None = None
     notify: NotifySpec | None = None
+    bridge: BridgeSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     _base_dir: Path | None = PrivateAttr(default=None)
     _recorded_name: str | None = PrivateAttr(default=None)
 
@@ -492,7 +584,23 @@ class Spec(_Model):
         for name in self.fields:
             if name in taken:
                 raise ValueError(f"fields.{name}: the column is already filled by {taken[name]}")
+        if self.tokens is not None:
+            self._tokens_delivered(self.tokens)
         return self
+
+    def _tokens_delivered(self, tokens: TokensSpec) -> None:
+        """A token is only of use to a user who receives it: refuse tokens nobody sends."""
+        if tokens.delivery == "notify" and self.notify is None:
+            raise ValueError(
+                "tokens.delivery: the tokens would be stored hashed and their plaintext sent to "
+                "nobody (no [notify] section); add [notify] to send them, or say "
+                'tokens.delivery = "none" if no one is meant to receive them'
+            )
+        if tokens.delivery == "none" and self.notify is not None:
+            raise ValueError(
+                'tokens.delivery: "none", but [notify] is there to send the tokens; '
+                'remove one of the two (the default, "notify", sends them)'
+            )
 
     @property
     def migration_name(self) -> str:
@@ -543,6 +651,20 @@ class Spec(_Model):
         """The target column that holds the source key."""
         return self.target.key or self.source.key
 
+    def secret_refs(self) -> dict[str, str]:
+        """Every ``env:NAME`` the spec names, by key path: what a run will need set."""
+        refs: dict[str, str] = {}
+        if self.credentials is not None:
+            for kid, ref in self.credentials.keys.items():
+                refs[f"credentials.keys.{kid}"] = ref
+        if self.tokens is not None and self.tokens.server_key:
+            refs["tokens.server_key"] = self.tokens.server_key
+        if self.notify is not None:
+            refs["notify.outbox_key"] = self.notify.outbox_key
+            if self.notify.smtp.password:
+                refs["notify.smtp.password"] = self.notify.smtp.password
+        return refs
+
     def fingerprint(self) -> str:
         """A short hash of the spec's content, recorded with each run."""
         raw = self.model_dump_json(by_alias=True, exclude_none=True)
@@ -575,6 +697,22 @@ def resolve_secret(ref: str, *, path: str) -> str:
     if value is None or value == "":
         raise SpecError(path, f"environment variable {name} is not set")
     return value
+
+
+def check_secrets(spec: Spec) -> list[str]:
+    """The environment variables named by the spec's ``env:`` references (all set).
+
+    Raises:
+        SpecError: one or more are not set; the message names each variable and its key path
+            (never a value).
+    """
+    unset = [
+        (path, ref[4:]) for path, ref in spec.secret_refs().items() if not os.environ.get(ref[4:])
+    ]
+    if unset:
+        listed = ", ".join(f"{name} ({path})" for path, name in unset)
+        raise SpecError(unset[0][0], f"environment variable not set: {listed}")
+    return sorted({ref[4:] for ref in spec.secret_refs().values()})
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -616,6 +754,35 @@ def _section_model(annotation: Any) -> tuple[Any, bool]:
 _UNIONS = (typing.Union, types.UnionType)
 
 
+_EXPECTED = {
+    "int_type": "an integer (e.g. 500, without quotes)",
+    "float_type": "a number (e.g. 2.5, without quotes)",
+    "bool_type": "true or false (without quotes)",
+    "string_type": "a string (in quotes)",
+    "list_type": 'a list (e.g. ["a", "b"])',
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+"""What a key holds, by pydantic's error type, for "expected X, got Y" messages."""
+
+
+def _toml_kind(value: Any) -> str:
+    """What the spec wrote, by TOML type (never the value: it may be a secret)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
 def _format(err: ValidationError) -> SpecError:
     first = err.errors()[0]
     path = _loc(first["loc"])
@@ -627,6 +794,9 @@ def _format(err: ValidationError) -> SpecError:
         return SpecError(path, f"unknown key ({hint})")
     if kind == "missing":
         return SpecError(path, "required key is missing")
+    if kind in _EXPECTED:
+        got = _toml_kind(first.get("input"))
+        return SpecError(path, f"expected {_EXPECTED[kind]}, got {got}")
     msg = first["msg"]
     msg = msg.removeprefix("Value error, ")
     return SpecError(path, msg)

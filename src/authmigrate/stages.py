@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject
+from authmigrate.batch import Batch, InvalidValue, Record, Reject
 from authmigrate.spec import CredentialsSpec, Spec, resolve_secret
 
 
@@ -52,8 +52,15 @@ class CredentialStage:
         present: list[Record] = []
         items: list[tuple[str | None, str | None]] = []
         doomed: list[tuple[Record, Reject]] = []
+        formats: list[str | None] = []
         for rec in batch.records:
             raw = rec.source.get(self.spec.column)
+            salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
+            bad = next((v for v in (raw, salt) if type(v) is InvalidValue), None)
+            if bad is not None:
+                column = self.spec.column if bad is raw else self.spec.salt_column
+                doomed.append((rec, Reject(rec.key, bad.reason, column, bad.detail, rec.source)))
+                continue
             if isinstance(raw, bytes | bytearray | memoryview):
                 raw = bytes(raw).decode("utf-8", "replace")
             if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -65,7 +72,7 @@ class CredentialStage:
                                 rec.key,
                                 "credential.missing",
                                 self.spec.column,
-                                "no password hash",
+                                'NULL or empty password hash (credentials.on_missing = "reject")',
                                 rec.source,
                             ),
                         )
@@ -74,16 +81,17 @@ class CredentialStage:
                 rec.values[target], rec.values[reset] = None, True
                 rec.segment, rec.scheme = "reset", None
                 continue
-            salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
             present.append(rec)
             items.append((str(raw).strip(), None if salt is None else str(salt)))
+            formats.append(row_format(self.spec, rec.source))
         if items:
-            results = self._prepare(items)
+            results = self._prepare(items, formats)
             for rec, res in zip(present, results, strict=True):
                 if isinstance(res, Exception):
                     code = getattr(res, "code", "credential.malformed")
+                    detail = self._detail(code, res, rec.source.get(self.spec.column))
                     doomed.append(
-                        (rec, Reject(rec.key, code, self.spec.column, str(res), rec.source))
+                        (rec, Reject(rec.key, code, self.spec.column, detail, rec.source))
                     )
                     continue
                 rec.values[target] = res.credential
@@ -91,9 +99,31 @@ class CredentialStage:
                 rec.segment, rec.scheme = res.segment, res.scheme
         batch.drop(doomed)
 
-    def _prepare(self, items: list[tuple[str | None, str | None]]) -> list[Any]:
+    def _detail(self, code: str, error: Exception, raw: Any) -> str:
+        """What is wrong, for the reject row: an unrecognised value gets the schemes tried and
+        its shape (length and alphabet: a clue to the scheme, never the value)."""
+        if code != "credential.unrecognized":
+            return str(error)
+        from authmigrate.credentials._shape import bare_digest, shape
+
+        text = str(raw).strip()
+        tried = ", ".join(self.spec.schemes)
+        detail = f"no scheme of credentials.scheme ({tried}) recognises it: {shape(text)}"
+        digest = bare_digest(text)
+        if digest is not None:
+            detail += f'; a bare {digest[0]} digest? add "digest" with params.algorithm'
+        return detail
+
+    def _prepare(
+        self, items: list[tuple[str | None, str | None]], formats: list[str | None]
+    ) -> list[Any]:
         return prepare_credentials(
-            self.spec, items, keyring=self.keyring, dry=self.dry, workers=self.workers
+            self.spec,
+            items,
+            keyring=self.keyring,
+            dry=self.dry,
+            workers=self.workers,
+            formats=formats,
         )
 
     def write(self, conn: sa.Connection, batch: Batch, run_id: str) -> None:
@@ -103,6 +133,16 @@ class CredentialStage:
 _TRY_NEXT = frozenset({"credential.unrecognized", "credential.malformed", "credential.bad_params"})
 
 
+def row_format(spec: CredentialsSpec, row: dict[str, Any]) -> str | None:
+    """The row's ``credentials.scheme_column`` value (its hash format), or None."""
+    if not spec.scheme_column:
+        return None
+    value = row.get(spec.scheme_column)
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", "replace")
+    return None if value is None or not str(value).strip() else str(value).strip()
+
+
 def prepare_credentials(
     spec: CredentialsSpec,
     items: list[tuple[str | None, str | None]],
@@ -110,25 +150,65 @@ def prepare_credentials(
     keyring: dict[str, bytes | str] | None = None,
     dry: bool = False,
     workers: int | None = None,
+    formats: list[str | None] | None = None,
 ) -> list[Any]:
     """Import (and keep, wrap or drop) legacy hashes as the spec says; one result per item,
     a ``Prepared`` or a ``CredentialError``.
 
     The spec's schemes are tried in order, each on the items the earlier ones could not read.
-    ``dry`` imports only (no wrapping), for ``plan`` and ``verify``.
+    ``formats`` holds each item's ``credentials.scheme_column`` value (see :func:`row_format`):
+    an item whose format is in ``scheme_map`` is read with that scheme only, one whose format is
+    not is rejected (``credential.unknown_format``). ``dry`` imports only (no wrapping), for
+    ``plan`` and ``verify``.
     """
+    from authmigrate.errors import CredentialError
+
+    results: list[Any] = [None] * len(items)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(items)):
+        fmt = formats[i] if formats is not None else None
+        if fmt is None:
+            groups.setdefault(tuple(spec.schemes), []).append(i)
+        elif fmt in spec.scheme_map:
+            groups.setdefault((spec.scheme_map[fmt],), []).append(i)
+        else:
+            results[i] = CredentialError(
+                f"{spec.scheme_column} names a hash format that credentials.scheme_map lacks",
+                code="credential.unknown_format",
+            )
+    for chain, indexes in groups.items():
+        got = _prepare_chain(
+            spec, chain, [items[i] for i in indexes], keyring=keyring, dry=dry, workers=workers
+        )
+        for i, res in zip(indexes, got, strict=True):
+            results[i] = res
+    return results
+
+
+def _prepare_chain(
+    spec: CredentialsSpec,
+    chain: tuple[str, ...],
+    items: list[tuple[str | None, str | None]],
+    *,
+    keyring: dict[str, bytes | str] | None,
+    dry: bool,
+    workers: int | None,
+) -> list[Any]:
+    """:func:`prepare_credentials` for items read with one list of schemes."""
     from authmigrate.credentials import CredentialPolicy, prepare_batch
 
     policy = "keep" if dry and spec.policy == "wrap" else spec.policy
     results: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
-    for scheme in spec.schemes:
+    for scheme in chain:
         chosen = CredentialPolicy(
             scheme=scheme,
             policy=policy,
             weak=frozenset(spec.weak) if spec.weak is not None else None,
             params=dict(spec.params) if scheme != "auto" else {},
             profile=spec.profile,
+            rules=tuple(spec.login_rules),
+            allow_test_profile=spec.allow_test_profile,
         )
         got = prepare_batch([items[i] for i in todo], chosen, keyring, workers=workers)
         retry = []

@@ -22,6 +22,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from authmigrate.credentials._base import get
+from authmigrate.credentials.rules import split_rules
 from authmigrate.credentials.wrap import WRAP_PREFIX, parse_wrapped
 from authmigrate.errors import CredentialError
 
@@ -35,8 +36,8 @@ class WrapCheck:
     Attributes:
         ok: True when every part checked matches.
         reason: ``""`` when ok, else a stable code: ``wrap.malformed``, ``wrap.scheme``,
-            ``wrap.inner`` (the kept salt/parameters differ) or ``wrap.digest`` (the argon2id
-            hash is not over the legacy digest).
+            ``wrap.inner`` (the kept salt/parameters, or the platform's login rules, differ)
+            or ``wrap.digest`` (the argon2id hash is not over the legacy digest).
     """
 
     ok: bool
@@ -44,8 +45,13 @@ class WrapCheck:
 
 
 def is_wrapped(credential: str | None) -> bool:
-    """True for a credential in the wrapped form."""
-    return isinstance(credential, str) and credential.startswith(WRAP_PREFIX)
+    """True for a credential in the wrapped form (also inside a platform's login rule)."""
+    if not isinstance(credential, str):
+        return False
+    try:
+        return split_rules(credential)[1].startswith(WRAP_PREFIX)
+    except CredentialError:
+        return False
 
 
 def check_wrapped(
@@ -71,9 +77,13 @@ def check_wrapped(
         True
     """
     try:
+        wrapped_rules, wrapped = split_rules(wrapped)
+        legacy_rules, canonical = split_rules(canonical)
         parts = parse_wrapped(wrapped)
     except CredentialError:
         return WrapCheck(False, "wrap.malformed")
+    if wrapped_rules != legacy_rules:
+        return WrapCheck(False, "wrap.inner")
     if parts.scheme != scheme_id:
         return WrapCheck(False, "wrap.scheme")
     try:

@@ -22,6 +22,8 @@ from authmigrate.errors import CredentialError, MalformedHashError, UnknownSchem
 from . import default_weak, identify, import_hash, verify
 from ._base import Example, Keyring, get
 from ._examples import KNOWN_ANSWERS
+from ._unusable import UNUSABLE, UNUSABLE_SCHEME, is_unusable
+from .rules import check_rules, split_rules, with_rules
 from .wrap import TEST, Profile, profile_named, wrap_credential
 
 POLICIES = ("keep", "wrap", "reset")
@@ -38,7 +40,11 @@ class CredentialPolicy:
             every scheme in ``weak``, others kept) or ``reset`` (no credential at all).
         weak: the scheme ids to wrap; ``None`` means the default list (each scheme's ``weak``).
         params: passed to ``import_hash`` for every item (e.g. ``key_id``).
-        profile: the argon2id profile wrapping uses (``OWASP_2025``, or ``TEST`` for demos).
+        profile: the argon2id profile wrapping uses (``OWASP_2025``, or ``TEST`` for tests).
+        rules: the platform's login rules (``trim``, ``html``; see :mod:`.rules`) every
+            credential carries, so that it verifies what the platform's login accepted.
+        allow_test_profile: allow ``profile = "TEST"`` outside tests (the spec's
+            ``allow_test_profile``); refused otherwise (code ``credential.profile``).
     """
 
     scheme: str = "auto"
@@ -46,6 +52,8 @@ class CredentialPolicy:
     weak: frozenset[str] | None = None
     params: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     profile: str = "OWASP_2025"
+    rules: tuple[str, ...] = ()
+    allow_test_profile: bool = False
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -53,7 +61,8 @@ class CredentialPolicy:
                 f"unknown credentials policy {self.policy!r}; one of {', '.join(POLICIES)}",
                 code="credential.policy",
             )
-        profile_named(self.profile)
+        profile_named(self.profile, allow_test=self.allow_test_profile)
+        object.__setattr__(self, "rules", check_rules(self.rules))
 
 
 @dataclass
@@ -84,13 +93,17 @@ def _scrubbed(error: CredentialError) -> CredentialError:
 
 
 def _import_one(value: str | None, salt: str | None, policy: CredentialPolicy) -> tuple[str, str]:
-    """(canonical credential, scheme id) of one legacy value."""
+    """(canonical credential, scheme id) of one legacy value; the scheme id is the legacy
+    scheme's, also when the credential carries the platform's login rules."""
     if value is None or not str(value).strip():
         raise CredentialError("no credential in the row", code="credential.missing")
+    if is_unusable(str(value)):
+        raise CredentialError("the platform marks the password unusable", code=UNUSABLE)
     try:
         canonical = import_hash(policy.scheme, str(value), salt=salt, **dict(policy.params))
+        canonical = with_rules(canonical, policy.rules)
         try:
-            scheme_id = identify(canonical)
+            scheme_id = identify(split_rules(canonical)[1])
         except UnknownSchemeError:
             # A named scheme whose canonical form is ambiguous on its own: trust the spec.
             scheme_id = policy.scheme
@@ -127,22 +140,27 @@ def prepare_batch(
         A :class:`Prepared` for each good item, the :class:`CredentialError` for each bad one
         (``credential.missing``, ``credential.unrecognized``, ``credential.malformed``...).
         Under ``reset`` nothing is rejected: an unreadable value is reset like any other.
+        A value the platform marks as "no usable password" (Django's ``!``..., see
+        :mod:`._unusable`) becomes a reset under every policy (scheme ``unusable``).
 
     Example:
         >>> out = prepare_batch([("md5$$5f4dcc3b5aa765d61d8327deb882cf99", None)],
-        ...                     CredentialPolicy(policy="wrap", profile="TEST"))
+        ...                     CredentialPolicy(policy="wrap", profile="TEST",
+        ...                                      allow_test_profile=True))
         >>> out[0].segment
         'wrapped'
     """
     weak = policy.weak if policy.weak is not None else default_weak()
-    profile = profile_named(policy.profile)
+    profile = profile_named(policy.profile, allow_test=policy.allow_test_profile)
     results: list[Prepared | CredentialError] = []
     pending: list[tuple[int, str, str]] = []
     for index, (value, salt) in enumerate(items):
         try:
             canonical, scheme_id = _import_one(value, salt, policy)
         except CredentialError as error:
-            if policy.policy == "reset":
+            if error.code == UNUSABLE:
+                results.append(Prepared(None, UNUSABLE_SCHEME, "reset"))
+            elif policy.policy == "reset":
                 results.append(Prepared(None, "unknown", "reset"))
             else:
                 results.append(_scrubbed(error))
@@ -168,7 +186,8 @@ def prepare_batch(
 
 def _wrap_one(scheme_id: str, canonical: str, profile: Profile) -> str | CredentialError:
     try:
-        return wrap_credential(scheme_id, canonical, profile=profile)
+        # the profile was resolved (and the TEST guard applied) by prepare_batch
+        return wrap_credential(scheme_id, canonical, profile=profile, allow_test_profile=True)
     except CredentialError as error:
         return error
     except Exception:  # noqa: BLE001 - a worker's error is this item's reject, never the batch's
@@ -191,7 +210,8 @@ def _wrap_all(
 
 
 def self_test(scheme_id: str) -> bool:
-    """Check that a scheme works on this machine before a run relies on it.
+    """Check that a scheme works on this machine before a run relies on it (``unusable``, the
+    pseudo-scheme of platforms' "no usable password" markers, checks that they never verify).
 
     Uses the scheme's known-answer ``examples`` and its vector in ``_examples.KNOWN_ANSWERS``
     (both made by the platform's own code), else hashes a random password with the scheme's
@@ -200,6 +220,9 @@ def self_test(scheme_id: str) -> bool:
     wrap-then-verify (with the cheap ``TEST`` profile). False when the scheme is unknown or
     cannot be tested at all; never raises.
     """
+    if scheme_id == UNUSABLE_SCHEME:
+        # Not a scheme: the markers must be told apart and must never verify anything.
+        return is_unusable("!") and not is_unusable("!$6$x$y") and not verify("", "!")
     try:
         scheme = get(scheme_id)
     except KeyError:
@@ -207,6 +230,14 @@ def self_test(scheme_id: str) -> bool:
     if scheme_id == "wrap":
         # The wrapper has no vectors of its own: it passes when it wraps a weak scheme's.
         return self_test("django_md5")
+    if scheme_id == "login_rule":
+        # Nor has the rule: WordPress's phpass vector, trimmed as wp_authenticate does.
+        vector = KNOWN_ANSWERS["phpass"]
+        case = Example(f" {vector['password']}\t", with_rules(vector["stored"], ["trim"]))
+        try:
+            return _passes(scheme_id, case)
+        except Exception:  # noqa: BLE001 - a self-test reports, it never raises
+            return False
     cases: list[Example] = list(getattr(scheme, "examples", ()))
     known = KNOWN_ANSWERS.get(scheme_id)
     if known is not None:
@@ -245,7 +276,8 @@ def _passes(scheme_id: str, case: Example) -> bool:
         return False
     if not scheme.weak:
         return True
-    wrapped = wrap_credential(scheme_id, case.credential, profile=TEST)
+    # a self-test wraps a known-answer vector, never an account: the cheap profile is right
+    wrapped = wrap_credential(scheme_id, case.credential, profile=TEST, allow_test_profile=True)
     return verify(case.password, wrapped, keyring=case.keyring) and not verify(
         case.password + "\x00wrong", wrapped, keyring=case.keyring
     )

@@ -14,11 +14,10 @@ Each platform is one module holding a declarative :class:`Preset`.
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
 from authmigrate.errors import SourceError, SpecError
-from authmigrate.presets._model import Preset, SchemaView
+from authmigrate.presets._model import PREFIX_RULE, Preset, SchemaView
 from authmigrate.presets.django import DJANGO, SALEOR
 from authmigrate.presets.drupal import DRUPAL7
 from authmigrate.presets.joomla import JOOMLA
@@ -63,7 +62,7 @@ for _p in PRESETS:
     for _n in (_p.name, *_p.aliases):
         _BY_NAME[_n] = _p
 
-_PREFIX = re.compile(r"^[A-Za-z0-9_$]{0,32}$")
+_PREFIX = PREFIX_RULE
 
 
 def list_presets() -> list[tuple[str, str]]:
@@ -121,7 +120,7 @@ def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
     prefix = source.pop("table_prefix", None)
     if prefix is None:
         prefix = preset.default_prefix
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise SpecError("source.table_prefix", 'must be letters, digits, _ or $ (e.g. "wp_")')
 
     if not source.get("table") and not source.get("query"):

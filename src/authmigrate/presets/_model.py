@@ -7,9 +7,13 @@ code a platform may add is a ``refine`` check that tells two versions apart from
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+PREFIX_RULE = re.compile(r"[A-Za-z0-9_$]{0,32}")
+"""What a table prefix may be (``source.table_prefix`` and a prefix ``init`` detects)."""
 
 
 class SchemaView(Protocol):
@@ -72,10 +76,22 @@ class Preset:
         """The ``[fields]`` section: the key field first, then the platform's mapping."""
         return {self.key: {"from": self.key, "type": self.key_type}, **self.fields}
 
-    def render_query(self, prefix: str | None = None) -> str:
-        """The source query with the table prefix filled in (default: the platform's)."""
+    def render_query(
+        self, prefix: str | None = None, quote: Callable[[str], str] | None = None
+    ) -> str:
+        """The source query with the table prefix filled in (default: the platform's).
+
+        ``quote`` quotes each table name (``init`` passes the source dialect's quoting).
+
+        Raises:
+            ValueError: ``prefix`` breaks :data:`PREFIX_RULE`.
+        """
         p = self.default_prefix if prefix is None else prefix
-        return self.query.replace("{p}", p).strip()
+        if not PREFIX_RULE.fullmatch(p):
+            raise ValueError("a table prefix is letters, digits, _ or $ (at most 32)")
+        if quote is None:
+            return self.query.replace("{p}", p).strip()
+        return re.sub(r"\{p\}(\w+)", lambda m: quote(p + m.group(1)), self.query).strip()
 
     def score(self, schema: SchemaView, tables: set[str], prefix: str) -> int:
         """How well the schema under ``prefix`` matches this platform; 0 when it does not.
@@ -111,13 +127,19 @@ class Preset:
         return best
 
     def candidate_prefixes(self, tables: set[str]) -> set[str]:
-        """Prefixes under which the first required table exists (``wp_``, ``shop1_``, ``""``)."""
+        """Prefixes under which the first required table exists (``wp_``, ``shop1_``, ``""``).
+
+        Only prefixes that :data:`PREFIX_RULE` allows: a table name holding anything else
+        (spaces, quotes, SQL) is never a candidate, as it would end up in the query.
+        """
         anchor = next(iter(self.required)).lower()
         found = set()
         for t in tables:
             low = t.lower()
             if low.endswith(anchor):
-                found.add(t[: len(t) - len(anchor)])
+                prefix = t[: len(t) - len(anchor)]
+                if PREFIX_RULE.fullmatch(prefix):
+                    found.add(prefix)
         return found
 
 

@@ -38,7 +38,8 @@ DRUPAL7 = Preset(
         "created_at": {"from": "created", "type": "datetime"},
         "active": flag_field("status"),
     },
-    credentials={"column": "pass", "scheme": "auto"},
+    # user_login_authenticate_validate() trims the typed password (modules/user/user.module)
+    credentials={"column": "pass", "scheme": "auto", "login_rules": ["trim"]},
     notes=("uid 0 (the anonymous user) is not read; created is a Unix time.",),
     sources=("Drupal 7 modules/user/user.install (user_schema: users, users_roles)",),
 )

@@ -7,6 +7,7 @@ in full, so that what runs is what the file says, and every line can be edited.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,25 @@ def _engine(url: str) -> sa.Engine:
     if url.startswith(("csv:", "jsonl:")):
         raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
     try:
-        return sa.create_engine(with_mysql_charset(url))
+        engine = sa.create_engine(with_mysql_charset(url))
     except ArgumentError:
         raise SpecError("--from", "not a database URL (e.g. mysql+pymysql://user@host/shop)")
     except NoSuchModuleError as exc:
         raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}")
+    missing = _missing_sqlite_file(engine)
+    if missing is not None:
+        # connecting would create an empty database file: init never creates a source
+        engine.dispose()
+        raise SpecError("--from", f"the SQLite file {missing} does not exist")
+    return engine
+
+
+def _missing_sqlite_file(engine: sa.Engine) -> Path | None:
+    """The database file of a SQLite URL when it is not there (None otherwise)."""
+    from authmigrate.db import sqlite_file
+
+    path = sqlite_file(engine)
+    return path if path is not None and not path.is_file() else None
 
 
 def inspect_source(url: str) -> SchemaView:
@@ -123,7 +138,14 @@ def write_init_spec(
         raise SpecError("--output", f"{out} already exists (remove it or choose another -o)")
     try:
         chosen, prefix, detected = resolve(from_url, preset)
-        text = render_spec(chosen, prefix, with_mysql_charset(from_url), to_url, detected=detected)
+        text = render_spec(
+            chosen,
+            prefix,
+            with_mysql_charset(from_url),
+            to_url,
+            detected=detected,
+            quote=quoter(from_url),
+        )
     except NoPlatform:
         text = _generic(from_url, to_url or DEFAULT_TARGET_URL)
     out.write_text(text, encoding="utf-8")
@@ -213,11 +235,28 @@ def _key(name: str) -> str:
     return name if name.replace("_", "").replace("-", "").isalnum() else json.dumps(name)
 
 
+def quoter(url: str) -> Callable[[str], str]:
+    """The identifier quoting of the database at ``url`` (backticks for MySQL/MariaDB, double
+    quotes for PostgreSQL and SQLite); nothing is connected to."""
+    engine = _engine(url)
+    try:
+        return engine.dialect.identifier_preparer.quote_identifier
+    finally:
+        engine.dispose()
+
+
 def render_spec(
-    preset: Preset, prefix: str, from_url: str, to_url: str | None, *, detected: bool = True
+    preset: Preset,
+    prefix: str,
+    from_url: str,
+    to_url: str | None,
+    *,
+    detected: bool = True,
+    quote: Callable[[str], str] | None = None,
 ) -> str:
-    """The commented TOML spec for ``preset`` with table prefix ``prefix``."""
-    query = preset.render_query(prefix)
+    """The commented TOML spec for ``preset`` with table prefix ``prefix``; table names in the
+    query are quoted with ``quote`` when given (see :func:`quoter`)."""
+    query = preset.render_query(prefix, quote)
     if "'''" in query:  # pragma: no cover - no preset query contains it
         raise ValueError("query cannot be written as a TOML literal string")
     how = "detected from the schema" if detected else "named with --preset (tables not found)"

@@ -3,7 +3,9 @@
 Magento 1 keeps the password hash, first and last name as EAV attributes: rows of
 ``customer_entity_varchar`` whose ``attribute_id`` is found in ``eav_attribute`` by
 ``attribute_code`` for the ``customer`` entity type. Hashes are ``md5(salt.password):salt``
-(Community) or ``sha256(salt.password):salt:1`` (patched/Enterprise): scheme ``magento1``.
+(Community), ``sha256(salt.password):salt`` (patched/Enterprise), and since 1.9.3 (OpenMage too)
+``password_hash()`` bcrypt ``$2y$10$...`` or ``sha512(salt.password):salt`` where PHP lacks it:
+scheme ``magento1``, then ``auto`` for bcrypt.
 
 Magento 2 stores ``hash:salt:version`` in ``customer_entity.password_hash`` (version 1 =
 SHA-256, 2/3_... = Argon2id13 via libsodium, chains such as ``0:1`` after upgrades): scheme
@@ -87,7 +89,8 @@ def _is_magento1(schema: SchemaView, prefix: str) -> bool:
 MAGENTO1 = Preset(
     name="magento1",
     title="Magento 1.x / OpenMage",
-    summary="customer_entity + EAV customer_entity_varchar (password_hash, names); md5/sha256",
+    summary="customer_entity + EAV customer_entity_varchar (password_hash, names); "
+    "md5/sha256/sha512, bcrypt",
     default_prefix="",
     required={
         "customer_entity": ("entity_id", "entity_type_id", "email", "website_id"),
@@ -98,7 +101,8 @@ MAGENTO1 = Preset(
     bonus_tables=("core_config_data", "core_website"),
     query=MAGENTO1_QUERY,
     fields=_FIELDS,
-    credentials={"column": "password_hash", "scheme": "magento1"},
+    # md5/sha256/sha512 hash:salt, and password_hash() bcrypt from 1.9.3+ / OpenMage
+    credentials={"column": "password_hash", "scheme": ["magento1", "auto"]},
     target_unique=_PER_WEBSITE,
     notes=(
         "Names and the password hash are EAV attributes, looked up by attribute_code.",

@@ -79,7 +79,13 @@ OPENCART = Preset(
     bonus_tables=("customer_ip", "customer_login"),
     query=QUERY_LEGACY,
     fields=_FIELDS,
-    credentials={"column": "password", "salt_column": "salt", "scheme": "opencart"},
+    # the request filter HTML-escapes every POST field: escaped form first, then as typed
+    credentials={
+        "column": "password",
+        "salt_column": "salt",
+        "scheme": "opencart",
+        "login_rules": ["html"],
+    },
     sources=("OpenCart 3.0 upload/install/opencart.sql (oc_customer)",),
 )
 

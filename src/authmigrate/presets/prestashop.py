@@ -96,6 +96,8 @@ PRESTASHOP16 = Preset(
         "scheme": "prestashop",
         "params": {"key_id": "prestashop"},
         "keys": {"prestashop": "env:PS_COOKIE_KEY"},
+        # AuthController::processSubmitLogin() trims the typed password (1.6 only)
+        "login_rules": ["trim"],
     },
     notes=_KEY_NOTES,
     sources=("PrestaShop 1.6 install-dev/data/db_structure.sql (PREFIX_customer)",),

@@ -3,7 +3,8 @@
 Native accounts have ``password`` = PHP ``password_hash()`` (bcrypt). Accounts brought over by
 the migration assistant keep ``legacy_password`` with ``legacy_encoder`` (``Md5`` for
 Shopware 5's md5 or ``md5(password.salt):salt``, ``Sha256`` for ``iterations:salt:hash``) until
-their next login. The query reads whichever is set; ``legacy_encoder`` travels along.
+their next login. The query reads whichever is set; ``legacy_encoder`` travels along and chooses
+each legacy row's scheme (``credentials.scheme_column``).
 The key is the hex of the binary id, as Shopware's API shows it.
 """
 
@@ -64,7 +65,13 @@ SHOPWARE6 = Preset(
         "created_at": datetime_field("created_at"),
         "active": flag_field("active"),
     },
-    credentials={"column": "password", "scheme": "auto"},
+    credentials={
+        "column": "password",
+        "scheme": "auto",
+        # legacy rows: the scheme follows legacy_encoder (Shopware's LegacyEncoder names)
+        "scheme_column": "legacy_encoder",
+        "scheme_map": {"Md5": "shopware5_md5", "Sha256": "shopware5_sha256"},
+    },
     notes=(
         "Guest accounts (guest = 1) are not read. Shops that bind customers to sales",
         "channels may hold one email per channel: then set target.unique =",

@@ -69,6 +69,8 @@ WOOCOMMERCE = Preset(
         "column": "user_pass",
         "scheme": ["auto", "digest"],
         "params": {"algorithm": "md5", "encoding": "hex"},
+        # wp_authenticate() trims the typed password (wp-includes/pluggable.php)
+        "login_rules": ["trim"],
     },
     notes=(
         "Every WordPress user is read (administrators too): to keep only customers add",
