@@ -133,3 +133,37 @@ def test_a_missing_outbox_key_says_how_to_make_one(tmp_path: Path) -> None:
     assert "export NU_OUTBOX_KEY=" in done.stderr
     assert "from authmigrate.notify import generate_outbox_key" in done.stderr
     assert not (tmp_path / "new.db").exists()
+
+
+def test_notify_with_another_outbox_key_says_how_to_send_the_failed_ones(tmp_path: Path) -> None:
+    """`run` sealed the tokens under one outbox key, `notify` was started with another: the
+    reset messages fail, and the summary says how to get them out once the key is right (it
+    said only "1 failed"); with the right key and --requeue failed it is sent."""
+    from authmigrate.notify import generate_outbox_key
+
+    from .smtp_server import smtp_server
+
+    _home_shop(tmp_path)
+    with smtp_server() as srv:
+        spec = SPEC + (
+            '\n[tokens]\ncolumn = "auth_token"\n\n[notify]\nfrom = "Shop <no-reply@shop.example>"\n'
+            'outbox_key = "env:NU_OUTBOX_KEY"\nreset_url = "https://shop.example/r?token={token}"\n'
+            f'\n[notify.smtp]\nhost = "127.0.0.1"\nport = {srv.port}\nsecurity = "none"\n'
+        )
+        (tmp_path / "m.toml").write_text(spec, encoding="utf-8")
+        right = {"NU_OUTBOX_KEY": generate_outbox_key()}
+        other = {"NU_OUTBOX_KEY": generate_outbox_key()}
+        assert run_cli("run", "m.toml", cwd=tmp_path, env=right).returncode == 1  # a reject
+        sent = run_cli("notify", "m.toml", cwd=tmp_path, env=other)
+        assert sent.returncode == 1, sent.stderr
+        assert "1 sent, 1 failed" in sent.stdout  # the merged message has no token
+        assert "which is not configured" in sent.stderr
+        assert "--requeue failed" in sent.stdout
+        assert (
+            run_cli("notify", "m.toml", "--requeue", "failed", cwd=tmp_path, env=right).returncode
+            == 0
+        )
+        again = run_cli("notify", "m.toml", cwd=tmp_path, env=right)
+        assert again.returncode == 0, again.stderr + again.stdout
+        assert "1 sent, 0 failed" in again.stdout
+        assert sorted(srv.handler.per_recipient()) == ["gina@example.com", "ivy@example.com"]
