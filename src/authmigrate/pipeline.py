@@ -42,6 +42,11 @@ EXAMPLES = 20
 """Example keys per reject reason in reports (the bookkeeping tables have them all)."""
 
 
+def _rows(n: int, one: str, many: str) -> str:
+    """``"1 row was"``, ``"3 rows were"``: a count with its noun and verb agreeing."""
+    return f"1 row {one}" if n == 1 else f"{n:,} rows {many}"
+
+
 @dataclass
 class RunResult:
     """What a run did; also the body of the JSON report."""
@@ -92,8 +97,8 @@ class RunResult:
         why = "check that source = migrated + rejected + merged and compare every row"
         if self.rejected:
             why += (
-                f"; {self.rejected:,} rows were rejected: each reason's fix is in rejects, "
-                "every row in authmigrate_rejects"
+                f"; {_rows(self.rejected, 'was', 'were')} rejected: each reason's fix is "
+                "in the `fix` lines and the report's rejects, every row in authmigrate_rejects"
             )
         return next_step("verify", why, self.spec_path)
 
@@ -712,8 +717,8 @@ class PlanResult:
         if self.rejected:
             return next_step(
                 "fix-and-rerun",
-                f"{self.rejected:,} rows would be rejected: apply the fixes (or run as it is; "
-                "every reject is recorded with its reason)",
+                f"{_rows(self.rejected, 'would be', 'would be')} rejected: apply the fixes, "
+                "or run as it is (every reject is recorded with its reason)",
                 path,
             )
         return next_step("run", "nothing would be rejected", path)

@@ -133,10 +133,12 @@ def print_run(result: RunResult) -> None:
     t.add_row("time", f"{result.seconds:.2f} s")
     t.add_row("rate", f"{result.rows_per_second:,.0f} rows/s")
     console.print(t)
-    for reason, entry in result.rejects.items():
+    for reason, entry in result.as_dict()["rejects"].items():
         if entry["outcome"] == "rejected":
             keys = ", ".join(str(k) for k in entry["examples"][:5])
             console.print(Text(f"rejected {reason} ({entry['count']:,}), e.g. keys {keys}"))
+            if entry.get("fix"):
+                console.print(Text(f"  fix: {entry['fix']}"))
     if result.rejects:
         console.print(
             Text(
@@ -169,17 +171,23 @@ def print_plan(result: PlanResult) -> None:
         t.add_row("  password kept", f"{result.kept:,}")
         t.add_row("  password wrapped (argon2id)", f"{result.wrapped:,}")
         t.add_row("  password reset (none usable)", f"{result.reset:,}")
-    t.add_row("would reject", f"{result.rejected:,}")
-    t.add_row("would merge", f"{result.merged:,}")
-    for reason, n in result.by_reason.items():
-        t.add_row(f"  {reason}", f"{n:,}")
+    # each reason under its outcome, as in the run's table
+    for outcome, label, total in (
+        ("rejected", "would reject", result.rejected),
+        ("merged", "would merge", result.merged),
+    ):
+        t.add_row(label, f"{total:,}")
+        for reason, n in result.by_reason.items():
+            if result.outcomes.get(reason, "rejected") == outcome:
+                t.add_row(f"  {reason}", f"{n:,}")
     for scheme, n in result.schemes.items():
         ok = result.self_tests.get(scheme)
         mark = "" if ok is None else (" self-test ok" if ok else " SELF-TEST FAILED")
         t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
     if result.estimate:
         est = result.estimate
-        how = f"about {human_duration(est['seconds'])} on {est['cores']} cores"
+        took = human_duration(est["seconds"])
+        how = f"{took if est['seconds'] < 1 else 'about ' + took} on {est['cores']} cores"
         if est.get("wrap_ms_per_account") is not None:
             how += f" (wrapping {est['wrap_ms_per_account']:.0f} ms/account/core)"
         t.add_row("run time", how)

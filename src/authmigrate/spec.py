@@ -856,6 +856,12 @@ def resolve_secret(ref: str, *, path: str) -> str:
     return value
 
 
+OUTBOX_KEY_COMMAND = (
+    'python -c "from authmigrate.notify import generate_outbox_key; print(generate_outbox_key())"'
+)
+"""How a user makes an outbox key (docs/notify.md says the same)."""
+
+
 def check_secrets(spec: Spec) -> list[str]:
     """The environment variables named by the spec's ``env:`` references (all set).
 
@@ -868,7 +874,10 @@ def check_secrets(spec: Spec) -> list[str]:
     ]
     if unset:
         listed = ", ".join(f"{name} ({path})" for path, name in unset)
-        raise SpecError(unset[0][0], f"environment variable not set: {listed}")
+        hint = f"export {unset[0][1]}=... before running"
+        if any(path.startswith("notify.outbox") for path, _ in unset):
+            hint += f"; make an outbox key with: {OUTBOX_KEY_COMMAND}"
+        raise SpecError(unset[0][0], f"environment variable not set: {listed} ({hint})")
     return sorted({ref[4:] for ref in spec.secret_refs().values()})
 
 

@@ -1159,6 +1159,13 @@ def notify_command(
             "(docs/notify.md)",
             highlight=False,
         )
+    if report.failed:
+        console.print(
+            "failed: each message's reason is in the warnings above and in "
+            "authmigrate_outbox.last_error; fix it, then `authmigrate notify SPEC --requeue "
+            "failed` and `authmigrate notify SPEC` (docs/notify.md)",
+            highlight=False,
+        )
     return 0 if report.ok else 1
 
 

@@ -240,9 +240,11 @@ def init_command(from_url: str, to_url: str | None, preset: str | None, out: Pat
     Returns:
         0 on success, 2 on bad input (URL, preset, unreachable source, unknown platform).
     """
-    from rich.console import Console
+    from rich.markup import escape
 
-    console = Console(stderr=True, emoji=False)
+    from authmigrate.report import make_console
+
+    console = make_console(stderr=True)
     try:
         path = write_init_spec(from_url, to_url, preset, Path(out))
     except AuthmigrateError as exc:
@@ -259,9 +261,11 @@ def init_command(from_url: str, to_url: str | None, preset: str | None, out: Pat
             )
     found = _read_back(path)
     if found is None:
+        table = _guessed_table(path)
+        which = escape(f"the table {table!r}") if table else "a home-grown table"
         console.print(
-            f"No shop platform recognised: wrote [bold]{path}[/] for a home-grown table; "
-            "check the guesses in it.",
+            f"No shop platform recognised: wrote [bold]{path}[/] for {which} (the most "
+            "account-like one); check the guesses in it, and its table if you meant another.",
             highlight=False,
         )
         console.print(f"  next: authmigrate plan {path}")
@@ -284,6 +288,16 @@ def _read_back(path: Path) -> tuple[Preset, str] | None:
             name, _, prefix = line[len("# preset:") :].strip().partition(" prefix=")
             return get_preset(name), prefix.strip('"')
     return None  # a generic spec: no preset behind it
+
+
+def _guessed_table(path: Path) -> str | None:
+    """The table a generic spec was guessed from, as its header comment names it."""
+    marker = "# guessed from the table "
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(marker):
+            quoted = line[len(marker) :].partition(". Check")[0]
+            return quoted[1:-1] if len(quoted) > 1 else None
+    return None
 
 
 def _toml(value: Any) -> str:
