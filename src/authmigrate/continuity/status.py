@@ -1,0 +1,474 @@
+"""Where a migration stands: counts from the bookkeeping, the source and the accounts table.
+
+Every figure is an aggregate computed by the databases (``COUNT``, ``SUM``, ``GROUP BY``); no
+account row is read into Python, so a status of 10M accounts costs a few scans, not 10M
+objects. Each call may record a snapshot (``authmigrate_snapshots``, one row per call) so the
+HTML report can draw progress over time.
+
+How a credential's state is read from the target's password column (the new system's login
+marks an upgrade by writing a new hash, e.g. with ``verify_and_update``; nothing else is
+needed):
+
+- ``NULL``, or an unusable marker: **reset required**.
+- ``$wrap$<scheme>$...``: **wrapped** (argon2id over the legacy digest), by inner scheme.
+- ``$argon2id$...``: **upgraded** (an account already on argon2id when imported counts here too:
+  it needs nothing more).
+- anything else: **legacy**, by the scheme :func:`authmigrate.credentials.identify` names.
+
+A ``$login-rule$<rules>$<credential>`` value is judged by its inner credential.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from authmigrate.db import make_engine, sqlite_file
+from authmigrate.sinks.sql import bookkeeping_tables, decode_key, utcnow
+from authmigrate.spec import Spec
+
+SNAPSHOTS_TABLE = "authmigrate_snapshots"
+DORMANT_DAYS = 30
+"""Default: an account still on a legacy hash this many days after its migration is dormant."""
+
+_RULE_PREFIX = "$login-rule$"
+_WRAP_PREFIX = "$wrap$"
+_UPGRADED_PREFIX = "$argon2id$"
+
+
+def snapshots_table(metadata: sa.MetaData) -> sa.Table:
+    """Declare ``authmigrate_snapshots``: one row per status snapshot (run end, status call)."""
+    return sa.Table(
+        SNAPSHOTS_TABLE,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("migration", sa.String(200), nullable=False, index=True),
+        sa.Column("taken_at", sa.DateTime, nullable=False),
+        sa.Column("command", sa.String(20), nullable=False),
+        sa.Column("source_rows", sa.BigInteger),
+        sa.Column("migrated", sa.BigInteger, nullable=False),
+        sa.Column("rejected", sa.BigInteger, nullable=False),
+        sa.Column("merged", sa.BigInteger, nullable=False),
+        sa.Column("pending", sa.BigInteger),
+        sa.Column("legacy", sa.BigInteger, nullable=False),
+        sa.Column("wrapped", sa.BigInteger, nullable=False),
+        sa.Column("upgraded", sa.BigInteger, nullable=False),
+        sa.Column("reset", sa.BigInteger, nullable=False),
+        sa.Column("schemes", sa.Text, nullable=False, default="{}"),
+    )
+
+
+@dataclass(frozen=True)
+class CredentialCounts:
+    """Accounts in the target by credential state; ``legacy`` and ``wrapped`` by scheme id."""
+
+    legacy: dict[str, int] = field(default_factory=dict)
+    wrapped: dict[str, int] = field(default_factory=dict)
+    upgraded: int = 0
+    reset: int = 0
+
+    @property
+    def legacy_total(self) -> int:
+        """Accounts still on a legacy hash (not wrapped)."""
+        return sum(self.legacy.values())
+
+    @property
+    def wrapped_total(self) -> int:
+        """Accounts on a wrapped legacy hash."""
+        return sum(self.wrapped.values())
+
+    @property
+    def total(self) -> int:
+        """Every account of the target table."""
+        return self.legacy_total + self.wrapped_total + self.upgraded + self.reset
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``status --json``'s ``credentials``)."""
+        return {
+            "legacy": self.legacy_total,
+            "legacy_by_scheme": dict(self.legacy),
+            "wrapped": self.wrapped_total,
+            "wrapped_by_scheme": dict(self.wrapped),
+            "upgraded": self.upgraded,
+            "reset_required": self.reset,
+            "total": self.total,
+        }
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """The newest run recorded in ``authmigrate_runs``."""
+
+    command: str
+    status: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """The answer of :func:`migration_status` (``authmigrate status``).
+
+    ``deleted_in_source`` and ``changed`` are ``None``: they need ``sync``'s key and
+    fingerprint passes, which do not exist yet.
+    """
+
+    migration: str
+    taken_at: dt.datetime
+    source_rows: int
+    migrated: int
+    rejected: int
+    merged: int
+    pending: int
+    rejected_by_reason: dict[str, int]
+    merged_by_reason: dict[str, int]
+    credentials: CredentialCounts
+    dormant: int
+    dormant_days: int
+    last_run: LastRun | None
+    deleted_in_source: int | None = None
+    changed: int | None = None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Seconds since the last run ended (or started, if it has not ended)."""
+        if self.last_run is None:
+            return None
+        last = self.last_run.ended_at or self.last_run.started_at
+        return max((self.taken_at - last).total_seconds(), 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form of ``authmigrate status --json``."""
+        last = None if self.last_run is None else asdict(self.last_run)
+        if last is not None:
+            last = {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in last.items()}
+        return {
+            "migration": self.migration,
+            "taken_at": self.taken_at.isoformat(),
+            "source_rows": self.source_rows,
+            "migrated": self.migrated,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+            "merged": self.merged,
+            "merged_by_reason": dict(self.merged_by_reason),
+            "pending": self.pending,
+            "changed": self.changed,
+            "deleted_in_source": self.deleted_in_source,
+            "credentials": self.credentials.as_dict(),
+            "dormant": self.dormant,
+            "dormant_days": self.dormant_days,
+            "last_run": last,
+            "lag_seconds": self.lag_seconds,
+        }
+
+
+def _position(dialect: str, haystack: Any, needle: str) -> Any:
+    """1-based position of ``needle`` in ``haystack`` (0 when absent), per dialect."""
+    if dialect == "postgresql":
+        return sa.func.strpos(haystack, needle)
+    if dialect in ("mysql", "mariadb"):
+        return sa.func.locate(needle, haystack)
+    return sa.func.instr(haystack, needle)
+
+
+def _inner_credential(dialect: str, column: Any) -> Any:
+    """The credential without its ``$login-rule$<rules>$`` prefix, as a SQL expression."""
+    after = sa.func.substr(column, len(_RULE_PREFIX) + 1)
+    return sa.case(
+        (
+            sa.func.substr(column, 1, len(_RULE_PREFIX)) == _RULE_PREFIX,
+            sa.func.substr(column, len(_RULE_PREFIX) + 1 + _position(dialect, after, "$")),
+        ),
+        else_=column,
+    )
+
+
+def _family(dialect: str, cred: Any) -> Any:
+    """A short prefix naming a credential's format (``$wrap$phpass$``, ``$2b$``,
+    ``pbkdf2_sha256$``, ``{SSHA}``): what the accounts are grouped by."""
+    first = sa.func.substr(cred, 1, 1)
+    wrap = len(_WRAP_PREFIX)
+    return sa.case(
+        (
+            sa.func.substr(cred, 1, wrap) == _WRAP_PREFIX,
+            sa.func.substr(cred, 1, wrap + _position(dialect, sa.func.substr(cred, wrap + 1), "$")),
+        ),
+        (
+            first == "$",
+            sa.func.substr(cred, 1, 1 + _position(dialect, sa.func.substr(cred, 2), "$")),
+        ),
+        (first == "{", sa.func.substr(cred, 1, _position(dialect, cred, "}"))),
+        (_position(dialect, cred, "$") > 0, sa.func.substr(cred, 1, _position(dialect, cred, "$"))),
+        else_=first,
+    )
+
+
+def credential_counts(engine: sa.Engine, table: sa.TableClause, column: str) -> CredentialCounts:
+    """Count the accounts of ``table`` by the state of their ``column`` credential.
+
+    One ``GROUP BY`` over a short prefix of each credential; each group's scheme is named by
+    :func:`authmigrate.credentials.identify` on one of its members (read, never shown).
+    """
+    from authmigrate.credentials import identify
+    from authmigrate.credentials._unusable import UNUSABLE_SCHEME
+    from authmigrate.errors import CredentialError
+
+    dialect = engine.dialect.name
+    inner = sa.select(_inner_credential(dialect, table.c[column]).label("cred")).subquery()
+    family = _family(dialect, inner.c.cred).label("family")
+    query = sa.select(family, sa.func.count(), sa.func.min(inner.c.cred)).group_by(family)
+    legacy: dict[str, int] = {}
+    wrapped: dict[str, int] = {}
+    upgraded = reset = 0
+    with engine.connect() as conn:
+        groups = conn.execute(query).all()
+    for prefix, n, sample in groups:
+        n = int(n)
+        if prefix is None or sample is None or not str(sample).strip():
+            reset += n
+        elif prefix.startswith(_WRAP_PREFIX):
+            scheme = prefix[len(_WRAP_PREFIX) : -1] or "unknown"
+            wrapped[scheme] = wrapped.get(scheme, 0) + n
+        elif prefix == _UPGRADED_PREFIX:
+            upgraded += n
+        else:
+            try:
+                scheme = identify(sample)
+            except (CredentialError, ValueError):
+                scheme = "unknown"
+            if scheme == UNUSABLE_SCHEME:
+                reset += n
+            else:
+                legacy[scheme] = legacy.get(scheme, 0) + n
+    return CredentialCounts(
+        legacy=dict(sorted(legacy.items(), key=lambda kv: (-kv[1], kv[0]))),
+        wrapped=dict(sorted(wrapped.items(), key=lambda kv: (-kv[1], kv[0]))),
+        upgraded=upgraded,
+        reset=reset,
+    )
+
+
+def _accounts_table(spec: Spec) -> sa.TableClause | None:
+    if spec.credentials is None:
+        return None
+    schema, _, name = spec.target.table.rpartition(".")
+    return sa.table(
+        name,
+        sa.column(spec.credentials.target_column),
+        sa.column(spec.target_key),
+        schema=schema or None,
+    )
+
+
+def _not_upgraded(dialect: str, table: sa.TableClause, column: str) -> Any:
+    inner = _inner_credential(dialect, table.c[column])
+    return sa.and_(
+        table.c[column].is_not(None),
+        sa.func.substr(inner, 1, len(_UPGRADED_PREFIX)) != _UPGRADED_PREFIX,
+    )
+
+
+def _dormant(
+    conn: sa.Connection, spec: Spec, table: sa.TableClause, batches: sa.Table, cutoff: dt.datetime
+) -> int:
+    """Accounts not yet upgraded whose batch was committed before ``cutoff``.
+
+    Batches are read in key order, so the accounts of the batches committed before the cutoff
+    are those up to the last such batch's last key (with every batch old enough, all of them).
+    """
+    column = spec.credentials.target_column if spec.credentials else ""
+    where = _not_upgraded(conn.dialect.name, table, column)
+    b = batches
+    newest = conn.execute(
+        sa.select(sa.func.max(b.c.committed_at)).where(b.c.migration == spec.migration_name)
+    ).scalar()
+    if newest is None:
+        return 0
+    if newest > cutoff:
+        last = conn.execute(
+            sa.select(b.c.last_key)
+            .where(b.c.migration == spec.migration_name, b.c.committed_at <= cutoff)
+            .order_by(b.c.batch_no.desc())
+            .limit(1)
+        ).scalar()
+        if last is None:
+            return 0
+        where = sa.and_(where, table.c[spec.target_key] <= decode_key(last))
+    return int(
+        conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
+    )
+
+
+def migration_status(
+    spec: Spec,
+    *,
+    dormant_days: int = DORMANT_DAYS,
+    record: bool = True,
+    command: str = "status",
+    source_rows: int | None = None,
+    engine: sa.Engine | None = None,
+) -> MigrationStatus:
+    """Where the migration of ``spec`` stands now (what ``authmigrate status`` shows).
+
+    Args:
+        dormant_days: an account still not upgraded this many days after its batch committed
+            is counted as dormant (the upgrade happens at login: it has not logged in).
+        record: also record a snapshot row in ``authmigrate_snapshots``.
+        command: the command the snapshot is recorded under (``status``, ``run``).
+        source_rows: the source's row count when the caller has it (saves a count).
+        engine: an open engine on the target (else one is made and disposed).
+
+    Raises:
+        SpecError: a URL in the spec does not parse.
+        SourceError: the source cannot be read to count its rows.
+    """
+    own = engine is None
+    target = engine or make_engine(spec.target.url, path="target.url")
+    try:
+        return _status(spec, target, dormant_days, record, command, source_rows)
+    finally:
+        if own:
+            target.dispose()
+
+
+def _status(
+    spec: Spec,
+    engine: sa.Engine,
+    dormant_days: int,
+    record: bool,
+    command: str,
+    source_rows: int | None,
+) -> MigrationStatus:
+    if source_rows is None:
+        from authmigrate.sources import open_source
+
+        source = open_source(spec.source)
+        try:
+            source_rows = source.count()
+        finally:
+            source.close()
+    metadata = sa.MetaData()
+    runs, batches, rejects = bookkeeping_tables(metadata)
+    snapshots = snapshots_table(metadata)
+    now = utcnow()
+    name = spec.migration_name
+    table = _accounts_table(spec)
+    started = has_accounts = False
+    missing = sqlite_file(engine)
+    if missing is None or missing.exists():  # never create a SQLite file by looking at it
+        insp = sa.inspect(engine)
+        started = insp.has_table(batches.name)
+        has_accounts = table is not None and insp.has_table(table.name, schema=table.schema)
+    totals = {"migrated": 0, "rejected": 0, "merged": 0}
+    by_reason: dict[str, dict[str, int]] = {"rejected": {}, "merged": {}}
+    last_run: LastRun | None = None
+    dormant = 0
+    credentials = CredentialCounts()
+    if started:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(*(sa.func.coalesce(sa.func.sum(batches.c[k]), 0) for k in totals)).where(
+                    batches.c.migration == name
+                )
+            ).one()
+            totals = {k: int(v) for k, v in zip(totals, row, strict=True)}
+            for outcome, reason, n in conn.execute(
+                sa.select(rejects.c.outcome, rejects.c.reason, sa.func.count())
+                .where(rejects.c.migration == name)
+                .group_by(rejects.c.outcome, rejects.c.reason)
+                .order_by(rejects.c.outcome, sa.func.count().desc(), rejects.c.reason)
+            ):
+                by_reason.setdefault(outcome, {})[reason] = int(n)
+            last = conn.execute(
+                sa.select(runs.c.command, runs.c.status, runs.c.started_at, runs.c.ended_at)
+                .where(runs.c.migration == name)
+                .order_by(runs.c.started_at.desc())
+                .limit(1)
+            ).first()
+            if last is not None:
+                last_run = LastRun(last.command, last.status, last.started_at, last.ended_at)
+            if has_accounts and table is not None:
+                cutoff = now - dt.timedelta(days=dormant_days)
+                dormant = _dormant(conn, spec, table, batches, cutoff)
+    if has_accounts and table is not None and spec.credentials is not None:
+        credentials = credential_counts(engine, table, spec.credentials.target_column)
+    accounted = totals["migrated"] + totals["rejected"] + totals["merged"]
+    status = MigrationStatus(
+        migration=name,
+        taken_at=now,
+        source_rows=source_rows,
+        migrated=totals["migrated"],
+        rejected=totals["rejected"],
+        merged=totals["merged"],
+        pending=max(source_rows - accounted, 0),
+        rejected_by_reason=by_reason.get("rejected", {}),
+        merged_by_reason=by_reason.get("merged", {}),
+        credentials=credentials,
+        dormant=dormant,
+        dormant_days=dormant_days,
+        last_run=last_run,
+    )
+    if record and started:
+        snapshots.create(engine, checkfirst=True)
+        record_snapshot(engine, snapshots, status, command)
+    return status
+
+
+def record_snapshot(
+    engine: sa.Engine, snapshots: sa.Table, status: MigrationStatus, command: str
+) -> None:
+    """Append one row to ``authmigrate_snapshots`` with ``status``'s counts."""
+    cred = status.credentials
+    with engine.begin() as conn:
+        conn.execute(
+            snapshots.insert(),
+            {
+                "migration": status.migration,
+                "taken_at": status.taken_at,
+                "command": command,
+                "source_rows": status.source_rows,
+                "migrated": status.migrated,
+                "rejected": status.rejected,
+                "merged": status.merged,
+                "pending": status.pending,
+                "legacy": cred.legacy_total,
+                "wrapped": cred.wrapped_total,
+                "upgraded": cred.upgraded,
+                "reset": cred.reset,
+                "schemes": json.dumps({"legacy": cred.legacy, "wrapped": cred.wrapped}),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One recorded snapshot (a point of the report's progress chart)."""
+
+    taken_at: dt.datetime
+    command: str
+    migrated: int
+    legacy: int
+    wrapped: int
+    upgraded: int
+    reset: int
+
+
+def read_snapshots(engine: sa.Engine, migration: str, *, limit: int = 2000) -> list[Snapshot]:
+    """The newest ``limit`` snapshots of ``migration``, oldest first ([] before any)."""
+    metadata = sa.MetaData()
+    snapshots = snapshots_table(metadata)
+    if not sa.inspect(engine).has_table(snapshots.name):
+        return []
+    s = snapshots.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(s.taken_at, s.command, s.migrated, s.legacy, s.wrapped, s.upgraded, s.reset)
+            .where(s.migration == migration)
+            .order_by(s.id.desc())
+            .limit(limit)
+        ).all()
+    return [Snapshot(*(r[0], r[1], *(int(v) for v in r[2:]))) for r in reversed(rows)]
