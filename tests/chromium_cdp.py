@@ -5,6 +5,7 @@ console messages and exceptions, evaluate JavaScript and take a screenshot."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -25,6 +26,12 @@ def find_chromium() -> str | None:
         if found:
             return found
     return None
+
+
+def _pipes_to_3_and_4(read_end: int, write_end: int) -> None:
+    """In the child: chromium reads CDP commands on fd 3 and writes answers on fd 4."""
+    os.dup2(read_end, 3)
+    os.dup2(write_end, 4)
 
 
 class Browser:
@@ -56,7 +63,7 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             pass_fds=(3, 4),
-            preexec_fn=lambda: (os.dup2(to_chrome_r, 3), os.dup2(from_chrome_w, 4)) and None,
+            preexec_fn=lambda: _pipes_to_3_and_4(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -134,10 +141,8 @@ class Browser:
         return png
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.send("Browser.close", timeout=5)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
