@@ -3,6 +3,7 @@ real headless Chromium (Debian's package) through the DevTools protocol."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from passlib import hash as legacy_hash
 from authmigrate import verify_and_update
 from authmigrate.continuity.status import migration_status
 from authmigrate.pipeline import run_migration
-from authmigrate.report.html import report_data, write_html_report
+from authmigrate.report.html import write_html_report
 from authmigrate.spec import load_spec
 from tests.chromium_cdp import Browser, find_chromium, png_pixels
 from tests.helpers_verify import OUTBOX_KEY, cli, make_source, write_spec
@@ -256,8 +257,6 @@ def test_report_in_a_real_browser_loads_offline_with_charts_and_the_json_numbers
                 "Page.captureScreenshot",
                 {"format": "png", "clip": clip, "captureBeyondViewport": True},
             )
-            import base64
-
             chart_pngs[chart["id"]] = base64.b64decode(shot["data"])
         events = list(browser.events)
     finally:
