@@ -173,6 +173,13 @@ def test_dormant_counts_accounts_not_upgraded_days_after_their_batch(
     old_accounts = _rows(target_url, f"SELECT count(*) FROM accounts WHERE user_id <= {cut}")
     assert status.dormant == old_accounts[0][0] - 1 > 0
     assert migration_status(spec, dormant_days=60).dormant == 0
+    _write(target_url, "UPDATE authmigrate_batches SET committed_at = :t", [{"t": old}])
+    not_upgraded = _rows(
+        target_url,
+        "SELECT count(*) FROM accounts WHERE password IS NOT NULL "
+        "AND password NOT LIKE '$argon2id$%'",
+    )
+    assert migration_status(spec, dormant_days=30).dormant == not_upgraded[0][0] > status.dormant
 
 
 def test_run_and_each_status_record_a_snapshot(tmp_path: Path, target_url: str) -> None:

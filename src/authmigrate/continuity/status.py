@@ -273,31 +273,41 @@ def _not_upgraded(dialect: str, table: sa.TableClause, column: str) -> Any:
 
 
 def _dormant(
-    conn: sa.Connection, spec: Spec, table: sa.TableClause, batches: sa.Table, cutoff: dt.datetime
+    conn: sa.Connection,
+    spec: Spec,
+    table: sa.TableClause,
+    batches: sa.Table,
+    cutoff: dt.datetime,
+    not_upgraded: int,
 ) -> int:
     """Accounts not yet upgraded whose batch was committed before ``cutoff``.
 
     Batches are read in key order, so the accounts of the batches committed before the cutoff
-    are those up to the last such batch's last key (with every batch old enough, all of them).
+    are those up to the last such batch's last key. With every batch old enough that is all
+    ``not_upgraded`` accounts and with none 0, so only a migration that straddles the cutoff
+    costs a count.
     """
-    column = spec.credentials.target_column if spec.credentials else ""
-    where = _not_upgraded(conn.dialect.name, table, column)
     b = batches
     newest = conn.execute(
         sa.select(sa.func.max(b.c.committed_at)).where(b.c.migration == spec.migration_name)
     ).scalar()
     if newest is None:
         return 0
-    if newest > cutoff:
-        last = conn.execute(
-            sa.select(b.c.last_key)
-            .where(b.c.migration == spec.migration_name, b.c.committed_at <= cutoff)
-            .order_by(b.c.batch_no.desc())
-            .limit(1)
-        ).scalar()
-        if last is None:
-            return 0
-        where = sa.and_(where, table.c[spec.target_key] <= decode_key(last))
+    if newest <= cutoff:
+        return not_upgraded
+    last = conn.execute(
+        sa.select(b.c.last_key)
+        .where(b.c.migration == spec.migration_name, b.c.committed_at <= cutoff)
+        .order_by(b.c.batch_no.desc())
+        .limit(1)
+    ).scalar()
+    if last is None:
+        return 0
+    column = spec.credentials.target_column if spec.credentials else ""
+    where = sa.and_(
+        _not_upgraded(conn.dialect.name, table, column),
+        table.c[spec.target_key] <= decode_key(last),
+    )
     return int(
         conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
     )
@@ -391,11 +401,13 @@ def _status(
             ).first()
             if last is not None:
                 last_run = LastRun(last.command, last.status, last.started_at, last.ended_at)
-            if has_accounts and table is not None:
-                cutoff = now - dt.timedelta(days=dormant_days)
-                dormant = _dormant(conn, spec, table, batches, cutoff)
     if has_accounts and table is not None and spec.credentials is not None:
         credentials = credential_counts(engine, table, spec.credentials.target_column)
+        if started:
+            cutoff = now - dt.timedelta(days=dormant_days)
+            not_upgraded = credentials.legacy_total + credentials.wrapped_total
+            with engine.connect() as conn:
+                dormant = _dormant(conn, spec, table, batches, cutoff, not_upgraded)
     accounted = totals["migrated"] + totals["rejected"] + totals["merged"]
     status = MigrationStatus(
         migration=name,
