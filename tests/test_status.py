@@ -230,3 +230,32 @@ def test_status_before_any_run_creates_no_file(tmp_path: Path) -> None:
     assert (status.source_rows, status.migrated, status.pending) == (10, 0, 10)
     assert status.last_run is None
     assert not target.exists()
+
+
+def test_credential_families_not_in_the_first_rows_are_counted_too(target_url: str) -> None:
+    from passlib import hash as h
+
+    from authmigrate.continuity.status import credential_counts
+
+    phpass = h.phpass.using(rounds=7).hash("a")
+    md5 = h.md5_crypt.hash("b")
+    bcrypt = h.bcrypt.using(rounds=4).hash("c")
+    # scan order puts 2,100 phpass rows first: more than the rows read to learn the families
+    values = [phpass] * 2100 + [md5] * 50 + [f"$login-rule$trim=1${bcrypt}"] * 30
+    values += [None] * 10 + ["zzz-not-a-hash"] * 5
+    engine = sa.create_engine(target_url)
+    table = sa.Table(
+        "creds",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("password", sa.Text),
+    )
+    table.create(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"id": i, "password": v} for i, v in enumerate(values)])
+
+    counts = credential_counts(engine, sa.table("creds", sa.column("password")), "password")
+    engine.dispose()
+
+    assert counts.legacy == {"phpass": 2100, "md5_crypt": 50, "bcrypt": 30, "unknown": 5}
+    assert counts.reset == 10 and counts.upgraded == 0 and counts.wrapped == {}

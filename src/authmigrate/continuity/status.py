@@ -210,24 +210,82 @@ def _family(dialect: str, cred: Any) -> Any:
 def credential_counts(engine: sa.Engine, table: sa.TableClause, column: str) -> CredentialCounts:
     """Count the accounts of ``table`` by the state of their ``column`` credential.
 
-    One ``GROUP BY`` over a short prefix of each credential; each group's scheme is named by
-    :func:`authmigrate.credentials.identify` on one of its members (read, never shown).
+    Accounts are counted by a short prefix of their credential (its *family*: ``$P$``,
+    ``$wrap$phpass$``, ``pbkdf2_sha256$``, with a ``$login-rule$...$`` part kept in front);
+    each family's scheme is named by :func:`authmigrate.credentials.identify` on one of its
+    members (read, never shown). A ``GROUP BY`` sorts every row (SQLite has no hash
+    aggregate), so the families found in the first rows are counted by one sort-free scan of
+    prefix comparisons, and only the rows of other families (usually none) are grouped.
     """
+    dialect = engine.dialect.name
+    col = table.c[column]
+    raw_family = _raw_family(dialect, col).label("family")
+    found: dict[str, str] = {}
+    with engine.connect() as conn:
+        probe = sa.select(col.label("cred")).where(col.is_not(None)).limit(_FAMILY_PROBE)
+        first = probe.subquery()
+        fam_of_first = _raw_family(dialect, first.c.cred)
+        for fam, cred in conn.execute(sa.select(fam_of_first, first.c.cred)):
+            if fam and len(fam) > 1 and fam[-1] in "$}" and cred:
+                found.setdefault(fam, cred)
+        known = sorted(found)[:_MAX_KNOWN_FAMILIES]
+        matches = [sa.func.substr(col, 1, len(f)) == f for f in known]
+        sums = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(col),
+                *(sa.func.sum(sa.case((m, 1), else_=0)) for m in matches),
+            ).select_from(table)
+        ).one()
+        total, non_null = int(sums[0]), int(sums[1])
+        groups: list[tuple[str | None, int, str | None]] = [(None, total - non_null, None)]
+        groups += [(f, int(n or 0), found[f]) for f, n in zip(known, sums[2:], strict=True)]
+        if non_null - sum(n for _, n, _ in groups[1:]) > 0:
+            rest = sa.and_(col.is_not(None), *(sa.not_(m) for m in matches))
+            groups += [
+                (f, int(n), sample)
+                for f, n, sample in conn.execute(
+                    sa.select(raw_family, sa.func.count(), sa.func.min(col))
+                    .select_from(table)
+                    .where(rest)
+                    .group_by(raw_family)
+                )
+            ]
+    return _by_state(groups)
+
+
+def _raw_family(dialect: str, column: Any) -> Any:
+    """The family of a credential with its ``$login-rule$...$`` part kept in front."""
+    inner = _inner_credential(dialect, column)
+    rule_part = sa.func.substr(column, 1, sa.func.length(column) - sa.func.length(inner))
+    return sa.type_coerce(rule_part, sa.Text).concat(_family(dialect, inner))
+
+
+_FAMILY_PROBE = 2000
+"""Rows read to learn which credential families a table holds."""
+_MAX_KNOWN_FAMILIES = 40
+
+
+def _strip_rule(value: str | None) -> str | None:
+    """``value`` without a leading ``$login-rule$<rules>$``."""
+    if value is None or not value.startswith(_RULE_PREFIX):
+        return value
+    return value[len(_RULE_PREFIX) :].partition("$")[2]
+
+
+def _by_state(groups: list[tuple[str | None, int, str | None]]) -> CredentialCounts:
+    """Credential counts from ``(family, accounts, one member)`` groups."""
     from authmigrate.credentials import identify
     from authmigrate.credentials._unusable import UNUSABLE_SCHEME
     from authmigrate.errors import CredentialError
 
-    dialect = engine.dialect.name
-    inner = sa.select(_inner_credential(dialect, table.c[column]).label("cred")).subquery()
-    family = _family(dialect, inner.c.cred).label("family")
-    query = sa.select(family, sa.func.count(), sa.func.min(inner.c.cred)).group_by(family)
     legacy: dict[str, int] = {}
     wrapped: dict[str, int] = {}
     upgraded = reset = 0
-    with engine.connect() as conn:
-        groups = conn.execute(query).all()
-    for prefix, n, sample in groups:
-        n = int(n)
+    for family, n, member in groups:
+        if n == 0:
+            continue
+        prefix, sample = _strip_rule(family), _strip_rule(member)
         if prefix is None or sample is None or not str(sample).strip():
             reset += n
         elif prefix.startswith(_WRAP_PREFIX):
