@@ -295,3 +295,18 @@ def test_report_in_a_real_browser_loads_offline_with_charts_and_the_json_numbers
     width, height, rows = png_pixels(page_png)
     assert width >= 1000 and height > 1500
     assert len(set(rows)) > 100  # not blank: many distinct pixel rows
+
+
+@pytest.mark.slow  # the demo's fixed costs (plan, run, verify, logins) take ~20 s
+def test_demo_ends_by_writing_its_report_and_printing_the_path(tmp_path: Path) -> None:
+    result = cli("demo", "--users", "400", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    report = Path(last)
+    assert report == tmp_path / "demo" / "report.html"
+    html = report.read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    numbers = _numbers_on_page(html)
+    assert numbers["summary.source_rows"] == 400

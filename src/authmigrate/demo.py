@@ -260,9 +260,17 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
 
     good = ok and logins_ok == checked and again.this_run["migrated"] == 0
     console.print(f"   report: {work / 'migration.report.json'}")
+    from authmigrate.report.html import write_html_report
+
+    html = work / "report.html"
+    write_html_report(spec, html)
+    console.print("[bold]7. report[/] (one HTML file; it loads nothing from the network)")
+    console.print(f"   written, {html.stat().st_size // 1024} KiB")
     console.print(
-        f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s"
+        f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s; "
+        "the report:"
     )
+    console.print(str(html), soft_wrap=True)
     return 0 if good else 1
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -24,8 +24,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from authmigrate.continuity.status import MigrationStatus
 from authmigrate.pipeline import PlanResult, RunResult
+
+if TYPE_CHECKING:
+    from authmigrate.continuity.status import MigrationStatus
 
 log = logging.getLogger("authmigrate")
 # no emoji codes (":salt:" in "hash:salt:version" would become a picture), no highlighting;
