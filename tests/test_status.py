@@ -242,7 +242,9 @@ def test_credential_families_not_in_the_first_rows_are_counted_too(target_url: s
     bcrypt = h.bcrypt.using(rounds=4).hash("c")
     # scan order puts 2,100 phpass rows first: more than the rows read to learn the families
     values = [phpass] * 2100 + [md5] * 50 + [f"$login-rule$trim=1${bcrypt}"] * 30
-    values += [None] * 10 + ["zzz-not-a-hash"] * 5
+    mysql41 = h.mysql41.hash("d")
+    # WordPress's unusable "*" and Django's "!" beside MySQL's "*<hex>"
+    values += [None] * 10 + ["zzz-not-a-hash"] * 5 + [mysql41] * 7 + ["*"] * 3 + ["!x1"] * 2
     engine = sa.create_engine(target_url)
     table = sa.Table(
         "creds",
@@ -257,5 +259,11 @@ def test_credential_families_not_in_the_first_rows_are_counted_too(target_url: s
     counts = credential_counts(engine, sa.table("creds", sa.column("password")), "password")
     engine.dispose()
 
-    assert counts.legacy == {"phpass": 2100, "md5_crypt": 50, "bcrypt": 30, "unknown": 5}
-    assert counts.reset == 10 and counts.upgraded == 0 and counts.wrapped == {}
+    assert counts.legacy == {
+        "phpass": 2100,
+        "md5_crypt": 50,
+        "bcrypt": 30,
+        "mysql41": 7,
+        "unknown": 5,
+    }
+    assert counts.reset == 15 and counts.upgraded == 0 and counts.wrapped == {}

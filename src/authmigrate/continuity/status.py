@@ -203,7 +203,11 @@ def _family(dialect: str, cred: Any) -> Any:
         ),
         (first == "{", sa.func.substr(cred, 1, _position(dialect, cred, "}"))),
         (_position(dialect, cred, "$") > 0, sa.func.substr(cred, 1, _position(dialect, cred, "$"))),
-        else_=first,
+        # a value with no "$" and no "{": its first character, marked when more follows, so
+        # WordPress's unusable "*" is not grouped with MySQL's "*<40 hex>"
+        else_=sa.type_coerce(first, sa.Text).concat(
+            sa.case((sa.func.length(cred) > 1, "+"), else_="")
+        ),
     )
 
 
@@ -276,7 +280,7 @@ def _strip_rule(value: str | None) -> str | None:
 def _by_state(groups: list[tuple[str | None, int, str | None]]) -> CredentialCounts:
     """Credential counts from ``(family, accounts, one member)`` groups."""
     from authmigrate.credentials import identify
-    from authmigrate.credentials._unusable import UNUSABLE_SCHEME
+    from authmigrate.credentials._unusable import UNUSABLE_SCHEME, is_unusable
     from authmigrate.errors import CredentialError
 
     legacy: dict[str, int] = {}
@@ -286,7 +290,7 @@ def _by_state(groups: list[tuple[str | None, int, str | None]]) -> CredentialCou
         if n == 0:
             continue
         prefix, sample = _strip_rule(family), _strip_rule(member)
-        if prefix is None or sample is None or not str(sample).strip():
+        if prefix is None or sample is None or not sample.strip() or is_unusable(sample):
             reset += n
         elif prefix.startswith(_WRAP_PREFIX):
             scheme = prefix[len(_WRAP_PREFIX) : -1] or "unknown"
