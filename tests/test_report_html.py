@@ -28,7 +28,9 @@ PLANTED_EMAIL = "planted.secret.person@hidden-shop.example"
 SECTIONS = ("summary", "rejects", "credentials", "progress", "notifications", "throughput")
 
 
-def _migrated(tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _migrated(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch, *, upgrade: bool = True
+) -> Path:
     """A migration with rejects, merges, tokens, an outbox, a login upgrade and snapshots;
     source rows 5-8 carry a planted password and email."""
     monkeypatch.setenv("AUTHMIGRATE_OUTBOX_KEY", OUTBOX_KEY)
@@ -64,7 +66,8 @@ def _migrated(tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch) 
         ).one()
         ok, new = verify_and_update(PLANTED_PASSWORD, cred)
         assert ok and new is not None
-        c.execute(sa.text("UPDATE accounts SET password = :p WHERE user_id = 5"), {"p": new})
+        if upgrade:
+            c.execute(sa.text("UPDATE accounts SET password = :p WHERE user_id = 5"), {"p": new})
         # outbox rows as notify leaves them: one sent, one failed, one in doubt per segment
         ids = c.execute(sa.text("SELECT min(id), max(id) FROM authmigrate_outbox")).one()
         c.execute(
@@ -310,3 +313,36 @@ def test_demo_ends_by_writing_its_report_and_printing_the_path(tmp_path: Path) -
         assert f'<section id="{section}">' in html
     numbers = _numbers_on_page(html)
     assert numbers["summary.source_rows"] == 400
+
+
+def test_verify_verdict_and_time_appear_in_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from authmigrate.report.html import render_html, report_data
+
+    target_url = f"sqlite:///{tmp_path / 'target.db'}"
+    # no login upgrade: verify compares each credential with the source's
+    spec_path = _migrated(tmp_path, target_url, monkeypatch, upgrade=False)
+    spec = load_spec(spec_path)
+    assert report_data(spec)["summary"]["verify"] is None
+    env = {"AUTHMIGRATE_OUTBOX_KEY": OUTBOX_KEY}
+
+    clean = cli("verify", str(spec_path), cwd=tmp_path, env=env)
+    first = report_data(spec)
+    engine = sa.create_engine(target_url)
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE accounts SET name = 'tampered' WHERE user_id = 9"))
+    engine.dispose()
+    tampered = cli("verify", str(spec_path), cwd=tmp_path, env=env)
+    second = report_data(spec)
+
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert first["summary"]["verify"]["ok"] is True
+    assert first["summary"]["verify"]["at"] >= first["summary"]["last_run_at"]
+    assert "verify ok" in render_html(first)
+    assert tampered.returncode == 1
+    assert second["summary"]["verify"]["ok"] is False
+    assert "verify found problems" in render_html(second)
+    assert [r["command"] for r in second["runs"]] == ["run", "verify", "verify"]
+    # the lag is measured from the last run, not from a verify
+    assert migration_status(spec, record=False).last_run.command == "run"

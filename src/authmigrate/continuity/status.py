@@ -35,6 +35,8 @@ SNAPSHOTS_TABLE = "authmigrate_snapshots"
 DORMANT_DAYS = 30
 """Default: an account still on a legacy hash this many days after its migration is dormant."""
 
+_COPYING_COMMANDS = ("run", "sync")
+"""The commands whose end is the "last run" that status measures its lag from."""
 _RULE_PREFIX = "$login-rule$"
 _WRAP_PREFIX = "$wrap$"
 _UPGRADED_PREFIX = "$argon2id$"
@@ -457,7 +459,7 @@ def _status(
                 by_reason.setdefault(outcome, {})[reason] = int(n)
             last = conn.execute(
                 sa.select(runs.c.command, runs.c.status, runs.c.started_at, runs.c.ended_at)
-                .where(runs.c.migration == name)
+                .where(runs.c.migration == name, runs.c.command.in_(_COPYING_COMMANDS))
                 .order_by(runs.c.started_at.desc())
                 .limit(1)
             ).first()
@@ -546,3 +548,49 @@ def read_snapshots(engine: sa.Engine, migration: str, *, limit: int = 2000) -> l
             .limit(limit)
         ).all()
     return [Snapshot(*(r[0], r[1], *(int(v) for v in r[2:]))) for r in reversed(rows)]
+
+
+def record_verify(spec: Spec, *, ok: bool, seconds: float, counts: dict[str, int]) -> bool:
+    """Record a ``verify`` verdict in ``authmigrate_runs`` (command ``verify``, status ``ok``
+    or ``problems``), so ``status`` and the report can say when verify last ran and what it
+    found. Returns False (and logs why) when the target cannot take the row: a verdict that
+    cannot be recorded must not turn a clean verify into a failure.
+    """
+    import logging
+    import uuid
+
+    from authmigrate.db import first_line
+
+    metadata = sa.MetaData()
+    runs, _, _ = bookkeeping_tables(metadata)
+    engine = make_engine(spec.target.url, path="target.url")
+    ended = utcnow()
+    try:
+        file = sqlite_file(engine)
+        if (file is not None and not file.exists()) or not sa.inspect(engine).has_table(runs.name):
+            return False
+        with engine.begin() as conn:
+            conn.execute(
+                runs.insert(),
+                {
+                    "run_id": str(uuid.uuid4()),
+                    "migration": spec.migration_name,
+                    "command": "verify",
+                    "spec_hash": spec.fingerprint(),
+                    "started_at": ended - dt.timedelta(seconds=seconds),
+                    "ended_at": ended,
+                    "status": "ok" if ok else "problems",
+                    "rows_read": counts.get("source_rows", 0),
+                    "migrated": counts.get("migrated", 0),
+                    "rejected": counts.get("rejected", 0),
+                    "merged": counts.get("merged", 0),
+                },
+            )
+        return True
+    except sa.exc.DBAPIError as exc:
+        logging.getLogger("authmigrate").warning(
+            "verify's verdict was not recorded in the target: %s", first_line(exc)
+        )
+        return False
+    finally:
+        engine.dispose()

@@ -198,7 +198,11 @@ def _verify(conn: sa.Connection, runs: sa.Table, migration: str) -> dict[str, An
     ).first()
     if row is None:
         return None
-    return {"status": row.status, "at": _iso(row.ended_at or row.started_at)}
+    return {
+        "status": row.status,
+        "ok": row.status == "ok",
+        "at": _iso(row.ended_at or row.started_at),
+    }
 
 
 def _notifications(engine: sa.Engine, spec: Spec) -> list[dict[str, Any]]:
