@@ -267,3 +267,30 @@ def test_credential_families_not_in_the_first_rows_are_counted_too(target_url: s
         "unknown": 5,
     }
     assert counts.reset == 15 and counts.upgraded == 0 and counts.wrapped == {}
+
+
+def test_many_snapshots_are_read_as_the_last_of_each_day(tmp_path: Path, target_url: str) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, 20)
+    spec = load_spec(write_spec(tmp_path / "m.toml", src, target_url))
+    run_migration(spec)
+    for _ in range(4):
+        migration_status(spec)
+    engine = sa.create_engine(target_url)
+    # spread the 5 snapshots over 3 days: ids 1-2 on day 1, 3 on day 2, 4-5 on day 3
+    days = {1: 1, 2: 1, 3: 2, 4: 3, 5: 3}
+    with engine.begin() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM authmigrate_snapshots ORDER BY id")).scalars()
+        for n, sid in enumerate(list(ids), start=1):
+            at = dt.datetime(2026, 10, days[n], 9 + n, 0, 0)
+            conn.execute(
+                sa.text("UPDATE authmigrate_snapshots SET taken_at = :t WHERE id = :i"),
+                {"t": at, "i": sid},
+            )
+
+    every = read_snapshots(engine, spec.migration_name)
+    daily = read_snapshots(engine, spec.migration_name, limit=3)
+    engine.dispose()
+
+    assert len(every) == 5
+    assert [(s.taken_at.day, s.taken_at.hour) for s in daily] == [(1, 11), (2, 12), (3, 14)]

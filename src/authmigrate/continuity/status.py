@@ -533,17 +533,28 @@ class Snapshot:
     reset: int
 
 
-def read_snapshots(engine: sa.Engine, migration: str, *, limit: int = 2000) -> list[Snapshot]:
-    """The newest ``limit`` snapshots of ``migration``, oldest first ([] before any)."""
+def read_snapshots(engine: sa.Engine, migration: str, *, limit: int = 400) -> list[Snapshot]:
+    """The snapshots of ``migration`` for a chart, oldest first ([] before any).
+
+    Up to ``limit`` snapshots, all of them; beyond, the last snapshot of each day (the newest
+    ``limit`` days), so a ``status`` run every minute still draws one point a day.
+    """
     metadata = sa.MetaData()
     snapshots = snapshots_table(metadata)
     if not sa.inspect(engine).has_table(snapshots.name):
         return []
     s = snapshots.c
+    mine = s.migration == migration
     with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
+        chosen: Any = mine
+        if count > limit:
+            day = sa.func.date(s.taken_at)
+            last_of_day = sa.select(sa.func.max(s.id)).where(mine).group_by(day)
+            chosen = s.id.in_(last_of_day.scalar_subquery())
         rows = conn.execute(
             sa.select(s.taken_at, s.command, s.migrated, s.legacy, s.wrapped, s.upgraded, s.reset)
-            .where(s.migration == migration)
+            .where(chosen)
             .order_by(s.id.desc())
             .limit(limit)
         ).all()
