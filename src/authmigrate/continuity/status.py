@@ -61,6 +61,7 @@ def snapshots_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("upgraded", sa.BigInteger, nullable=False),
         sa.Column("reset", sa.BigInteger, nullable=False),
         sa.Column("schemes", sa.Text, nullable=False, default="{}"),
+        sa.Column("verdict", sa.String(20)),
     )
 
 
@@ -495,9 +496,14 @@ def _status(
 
 
 def record_snapshot(
-    engine: sa.Engine, snapshots: sa.Table, status: MigrationStatus, command: str
+    engine: sa.Engine,
+    snapshots: sa.Table,
+    status: MigrationStatus,
+    command: str,
+    verdict: str | None = None,
 ) -> None:
-    """Append one row to ``authmigrate_snapshots`` with ``status``'s counts."""
+    """Append one row to ``authmigrate_snapshots`` with ``status``'s counts (and, for
+    ``verify``, its verdict: ``ok`` or ``problems``)."""
     cred = status.credentials
     with engine.begin() as conn:
         conn.execute(
@@ -516,6 +522,7 @@ def record_snapshot(
                 "upgraded": cred.upgraded,
                 "reset": cred.reset,
                 "schemes": json.dumps({"legacy": cred.legacy, "wrapped": cred.wrapped}),
+                "verdict": verdict,
             },
         )
 
@@ -561,42 +568,26 @@ def read_snapshots(engine: sa.Engine, migration: str, *, limit: int = 400) -> li
     return [Snapshot(*(r[0], r[1], *(int(v) for v in r[2:]))) for r in reversed(rows)]
 
 
-def record_verify(spec: Spec, *, ok: bool, seconds: float, counts: dict[str, int]) -> bool:
-    """Record a ``verify`` verdict in ``authmigrate_runs`` (command ``verify``, status ``ok``
-    or ``problems``), so ``status`` and the report can say when verify last ran and what it
-    found. Returns False (and logs why) when the target cannot take the row: a verdict that
-    cannot be recorded must not turn a clean verify into a failure.
+def record_verify(spec: Spec, *, ok: bool, source_rows: int) -> bool:
+    """Record a ``verify`` verdict as a snapshot (command ``verify``, verdict ``ok`` or
+    ``problems``), so the report can say when verify last ran and what it found.
+
+    Returns False (and logs why) when the target cannot take the row: a verdict that cannot be
+    recorded must not turn a clean verify into a failure.
     """
     import logging
-    import uuid
 
     from authmigrate.db import first_line
 
-    metadata = sa.MetaData()
-    runs, _, _ = bookkeeping_tables(metadata)
     engine = make_engine(spec.target.url, path="target.url")
-    ended = utcnow()
     try:
-        file = sqlite_file(engine)
-        if (file is not None and not file.exists()) or not sa.inspect(engine).has_table(runs.name):
-            return False
-        with engine.begin() as conn:
-            conn.execute(
-                runs.insert(),
-                {
-                    "run_id": str(uuid.uuid4()),
-                    "migration": spec.migration_name,
-                    "command": "verify",
-                    "spec_hash": spec.fingerprint(),
-                    "started_at": ended - dt.timedelta(seconds=seconds),
-                    "ended_at": ended,
-                    "status": "ok" if ok else "problems",
-                    "rows_read": counts.get("source_rows", 0),
-                    "migrated": counts.get("migrated", 0),
-                    "rejected": counts.get("rejected", 0),
-                    "merged": counts.get("merged", 0),
-                },
-            )
+        status = migration_status(spec, record=False, source_rows=source_rows, engine=engine)
+        if status.last_run is None:
+            return False  # nothing migrated yet: no bookkeeping to record in
+        snapshots = snapshots_table(sa.MetaData())
+        snapshots.create(engine, checkfirst=True)
+        verdict = "ok" if ok else "problems"
+        record_snapshot(engine, snapshots, status, "verify", verdict)
         return True
     except sa.exc.DBAPIError as exc:
         logging.getLogger("authmigrate").warning(
@@ -605,3 +596,19 @@ def record_verify(spec: Spec, *, ok: bool, seconds: float, counts: dict[str, int
         return False
     finally:
         engine.dispose()
+
+
+def last_verify(engine: sa.Engine, migration: str) -> tuple[str, dt.datetime] | None:
+    """(verdict, when) of the newest recorded ``verify``, or None."""
+    snapshots = snapshots_table(sa.MetaData())
+    if not sa.inspect(engine).has_table(snapshots.name):
+        return None
+    s = snapshots.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(s.verdict, s.taken_at)
+            .where(s.migration == migration, s.command == "verify")
+            .order_by(s.id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else (str(row.verdict), row.taken_at)

@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from authmigrate.continuity.status import (
     DORMANT_DAYS,
     MigrationStatus,
+    last_verify,
     migration_status,
     read_snapshots,
 )
@@ -187,22 +188,13 @@ def _throughput(
     return out
 
 
-def _verify(conn: sa.Connection, runs: sa.Table, migration: str) -> dict[str, Any] | None:
-    """The newest ``verify`` recorded in the runs table, if verify records itself."""
-    r = runs.c
-    row = conn.execute(
-        sa.select(r.status, r.ended_at, r.started_at)
-        .where(r.migration == migration, r.command == "verify")
-        .order_by(r.started_at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
+def _verify(engine: sa.Engine, migration: str) -> dict[str, Any] | None:
+    """The newest ``verify`` verdict recorded in the snapshots."""
+    found = last_verify(engine, migration)
+    if found is None:
         return None
-    return {
-        "status": row.status,
-        "ok": row.status == "ok",
-        "at": _iso(row.ended_at or row.started_at),
-    }
+    verdict, at = found
+    return {"status": verdict, "ok": verdict == "ok", "at": _iso(at)}
 
 
 def _notifications(engine: sa.Engine, spec: Spec) -> list[dict[str, Any]]:
@@ -274,8 +266,8 @@ def report_data(
                 merged = _reasons(conn, rejects, name, "merged", examples)
                 history = _runs(conn, runs, name)
                 throughput = _throughput(conn, batches, runs, name)
-                verify = _verify(conn, runs, name)
             notifications = _notifications(engine, spec)
+            verify = _verify(engine, name)
             snapshots = read_snapshots(engine, name)
     finally:
         engine.dispose()
