@@ -233,10 +233,10 @@ def credential_counts(engine: sa.Engine, table: sa.TableClause, column: str) -> 
         first = probe.subquery()
         fam_of_first = _raw_family(dialect, first.c.cred)
         for fam, cred in conn.execute(sa.select(fam_of_first, first.c.cred)):
-            if fam and len(fam) > 1 and fam[-1] in "$}" and cred:
+            if fam and len(fam) > 1 and fam[-1] in "$}+" and cred:
                 found.setdefault(fam, cred)
         known = sorted(found)[:_MAX_KNOWN_FAMILIES]
-        matches = [sa.func.substr(col, 1, len(f)) == f for f in known]
+        matches = [_in_family(dialect, col, f) for f in known]
         sums = conn.execute(
             sa.select(
                 sa.func.count(),
@@ -259,6 +259,21 @@ def credential_counts(engine: sa.Engine, table: sa.TableClause, column: str) -> 
                 )
             ]
     return _by_state(groups)
+
+
+def _in_family(dialect: str, column: Any, family: str) -> Any:
+    """A SQL test equivalent to ``_raw_family(column) == family``, cheaper: a family ending in
+    ``$`` or ``}`` is a prefix its members start with; one ending in ``+`` (a first character
+    marked as followed by more) holds the values that start with it, are longer, and have no
+    ``$`` after it."""
+    if not family.endswith("+"):
+        return sa.func.substr(column, 1, len(family)) == family
+    head = family[:-1]
+    return sa.and_(
+        sa.func.substr(column, 1, len(head)) == head,
+        sa.func.length(column) > len(head),
+        _position(dialect, sa.func.substr(column, len(head) + 1), "$") == 0,
+    )
 
 
 def _raw_family(dialect: str, column: Any) -> Any:
