@@ -197,13 +197,21 @@ def build(work: Path, users: int) -> Path:
     return spec
 
 
+CPU: list[float] = []
+"""The CPU time (this process: SQLite runs in it) of the best call of each best_of."""
+
+
 def best_of(n: int, fn: object) -> float:
+    """The best wall time of ``n`` calls; its CPU time goes to :data:`CPU` (on a shared
+    machine the CPU time says what the work costs, the wall time what waiting added)."""
     times = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    best = min(times)
+    CPU.append(best[1])
+    return best[0]
 
 
 def main() -> None:
@@ -239,8 +247,15 @@ def main() -> None:
         command("report", str(spec_path), "-o", str(work / "report.html")) for _ in range(3)
     )
     size = (work / "report.html").stat().st_size
-    print(f"status  library {lib_status:.2f} s   command {cli_status:.2f} s   (goal < 2 s)")
-    print(f"report  library {lib_report:.2f} s   command {cli_report:.2f} s   (goal < 5 s)")
+    cpu_status, cpu_report = CPU
+    print(
+        f"status  library {lib_status:.2f} s (CPU {cpu_status:.2f} s)   "
+        f"command {cli_status:.2f} s   (goal < 2 s)"
+    )
+    print(
+        f"report  library {lib_report:.2f} s (CPU {cpu_report:.2f} s)   "
+        f"command {cli_report:.2f} s   (goal < 5 s)"
+    )
     print(f"report file {size / 1024:.0f} KiB")
 
 
