@@ -233,6 +233,16 @@ def test_status_before_any_run_creates_no_file(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.mariadb
+@pytest.mark.parametrize("odd_ones", ["last", "first"])
+def test_credential_families_are_counted_on_mariadb(mariadb_url: str, odd_ones: str) -> None:
+    from tests.mariadb_server import fresh_database
+
+    test_credential_families_in_and_beyond_the_first_rows_are_counted(
+        fresh_database(mariadb_url, "status"), odd_ones
+    )
+
+
 @pytest.mark.parametrize("odd_ones", ["last", "first"])
 def test_credential_families_in_and_beyond_the_first_rows_are_counted(
     target_url: str, odd_ones: str
@@ -262,7 +272,9 @@ def test_credential_families_in_and_beyond_the_first_rows_are_counted(
     )
     table.create(engine)
     with engine.begin() as conn:
-        conn.execute(table.insert(), [{"id": i, "password": v} for i, v in enumerate(values)])
+        conn.execute(
+            table.insert(), [{"id": i, "password": v} for i, v in enumerate(values, start=1)]
+        )
 
     counts = credential_counts(engine, sa.table("creds", sa.column("password")), "password")
     engine.dispose()

@@ -178,6 +178,13 @@ def _position(dialect: str, haystack: Any, needle: str) -> Any:
     return sa.func.instr(haystack, needle)
 
 
+def _length(dialect: str, text: Any) -> Any:
+    """Length in characters (MySQL's ``LENGTH`` counts bytes; ``substr`` counts characters)."""
+    if dialect in ("mysql", "mariadb"):
+        return sa.func.char_length(text)
+    return sa.func.length(text)
+
+
 def _inner_credential(dialect: str, column: Any) -> Any:
     """The credential without its ``$login-rule$<rules>$`` prefix, as a SQL expression."""
     after = sa.func.substr(column, len(_RULE_PREFIX) + 1)
@@ -209,7 +216,7 @@ def _family(dialect: str, cred: Any) -> Any:
         # a value with no "$" and no "{": its first character, marked when more follows, so
         # WordPress's unusable "*" is not grouped with MySQL's "*<40 hex>"
         else_=sa.type_coerce(first, sa.Text).concat(
-            sa.case((sa.func.length(cred) > 1, "+"), else_="")
+            sa.case((_length(dialect, cred) > 1, "+"), else_="")
         ),
     )
 
@@ -271,7 +278,7 @@ def _in_family(dialect: str, column: Any, family: str) -> Any:
     head = family[:-1]
     return sa.and_(
         sa.func.substr(column, 1, len(head)) == head,
-        sa.func.length(column) > len(head),
+        _length(dialect, column) > len(head),
         _position(dialect, sa.func.substr(column, len(head) + 1), "$") == 0,
     )
 
@@ -279,7 +286,7 @@ def _in_family(dialect: str, column: Any, family: str) -> Any:
 def _raw_family(dialect: str, column: Any) -> Any:
     """The family of a credential with its ``$login-rule$...$`` part kept in front."""
     inner = _inner_credential(dialect, column)
-    rule_part = sa.func.substr(column, 1, sa.func.length(column) - sa.func.length(inner))
+    rule_part = sa.func.substr(column, 1, _length(dialect, column) - _length(dialect, inner))
     return sa.type_coerce(rule_part, sa.Text).concat(_family(dialect, inner))
 
 
