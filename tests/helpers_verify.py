@@ -126,7 +126,8 @@ def write_spec(
     if credentials:
         extra += CREDENTIALS.format(policy=credentials)
     if tokens:
-        extra += TOKENS
+        # without an outbox nobody receives the tokens: a spec must say so (tokens.delivery)
+        extra += TOKENS if notify else TOKENS + 'delivery = "none"\n'
     if notify:
         extra += NOTIFY
     path.write_text(

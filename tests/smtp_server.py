@@ -12,6 +12,7 @@ point of the SMTP dialogue, as a server or network that drops mid-stream does.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -33,6 +34,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 ACCEPT_THEN_HANG_UP = "accept-then-hang-up"
 """A scripted reply: keep the message, then drop the connection before the 250 is sent."""
+
+DELAY = "delay:"
+"""A scripted reply ``delay:SECONDS``: wait that long after the end of data, then keep the
+message and answer 250, unless the client is gone by then (a slow server; the message is
+in flight, claimed by its sender, for that long)."""
 
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
@@ -129,6 +135,12 @@ class RecordingHandler:
             self.data_commands += 1
             self.times.append(time.monotonic())
             reply = self.script.pop(0) if self.script else "250 2.0.0 OK"
+        if reply.startswith(DELAY):
+            await asyncio.sleep(float(reply.removeprefix(DELAY)))
+            if server.transport is None or server.transport.is_closing():
+                return "451 4.4.2 the client left"  # nobody to answer: the message is dropped
+            reply = "250 2.0.0 OK (after a delay)"
+        with self.lock:
             if reply == ACCEPT_THEN_HANG_UP or reply.startswith("250"):
                 self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
                 self.tls.append(server.transport.get_extra_info("ssl_object") is not None)
@@ -167,8 +179,9 @@ def smtp_server(
     kwargs: dict[str, Any] = {}
     if username is not None:
 
-        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                          auth_data: Any) -> AuthResult:
+        def authenticator(
+            server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+        ) -> AuthResult:
             ok = (
                 isinstance(auth_data, LoginPassword)
                 and auth_data.login.decode() == username
@@ -176,10 +189,13 @@ def smtp_server(
             )
             return AuthResult(success=ok, handled=False)
 
-        kwargs = {"authenticator": authenticator, "auth_required": True,
-                  # aiosmtpd counts only STARTTLS as TLS for AUTH; an implicit-TLS connection
-                  # is encrypted from the start (checked through RecordingHandler.tls)
-                  "auth_require_tls": tls == "starttls"}
+        kwargs = {
+            "authenticator": authenticator,
+            "auth_required": True,
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; an implicit-TLS connection
+            # is encrypted from the start (checked through RecordingHandler.tls)
+            "auth_require_tls": tls == "starttls",
+        }
     if tls is not None:
         assert cert is not None, "TLS needs a certificate"
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -207,8 +223,9 @@ class DroppingProxy:
     the connection is closed before the message's end reaches the server.
     """
 
-    def __init__(self, upstream_port: int, *, at: Literal["data_command", "mid_body"],
-                 times: int = 1) -> None:
+    def __init__(
+        self, upstream_port: int, *, at: Literal["data_command", "mid_body"], times: int = 1
+    ) -> None:
         self.upstream_port = upstream_port
         self.at = at
         self.remaining = times
@@ -234,8 +251,9 @@ class DroppingProxy:
             cut = self.remaining > 0
             self.remaining -= 1
             threading.Thread(target=self._pump_down, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._pump_up, args=(client, upstream, cut),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._pump_up, args=(client, upstream, cut), daemon=True
+            ).start()
 
     @staticmethod
     def _pump_down(upstream: socket.socket, client: socket.socket) -> None:

@@ -97,11 +97,13 @@ def make_spec(tmp_path: Path, port: int, extra: str = "", *, url: str | None = N
     return load_spec_text(spec_text(url or tmp_path / "target.db", port, extra))
 
 
-def migrate(spec: Spec, segments: dict[str, int], merged: int = 0) -> tuple[sa.Engine, Batch]:
+def migrate(
+    spec: Spec, segments: dict[str, int], merged: int = 0, *, now: object = None
+) -> tuple[sa.Engine, Batch]:
     """What the pipeline does with one batch: token stage, outbox stage, one transaction."""
     engine = sa.create_engine(spec.target.url)
     assert spec.tokens is not None
-    tokens = TokenStage(spec.tokens)
+    tokens = TokenStage(spec.tokens, now=now)
     outbox = OutboxStage.from_spec(spec)
     md = sa.MetaData()
     users = sa.Table(
@@ -702,10 +704,10 @@ def test_message_refreshed_between_render_and_claim_goes_out_with_the_new_token(
     real_claim = sender_module._Outbox.claim
     refreshed: list[str] = []
 
-    def claim(self: object, row: sa.Row[tuple[object, ...]]) -> bool:
+    def claim(self: object, row: sa.Row[tuple[object, ...]], *rest: object) -> bool:
         if not refreshed:
             key = str(row.source_key)
-            token, stored = issue_token("password_reset", 3600)
+            token, stored = issue_token("password_reset", 2 * 86400)  # the spec's expires_in
             values = {"user_id": key, "email": f"{key}@example.com", "first_name": "Ann",
                       "auth_token": stored}
             with engine.begin() as conn:
@@ -714,7 +716,7 @@ def test_message_refreshed_between_render_and_claim_goes_out_with_the_new_token(
                 stage.write(conn, Batch(2, None, None, 1, [Record(key, {}, values, "reset",
                                                                   token=token)]), "run-2")
             refreshed.append(key)
-        return real_claim(self, row)  # type: ignore[arg-type]
+        return real_claim(self, row, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sender_module._Outbox, "claim", claim)
     report = send(engine, spec)
@@ -851,14 +853,16 @@ def test_outbox_key_never_appears_in_output_or_logs(
     caplog.set_level(logging.DEBUG)
     spec_file = tmp_path / "migration.toml"
     spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
-    migrate(make_spec(tmp_path, server.port), {"reset": 1})
+    engine, _ = migrate(make_spec(tmp_path, server.port), {"reset": 1})
 
-    wrong = generate_outbox_key()  # a valid key, but not the one the outbox was written with
-    monkeypatch.setenv(KEY_ENV, wrong)
-    assert notify_command(spec_file) == 2
     bad = "not-a-key-but-a-secret-value-0123456789"
     monkeypatch.setenv(KEY_ENV, bad)
-    assert notify_command(spec_file) == 2
+    assert notify_command(spec_file) == 2  # a malformed key: a bad spec, nothing sent
+    wrong = generate_outbox_key()  # a valid key, but not the one the outbox was written with
+    monkeypatch.setenv(KEY_ENV, wrong)
+    assert notify_command(spec_file) == 1  # that row fails, naming the key id it needs
+    (row,) = outbox_rows(engine)
+    assert row.status == "failed" and "outbox key id" in row.last_error
 
     out = capsys.readouterr()
     everything = out.out + out.err + caplog.text
@@ -1034,3 +1038,461 @@ def test_internationalized_addresses_are_sent_as_idna_and_smtputf8(
         assert rcpts == ["anna@xn--bcher-kva.example"]
         reasons = [r.last_error for r in outbox_rows(engine) if r.status == "failed"]
         assert reasons == ["the server does not offer SMTPUTF8, which this address needs"]
+
+
+# --------------------------------------------------------------------------- the outbox key
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda k: k[:20] + "!" + k[20:],  # a character outside the alphabet (was dropped)
+        lambda k: k[:20] + " " + k[20:],  # a space inside (was dropped)
+        lambda k: k[:-8],  # 26 bytes
+        lambda k: k + "AAAA",  # 35 bytes
+        lambda k: k.replace("=", "").replace("-", "+").replace("_", "-")[:43] + "/",  # mixed
+    ],
+    ids=["bang", "space", "short", "long", "mixed-alphabets"],
+)
+def test_malformed_outbox_key_is_refused_naming_the_variable_never_the_value(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], outbox_key: str, mangle: object,
+) -> None:
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    engine, _ = migrate(make_spec(tmp_path, server.port), {"reset": 2})
+    bad = mangle(outbox_key)  # type: ignore[operator]
+    monkeypatch.setenv(KEY_ENV, bad)
+
+    with pytest.raises(SpecError) as err:
+        OutboxStage.from_spec(make_spec(tmp_path, server.port))
+    assert notify_command(spec_file) == 2
+
+    said = capsys.readouterr().out + str(err.value)
+    assert err.value.path == "notify.outbox_key" and KEY_ENV in str(err.value)
+    assert bad.strip() not in said and outbox_key not in said
+    assert server.handler.received == []
+    assert {r.status for r in outbox_rows(engine)} == {"queued"}
+
+
+def test_outbox_key_rotation_reads_queued_tokens_under_the_old_key(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str
+) -> None:
+    """Queued under key A; the operator rotates to B and names A as an old key."""
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    new_key = generate_outbox_key()
+    monkeypatch.setenv(KEY_ENV, new_key)
+    monkeypatch.setenv("AUTHMIGRATE_TEST_OUTBOX_OLD", outbox_key)
+    rotated = make_spec(tmp_path, server.port).model_copy(
+        update={"notify": spec.notify.model_copy(  # type: ignore[union-attr]
+            update={"outbox_old_keys": ["env:AUTHMIGRATE_TEST_OUTBOX_OLD"]})})
+    cipher = OutboxCipher.from_spec(rotated.notify)  # type: ignore[arg-type]
+    old_id = OutboxCipher(outbox_key).key_id
+    assert old_id != cipher.key_id
+    assert {r.token_ciphertext.split(":")[1] for r in outbox_rows(engine)} == {old_id}
+    assert cipher.encrypt("t", b"a").startswith(f"v2:{cipher.key_id}:")
+
+    report = send(engine, rotated)
+
+    assert report.sent == 3 and report.ok  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT email, auth_token FROM new_users")).all())
+    for received in server.handler.received:
+        (token,) = {unquote(t) for t in TOKEN_RE.findall(received.text())}
+        assert verify_token(token, stored[received.rcpt[0]], purpose="password_reset")
+
+
+def test_first_format_ciphertexts_without_a_key_id_are_still_read(outbox_key: str) -> None:
+    import base64
+    import secrets
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aad = row_aad("m", "1", "reset")
+    nonce = secrets.token_bytes(12)
+    raw = base64.urlsafe_b64decode(outbox_key)
+    v1 = "v1:" + base64.urlsafe_b64encode(nonce + AESGCM(raw).encrypt(nonce, b"tok", aad)).decode()
+    assert OutboxCipher(generate_outbox_key(), [outbox_key]).decrypt(v1, aad) == "tok"
+    with pytest.raises(OutboxKeyError):
+        OutboxCipher(generate_outbox_key()).decrypt(v1, aad)
+
+
+def test_one_undecryptable_row_fails_alone_and_the_rest_are_sent(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    engine, _ = migrate(make_spec(tmp_path, server.port), {"reset": 4})
+    first, second, *_ = outbox_rows(engine)
+    other = OutboxCipher(generate_outbox_key())  # sealed under a key nobody configured
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
+                     {"c": first.token_ciphertext[:-6] + "AAAAAA", "i": first.id})  # altered
+        conn.execute(sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
+                     {"c": other.encrypt("x", b""), "i": second.id})
+
+    assert notify_command(spec_file) == 1
+
+    rows = {r.id: r for r in outbox_rows(engine)}
+    assert [r.status for r in rows.values()] == ["failed", "failed", "sent", "sent"]
+    assert "altered" in rows[first.id].last_error and rows[first.id].token_ciphertext is None
+    assert f"key id {other.key_id}" in rows[second.id].last_error
+    assert rows[second.id].token_ciphertext is not None  # readable once that key is configured
+    assert len(server.handler.received) == 2
+    assert "2 failed" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- owners, heartbeats
+
+
+def _cli_env(outbox_key: str) -> dict[str, str]:
+    import authmigrate
+
+    env = {**os.environ, KEY_ENV: outbox_key}
+    src = str(Path(authmigrate.__file__).resolve().parents[1])  # the code under test
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _authmigrate(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "authmigrate", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_a_claim(engine: sa.Engine, procs: list[subprocess.Popen[str]],
+                      older_than: float = 0.0, timeout: float = 30.0) -> None:
+    """Until a message has been ``sending`` for ``older_than`` seconds (held in flight)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[int, float] = {}
+    while True:
+        if procs and all(proc.poll() is not None for proc in procs):
+            raise AssertionError("the senders ended: " + "".join(
+                proc.stdout.read() for proc in procs if proc.stdout))
+        try:
+            with engine.connect() as conn:
+                ids = conn.execute(sa.text(
+                    "SELECT id FROM authmigrate_outbox WHERE status = 'sending'")).scalars().all()
+        except sa.exc.OperationalError:  # the table is being altered by a sender: ask again
+            ids = []
+        now = time.monotonic()
+        for i in ids:
+            seen.setdefault(i, now)
+        if any(now - seen[i] >= older_than for i in ids):
+            return
+        assert now < deadline, "no message was claimed"
+        time.sleep(0.02)
+
+
+def test_requeue_in_doubt_never_takes_a_message_a_running_notify_holds(
+    tmp_path: Path, server: SmtpServer, outbox_key: str
+) -> None:
+    """Two real notify processes and `notify --requeue in_doubt` beside them: the message one
+    of them holds (its server is slow to answer) is left alone, so nobody gets it twice."""
+    n = 12
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port).replace(
+        "timeout = 5", "timeout = 30"))
+    spec = load_spec_text(spec_file.read_text())
+    engine, _ = migrate(spec, {"reset": n})
+    server.handler.script = ["delay:8"]  # the first message stays in flight for 8 s
+    env = _cli_env(outbox_key)
+    senders = [_authmigrate("notify", str(spec_file), env=env) for _ in range(2)]
+
+    _wait_for_a_claim(engine, senders, older_than=1.0)
+    requeued = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "notify", str(spec_file), "--requeue", "in_doubt"],
+        env=env, capture_output=True, text=True, timeout=60)
+
+    assert requeued.returncode == 0, requeued.stdout + requeued.stderr
+    assert "requeued 0 message(s)" in requeued.stdout
+    assert "a running notify is sending" in requeued.stdout
+    for proc in senders:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+    assert notify_command(spec_file) == 0  # anything put back would go out a second time here
+    time.sleep(0.2)
+    _deliveries_are_exactly_once(server, engine, n)
+    engine.dispose()
+
+
+def test_heartbeat_keeps_a_slow_message_held_past_the_lease(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    """A lease of 1 s renewed every 0.2 s: a message in flight for 3 s is still held."""
+    import threading
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 2})
+    server.handler.script = ["delay:3"]
+    reports: list[object] = []
+    thread = threading.Thread(
+        target=lambda: reports.append(send(engine, spec, heartbeat=0.2, lease=1.0)))
+    thread.start()
+    _wait_for_a_claim(engine, [], older_than=2.0)
+
+    assert requeue(engine, spec, which="in_doubt") == 0
+    from authmigrate.notify import sending_counts
+    assert sending_counts(engine, spec) == {"in_doubt": 0, "held": 1}
+    thread.join(30)
+    assert reports and reports[0].sent == 2 and reports[0].ok  # type: ignore[attr-defined]
+    _deliveries_are_exactly_once(server, engine, 2)
+
+
+def test_a_sender_on_another_host_is_held_until_its_lease_runs_out(
+    tmp_path: Path, server: SmtpServer, target_url: str
+) -> None:
+    import datetime as dt
+
+    from authmigrate.notify import sending_counts
+    from authmigrate.notify.senders import ensure_tables
+
+    spec = make_spec(tmp_path, server.port, url=target_url)
+    engine, _ = migrate(spec, {"reset": 3})
+    ensure_tables(engine)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    first, second, _third = outbox_rows(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO authmigrate_notify_senders (id, migration, kind, host, pid, started_at,"
+            " heartbeat_at, expires_at) VALUES ('elsewhere', 'shop', 'notify', 'other-host', 1,"
+            " :t, :t, :e)"), {"t": now, "e": now + dt.timedelta(seconds=60)})
+        conn.execute(sa.text(
+            "UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t, claimed_by = :o"
+            " WHERE id = :i"), [{"t": now, "o": "elsewhere", "i": first.id},
+                                {"t": now, "o": "gone-long-ago", "i": second.id}])
+
+    assert sending_counts(engine, spec) == {"in_doubt": 1, "held": 1}
+    assert requeue(engine, spec, which="in_doubt") == 1  # the one whose sender is gone
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE authmigrate_notify_senders SET expires_at = :e"),
+                     {"e": now - dt.timedelta(seconds=1)})
+    assert requeue(engine, spec, which="in_doubt") == 1  # its lease ran out: gone too
+    assert {r.status for r in outbox_rows(engine)} == {"queued"}
+    engine.dispose()
+
+
+def test_notify_counts_messages_left_in_doubt_by_a_killed_earlier_run_and_exits_1(
+    tmp_path: Path, server: SmtpServer, outbox_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = 6
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
+    spec = load_spec_text(spec_file.read_text())
+    engine, _ = migrate(spec, {"reset": n})
+    server.handler.script = ["delay:20"]
+    killed = _authmigrate("notify", str(spec_file), env=_cli_env(outbox_key))
+    _wait_for_a_claim(engine, [killed])
+    deadline = time.monotonic() + 20
+    while server.handler.data_commands < 1:  # its message is on the (slow) server
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+
+    assert notify_command(spec_file) == 1
+    said = " ".join(capsys.readouterr().out.split())
+    assert "1 in doubt (1 left by earlier runs)" in said and "--requeue in_doubt" in said
+    assert status(engine, spec)["reset"] == {"queued": 0, "sending": 1, "sent": n - 1,
+                                             "failed": 0}
+    assert notify_command(spec_file) == 1  # still in doubt: still exit 1
+    assert notify_command(spec_file, status=True) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "sending: 1 in doubt (their sender is gone), 0 being sent by a running notify" in said
+    # the killed sender is seen gone at once (its process on this host is gone)
+    assert requeue(engine, spec, which="in_doubt") == 1
+    assert notify_command(spec_file) == 0
+    engine.dispose()
+
+
+def test_rollback_and_notify_exclude_each_other(
+    tmp_path: Path, server: SmtpServer, outbox_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = 4
+    spec_file = tmp_path / "migration.toml"
+    spec_file.write_text(spec_text(tmp_path / "target.db", server.port).replace(
+        "timeout = 5", "timeout = 30"))
+    spec = load_spec_text(spec_file.read_text())
+    engine, _ = migrate(spec, {"reset": n})
+    server.handler.script = ["delay:8"]
+    env = _cli_env(outbox_key)
+    sender = _authmigrate("notify", str(spec_file), env=env)
+    _wait_for_a_claim(engine, [sender])
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "rollback", str(spec_file), "--yes"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert "notify of migration 'shop' is running" in said
+    assert len(outbox_rows(engine)) == n
+    out, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, out
+
+    from authmigrate.notify.senders import hold_off_senders
+
+    guard = hold_off_senders(engine, spec.migration_name)  # a rollback under way
+    assert guard is not None
+    try:
+        assert notify_command(spec_file) == 2
+    finally:
+        guard.stop()
+    assert "a rollback of migration 'shop' is running" in " ".join(capsys.readouterr().out.split())
+    engine.dispose()
+
+
+# --------------------------------------------------------------------------- token expiry
+
+
+DAY = 86400
+
+
+def _mailed_tokens(server: SmtpServer) -> dict[str, str]:
+    out = {}
+    for received in server.handler.received:
+        found = {unquote(t) for t in TOKEN_RE.findall(received.text())}
+        if found:  # a kept account's message carries no token
+            (out[received.rcpt[0]],) = found
+    return out
+
+
+def _stored_tokens(engine: sa.Engine) -> dict[str, tuple[str | None, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT email, auth_token, auth_token_prefix FROM new_users"))
+        return {email: (tok, prefix) for email, tok, prefix in rows}
+
+
+@pytest.mark.parametrize("alg", ["sha256", "hmac"])
+def test_notify_days_after_the_run_reissues_expired_tokens_across_a_clock_jump(
+    tmp_path: Path, server: SmtpServer, target_url: str, monkeypatch: pytest.MonkeyPatch,
+    alg: str,
+) -> None:
+    """Tokens valid 2 days, notify run 3 days later (the clock injected into send_outbox)."""
+    text = spec_text(target_url, server.port)
+    if alg == "hmac":
+        monkeypatch.setenv("AUTHMIGRATE_TEST_TOKEN_KEY", "k" * 32)
+        text = text.replace('expires_in = "2d"',
+                            'expires_in = "2d"\nserver_key = "env:AUTHMIGRATE_TEST_TOKEN_KEY"')
+    spec = load_spec_text(text)
+    engine, batch = migrate(spec, {"reset": 3, "kept": 1})
+    before = _stored_tokens(engine)
+    later = time.time() + 3 * DAY
+    key = "k" * 32 if alg == "hmac" else None
+
+    report = send(engine, spec, clock=lambda: later)
+
+    assert report.sent == 4 and report.ok and report.reissued == 3  # type: ignore[attr-defined]
+    after = _stored_tokens(engine)
+    assert len(_mailed_tokens(server)) == 3
+    for rcpt, token in _mailed_tokens(server).items():
+        stored, prefix = after[rcpt]
+        assert stored != before[rcpt][0] and prefix == token[:8]
+        assert verify_token(token, stored, server_key=key, purpose="password_reset", now=later)
+        assert not verify_token(token, stored, server_key=key, now=later + 2 * DAY + 1)
+        old = next(r.token for r in batch.records if f"{r.key}@example.com" == rcpt)
+        assert not verify_token(old, stored, server_key=key, now=0)  # the old one is gone
+    expires = time.strftime("%Y-%m-%d", time.gmtime(later + 2 * DAY))
+    assert all(expires in m.text() for m in server.handler.received
+               if m.message["X-Authmigrate-Segment"] == "reset")
+    engine.dispose()
+
+
+def test_a_token_issued_with_a_past_expiry_is_never_mailed_dead(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    """The run happened 3 days ago (tokens of 2 days): notify now, with the real clock."""
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 2}, now=lambda: time.time() - 3 * DAY)
+
+    assert notify_command(spec) == 0
+
+    stored = _stored_tokens(engine)
+    for rcpt, token in _mailed_tokens(server).items():
+        assert verify_token(token, stored[rcpt][0], purpose="password_reset")
+
+
+def test_a_token_with_more_than_half_its_life_left_is_sent_as_issued(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, batch = migrate(spec, {"reset": 2})
+    before = _stored_tokens(engine)
+
+    report = send(engine, spec, clock=lambda: time.time() + 0.9 * DAY)  # 1.1 of 2 days left
+
+    assert report.sent == 2 and report.reissued == 0  # type: ignore[attr-defined]
+    assert _stored_tokens(engine) == before
+    assert set(_mailed_tokens(server).values()) == {r.token for r in batch.records}
+
+
+def test_a_token_the_application_replaced_is_not_reissued_and_the_message_fails(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    with engine.begin() as conn:  # the user already reset their password; the app cleared it
+        conn.execute(sa.text("UPDATE new_users SET auth_token = NULL WHERE user_id = 'reset-001'"))
+
+    report = send(engine, spec, clock=lambda: time.time() + 3 * DAY)
+
+    assert (report.sent, report.failed, report.reissued) == (2, 1, 2)  # type: ignore[attr-defined]
+    (failed,) = [r for r in outbox_rows(engine) if r.status == "failed"]
+    assert failed.source_key == "reset-001" and "no longer in the target" in failed.last_error
+    assert _stored_tokens(engine)["reset-001@example.com"][0] is None  # nothing written there
+
+
+def test_a_reissued_token_is_stored_with_the_claim_so_a_crash_after_it_stays_consistent(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str
+) -> None:
+    from authmigrate.notify import sender as sender_module
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 1})
+    later = time.time() + 3 * DAY
+
+    def killed(*args: object, **kw: object) -> None:
+        raise _Killed("after the claim")
+
+    monkeypatch.setattr(sender_module._Mailer, "deliver", killed)
+    with pytest.raises(_Killed):
+        send(engine, spec, clock=lambda: later)
+
+    (row,) = outbox_rows(engine)
+    assert row.status == "sending"
+    token = OutboxCipher(outbox_key).decrypt(row.token_ciphertext,
+                                             row_aad(row.migration, row.source_key, row.segment))
+    (stored, _prefix), = _stored_tokens(engine).values()
+    assert verify_token(token, stored, purpose="password_reset", now=later)
+
+
+def test_owners_and_reissue_work_on_mariadb(
+    tmp_path: Path, server: SmtpServer, mariadb_url: str
+) -> None:
+    """The senders table, the claimed_by column and the re-issue update on MariaDB too."""
+    import datetime as dt
+
+    from tests.mariadb_server import fresh_database
+
+    url = fresh_database(mariadb_url, "notify")
+    spec = make_spec(tmp_path, server.port, url=url)
+    engine, _ = migrate(spec, {"reset": 3})
+    with engine.begin() as conn:  # an outbox of an earlier version: no claimed_by yet
+        conn.exec_driver_sql("ALTER TABLE authmigrate_outbox DROP COLUMN claimed_by")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with engine.begin() as conn:  # one message left in doubt by an earlier version
+        conn.execute(sa.text("UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t"
+                             " WHERE source_key = 'reset-000'"), {"t": now})
+    later = time.time() + 3 * DAY
+
+    report = send(engine, spec, clock=lambda: later)
+
+    assert (report.sent, report.reissued, report.in_doubt_total) == (2, 2, 1)  # type: ignore[attr-defined]
+    stored = _stored_tokens(engine)
+    for rcpt, token in _mailed_tokens(server).items():
+        assert verify_token(token, stored[rcpt][0], purpose="password_reset", now=later)
+    assert requeue(engine, spec, which="in_doubt") == 1
+    assert send(engine, spec, clock=lambda: later).sent == 1  # type: ignore[attr-defined]
+    _deliveries_are_exactly_once(server, engine, 3)
+    engine.dispose()

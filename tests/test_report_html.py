@@ -315,27 +315,31 @@ def test_demo_ends_by_writing_its_report_and_printing_the_path(tmp_path: Path) -
     assert numbers["summary.source_rows"] == 400
 
 
-def test_verify_verdict_and_time_appear_in_the_report(
+def test_a_recorded_verify_verdict_appears_in_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from authmigrate.continuity.status import record_verify
     from authmigrate.report.html import render_html, report_data
 
     target_url = f"sqlite:///{tmp_path / 'target.db'}"
-    # no login upgrade: verify compares each credential with the source's
     spec_path = _migrated(tmp_path, target_url, monkeypatch, upgrade=False)
     spec = load_spec(spec_path)
-    assert report_data(spec)["summary"]["verify"] is None
     env = {"AUTHMIGRATE_OUTBOX_KEY": OUTBOX_KEY}
+    none_yet = report_data(spec)
 
     clean = cli("verify", str(spec_path), cwd=tmp_path, env=env)
+    assert record_verify(spec, ok=clean.returncode == 0, source_rows=400)
     first = report_data(spec)
     engine = sa.create_engine(target_url)
     with engine.begin() as c:
         c.execute(sa.text("UPDATE accounts SET name = 'tampered' WHERE user_id = 9"))
     engine.dispose()
     tampered = cli("verify", str(spec_path), cwd=tmp_path, env=env)
+    assert record_verify(spec, ok=tampered.returncode == 0, source_rows=400)
     second = report_data(spec)
 
+    assert none_yet["summary"]["verify"] is None
+    assert "not run yet" in render_html(none_yet)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert first["summary"]["verify"]["ok"] is True
     assert first["summary"]["verify"]["at"] >= first["summary"]["last_run_at"]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +15,7 @@ from hypothesis import strategies as st
 
 from authmigrate.batch import Batch, Record
 from authmigrate.errors import MalformedHashError, MissingKeyError, SpecError
-from authmigrate.spec import TokensSpec
+from authmigrate.spec import TokensSpec, load_spec_text
 from authmigrate.tokens import (
     PREFIX_LENGTH,
     TokenStage,
@@ -205,3 +209,81 @@ def test_token_stage_reads_the_server_key_from_the_environment(
     with pytest.raises(SpecError) as err:
         TokenStage(TokensSpec(server_key="env:TEST_TOKEN_KEY"))
     assert err.value.path == "tokens.server_key"
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def _legacy_db(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE old_users (user_id INTEGER PRIMARY KEY, email TEXT)")
+        conn.executemany("INSERT INTO old_users VALUES (?, ?)",
+                         [(i, f"u{i}@example.com") for i in range(1, 6)])
+
+
+TOKENS_ONLY = """
+[source]
+url = "sqlite:///{src}"
+table = "old_users"
+key = "user_id"
+[target]
+url = "sqlite:///{dst}"
+table = "new_users"
+[fields]
+user_id = "user_id"
+email = "email"
+[tokens]
+column = "auth_token"
+{extra}
+"""
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_tokens_without_delivery_are_refused_before_anything_is_written(
+    tmp_path: Path, command: str
+) -> None:
+    """1,992 token hashes whose plaintext nobody has: the spec must say so or add [notify]."""
+    _legacy_db(tmp_path / "legacy.db")
+    spec = tmp_path / "m.toml"
+    spec.write_text(TOKENS_ONLY.format(src=tmp_path / "legacy.db", dst=tmp_path / "new.db",
+                                       extra=""))
+
+    done = subprocess.run([sys.executable, "-m", "authmigrate", command, str(spec)],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "tokens.delivery" in said and "[notify]" in said and 'delivery = "none"' in said
+    assert not (tmp_path / "new.db").exists() or not sqlite3.connect(
+        tmp_path / "new.db").execute("SELECT name FROM sqlite_master WHERE name = 'new_users'"
+                                     ).fetchall()
+
+
+def test_tokens_with_delivery_none_said_explicitly_migrate(tmp_path: Path) -> None:
+    _legacy_db(tmp_path / "legacy.db")
+    spec = tmp_path / "m.toml"
+    spec.write_text(TOKENS_ONLY.format(src=tmp_path / "legacy.db", dst=tmp_path / "new.db",
+                                       extra='delivery = "none"'))
+
+    done = subprocess.run([sys.executable, "-m", "authmigrate", "run", str(spec)],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    stored = sqlite3.connect(tmp_path / "new.db").execute(
+        "SELECT auth_token FROM new_users").fetchall()
+    assert len(stored) == 5 and all(parse_stored(s) for (s,) in stored)
+
+
+def test_delivery_none_beside_a_notify_section_is_a_contradiction() -> None:
+    text = TOKENS_ONLY.format(src="l.db", dst="n.db", extra='delivery = "none"\n[notify]\n')
+    with pytest.raises(SpecError, match=r'tokens.delivery: "none", but \[notify\]'):
+        load_spec_text(text)
+    assert load_spec_text(TOKENS_ONLY.format(src="l.db", dst="n.db", extra="[notify]\n"))
+
+
+def test_readme_spec_example_loads_and_delivers_its_tokens() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (example,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[tokens]" in b]
+    spec = load_spec_text(example)
+    assert spec.tokens is not None and spec.notify is not None
+    assert spec.tokens.delivery == "notify"

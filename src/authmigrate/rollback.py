@@ -4,11 +4,12 @@ The pipeline never overwrites a target row (a key already there is rejected as
 ``target.key_exists``), and every committed batch records the keys it inserted
 (``authmigrate_batches.written_keys``). Rollback deletes those rows and nothing else:
 
-1. the migration's notification outbox rows (first, so that no message can go out to an account
-   that is being removed);
-2. batch by batch, newest first, in one transaction each: the target rows whose key the batch
-   wrote, the batch's rejects, and the batch row itself. A rollback that is interrupted leaves
-   whole batches behind and finishes when run again;
+1. batch by batch, newest first, in one transaction each: the target rows whose key the batch
+   wrote, their notification outbox rows (and those of the batch's merged duplicates), the
+   batch's rejects, and last the batch row itself. An account and its message go together: a
+   rollback that is interrupted leaves whole batches behind, each with its outbox rows, and
+   finishes when run again (or a ``run`` resumes after the batches that are left);
+2. outbox rows of the migration that no batch accounts for (none, unless written by hand);
 3. the migration's runs are kept as history, marked ``rolled_back``, and the rollback itself is
    recorded as a run (``command = "rollback"``).
 
@@ -24,9 +25,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
-from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, unpack_keys, utcnow
+from authmigrate.sinks.sql import (
+    TargetLock,
+    bookkeeping_counts,
+    bookkeeping_tables,
+    decode_key,
+    unpack_keys,
+    utcnow,
+)
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -38,6 +46,9 @@ class RollbackCounts:
 
     accounts: int = 0
     rejects: int = 0
+    """Rows of the rejects table: the rejected and the merged source rows."""
+    rejected: int = 0
+    merged: int = 0
     batches: int = 0
     outbox: int = 0
     runs: int = 0
@@ -48,6 +59,8 @@ class RollbackCounts:
         return {
             "accounts": self.accounts,
             "rejects": self.rejects,
+            "rejected": self.rejected,
+            "merged": self.merged,
             "batches": self.batches,
             "outbox": self.outbox,
             "runs": self.runs,
@@ -58,10 +71,14 @@ class _Target:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.migration = spec.migration_name
-        self.engine = make_engine(spec.target.url, path="target.url")
+        self.engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         path = sqlite_file(self.engine)
         if path is not None and not path.exists():
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
+        if path is not None:
+            check_sqlite_file(path, "target.url")
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")
@@ -91,17 +108,19 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
             if t.reflect(conn) is None:
                 return counts
             b, r = t.batches, t.rejects
-            row = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(b.c.migrated), 0)).where(
-                    b.c.migration == t.migration
-                )
-            ).one()
-            counts.batches, counts.accounts = int(row[0]), int(row[1])
+            counts.batches = int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(b.c.migration == t.migration)
+                ).scalar_one()
+            )
             counts.rejects = int(
                 conn.execute(
                     sa.select(sa.func.count()).where(r.c.migration == t.migration)
                 ).scalar_one()
             )
+            recorded = bookkeeping_counts(conn, t.migration)
+            counts.accounts = recorded.migrated
+            counts.rejected, counts.merged = recorded.rejected, recorded.merged
             counts.outbox = _outbox_count(conn, t.migration)
             counts.runs = int(
                 conn.execute(
@@ -138,18 +157,22 @@ def rollback(spec: Spec) -> RollbackCounts:
         What was removed.
 
     Raises:
-        LockError: a run of this migration is writing to the target.
+        LockError: a run of this migration is writing to the target, or its ``notify`` is
+            sending.
         TargetError: the target cannot be reached.
     """
-    from authmigrate.notify.outbox import rollback_outbox
+    from authmigrate.notify.outbox import OUTBOX_TABLE, outbox_table, rollback_outbox
+    from authmigrate.notify.senders import Registration, hold_off_senders
 
     t = _Target(spec)
+    notify_guard: Registration | None = None
     lock = TargetLock(t.engine, t.migration)
     counts = RollbackCounts()
     run_id = str(uuid.uuid4())
     try:
         try:
             lock.acquire()
+            notify_guard = hold_off_senders(t.engine, t.migration)  # refused while notify runs
             with t.engine.connect() as conn:
                 table = t.reflect(conn)
         except sa.exc.OperationalError as exc:
@@ -157,10 +180,14 @@ def rollback(spec: Spec) -> RollbackCounts:
         if table is None:
             return counts
         started = utcnow()
-        with t.engine.begin() as conn:
-            counts.outbox = rollback_outbox(conn, t.migration)
+        with t.engine.connect() as conn:
+            recorded = bookkeeping_counts(conn, t.migration)  # what this rollback takes back
+        counts.rejected, counts.merged = recorded.rejected, recorded.merged
         key = table.c[spec.target_key]
         with t.engine.connect() as conn:
+            outbox = (
+                outbox_table(sa.MetaData()) if sa.inspect(conn).has_table(OUTBOX_TABLE) else None
+            )
             numbers = list(
                 conn.execute(
                     sa.select(t.batches.c.batch_no)
@@ -170,11 +197,13 @@ def rollback(spec: Spec) -> RollbackCounts:
             )
         for number in numbers:
             with t.engine.begin() as conn:
-                accounts, rejects = _remove_batch(conn, t, table, key, number)
+                accounts, rejects, messages = _remove_batch(conn, t, table, key, number, outbox)
             counts.accounts += accounts
             counts.rejects += rejects
+            counts.outbox += messages
             counts.batches += 1
         with t.engine.begin() as conn:
+            counts.outbox += rollback_outbox(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(
                 conn.execute(t.rejects.delete().where(t.rejects.c.migration == t.migration))
@@ -196,29 +225,60 @@ def rollback(spec: Spec) -> RollbackCounts:
                     "started_at": started,
                     "ended_at": utcnow(),
                     "status": "done",
-                    "rows_read": 0,
-                    "migrated": -counts.accounts,
-                    "rejected": -counts.rejects,
-                    "merged": 0,
+                    # the history row takes back what the bookkeeping recorded
+                    "rows_read": -recorded.read,
+                    "migrated": -recorded.migrated,
+                    "rejected": -recorded.rejected,
+                    "merged": -recorded.merged,
                 },
             )
     finally:
+        if notify_guard is not None:
+            notify_guard.stop()
         lock.release()
         t.engine.dispose()
     return counts
 
 
 def _remove_batch(
-    conn: sa.Connection, t: _Target, table: sa.Table, key: sa.Column[Any], number: int
-) -> tuple[int, int]:
+    conn: sa.Connection,
+    t: _Target,
+    table: sa.Table,
+    key: sa.Column[Any],
+    number: int,
+    outbox: sa.Table | None,
+) -> tuple[int, int, int]:
+    """Remove one batch in the caller's transaction: accounts, their outbox rows, rejects,
+    and the batch row last. Returns (accounts, rejects, outbox rows) removed."""
     b = t.batches
     blob = conn.execute(
         sa.select(b.c.written_keys).where(b.c.migration == t.migration, b.c.batch_no == number)
     ).scalar()
-    keys = [_as_column_value(key, k) for k in unpack_keys(blob)]
+    written = unpack_keys(blob)
+    keys = [_as_column_value(key, k) for k in written]
     accounts = 0
     for part in _slices(keys, _IN_LIST):
         accounts += _rowcount(conn.execute(table.delete().where(key.in_(part))))
+    messages = 0
+    if outbox is not None:
+        merged = conn.execute(
+            sa.select(t.rejects.c.source_key).where(
+                t.rejects.c.migration == t.migration,
+                t.rejects.c.batch_no == number,
+                t.rejects.c.outcome == "merged",
+                t.rejects.c.source_key.is_not(None),
+            )
+        ).scalars()
+        # the outbox holds a source key as str(key) (authmigrate.notify.outbox)
+        names = sorted({str(k) for k in written} | {str(decode_key(k)) for k in merged})
+        for part in _slices(names, _IN_LIST):
+            messages += _rowcount(
+                conn.execute(
+                    outbox.delete().where(
+                        outbox.c.migration == t.migration, outbox.c.source_key.in_(part)
+                    )
+                )
+            )
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -227,7 +287,7 @@ def _remove_batch(
         )
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
-    return accounts, rejects
+    return accounts, rejects, messages
 
 
 def _as_column_value(column: sa.Column[Any], key: Any) -> Any:
@@ -264,7 +324,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     where = safe_url(spec.target.url)
     console.print(
         f"rollback of {spec.migration_name!r} in {where}: {preview.accounts:,} accounts, "
-        f"{preview.rejects:,} rejects, {preview.batches:,} batches, {preview.outbox:,} outbox rows"
+        f"{preview.rejected:,} rejected and {preview.merged:,} merged rows, "
+        f"{preview.batches:,} batches, {preview.outbox:,} outbox rows"
     )
     if not yes:
         if not sys.stdin.isatty():
@@ -276,7 +337,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
             return 1
     done = rollback(spec)
     console.print(
-        f"removed {done.accounts:,} accounts, {done.rejects:,} rejects, {done.batches:,} batches, "
-        f"{done.outbox:,} outbox rows; {done.runs:,} runs marked rolled_back"
+        f"removed {done.accounts:,} accounts, {done.rejected:,} rejected and {done.merged:,} "
+        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
+        f"{done.runs:,} runs marked rolled_back"
     )
     return 0

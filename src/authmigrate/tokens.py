@@ -110,13 +110,23 @@ def issue_token(
         raise ValueError("ttl_seconds must be positive")
     token = secrets.token_urlsafe(TOKEN_BYTES)
     exp = int(now if now is not None else time.time()) + int(ttl_seconds)
+    return token, stored_form(token, purpose, exp, server_key)
+
+
+def stored_form(
+    token: str, purpose: str, expires_at: int, server_key: str | bytes | None = None
+) -> str:
+    """The string :func:`issue_token` stores for ``token`` issued with this purpose and expiry.
+
+    Deterministic: whoever holds the token (``notify``, to find and replace the hash of a
+    token that is about to expire) can compute it again.
+    """
     alg = "sha256" if server_key is None else "hmac-sha256"
-    digest = _b64(_digest(token, purpose, exp, server_key))
-    stored = (
-        f"$amtok$v={VERSION},alg={alg},purpose={purpose},exp={exp},"
+    digest = _b64(_digest(token, purpose, expires_at, server_key))
+    return (
+        f"$amtok$v={VERSION},alg={alg},purpose={purpose},exp={expires_at},"
         f"prefix={token_prefix(token)}${digest}"
     )
-    return token, stored
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ Public names:
 - :func:`dry_run`: renders the queued messages to ``.eml`` files instead.
 - :func:`status`: counts messages per segment and status.
 - :func:`requeue`: puts failed or in-doubt messages back in the queue (an operator decision).
+- :func:`sending_counts`: messages in doubt (their sender gone) and being sent right now.
 - :func:`notify_command`: what ``authmigrate notify`` runs.
 
 See docs/notify.md for the delivery guarantee.
@@ -17,6 +18,8 @@ from authmigrate.notify.outbox import (
     OutboxCipher,
     OutboxKeyError,
     OutboxStage,
+    UnknownKeyIdError,
+    decode_outbox_key,
     generate_outbox_key,
     outbox_table,
     rollback_outbox,
@@ -28,6 +31,7 @@ from authmigrate.notify.sender import (
     notify_command,
     requeue,
     send_outbox,
+    sending_counts,
     status,
 )
 from authmigrate.notify.templates import BUILTIN_SEGMENTS, Templates
@@ -41,6 +45,8 @@ __all__ = [
     "OutboxStage",
     "SendReport",
     "Templates",
+    "UnknownKeyIdError",
+    "decode_outbox_key",
     "dry_run",
     "generate_outbox_key",
     "notify_command",
@@ -48,5 +54,6 @@ __all__ = [
     "requeue",
     "rollback_outbox",
     "send_outbox",
+    "sending_counts",
     "status",
 ]

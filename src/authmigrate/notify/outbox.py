@@ -19,8 +19,10 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ OUTBOX_TABLE = "authmigrate_outbox"
 STATUSES = ("queued", "sending", "sent", "failed")
 """``sending`` after a crash means *in doubt*: see docs/notify.md."""
 
-_CIPHER_VERSION = "v1"
+_CIPHER_VERSION = "v2"
+"""``v2:<key id>:<base64>``; ``v1:<base64>`` (no key id) is still read."""
 _CHUNK = 500
 
 
@@ -54,8 +57,22 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def outbox_table(metadata: sa.MetaData) -> sa.Table:
-    """Declare (or return the already declared) outbox table in ``metadata``."""
+def source_key_type(key_type: Any | None = None) -> Any:
+    """The outbox's ``source_key`` column type for a source key of ``key_type``.
+
+    Text where a unique index takes any length (PostgreSQL, SQLite), so a long text key
+    fits; on MySQL/MariaDB, whose index entries hold at most 3072 bytes, a VARCHAR as long
+    as the key's own type (at least 255 characters, at most 512).
+    """
+    length = getattr(key_type, "length", None) or (255 if key_type is not None else 512)
+    if isinstance(key_type, sa.Integer | sa.Numeric | sa.DateTime | sa.Date | sa.Uuid):
+        length = 255
+    return sa.Text().with_variant(sa.String(min(max(length, 255), 512)), "mysql", "mariadb")
+
+
+def outbox_table(metadata: sa.MetaData, key_type: Any | None = None) -> sa.Table:
+    """Declare (or return the already declared) outbox table in ``metadata``; ``key_type``
+    (the source key's type) sizes its ``source_key`` column."""
     if OUTBOX_TABLE in metadata.tables:
         return metadata.tables[OUTBOX_TABLE]
     return sa.Table(
@@ -64,7 +81,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("migration", sa.String(200), nullable=False),
         sa.Column("run_id", sa.String(64), nullable=False),
-        sa.Column("source_key", sa.String(255), nullable=False),
+        sa.Column("source_key", source_key_type(key_type), nullable=False),
         sa.Column("segment", sa.String(32), nullable=False),
         sa.Column("recipient", sa.Text, nullable=True),
         sa.Column("context", sa.Text, nullable=False, default="{}"),
@@ -75,6 +92,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("claimed_at", sa.DateTime, nullable=True),
+        sa.Column("claimed_by", sa.String(36), nullable=True),  # the sender's registration
         sa.Column("sent_at", sa.DateTime, nullable=True),
         sa.UniqueConstraint("migration", "source_key", "segment", name="uq_authmigrate_outbox"),
         sa.Index("ix_authmigrate_outbox_status", "migration", "status", "id"),
@@ -89,71 +107,164 @@ def generate_outbox_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-class OutboxCipher:
-    """AES-256-GCM for tokens at rest in the outbox; the key never shows in a repr.
+class UnknownKeyIdError(OutboxKeyError):
+    """A token was sealed under an outbox key that is not configured (an old key).
 
-    Args:
-        key: 32 bytes, or their (URL-safe or standard) base64 form, such as the output of
-            :func:`generate_outbox_key` or ``Fernet.generate_key()``.
-
-    Raises:
-        OutboxKeyError: the key is not 32 bytes.
+    ``key_id`` names the key (a fingerprint, nothing secret): set the key in one of
+    ``notify.outbox_old_keys``' variables to read it.
     """
 
-    def __init__(self, key: bytes | str) -> None:
-        raw = key if isinstance(key, bytes) and len(key) == 32 else _b64_key(key)
-        if len(raw) != 32:
-            raise OutboxKeyError(
-                "the outbox key must be 32 bytes in base64 (make one with generate_outbox_key)"
-            )
-        self._aead = AESGCM(raw)
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"the token was sealed under outbox key id {key_id}, which is not configured "
+            "(set that key in a variable named by notify.outbox_old_keys)"
+        )
+
+
+_KEY_ALPHABET = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
+
+def decode_outbox_key(text: str) -> bytes:
+    """The 32 bytes of an outbox key given as base64 (standard or URL-safe, padded or not).
+
+    Strict: every character must belong to one base64 alphabet and the key must decode to
+    exactly 32 bytes. Nothing is dropped or guessed, so a mangled key is refused instead of
+    becoming another key. Messages never quote the key.
+
+    Raises:
+        OutboxKeyError: the reason the text is not a key.
+    """
+    text = text.strip()
+    if not _KEY_ALPHABET.fullmatch(text):
+        raise OutboxKeyError(
+            "is not base64: it has a character outside the base64 alphabet "
+            "(make a key with generate_outbox_key)"
+        )
+    if ("+" in text or "/" in text) and ("-" in text or "_" in text):
+        raise OutboxKeyError("is not base64: it mixes the standard and URL-safe alphabets")
+    body = text.rstrip("=")
+    try:
+        raw = base64.urlsafe_b64decode(
+            (body + "=" * (-len(body) % 4)).replace("+", "-").replace("/", "_")
+        )
+    except (binascii.Error, ValueError):
+        raise OutboxKeyError("is not valid base64 (a truncated key?)") from None
+    if len(raw) != 32:
+        raise OutboxKeyError(
+            f"decodes to {len(raw)} bytes; an outbox key is 32 bytes (44 base64 characters)"
+        )
+    return raw
+
+
+def key_id(raw: bytes) -> str:
+    """The id written with every ciphertext: 8 hex digits of a hash of the key.
+
+    It tells which key sealed a token (for rotation) and reveals nothing useful about the key.
+    """
+    return hashlib.sha256(b"authmigrate-outbox-key-id\0" + raw).hexdigest()[:8]
+
+
+class OutboxCipher:
+    """AES-256-GCM for tokens at rest in the outbox; the keys never show in a repr.
+
+    Each ciphertext names the key that sealed it (``v2:<key id>:<base64>``), so the key can be
+    rotated while messages are queued: new tokens are sealed under ``key``, and tokens sealed
+    under any of ``old_keys`` are still read.
+
+    Args:
+        key: the current key: 32 bytes, or their (URL-safe or standard) base64 form, such as
+            the output of :func:`generate_outbox_key` or ``Fernet.generate_key()``.
+        old_keys: earlier keys, only for reading.
+
+    Raises:
+        OutboxKeyError: a key is not 32 bytes in base64.
+    """
+
+    def __init__(self, key: bytes | str, old_keys: Sequence[bytes | str] = ()) -> None:
+        raw = _raw_key(key)
+        self.key_id = key_id(raw)
+        self._current = AESGCM(raw)
+        self._keys: dict[str, AESGCM] = {key_id(r): AESGCM(r) for r in map(_raw_key, old_keys)}
+        self._keys[self.key_id] = self._current
 
     def __repr__(self) -> str:
-        return "OutboxCipher(<key hidden>)"
+        return f"OutboxCipher(key id {self.key_id}, {len(self._keys) - 1} old key(s), <hidden>)"
 
     @classmethod
     def from_spec(cls, notify: NotifySpec) -> OutboxCipher:
-        """Read the key that ``notify.outbox_key`` names.
+        """Read the keys that ``notify.outbox_key`` and ``notify.outbox_old_keys`` name.
 
         Raises:
-            SpecError: the environment variable is not set.
-            OutboxKeyError: its value is not a key.
+            SpecError: a variable is not set, or its value is not a key (the message names the
+                variable, never the value).
         """
-        try:
-            return cls(resolve_secret(notify.outbox_key, path="notify.outbox_key"))
-        except OutboxKeyError as exc:
-            raise SpecError("notify.outbox_key", str(exc)) from None
+        refs = [("notify.outbox_key", notify.outbox_key)] + [
+            (f"notify.outbox_old_keys[{i}]", ref) for i, ref in enumerate(notify.outbox_old_keys)
+        ]
+        keys: list[bytes] = []
+        for path, ref in refs:
+            value = resolve_secret(ref, path=path)
+            try:
+                keys.append(decode_outbox_key(value))
+            except OutboxKeyError as exc:
+                raise SpecError(path, f"environment variable {ref[4:]} {exc}") from None
+        return cls(keys[0], keys[1:])
 
     def encrypt(self, token: str, aad: bytes) -> str:
-        """Encrypt a token, bound to ``aad`` (the row's identity)."""
+        """Encrypt a token under the current key, bound to ``aad`` (the row's identity)."""
         nonce = secrets.token_bytes(12)
-        sealed = self._aead.encrypt(nonce, token.encode("utf-8"), aad)
-        return f"{_CIPHER_VERSION}:" + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        sealed = self._current.encrypt(nonce, token.encode("utf-8"), self._aad(self.key_id, aad))
+        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return f"{_CIPHER_VERSION}:{self.key_id}:{body}"
 
     def decrypt(self, ciphertext: str, aad: bytes) -> str:
         """Decrypt a token sealed by :meth:`encrypt` with the same ``aad``.
 
+        Ciphertexts of the first format (``v1:``, no key id) are tried with every key.
+
         Raises:
-            OutboxKeyError: wrong key, or a ciphertext moved to another row or altered.
+            UnknownKeyIdError: the key that sealed it is not configured.
+            OutboxKeyError: a ciphertext moved to another row or altered (or a ``v1``
+                ciphertext that no configured key opens).
         """
-        version, _, body = ciphertext.partition(":")
+        version, _, rest = ciphertext.partition(":")
+        if version == _CIPHER_VERSION:
+            kid, _, body = rest.partition(":")
+            aead = self._keys.get(kid)
+            if aead is None:
+                if not re.fullmatch(r"[0-9a-f]{8}", kid):
+                    raise OutboxKeyError("cannot decrypt a queued token: the row was altered")
+                raise UnknownKeyIdError(kid)
+            return self._open(aead, body, self._aad(kid, aad))
+        if version == "v1":
+            for aead in self._keys.values():
+                with suppress(OutboxKeyError):
+                    return self._open(aead, rest, aad)
+        raise OutboxKeyError(
+            "cannot decrypt a queued token: wrong notify.outbox_key or altered row"
+        )
+
+    @staticmethod
+    def _aad(kid: str, aad: bytes) -> bytes:
+        return f"{_CIPHER_VERSION}\0{kid}\0".encode() + aad
+
+    @staticmethod
+    def _open(aead: AESGCM, body: str, aad: bytes) -> str:
         try:
-            if version != _CIPHER_VERSION:
-                raise ValueError(version)
             raw = base64.urlsafe_b64decode(body.encode("ascii"))
-            return self._aead.decrypt(raw[:12], raw[12:], aad).decode("utf-8")
+            return aead.decrypt(raw[:12], raw[12:], aad).decode("utf-8")
         except (InvalidTag, ValueError, binascii.Error):
             raise OutboxKeyError(
                 "cannot decrypt a queued token: wrong notify.outbox_key or altered row"
             ) from None
 
 
-def _b64_key(key: bytes | str) -> bytes:
-    text = key.encode("ascii", "replace") if isinstance(key, str) else key
-    try:
-        return base64.urlsafe_b64decode(text.strip().replace(b"+", b"-").replace(b"/", b"_"))
-    except (binascii.Error, ValueError):
-        return b""
+def _raw_key(key: bytes | str) -> bytes:
+    if isinstance(key, bytes) and len(key) == 32:
+        return key
+    text = key.decode("ascii", "replace") if isinstance(key, bytes) else key
+    return decode_outbox_key(text)
 
 
 def row_aad(migration: str, source_key: str, segment: str) -> bytes:
@@ -214,6 +325,8 @@ class OutboxStage:
         self.templates.check()
         self._cipher = OutboxCipher(key) if key is not None else OutboxCipher.from_spec(notify)
         self._table: sa.Table | None = None
+        self.accounts: tuple[str, str] | None = None
+        """(accounts table, key column), whose key type sizes the outbox's ``source_key``."""
 
     @classmethod
     def from_spec(cls, spec: Spec, *, base_dir: Path | None = None) -> OutboxStage:
@@ -221,7 +334,9 @@ class OutboxStage:
         if spec.notify is None:
             raise SpecError("notify", "the spec has no [notify] section")
         column = spec.tokens.column if spec.tokens is not None else None
-        return cls(spec.notify, spec.migration_name, token_column=column, base_dir=base_dir)
+        stage = cls(spec.notify, spec.migration_name, token_column=column, base_dir=base_dir)
+        stage.accounts = (spec.target.table, spec.target_key)
+        return stage
 
     def __repr__(self) -> str:
         return f"OutboxStage(migration={self.migration!r})"
@@ -231,8 +346,15 @@ class OutboxStage:
         return []
 
     def tables(self, metadata: sa.MetaData) -> None:
-        """Declare ``authmigrate_outbox``."""
-        self._table = outbox_table(metadata)
+        """Declare ``authmigrate_outbox``, its ``source_key`` sized from the accounts
+        table's key column when that is declared in ``metadata`` already."""
+        key_type = None
+        if self.accounts is not None and self.accounts[0] in metadata.tables:
+            table, key = self.accounts
+            key_type = (
+                metadata.tables[table].c[key].type if key in metadata.tables[table].c else None
+            )
+        self._table = outbox_table(metadata, key_type)
 
     def process(self, batch: Batch) -> None:
         """Nothing to do before the write: the messages are built from what is committed."""
@@ -322,9 +444,10 @@ class OutboxStage:
         ciphertext = None
         if token is not None and recipient and self.templates.needs_token(segment):
             ciphertext = self._cipher.encrypt(token, row_aad(self.migration, source_key, segment))
-            expires = self._expires_at(values)
-            if expires:
-                context["expires_at"] = expires
+            exp = self._token_exp(values)
+            if exp is not None:
+                context["expires_at"] = format_expiry(exp)
+                context["token_exp"] = exp  # notify re-issues the token when it is due
         return {
             "migration": self.migration,
             "run_id": run_id,
@@ -340,17 +463,19 @@ class OutboxStage:
             "created_at": now,
         }
 
-    def _expires_at(self, values: dict[str, Any]) -> str | None:
+    def _token_exp(self, values: dict[str, Any]) -> int | None:
         if not self.token_column:
             return None
         stored = values.get(self.token_column)
         try:
-            exp = parse_stored(stored).expires_at if isinstance(stored, str) else None
+            return parse_stored(stored).expires_at if isinstance(stored, str) else None
         except ValueError:
             return None
-        if exp is None:
-            return None
-        return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_expiry(exp: int) -> str:
+    """A token's expiry as the templates show it (``2026-12-01 12:00 UTC``)."""
+    return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def rollback_outbox(conn: sa.Connection, migration: str) -> int:

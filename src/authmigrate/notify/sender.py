@@ -39,7 +39,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -58,12 +58,31 @@ from authmigrate.notify.outbox import (
     OUTBOX_TABLE,
     STATUSES,
     OutboxCipher,
+    OutboxKeyError,
+    UnknownKeyIdError,
+    format_expiry,
     outbox_table,
     row_aad,
     utcnow,
 )
+from authmigrate.notify.senders import (
+    HEARTBEAT,
+    LEASE,
+    SENDERS_TABLE,
+    Registration,
+    ensure_tables,
+    in_doubt_filter,
+)
 from authmigrate.notify.templates import Rendered, Templates
-from authmigrate.spec import NotifySpec, SmtpSpec, Spec, load_spec, resolve_secret
+from authmigrate.spec import (
+    NotifySpec,
+    SmtpSpec,
+    Spec,
+    load_spec,
+    parse_duration,
+    resolve_secret,
+)
+from authmigrate.tokens import issue_token, parse_stored, stored_form, token_prefix
 
 log = logging.getLogger("authmigrate.notify")
 
@@ -107,11 +126,17 @@ class SendReport:
     in_doubt: int = 0
     skipped: int = 0
     """Messages another sender claimed first."""
+    undecryptable: int = 0
+    """Messages whose token no configured outbox key opens (also counted in ``failed``)."""
+    reissued: int = 0
+    """Messages whose token was expired or nearly so, and went out with a new one."""
+    in_doubt_total: int = 0
+    """Every message in doubt when the call ended, including those earlier runs left."""
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed and nothing was left in doubt."""
-        return self.failed == 0 and self.in_doubt == 0
+        """True when nothing failed and no message is in doubt (from this run or before)."""
+        return self.failed == 0 and self.in_doubt == 0 and self.in_doubt_total == 0
 
 
 # --------------------------------------------------------------------------- SMTP
@@ -383,10 +408,13 @@ def build_message(
     return msg
 
 
-def _render(templates: Templates, row: Any, token: str | None) -> Rendered:
-    context = json.loads(row.context or "{}")
+def _render(
+    templates: Templates, row: Any, token: str | None, *, context_json: str | None = None
+) -> Rendered:
+    context = json.loads((context_json if context_json is not None else row.context) or "{}")
     merged_into = context.pop("merged_into", None)
     expires_at = context.pop("expires_at", None)
+    context.pop("token_exp", None)
     user = {"email": row.recipient, **context}
     ctx = templates.context(
         segment=row.segment,
@@ -405,13 +433,113 @@ def _bounded(text: str, *secrets_: str | None) -> str:
     return text[:_MAX_ERROR]
 
 
+class _TokenGone(Exception):
+    """The target no longer holds the token a message was to carry."""
+
+
+@dataclass
+class _Reissue:
+    """A fresh token for a message whose token is expired or about to be."""
+
+    token: str
+    ciphertext: str
+    context: str
+    stored: str
+    prefix: str
+    old_stored: list[str]
+    target: sa.TableClause
+    column: str
+    prefix_column: str | None
+
+    def replace_in_target(self, conn: sa.Connection) -> bool:
+        """Put the new hash where the old token's hash is; False if it is not there any more."""
+        col = self.target.c[self.column]
+        values: dict[str, Any] = {self.column: self.stored}
+        if self.prefix_column:
+            values[self.prefix_column] = self.prefix
+        update = self.target.update().where(col.in_(self.old_stored)).values(**values)
+        return conn.execute(update).rowcount == 1
+
+
+class _Reissuer:
+    """Decides whether a queued token is still worth sending, and makes a new one if not.
+
+    A token whose remaining lifetime is under half of ``tokens.expires_in`` at send time
+    (expired, or about to be) is replaced: a new token, valid for the full ``expires_in``
+    from now, its hash written to the target in place of the old one.
+    """
+
+    def __init__(self, spec: Spec, cipher: OutboxCipher, clock: Callable[[], float]) -> None:
+        tokens = spec.tokens
+        assert tokens is not None
+        self.tokens = tokens
+        self.cipher = cipher
+        self.clock = clock
+        self.ttl = parse_duration(tokens.expires_in)
+        self.server_key: str | None = None
+        if tokens.server_key is not None:
+            self.server_key = resolve_secret(tokens.server_key, path="tokens.server_key")
+        schema, _, name = spec.target.table.rpartition(".")
+        cols: list[sa.ColumnClause[Any]] = [sa.column(tokens.column)]
+        if tokens.prefix_column:
+            cols.append(sa.column(tokens.prefix_column))
+        self.target = sa.table(name, *cols, schema=schema or None)
+
+    def plan(self, row: Any, token: str) -> _Reissue | None:
+        """The re-issue ``row`` needs before it is sent, or None when its token is fresh."""
+        context = json.loads(row.context or "{}")
+        candidates = _expiry_candidates(context)
+        if not candidates:
+            return None  # queued without its expiry (no token column known): sent as it is
+        now = self.clock()
+        if candidates[0] - now >= self.ttl / 2:
+            return None
+        purpose = self.tokens.purpose
+        old = [stored_form(token, purpose, exp, self.server_key) for exp in candidates]
+        new_token, stored = issue_token(purpose, self.ttl, self.server_key, now=now)
+        exp = parse_stored(stored).expires_at
+        context.update(expires_at=format_expiry(exp), token_exp=exp)
+        aad = row_aad(row.migration, row.source_key, row.segment)
+        return _Reissue(
+            token=new_token,
+            ciphertext=self.cipher.encrypt(new_token, aad),
+            context=json.dumps(context, default=str, sort_keys=True),
+            stored=stored,
+            prefix=token_prefix(new_token),
+            old_stored=old,
+            target=self.target,
+            column=self.tokens.column,
+            prefix_column=self.tokens.prefix_column,
+        )
+
+
+def _expiry_candidates(context: dict[str, Any]) -> list[int]:
+    """The token's possible expiry times: exact, or the 60 seconds of the minute shown."""
+    exp = context.get("token_exp")
+    if isinstance(exp, int):
+        return [exp]
+    shown = context.get("expires_at")  # queued by an earlier version: minute precision
+    if not isinstance(shown, str):
+        return []
+    try:
+        minute = dt.datetime.strptime(shown, "%Y-%m-%d %H:%M UTC").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return []
+    start = int(minute.timestamp())
+    return list(range(start, start + 60))
+
+
 class _Outbox:
     """The row-level state changes of one sender, each its own committed transaction."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, migration: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, table: sa.Table, migration: str, owner: str | None = None
+    ) -> None:
         self.engine = engine
         self.t = table
         self.migration = migration
+        self.owner = owner
+        """The sender id written with each claim (``claimed_by``)."""
 
     def page(self, after: int) -> list[int]:
         t = self.t
@@ -423,6 +551,20 @@ class _Outbox:
                 .limit(_PAGE)
             )
             return [r[0] for r in rows]
+
+    def has_queued_tokens(self) -> bool:
+        t = self.t
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(t.c.id)
+                .where(
+                    t.c.migration == self.migration,
+                    t.c.status == "queued",
+                    t.c.token_ciphertext.is_not(None),
+                )
+                .limit(1)
+            )
+            return conn.execute(q).first() is not None
 
     def count_queued(self) -> int:
         t = self.t
@@ -436,15 +578,24 @@ class _Outbox:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(self.t).where(self.t.c.id == msg_id)).one_or_none()
 
-    def claim(self, row: Any) -> bool:
+    def claim(self, row: Any, reissue: _Reissue | None = None) -> bool:
         """Atomically take ``row`` for sending: only if it is still ``queued`` *and unchanged*
         since it was read and rendered (same attempts, address, context and token ciphertext).
 
         A concurrent ``authmigrate run`` that refreshed the row (new token) or another sender
         that tried it in between makes the claim fail, so what goes out is always what the
         row holds when it is claimed.
+
+        With ``reissue``, the same transaction stores the new token's ciphertext and expiry in
+        the row and replaces the old token's hash in the target by the new one.
+
+        Raises:
+            _TokenGone: the target no longer holds the old token (nothing was changed).
         """
         t = self.t
+        extra: dict[str, Any] = {}
+        if reissue is not None:
+            extra = {"token_ciphertext": reissue.ciphertext, "context": reissue.context}
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.update()
@@ -456,14 +607,32 @@ class _Outbox:
                     t.c.context == row.context,
                     t.c.token_ciphertext.is_not_distinct_from(row.token_ciphertext),
                 )
-                .values(status="sending", attempts=t.c.attempts + 1, claimed_at=utcnow())
+                .values(
+                    status="sending",
+                    attempts=t.c.attempts + 1,
+                    claimed_at=utcnow(),
+                    claimed_by=self.owner,
+                    **extra,
+                )
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            if reissue is not None and not reissue.replace_in_target(conn):
+                raise _TokenGone(  # leaving the block rolls the claim back
+                    "its token is no longer in the target (used, cleared or replaced by the "
+                    "application), so it was not re-issued; --requeue failed sends the "
+                    "message without a token"
+                )
+            return True
 
     def finish(self, msg_id: int, *, was: str, **values: Any) -> None:
+        """Move a row on from ``was``; a ``sending`` row only while this sender holds it."""
         t = self.t
+        where = [t.c.id == msg_id, t.c.status == was]
+        if was == "sending" and self.owner is not None:
+            where.append(t.c.claimed_by == self.owner)
         with self.engine.begin() as conn:
-            conn.execute(t.update().where(t.c.id == msg_id, t.c.status == was).values(**values))
+            conn.execute(t.update().where(*where).values(**values))
 
     def fail(self, msg_id: int, *, was: str, reason: str) -> None:
         """``failed`` for good: the token is erased too (docs/notify.md, "When the token is
@@ -491,6 +660,9 @@ def send_outbox(
     backoff: float = 1.0,
     max_backoff: float = 60.0,
     limit: int | None = None,
+    heartbeat: float = HEARTBEAT,
+    lease: float = LEASE,
+    clock: Callable[[], float] = time.time,
 ) -> SendReport:
     """Send every queued message of the spec's migration.
 
@@ -504,15 +676,22 @@ def send_outbox(
         backoff: seconds before the first retry of a temporary failure; doubled per attempt
             (with jitter) up to ``max_backoff``.
         limit: stop after this many attempts (for trickling a large outbox).
+        heartbeat: seconds between two renewals of this sender's registration.
+        lease: seconds one renewal vouches for; a sender silent for longer is taken for
+            gone, and ``--requeue in_doubt`` may put its claimed messages back.
+        clock: the current time as a Unix timestamp (tests move it): a token with less than
+            half of ``tokens.expires_in`` left at send time is re-issued (docs/notify.md).
 
     Returns:
-        The counts of this call; :func:`status` gives the whole outbox.
+        The counts of this call (``in_doubt_total``: every message in doubt in the outbox
+        when it ended, from this run or earlier ones); :func:`status` gives the whole outbox.
 
     Raises:
         SpecError: the ``[notify]`` section is missing, a template is broken, or a secret's
             environment variable is unset.
         NotifyError: the SMTP server stays unreachable, or refuses the login or the sender.
             Every message not yet sent stays queued.
+        LockError: a rollback of this migration is running.
     """
     notify = _notify_of(spec)
     templates = Templates(notify, base_dir=base_dir)
@@ -523,6 +702,11 @@ def send_outbox(
         return report
     outbox = _Outbox(engine, table, spec.migration_name)
     cipher: OutboxCipher | None = None
+    reissuer: _Reissuer | None = None
+    if outbox.has_queued_tokens():  # a bad key is a bad spec: refused before anything is sent
+        cipher = OutboxCipher.from_spec(notify)
+        if spec.tokens is not None:
+            reissuer = _Reissuer(spec, cipher, clock)
     password = None
     if notify.smtp.password:
         password = resolve_secret(notify.smtp.password, path="notify.smtp.password")
@@ -551,72 +735,128 @@ def send_outbox(
             return heapq.heappop(retry)[1]
         return None
 
-    with _progress(console, progress, total) as tick:
-        try:
-            while limit is None or attempts < limit:
-                msg_id = next_id()
-                if msg_id is None:
-                    break
-                row = outbox.get(msg_id)
-                if row is None or row.status != "queued":
-                    continue
-                problem = _address_problem(row.recipient) if row.recipient else "no email address"
-                if problem is not None:
-                    outbox.fail(msg_id, was="queued", reason=problem)
-                    report.failed += 1
-                    tick(report)
-                    continue
-                token = None
-                if row.token_ciphertext is not None:
-                    cipher = cipher or OutboxCipher.from_spec(notify)
-                    aad = row_aad(row.migration, row.source_key, row.segment)
-                    token = cipher.decrypt(row.token_ciphertext, aad)
-                try:
-                    data = build_message(notify, row, _render(templates, row, token)).as_bytes()
-                except Exception as exc:  # a template or header problem of this one message
-                    reason = _bounded(
-                        f"cannot build the message: {type(exc).__name__}: {exc}", token
-                    )
-                    outbox.fail(msg_id, was="queued", reason=reason)
-                    report.failed += 1
-                    tick(report)
-                    continue
-                _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
-                limiter.wait()
-                if not outbox.claim(row):
-                    # Changed under us. Refreshed by a re-run (same attempts): render it again
-                    # from what it holds now. Tried by another sender (more attempts): that
-                    # sender has scheduled its retry, with its backoff.
-                    again = outbox.get(msg_id)
-                    if (
-                        again is not None
-                        and again.status == "queued"
-                        and again.attempts == row.attempts
-                        and rerendered.get(msg_id, 0) < 3  # never loop on a row that keeps changing
-                    ):
-                        rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
-                        pending.appendleft(msg_id)
+    registration = Registration(
+        engine, spec.migration_name, "notify", heartbeat=heartbeat, lease=lease
+    )
+    registration.start(exclude="rollback")  # LockError while a rollback runs
+    outbox.owner = registration.id
+    try:
+        with _progress(console, progress, total) as tick:
+            try:
+                while limit is None or attempts < limit:
+                    msg_id = next_id()
+                    if msg_id is None:
+                        break
+                    row = outbox.get(msg_id)
+                    if row is None or row.status != "queued":
                         continue
-                    report.skipped += 1
-                    continue
-                attempts += 1
-                _deliver_one(
-                    mailer,
-                    outbox,
-                    row,
-                    envelope_from,
-                    data,
-                    token,
-                    report,
-                    retry,
-                    notify.max_attempts,
-                    backoff,
-                    max_backoff,
-                )
-                tick(report)
-        finally:
-            mailer.close()
+                    problem = (
+                        _address_problem(row.recipient) if row.recipient else "no email address"
+                    )
+                    if problem is not None:
+                        outbox.fail(msg_id, was="queued", reason=problem)
+                        report.failed += 1
+                        tick(report)
+                        continue
+                    token = None
+                    if row.token_ciphertext is not None:
+                        if cipher is None:  # queued by a run that started after this sender
+                            cipher = OutboxCipher.from_spec(notify)
+                            if spec.tokens is not None:
+                                reissuer = _Reissuer(spec, cipher, clock)
+                        try:
+                            token = _open_token(cipher, row)
+                        except OutboxKeyError as exc:
+                            _undecryptable(outbox, row, exc)
+                            report.failed += 1
+                            report.undecryptable += 1
+                            tick(report)
+                            continue
+                    reissue = None
+                    if token is not None and reissuer is not None:
+                        reissue = reissuer.plan(row, token)
+                        if reissue is not None:
+                            token = reissue.token
+                    try:
+                        rendered = _render(
+                            templates, row, token, context_json=reissue.context if reissue else None
+                        )
+                        data = build_message(notify, row, rendered).as_bytes()
+                    except Exception as exc:  # a template or header problem of this one message
+                        reason = _bounded(
+                            f"cannot build the message: {type(exc).__name__}: {exc}", token
+                        )
+                        outbox.fail(msg_id, was="queued", reason=reason)
+                        report.failed += 1
+                        tick(report)
+                        continue
+                    _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
+                    limiter.wait()
+                    registration.check()  # never claim without a live registration
+                    try:
+                        claimed = outbox.claim(row, reissue) if reissue else outbox.claim(row)
+                    except _TokenGone as exc:
+                        outbox.fail(msg_id, was="queued", reason=str(exc))
+                        report.failed += 1
+                        tick(report)
+                        continue
+                    if reissue is not None and claimed:
+                        report.reissued += 1
+                    if not claimed:
+                        # Changed under us. Refreshed by a re-run (same attempts): render it again
+                        # from what it holds now. Tried by another sender (more attempts): that
+                        # sender has scheduled its retry, with its backoff.
+                        again = outbox.get(msg_id)
+                        if (
+                            again is not None
+                            and again.status == "queued"
+                            and again.attempts == row.attempts
+                            and rerendered.get(msg_id, 0) < 3  # never loop on a changing row
+                        ):
+                            rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
+                            pending.appendleft(msg_id)
+                            continue
+                        report.skipped += 1
+                        continue
+                    attempts += 1
+                    _deliver_one(
+                        mailer,
+                        outbox,
+                        row,
+                        envelope_from,
+                        data,
+                        token,
+                        report,
+                        retry,
+                        notify.max_attempts,
+                        backoff,
+                        max_backoff,
+                    )
+                    tick(report)
+            finally:
+                mailer.close()
+    finally:
+        registration.stop()  # what this run left ``sending`` is now in doubt
+    report.in_doubt_total = sending_counts(engine, spec)["in_doubt"]
     return report
+
+
+def _open_token(cipher: OutboxCipher, row: Any) -> str:
+    return cipher.decrypt(row.token_ciphertext, row_aad(row.migration, row.source_key, row.segment))
+
+
+def _undecryptable(outbox: _Outbox, row: Any, exc: OutboxKeyError) -> None:
+    """One row whose token cannot be read fails alone, with the reason; the rest go out.
+
+    A token sealed under a key that is not configured keeps its ciphertext: configure the old
+    key and ``--requeue failed`` sends it with its token. One that no key opens (an altered
+    row) is erased, like every failed message's token.
+    """
+    if isinstance(exc, UnknownKeyIdError):
+        outbox.finish(row.id, was="queued", status="failed", last_error=str(exc))
+    else:
+        outbox.fail(row.id, was="queued", reason=str(exc))
+    log.warning("message %s: %s", row.message_id, exc)
 
 
 def _deliver_one(
@@ -766,7 +1006,7 @@ def dry_run(engine: sa.Engine, spec: Spec, out_dir: Path, *, base_dir: Path | No
     written = 0
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(table)
+            sa.select(*(c for c in table.c if c.name != "claimed_by"))  # may predate it
             .where(table.c.migration == spec.migration_name, table.c.status == "queued")
             .order_by(table.c.id)
         )
@@ -793,24 +1033,63 @@ def requeue(
 ) -> int:
     """Put messages back in the queue: an operator's decision, never automatic.
 
-    ``in_doubt``: messages left ``sending`` (claimed at least ``older_than`` seconds ago), after
-    checking the mail server's log for their Message-ID; resending one that did arrive sends it
-    twice (with the same Message-ID). ``failed``: after fixing what the reason says; their
+    ``in_doubt``: messages left ``sending`` (claimed at least ``older_than`` seconds ago) by a
+    sender that is gone, after checking the mail server's log for their Message-ID; resending
+    one that did arrive sends it twice (with the same Message-ID). A message a running
+    ``notify`` has claimed is never put back: its sender is alive (see
+    :mod:`authmigrate.notify.senders`). ``failed``: after fixing what the reason says; their
     attempt count starts again. Returns the number of messages requeued.
     """
     table = _table(engine)
     if table is None:
         return 0
-    where = [table.c.migration == spec.migration_name]
     if which == "in_doubt":
+        ensure_tables(engine)
         cutoff = utcnow() - dt.timedelta(seconds=older_than)
-        where += [table.c.status == "sending", table.c.claimed_at <= cutoff]
-        values: dict[str, Any] = {"status": "queued"}
-    else:
-        where += [table.c.status == "failed", table.c.recipient.is_not(None)]
-        values = {"status": "queued", "attempts": 0}
+        with engine.begin() as conn:
+            gone = in_doubt_filter(conn, table, spec.migration_name)
+            update = (
+                table.update()
+                .where(gone, table.c.claimed_at <= cutoff)
+                .values(status="queued", claimed_by=None)
+            )
+            return int(conn.execute(update).rowcount or 0)
+    where = [
+        table.c.migration == spec.migration_name,
+        table.c.status == "failed",
+        table.c.recipient.is_not(None),
+    ]
     with engine.begin() as conn:
-        return int(conn.execute(table.update().where(*where).values(**values)).rowcount or 0)
+        update = table.update().where(*where).values(status="queued", attempts=0)
+        return int(conn.execute(update).rowcount or 0)
+
+
+def sending_counts(engine: sa.Engine, spec: Spec) -> dict[str, int]:
+    """The migration's ``sending`` messages: ``{"in_doubt": n, "held": m}``.
+
+    ``in_doubt``: their sender is gone (stopped, killed, or silent past its lease), whichever
+    run it was; only the operator can decide their fate. ``held``: a running ``notify`` is
+    sending them right now.
+    """
+    table = _table(engine)
+    if table is None:
+        return {"in_doubt": 0, "held": 0}
+    with engine.connect() as conn:
+        insp = sa.inspect(conn)
+        columns = {c["name"] for c in insp.get_columns(OUTBOX_TABLE)}
+        if "claimed_by" in columns and insp.has_table(SENDERS_TABLE):
+            gone: Any = in_doubt_filter(conn, table, spec.migration_name)
+        else:  # written by an earlier version, whose senders are all gone
+            gone = sa.and_(table.c.migration == spec.migration_name, table.c.status == "sending")
+        in_doubt = int(conn.execute(sa.select(sa.func.count()).where(gone)).scalar_one())
+        sending = int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    table.c.migration == spec.migration_name, table.c.status == "sending"
+                )
+            ).scalar_one()
+        )
+    return {"in_doubt": in_doubt, "held": sending - in_doubt}
 
 
 _outbox_status = status
@@ -834,15 +1113,21 @@ def notify_command(
     0: done (every message sent); 1: some messages failed or are in doubt, or the server
     cannot be used; 2: bad spec or arguments (nothing sent).
     """
-    console = console or Console()
+    if console is None:
+        from authmigrate.report import make_console
+
+        console = make_console()
     try:
         if not isinstance(spec, Spec):
             base_dir = Path(spec).resolve().parent
             spec = load_spec(spec)
-        engine = make_engine(spec.target.url, path="target.url")
+        engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))
+                _print_sending(console, sending_counts(engine, spec))
                 return 0
             if dry_run:
                 if out is None:
@@ -856,14 +1141,31 @@ def notify_command(
     except AuthmigrateError as exc:
         console.print(f"[red]notify: {exc}[/red]", highlight=False)
         return exc.exit_code
+    earlier = report.in_doubt_total - report.in_doubt
     console.print(
-        f"notify: {report.sent} sent, {report.failed} failed, {report.in_doubt} in doubt, "
-        f"{report.retried} retried",
+        f"notify: {report.sent} sent, {report.failed} failed, "
+        f"{report.in_doubt_total} in doubt"
+        + (f" ({max(earlier, 0)} left by earlier runs)" if earlier > 0 else "")
+        + f", {report.retried} retried",
         highlight=False,
     )
-    if report.in_doubt:
-        console.print("in doubt: see docs/notify.md before requeueing them", highlight=False)
+    if report.in_doubt_total:
+        console.print(
+            "in doubt: look up their Message-ID in the mail server's log, then "
+            "`authmigrate notify SPEC --requeue in_doubt` for those that never arrived "
+            "(docs/notify.md)",
+            highlight=False,
+        )
     return 0 if report.ok else 1
+
+
+def _print_sending(console: Console, counts: dict[str, int]) -> None:
+    if counts["in_doubt"] or counts["held"]:
+        console.print(
+            f"sending: {counts['in_doubt']} in doubt (their sender is gone), "
+            f"{counts['held']} being sent by a running notify",
+            highlight=False,
+        )
 
 
 def _print_status(console: Console, counts: dict[str, dict[str, int]]) -> None:
