@@ -294,17 +294,15 @@ def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sampl
     record_verify(spec, ok=ok, source_rows=result.source_rows)
     html = work / "report.html"
     write_html_report(spec, html)
-    console.print("[bold]7. report[/] (one HTML file; it loads nothing from the network)")
-    console.print(f"   written, {html.stat().st_size // 1024} KiB")
     console.print(
         f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s"
         + ("" if users > DEFAULT_USERS else " (authmigrate demo --users 50000 for a bigger shop)")
     )
+    console.print("[bold]The report[/] (one HTML file, nothing loaded from the network):")
+    console.print(str(html), soft_wrap=True)
     console.print("[bold]Next, on your own database:[/]")
     for command in NEXT_COMMANDS:
         console.print(Text(f"  {command}"))
-    console.print("[bold]The report[/] (open it in a browser):")
-    console.print(str(html), soft_wrap=True)
     return 0 if good else 1
 
 
