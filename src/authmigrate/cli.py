@@ -188,6 +188,50 @@ def verify(spec: str, sample: int | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option(
+    "--dormant-days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Days after migration from which an account not yet upgraded counts as dormant.",
+)
+@handle_errors
+def status(spec: str, as_json: bool, dormant_days: int) -> None:
+    """Where the move stands: counts, credentials by state, dormant accounts, last run."""
+    import json
+
+    from authmigrate.continuity.status import migration_status
+    from authmigrate.report import print_status
+
+    result = migration_status(_load(spec), dormant_days=dormant_days)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_status(result)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write its data.")
+@click.option("--examples", default=5, show_default=True, type=click.IntRange(min=0))
+@handle_errors
+def report(spec: str, output: str, json_path: str | None, examples: int) -> None:
+    """Write the migration report: one self-contained HTML file with charts."""
+    from authmigrate.report.html import write_html_report
+
+    data = write_html_report(
+        _load(spec),
+        Path(output),
+        examples=examples,
+        json_path=Path(json_path) if json_path else None,
+    )
+    click.echo(f"report: {output} ({data['summary']['source_rows']:,} source rows)")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
 def rollback(spec: str, yes: bool) -> None:

@@ -287,10 +287,19 @@ def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sampl
 
     good = ok and logins_ok == checked and wrapped_ok == wrapped and again.this_run["migrated"] == 0
     console.print(f"   report: {work / 'migration.report.json'}")
+    from authmigrate.continuity.status import record_verify
+    from authmigrate.report.html import write_html_report
+
+    # verify reads the target only; the demo records its verdict for the report
+    record_verify(spec, ok=ok, source_rows=result.source_rows)
+    html = work / "report.html"
+    write_html_report(spec, html)
     console.print(
         f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s"
         + ("" if users > DEFAULT_USERS else " (authmigrate demo --users 50000 for a bigger shop)")
     )
+    console.print("[bold]The report[/] (one HTML file, nothing loaded from the network):")
+    console.print(str(html), soft_wrap=True)
     console.print("[bold]Next, on your own database:[/]")
     for command in NEXT_COMMANDS:
         console.print(Text(f"  {command}"))

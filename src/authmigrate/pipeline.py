@@ -559,11 +559,23 @@ def run_migration(
         result.schemes, result.segments = dict(schemes), dict(segments)
         result.error, result.notify = error, spec.notify is not None
         m.target.end_run(run_id, status, dict(this_run), error)
+        if status == "done":
+            _record_snapshot(m, result.source_rows)
         lock.release()
         m.close()
         if failure is not None:
             failure.result = result  # type: ignore[attr-defined] # the CLI still writes the report
     return result
+
+
+def _record_snapshot(m: Migration, source_rows: int) -> None:
+    """A status snapshot at the end of a run (the report's progress chart starts here)."""
+    from authmigrate.continuity.status import migration_status
+
+    try:
+        migration_status(m.spec, command="run", source_rows=source_rows, engine=m.target.engine)
+    except sa.exc.DBAPIError as exc:  # the run's work is committed; only the snapshot is lost
+        log.warning("no status snapshot recorded: %s", first_line(exc))
 
 
 def _lookup(m: Migration, group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -25,6 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from authmigrate.pipeline import PlanResult, RunResult
+
+if TYPE_CHECKING:
+    from authmigrate.continuity.status import MigrationStatus
 
 log = logging.getLogger("authmigrate")
 # no emoji codes (":salt:" in "hash:salt:version" would become a picture), no highlighting;
@@ -204,6 +207,55 @@ def print_plan(result: PlanResult) -> None:
         console.print(Text(f"note: {line}"))
     step = result.next_step
     console.print(Text(f"next: {step['command']}  ({step['why']})"))
+
+
+def print_status(status: MigrationStatus) -> None:
+    """The table of ``authmigrate status``."""
+    t = Table(
+        title=f"authmigrate status: {status.migration}", show_header=False, title_justify="left"
+    )
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("source rows", f"{status.source_rows:,}")
+    t.add_row("migrated", f"{status.migrated:,}")
+    t.add_row("rejected", f"{status.rejected:,}")
+    for reason, n in status.rejected_by_reason.items():
+        t.add_row(Text(f"  {reason}"), f"{n:,}")
+    t.add_row("merged", f"{status.merged:,}")
+    for reason, n in status.merged_by_reason.items():
+        t.add_row(Text(f"  {reason}"), f"{n:,}")
+    t.add_row("pending (not yet migrated)", f"{status.pending:,}")
+    t.add_row("deleted in source", "n/a (needs sync)")
+    cred = status.credentials
+    t.add_row("on a legacy hash", f"{cred.legacy_total:,}")
+    for scheme, n in cred.legacy.items():
+        t.add_row(Text(f"  {scheme}"), f"{n:,}")
+    t.add_row("wrapped", f"{cred.wrapped_total:,}")
+    for scheme, n in cred.wrapped.items():
+        t.add_row(Text(f"  {scheme}"), f"{n:,}")
+    t.add_row("upgraded (argon2id)", f"{cred.upgraded:,}")
+    t.add_row("reset required", f"{cred.reset:,}")
+    t.add_row(f"dormant (not upgraded after {status.dormant_days} d)", f"{status.dormant:,}")
+    last = status.last_run
+    if last is None:
+        t.add_row("last run", "never")
+    else:
+        when = (last.ended_at or last.started_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+        t.add_row("last run", Text(f"{last.command} {last.status}, {when}"))
+        t.add_row("lag", _duration(status.lag_seconds or 0.0))
+    console.print(t)
+
+
+def _duration(seconds: float) -> str:
+    """``3 d 4 h``, ``5 h 2 min``, ``12 min``, ``40 s``."""
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400} d {s % 86400 // 3600} h"
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"
 
 
 def write_report(path: Path, body: dict[str, Any]) -> None:
