@@ -86,6 +86,8 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
         print_plan(result)
     if result.self_tests and not all(result.self_tests.values()):
         sys.exit(1)
+    if not all(result.export_self_tests.values()):
+        sys.exit(1)
 
 
 @main.command()

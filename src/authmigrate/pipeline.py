@@ -144,6 +144,7 @@ class Migration:
             self.transform = RowTransformer(spec)
             self.early = build_stages(spec, dry=dry)
             self.late = [] if dry else build_late_stages(spec)
+            self.export = None if dry else _export_sink(spec, [*self.early, *self.late])
             self.target = SqlTarget(
                 spec, [*self.early, *self.late], source_types=self.source.column_types()
             )
@@ -303,6 +304,18 @@ class Migration:
             yield self.transform_batch(number, rows)
 
 
+def _export_sink(spec: Spec, stages: list[Stage]) -> Any:
+    """The export sink of ``[target] export`` (its directory created), or None."""
+    if spec.target.export is None:
+        return None
+    from authmigrate.sinks.exports._sink import ExportSink
+
+    hidden = {c.name for stage in stages for c in stage.columns()}
+    sink = ExportSink.from_spec(spec, hidden)
+    sink.dir.mkdir(parents=True, exist_ok=True)
+    return sink
+
+
 def _with_retries(
     read: Callable[[Any, int], list[dict[str, Any]]], after: Any, size: int, retries: int
 ) -> list[dict[str, Any]]:
@@ -432,6 +445,8 @@ def _commit_with_retry(
             if dupes is not None:
                 with m.target.engine.connect() as conn:
                     m.finish_batch(batch, dupes, conn, conflicts)
+            if m.export is not None:
+                m.export.write_batch(batch)  # durable before the bookkeeping commits
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
         except sa.exc.IntegrityError:
@@ -498,6 +513,11 @@ class PlanResult:
     preview: list[dict[str, Any]] = field(default_factory=list)
     schemes: dict[str, int] = field(default_factory=dict)
     self_tests: dict[str, bool] = field(default_factory=dict)
+    routes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """With ``[target] export``: accounts per route (native, re-encoded, bridge, reset), per
+    provider; the spec's provider first."""
+    export_self_tests: dict[str, bool] = field(default_factory=dict)
+    """The spec's provider's self-test per group (scheme and parameters)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -511,6 +531,8 @@ class PlanResult:
             "preview": self.preview,
             "schemes": self.schemes,
             "self_tests": self.self_tests,
+            **({"routes": self.routes, "export_self_tests": self.export_self_tests}
+               if self.routes else {}),
         }
 
 
@@ -549,7 +571,11 @@ def plan_migration(
         schemes: Counter[str] = Counter()
         done = res.already_done
 
+        exports = _export_plan(spec)
+
         def tally(batch: Batch) -> None:
+            if exports is not None:
+                exports.tally(batch)
             res.would_migrate += len(batch.records)
             schemes.update(r.scheme for r in batch.records if r.scheme)
             for j in batch.rejects:
@@ -580,6 +606,8 @@ def plan_migration(
             if progress:
                 progress(done, res.source_rows)
         res.by_reason = dict(sorted(reasons.items()))
+        if exports is not None:
+            res.routes, res.export_self_tests = exports.routes(), exports.self_tests()
         res.schemes = dict(schemes.most_common())
         if schemes:
             from authmigrate.credentials import self_test
@@ -588,6 +616,14 @@ def plan_migration(
         return res
     finally:
         m.close()
+
+
+def _export_plan(spec: Spec) -> Any:
+    if spec.target.export is None:
+        return None
+    from authmigrate.sinks.exports._plan import ExportPlan
+
+    return ExportPlan.from_spec(spec)
 
 
 def _target_reachable(m: Migration) -> bool:

@@ -140,12 +140,27 @@ def print_plan(result: PlanResult) -> None:
         mark = "" if ok is None else (" self-test ok" if ok else " SELF-TEST FAILED")
         t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
     console.print(t)
+    if result.routes:
+        _print_routes(result)
     if result.preview:
         cols = ("key", "outcome", "reason", "column", "detail")
         p = Table(*cols, title="reject preview", title_justify="left")
         for row in result.preview:
             p.add_row(*(Text("" if row[c] is None else str(row[c])) for c in cols))
         console.print(p)
+
+
+def _print_routes(result: PlanResult) -> None:
+    """How the accounts would log in at each provider (the spec's provider first)."""
+    names = list(result.routes)
+    routes = ("native", "re-encoded", "bridge", "reset")
+    r = Table("provider", *routes, title="export: accounts per route", title_justify="left")
+    for n in names:
+        r.add_row(n, *(f"{result.routes[n].get(x, 0):,}" for x in routes))
+    console.print(r)
+    for label, ok in result.export_self_tests.items():
+        mark = "self-test ok" if ok else "SELF-TEST FAILED (run refuses this group)"
+        console.print(f"  {names[0]} {label}: {mark}")
 
 
 def write_report(path: Path, body: dict[str, Any]) -> None:
