@@ -31,8 +31,17 @@ from authmigrate.sinks.exports._sink import ExportRefused
 from authmigrate.spec import load_spec_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
-EXAMPLE_SCHEMES = ("argon2id", "argon2i", "ldap_md5", "ldap_sha1", "ldap_salted_md5",
-                   "ldap_salted_sha1", "ldap_salted_sha256", "ldap_salted_sha512", "firebase_scrypt")
+EXAMPLE_SCHEMES = (
+    "argon2id",
+    "argon2i",
+    "ldap_md5",
+    "ldap_sha1",
+    "ldap_salted_md5",
+    "ldap_salted_sha1",
+    "ldap_salted_sha256",
+    "ldap_salted_sha512",
+    "firebase_scrypt",
+)
 
 
 def vectors() -> dict[str, tuple[str, Any, str]]:
@@ -40,8 +49,9 @@ def vectors() -> dict[str, tuple[str, Any, str]]:
     out: dict[str, tuple[str, Any, str]] = {}
     for scheme, v in KNOWN_ANSWERS.items():
         imp = v["import"]
-        cred = credentials.import_hash(scheme, v["stored"], salt=imp.get("salt"),
-                                       **(imp.get("params") or {}))
+        cred = credentials.import_hash(
+            scheme, v["stored"], salt=imp.get("salt"), **(imp.get("params") or {})
+        )
         out[scheme] = (cred, v["keyring"], v["password"])
     for scheme in EXAMPLE_SCHEMES:
         ex = get(scheme).examples[0]
@@ -59,7 +69,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("provider", "scheme"), CASES)
-def test_every_exported_credential_verifies_as_the_provider_documents(provider: str, scheme: str) -> None:
+def test_every_exported_credential_verifies_as_the_provider_documents(
+    provider: str, scheme: str
+) -> None:
     cred, keyring, password = VECTORS[scheme]
     r = route(provider_named(provider), cred, keyring)
     config = resolved_config(r, keyring)
@@ -71,8 +83,17 @@ def test_the_main_schemes_are_carried_not_bridged() -> None:
     # what a user of each provider can count on (each checked above by the verifier)
     expect = {
         "auth0": {"bcrypt", "argon2id", "django_pbkdf2_sha256", "ldap_salted_sha1", "django_md5"},
-        "kratos": {"bcrypt", "argon2id", "md5_crypt", "sha512_crypt", "scrypt", "firebase_scrypt",
-                   "ldap_salted_sha256", "joomla", "werkzeug_pbkdf2"},
+        "kratos": {
+            "bcrypt",
+            "argon2id",
+            "md5_crypt",
+            "sha512_crypt",
+            "scrypt",
+            "firebase_scrypt",
+            "ldap_salted_sha256",
+            "joomla",
+            "werkzeug_pbkdf2",
+        },
         "firebase": {"bcrypt", "firebase_scrypt", "django_pbkdf2_sha256", "scrypt", "magento1"},
         "keycloak": {"pbkdf2_sha512", "django_pbkdf2_sha256", "argon2id"},
         "okta": {"bcrypt", "ldap_salted_sha512", "django_sha1"},
@@ -95,7 +116,9 @@ def test_auth0_takes_bcrypt_2b_as_is_and_renames_php_2y() -> None:
     r = route(auth0, php)
     assert r.route == "re-encoded"
     assert r.fields["password_hash"] == "$2b$" + php[4:]
-    b = credentials.import_hash("bcrypt", "$2b$04$3vN7wvv4dh6ssnCyjHe5a.tn4rnIVa3BQ0II7oVGWMtytbT86eAhC")
+    b = credentials.import_hash(
+        "bcrypt", "$2b$04$3vN7wvv4dh6ssnCyjHe5a.tn4rnIVa3BQ0II7oVGWMtytbT86eAhC"
+    )
     assert route(auth0, b) == route(auth0, b) and route(auth0, b).route == "native"
     assert route(auth0, b).fields == {"password_hash": b}
 
@@ -115,7 +138,9 @@ def test_kratos_scrypt_carries_n_itself_where_passlib_writes_its_log() -> None:
     value = route(provider_named("kratos"), cred).fields["password"]["config"]["hashed_password"]
     assert value.startswith("$scrypt$ln=1024,r=8,p=1$")  # hash_comparator.go passes ln as N
     salt, digest = (base64.b64decode(x) for x in value.split("$")[3:5])
-    assert hashlib.scrypt(password.encode(), salt=salt, n=1024, r=8, p=1, dklen=len(digest)) == digest
+    assert (
+        hashlib.scrypt(password.encode(), salt=salt, n=1024, r=8, p=1, dklen=len(digest)) == digest
+    )
 
 
 def test_firebase_hashes_are_base64_of_raw_bytes_never_of_hex() -> None:
@@ -142,9 +167,11 @@ def test_login_rule_goes_to_bridge_wrap_to_bridge_unusable_and_empty_to_reset() 
         assert route(p, None).route == "reset"
     # Kratos and Okta carry the migration hook flag; the others list the account apart
     assert route(provider_named("kratos"), phpass).fields == {
-        "password": {"config": {"use_password_migration_hook": True}}}
+        "password": {"config": {"use_password_migration_hook": True}}
+    }
     assert route(provider_named("okta"), phpass).fields == {
-        "credentials": {"password": {"hook": {"type": "default"}}}}
+        "credentials": {"password": {"hook": {"type": "default"}}}
+    }
     assert route(provider_named("auth0"), phpass).fields == {}
 
 
@@ -163,10 +190,14 @@ def test_keycloak_bcrypt_only_with_a_named_extension() -> None:
 
 def make_source(path: Path, rows: list[tuple[int, str, str | None, int]]) -> None:
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, pw TEXT, verified INT,"
-               " first TEXT, bio TEXT)")
-    db.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
-                   [(*r, f"Name{r[0]}", "x" * 300) for r in rows])
+    db.execute(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, pw TEXT, verified INT,"
+        " first TEXT, bio TEXT)"
+    )
+    db.executemany(
+        "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
+        [(*r, f"Name{r[0]}", "x" * 300) for r in rows],
+    )
     db.commit()
     db.close()
 
@@ -195,8 +226,16 @@ batch_size = {batch}
 """
 
 
-MIXED = ["bcrypt", "django_pbkdf2_sha256", "phpass", "md5_crypt", "argon2id", "ldap_salted_sha1",
-         "sha512_crypt", "pbkdf2_sha256"]
+MIXED = [
+    "bcrypt",
+    "django_pbkdf2_sha256",
+    "phpass",
+    "md5_crypt",
+    "argon2id",
+    "ldap_salted_sha1",
+    "sha512_crypt",
+    "pbkdf2_sha256",
+]
 
 
 def mixed_rows(n: int) -> list[tuple[int, str, str | None, int]]:
@@ -213,6 +252,7 @@ def test_auth0_files_follow_the_published_schema_and_stay_under_500_kb(tmp_path:
     result = run_migration(spec)
     assert result.migrated == 3000
     schema = json.loads((FIXTURES / "auth0_bulk_import_schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
     files = sorted((tmp_path / "out").glob("auth0-*.json"))
     assert len(files) > 1  # 3000 users with a 300-byte profile field do not fit one file
     seen = 0
@@ -221,7 +261,7 @@ def test_auth0_files_follow_the_published_schema_and_stay_under_500_kb(tmp_path:
         assert f.stat().st_size <= 500 * 1000
         users = json.loads(f.read_text())
         for user in users:
-            jsonschema.validate(user, schema)
+            validator.validate(user)
             custom = user.get("custom_password_hash")
             if custom is not None and json.dumps(custom) not in recomputed:
                 assert _auth0_custom_recomputes(custom, "password")
@@ -266,7 +306,9 @@ def _auth0_custom_recomputes(custom: dict[str, Any], password: str) -> bool:
 
 def test_firebase_writes_one_hash_configuration_per_file_and_the_script(tmp_path: Path) -> None:
     schemes = ["bcrypt", "django_pbkdf2_sha256", "pbkdf2_sha1", "django_md5", "scrypt"]
-    rows = [(i, f"u{i}@example.com", VECTORS[schemes[i % len(schemes)]][0], 1) for i in range(1, 2600)]
+    rows = [
+        (i, f"u{i}@example.com", VECTORS[schemes[i % len(schemes)]][0], 1) for i in range(1, 2600)
+    ]
     make_source(tmp_path / "legacy.db", rows)
     run_migration(load_spec_text(spec_for(tmp_path, "firebase", batch=5000)))
     out = tmp_path / "out"
@@ -291,8 +333,13 @@ def test_a_group_failing_the_self_test_is_refused_and_nothing_is_written(
 ) -> None:
     # A fault no real part shows: Firebase's encoder made to write base64 of the HEX digest
     # (firebase-tools#1617). The self-test must refuse the group before any file exists.
-    make_source(tmp_path / "legacy.db", [(1, "a@example.com", VECTORS["bcrypt"][0], 1),
-                                         (2, "b@example.com", VECTORS["django_md5"][0], 1)])
+    make_source(
+        tmp_path / "legacy.db",
+        [
+            (1, "a@example.com", VECTORS["bcrypt"][0], 1),
+            (2, "b@example.com", VECTORS["django_md5"][0], 1),
+        ],
+    )
     real = firebase_module.Firebase.encode
 
     def hex_bug(self: Any, parts: Any, keyring: Any) -> Encoded | None:
@@ -357,12 +404,16 @@ def test_verify_reads_the_files_back_and_finds_a_lost_file(tmp_path: Path) -> No
     assert any("migrated key(s) are in no export file" in n for n in res.notes)
 
 
-def test_plan_counts_accounts_per_route_for_every_provider_and_writes_nothing(tmp_path: Path) -> None:
-    rows = [(1, "a@example.com", VECTORS["bcrypt"][0], 1),
-            (2, "b@example.com", VECTORS["phpass"][0], 1),
-            (3, "c@example.com", None, 0),
-            (4, "d@example.com", "$login-rule$trim=1$" + VECTORS["phpass"][0], 0),
-            (5, "e@example.com", VECTORS["django_bcrypt_sha256"][0], 0)]
+def test_plan_counts_accounts_per_route_for_every_provider_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        (1, "a@example.com", VECTORS["bcrypt"][0], 1),
+        (2, "b@example.com", VECTORS["phpass"][0], 1),
+        (3, "c@example.com", None, 0),
+        (4, "d@example.com", "$login-rule$trim=1$" + VECTORS["phpass"][0], 0),
+        (5, "e@example.com", VECTORS["django_bcrypt_sha256"][0], 0),
+    ]
     make_source(tmp_path / "legacy.db", rows)
     res = plan_migration(load_spec_text(spec_for(tmp_path, "auth0")))
     assert list(res.routes)[0] == "auth0" and set(res.routes) == set(PROVIDERS)
@@ -382,8 +433,10 @@ def test_plan_counts_accounts_per_route_for_every_provider_and_writes_nothing(tm
     ],
 )
 def test_export_spec_errors_name_the_key(tmp_path: Path, target: str, path: str) -> None:
-    text = (f'[source]\nurl = "sqlite:///{tmp_path}/l.db"\ntable = "u"\nkey = "id"\n'
-            f'[fields]\nid = "id"\n[target]\n{target}\n')
+    text = (
+        f'[source]\nurl = "sqlite:///{tmp_path}/l.db"\ntable = "u"\nkey = "id"\n'
+        f'[fields]\nid = "id"\n[target]\n{target}\n'
+    )
     with pytest.raises(SpecError) as err:
         load_spec_text(text)
     assert err.value.path == path
@@ -391,10 +444,13 @@ def test_export_spec_errors_name_the_key(tmp_path: Path, target: str, path: str)
 
 def test_run_cli_refuses_a_bad_provider_with_exit_2(tmp_path: Path) -> None:
     spec = tmp_path / "m.toml"
-    spec.write_text(f'[source]\nurl = "sqlite:///{tmp_path}/l.db"\ntable = "u"\nkey = "id"\n'
-                    '[target]\nexport = "gitlab"\ndir = "out"\n')
-    proc = subprocess.run([sys.executable, "-m", "authmigrate", "run", str(spec)],
-                          capture_output=True, text=True)
+    spec.write_text(
+        f'[source]\nurl = "sqlite:///{tmp_path}/l.db"\ntable = "u"\nkey = "id"\n'
+        '[target]\nexport = "gitlab"\ndir = "out"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "run", str(spec)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "target.export" in proc.stderr
     assert not (tmp_path / "out").exists()

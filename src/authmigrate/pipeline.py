@@ -531,8 +531,11 @@ class PlanResult:
             "preview": self.preview,
             "schemes": self.schemes,
             "self_tests": self.self_tests,
-            **({"routes": self.routes, "export_self_tests": self.export_self_tests}
-               if self.routes else {}),
+            **(
+                {"routes": self.routes, "export_self_tests": self.export_self_tests}
+                if self.routes
+                else {}
+            ),
         }
 
 

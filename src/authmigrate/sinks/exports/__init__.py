@@ -42,7 +42,8 @@ from .supabase import Supabase
 from .zitadel import Zitadel
 
 PROVIDERS: dict[str, type[Any]] = {
-    p.name: p for p in (Auth0, Kratos, Firebase, Keycloak, Okta, Zitadel, Supabase, Clerk, FusionAuth)
+    p.name: p
+    for p in (Auth0, Kratos, Firebase, Keycloak, Okta, Zitadel, Supabase, Clerk, FusionAuth)
 }
 """Every provider by its ``[target] export`` name."""
 

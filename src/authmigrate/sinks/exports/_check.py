@@ -51,9 +51,14 @@ def _rfc2307(password: bytes, value: str) -> bool:
     m = re.fullmatch(r"\{([A-Z0-9]+)\}(.+)", value)
     if not m:
         return False
-    name, salted = {"MD5": ("md5", False), "SMD5": ("md5", True), "SHA": ("sha1", False),
-                    "SSHA": ("sha1", True), "SSHA256": ("sha256", True),
-                    "SSHA512": ("sha512", True)}[m.group(1)]
+    name, salted = {
+        "MD5": ("md5", False),
+        "SMD5": ("md5", True),
+        "SHA": ("sha1", False),
+        "SSHA": ("sha1", True),
+        "SSHA256": ("sha256", True),
+        "SSHA512": ("sha512", True),
+    }[m.group(1)]
     raw = base64.b64decode(m.group(2))
     size = hashlib.new(name).digest_size
     return _salted(name, password, raw[size:] if salted else b"", "suffix", raw[:size])
@@ -78,7 +83,9 @@ def auth0(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
         return value[:4] in ("$2a$", "$2b$") and _bcrypt(pw, value)
     custom = fields["custom_password_hash"]
     algorithm, h = custom["algorithm"], custom["hash"]
-    pw = password.encode(custom.get("password", {}).get("encoding", "utf8").replace("utf8", "utf-8"))
+    pw = password.encode(
+        custom.get("password", {}).get("encoding", "utf8").replace("utf8", "utf-8")
+    )
     if algorithm == "bcrypt":
         return _bcrypt(pw, h["value"])
     if algorithm == "argon2":
@@ -111,11 +118,14 @@ def kratos(fields: dict[str, Any], config: dict[str, str], password: str) -> boo
         return _bcrypt(pw, value)
     if value.startswith(("$argon2id$", "$argon2i$")):
         return "$v=19$" in value and _argon2(pw, value)
-    for ours, crypt in (("$md5-crypt$", md5_crypt), ("$sha256-crypt$", sha256_crypt),
-                        ("$sha512-crypt$", sha512_crypt)):
+    for ours, crypt in (
+        ("$md5-crypt$", md5_crypt),
+        ("$sha256-crypt$", sha256_crypt),
+        ("$sha512-crypt$", sha512_crypt),
+    ):
         if value.startswith(ours):
             head = {"$md5-crypt$": "$1$", "$sha256-crypt$": "$5$", "$sha512-crypt$": "$6$"}[ours]
-            return bool(crypt.verify(password, head + value[len(ours):]))
+            return bool(crypt.verify(password, head + value[len(ours) :]))
     parts = value.split("$")
     if re.match(r"^\$pbkdf2-sha[0-9]{1,3}\$", value):
         digest = parts[1].split("-", 1)[1]
@@ -128,8 +138,9 @@ def kratos(fields: dict[str, Any], config: dict[str, str], password: str) -> boo
     if value.startswith("$scrypt$"):
         n, r, p = (int(x.split("=")[1]) for x in parts[2].split(","))  # "ln" is N itself
         want = base64.b64decode(parts[4])
-        got = hashlib.scrypt(pw, salt=base64.b64decode(parts[3]), n=n, r=r, p=p,
-                             maxmem=2**31 - 1, dklen=len(want))
+        got = hashlib.scrypt(
+            pw, salt=base64.b64decode(parts[3]), n=n, r=r, p=p, maxmem=2**31 - 1, dklen=len(want)
+        )
         return hmac.compare_digest(got, want)
     if value.startswith("{SSHA"):
         return _rfc2307(pw, value)
@@ -149,12 +160,19 @@ def kratos(fields: dict[str, Any], config: dict[str, str], password: str) -> boo
 
 
 def _firebase_scrypt(
-    pw: bytes, salt: bytes, sep: bytes, key: bytes, rounds: int, mem_cost: int, p: int,
+    pw: bytes,
+    salt: bytes,
+    sep: bytes,
+    key: bytes,
+    rounds: int,
+    mem_cost: int,
+    p: int,
     want: bytes,
 ) -> bool:
     """Firebase's scrypt: AES-256-CTR (zero IV) of the signer key under scrypt(pw, salt+sep)."""
-    derived = hashlib.scrypt(pw, salt=salt + sep, n=1 << mem_cost, r=rounds, p=p,
-                             maxmem=2**31 - 1, dklen=32)
+    derived = hashlib.scrypt(
+        pw, salt=salt + sep, n=1 << mem_cost, r=rounds, p=p, maxmem=2**31 - 1, dklen=32
+    )
     enc = Cipher(algorithms.AES(derived), modes.CTR(b"\0" * 16)).encryptor()
     return hmac.compare_digest(enc.update(key) + enc.finalize(), want)
 
@@ -174,7 +192,8 @@ def firebase(fields: dict[str, Any], config: dict[str, str], password: str) -> b
         name = "sha1" if algo == "PBKDF_SHA1" else "sha256"
         rounds = int(config["rounds"])
         return rounds <= 120_000 and hmac.compare_digest(
-            hashlib.pbkdf2_hmac(name, pw, salt, rounds, len(want)), want)
+            hashlib.pbkdf2_hmac(name, pw, salt, rounds, len(want)), want
+        )
     if algo in ("MD5", "SHA1", "SHA256", "SHA512"):
         rounds = int(config["rounds"])
         order = config.get("hash-input-order", "SALT_FIRST")
@@ -183,14 +202,27 @@ def firebase(fields: dict[str, Any], config: dict[str, str], password: str) -> b
             digest = hashlib.new(algo.lower(), digest).digest()
         return rounds <= 8192 and hmac.compare_digest(digest, want)
     if algo == "STANDARD_SCRYPT":
-        got = hashlib.scrypt(pw, salt=salt, n=int(config["memory-cost"]),
-                             r=int(config["block-size"]), p=int(config["parallelization"]),
-                             maxmem=2**31 - 1, dklen=int(config["dk-len"]))
+        got = hashlib.scrypt(
+            pw,
+            salt=salt,
+            n=int(config["memory-cost"]),
+            r=int(config["block-size"]),
+            p=int(config["parallelization"]),
+            maxmem=2**31 - 1,
+            dklen=int(config["dk-len"]),
+        )
         return hmac.compare_digest(got, want)
     if algo == "SCRYPT":
-        return _firebase_scrypt(pw, salt, base64.b64decode(config["salt-separator"]),
-                                base64.b64decode(config["hash-key"]), int(config["rounds"]),
-                                int(config["mem-cost"]), 1, want)
+        return _firebase_scrypt(
+            pw,
+            salt,
+            base64.b64decode(config["salt-separator"]),
+            base64.b64decode(config["hash-key"]),
+            int(config["rounds"]),
+            int(config["mem-cost"]),
+            1,
+            want,
+        )
     return False
 
 
@@ -206,16 +238,23 @@ def keycloak(fields: dict[str, Any], config: dict[str, str], password: str) -> b
     names = {"pbkdf2": "sha1", "pbkdf2-sha256": "sha256", "pbkdf2-sha512": "sha512"}
     if algo in names:
         want = base64.b64decode(secret["value"])
-        got = hashlib.pbkdf2_hmac(names[algo], pw, base64.b64decode(secret["salt"]), rounds, len(want))
+        got = hashlib.pbkdf2_hmac(
+            names[algo], pw, base64.b64decode(secret["salt"]), rounds, len(want)
+        )
         return hmac.compare_digest(got, want)
     if algo == "argon2":
         extra = data["additionalParameters"]
         kind = {"id": argon2.Type.ID, "i": argon2.Type.I}[extra["type"][0]]
         want = base64.b64decode(secret["value"])
         got = argon2.low_level.hash_secret_raw(
-            pw, base64.b64decode(secret["salt"]), time_cost=rounds,
-            memory_cost=int(extra["memory"][0]), parallelism=int(extra["parallelism"][0]),
-            hash_len=int(extra["hashLength"][0]), type=kind)
+            pw,
+            base64.b64decode(secret["salt"]),
+            time_cost=rounds,
+            memory_cost=int(extra["memory"][0]),
+            parallelism=int(extra["parallelism"][0]),
+            hash_len=int(extra["hashLength"][0]),
+            type=kind,
+        )
         return hmac.compare_digest(got, want)
     if secret["value"].startswith("$2"):
         return _bcrypt(pw, secret["value"])
@@ -268,8 +307,9 @@ def zitadel(fields: dict[str, Any], config: dict[str, str], password: str) -> bo
     if parts[1] == "scrypt":
         ln, r, p = (int(x.split("=")[1]) for x in parts[2].split(","))
         want = _b64(parts[4])
-        got = hashlib.scrypt(pw, salt=_b64(parts[3]), n=1 << ln, r=r, p=p, maxmem=2**31 - 1,
-                             dklen=len(want))
+        got = hashlib.scrypt(
+            pw, salt=_b64(parts[3]), n=1 << ln, r=r, p=p, maxmem=2**31 - 1, dklen=len(want)
+        )
         return hmac.compare_digest(got, want)
     return False
 
@@ -285,7 +325,9 @@ def clerk(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
     if hasher in ("md5", "sha256"):
         return hmac.compare_digest(hashlib.new(hasher, pw).hexdigest(), value)
     if hasher == "bcrypt_sha256_django":
-        return _bcrypt(hashlib.sha256(pw).hexdigest().encode(), value.removeprefix("bcrypt_sha256$"))
+        return _bcrypt(
+            hashlib.sha256(pw).hexdigest().encode(), value.removeprefix("bcrypt_sha256$")
+        )
     if hasher == "phpass":
         from passlib.hash import phpass
 
@@ -300,14 +342,22 @@ def clerk(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
     if hasher == "scrypt_werkzeug":
         method, salt, digest = value.split("$")
         _, n, r, p = method.split(":")
-        got = hashlib.scrypt(pw, salt=salt.encode(), n=int(n), r=int(r), p=int(p),
-                             maxmem=2**31 - 1, dklen=64)
+        got = hashlib.scrypt(
+            pw, salt=salt.encode(), n=int(n), r=int(r), p=int(p), maxmem=2**31 - 1, dklen=64
+        )
         return hmac.compare_digest(got.hex(), digest)
     if hasher == "scrypt_firebase":
         h, salt, key, sep, rounds, mem = value.split("$")
-        return _firebase_scrypt(pw, base64.b64decode(salt), base64.b64decode(sep),
-                                base64.b64decode(key), int(rounds), int(mem), 1,
-                                base64.b64decode(h))
+        return _firebase_scrypt(
+            pw,
+            base64.b64decode(salt),
+            base64.b64decode(sep),
+            base64.b64decode(key),
+            int(rounds),
+            int(mem),
+            1,
+            base64.b64decode(h),
+        )
     return False
 
 
@@ -322,8 +372,15 @@ def fusionauth(fields: dict[str, Any], config: dict[str, str], password: str) ->
 
 
 CHECKERS: dict[str, Checker] = {
-    "auth0": auth0, "kratos": kratos, "firebase": firebase, "keycloak": keycloak, "okta": okta,
-    "supabase": supabase, "zitadel": zitadel, "clerk": clerk, "fusionauth": fusionauth,
+    "auth0": auth0,
+    "kratos": kratos,
+    "firebase": firebase,
+    "keycloak": keycloak,
+    "okta": okta,
+    "supabase": supabase,
+    "zitadel": zitadel,
+    "clerk": clerk,
+    "fusionauth": fusionauth,
 }
 
 

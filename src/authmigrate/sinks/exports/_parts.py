@@ -68,8 +68,18 @@ class Parts:
     @property
     def group(self) -> tuple[object, ...]:
         """What a provider's per-file hash configuration depends on (firebase groups by it)."""
-        return (self.kind, self.digest, self.iterations, self.n, self.r, self.p,
-                self.key_id, self.separator, self.salt_position, len(self.hash))
+        return (
+            self.kind,
+            self.digest,
+            self.iterations,
+            self.n,
+            self.r,
+            self.p,
+            self.key_id,
+            self.separator,
+            self.salt_position,
+            len(self.hash),
+        )
 
 
 def _b64(text: str) -> bytes:
@@ -106,24 +116,32 @@ def _argon2(scheme: str, cred: str) -> Parts:
     params = argon2.extract_parameters(mcf)
     fields = mcf.split("$")
     return Parts(
-        "argon2", scheme, mcf=mcf, salt=_b64(fields[-2]), hash=_b64(fields[-1]),
+        "argon2",
+        scheme,
+        mcf=mcf,
+        salt=_b64(fields[-2]),
+        hash=_b64(fields[-1]),
         digest={argon2.Type.ID: "argon2id", argon2.Type.I: "argon2i"}.get(params.type, "argon2d"),
-        n=params.memory_cost, r=params.time_cost, p=params.parallelism,
+        n=params.memory_cost,
+        r=params.time_cost,
+        p=params.parallelism,
     )
 
 
 def _pbkdf2_passlib(scheme: str, cred: str) -> Parts:
     ident, rounds, salt, digest = cred.split("$")[1:]
     name = {"pbkdf2": "sha1", "pbkdf2-sha256": "sha256", "pbkdf2-sha512": "sha512"}[ident]
-    return Parts("pbkdf2", scheme, digest=name, iterations=int(rounds), salt=_ab64(salt),
-                 hash=_ab64(digest))
+    return Parts(
+        "pbkdf2", scheme, digest=name, iterations=int(rounds), salt=_ab64(salt), hash=_ab64(digest)
+    )
 
 
 def _pbkdf2_django(scheme: str, cred: str) -> Parts:
     algo, rounds, salt, digest = cred.split("$")
     name = {"pbkdf2_sha256": "sha256", "pbkdf2_sha1": "sha1"}[algo]
-    return Parts("pbkdf2", scheme, digest=name, iterations=int(rounds), salt=salt.encode(),
-                 hash=_b64(digest))
+    return Parts(
+        "pbkdf2", scheme, digest=name, iterations=int(rounds), salt=salt.encode(), hash=_b64(digest)
+    )
 
 
 def _pbkdf2_werkzeug(scheme: str, cred: str) -> Parts:
@@ -131,8 +149,14 @@ def _pbkdf2_werkzeug(scheme: str, cred: str) -> Parts:
     _, name, rounds = method.split(":")
     if name not in DIGESTS:
         raise ValueError(name)
-    return Parts("pbkdf2", scheme, digest=name, iterations=int(rounds), salt=salt.encode(),
-                 hash=bytes.fromhex(digest))
+    return Parts(
+        "pbkdf2",
+        scheme,
+        digest=name,
+        iterations=int(rounds),
+        salt=salt.encode(),
+        hash=bytes.fromhex(digest),
+    )
 
 
 def _aspnet_v2(scheme: str, cred: str) -> Parts:
@@ -148,39 +172,67 @@ def _aspnet_v3(scheme: str, cred: str) -> Parts:
     if raw[0] != 1 or len(raw) <= 13 + salt_len:
         raise ValueError(scheme)
     name = {0: "sha1", 1: "sha256", 2: "sha512"}[prf]
-    return Parts("pbkdf2", scheme, digest=name, iterations=rounds, salt=raw[13 : 13 + salt_len],
-                 hash=raw[13 + salt_len :])
+    return Parts(
+        "pbkdf2",
+        scheme,
+        digest=name,
+        iterations=rounds,
+        salt=raw[13 : 13 + salt_len],
+        hash=raw[13 + salt_len :],
+    )
 
 
 def _scrypt_passlib(scheme: str, cred: str) -> Parts:
     _, _, params, salt, digest = cred.split("$")
     kv = dict(f.split("=") for f in params.split(","))
-    return Parts("scrypt", scheme, n=1 << int(kv["ln"]), r=int(kv["r"]), p=int(kv["p"]),
-                 salt=_b64(salt), hash=_b64(digest))
+    return Parts(
+        "scrypt",
+        scheme,
+        n=1 << int(kv["ln"]),
+        r=int(kv["r"]),
+        p=int(kv["p"]),
+        salt=_b64(salt),
+        hash=_b64(digest),
+    )
 
 
 def _scrypt_django(scheme: str, cred: str) -> Parts:
     _, n, salt, r, p, digest = cred.split("$")
-    return Parts("scrypt", scheme, n=int(n), r=int(r), p=int(p), salt=salt.encode(),
-                 hash=_b64(digest))
+    return Parts(
+        "scrypt", scheme, n=int(n), r=int(r), p=int(p), salt=salt.encode(), hash=_b64(digest)
+    )
 
 
 def _scrypt_werkzeug(scheme: str, cred: str) -> Parts:
     method, salt, digest = cred.split("$")
     _, n, r, p = method.split(":")
-    return Parts("scrypt", scheme, n=int(n), r=int(r), p=int(p), salt=salt.encode(),
-                 hash=bytes.fromhex(digest))
+    return Parts(
+        "scrypt",
+        scheme,
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        salt=salt.encode(),
+        hash=bytes.fromhex(digest),
+    )
 
 
 def _crypt(scheme: str, cred: str) -> Parts:
-    return Parts("crypt", scheme, mcf=cred, digest={"md5_crypt": "md5", "sha256_crypt": "sha256",
-                                                    "sha512_crypt": "sha512"}[scheme])
+    return Parts(
+        "crypt",
+        scheme,
+        mcf=cred,
+        digest={"md5_crypt": "md5", "sha256_crypt": "sha256", "sha512_crypt": "sha512"}[scheme],
+    )
 
 
 _LDAP = {
-    "ldap_md5": ("md5", False), "ldap_sha1": ("sha1", False),
-    "ldap_salted_md5": ("md5", True), "ldap_salted_sha1": ("sha1", True),
-    "ldap_salted_sha256": ("sha256", True), "ldap_salted_sha512": ("sha512", True),
+    "ldap_md5": ("md5", False),
+    "ldap_sha1": ("sha1", False),
+    "ldap_salted_md5": ("md5", True),
+    "ldap_salted_sha1": ("sha1", True),
+    "ldap_salted_sha256": ("sha256", True),
+    "ldap_salted_sha512": ("sha512", True),
 }
 
 
@@ -190,27 +242,52 @@ def _ldap(scheme: str, cred: str) -> Parts:
     size = {"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}[name]
     if salted and len(raw) <= size or not salted and len(raw) != size:
         raise ValueError(scheme)
-    return Parts("salted", scheme, mcf=cred, digest=name, hash=raw[:size], salt=raw[size:],
-                 salt_position="suffix" if salted else "")
+    return Parts(
+        "salted",
+        scheme,
+        mcf=cred,
+        digest=name,
+        hash=raw[:size],
+        salt=raw[size:],
+        salt_position="suffix" if salted else "",
+    )
 
 
 def _django_salted(scheme: str, cred: str) -> Parts:
     name, salt, digest = cred.split("$")
-    return Parts("salted", scheme, digest=name, salt=salt.encode(), hash=bytes.fromhex(digest),
-                 salt_position="prefix" if salt else "")
+    return Parts(
+        "salted",
+        scheme,
+        digest=name,
+        salt=salt.encode(),
+        hash=bytes.fromhex(digest),
+        salt_position="prefix" if salt else "",
+    )
 
 
 def _joomla(scheme: str, cred: str) -> Parts:
     salt = _b64(cred.split("$")[2])
-    return Parts("salted", scheme, digest="md5", salt=salt,
-                 hash=get(scheme).stored_digest(cred), salt_position="suffix" if salt else "")
+    return Parts(
+        "salted",
+        scheme,
+        digest="md5",
+        salt=salt,
+        hash=get(scheme).stored_digest(cred),
+        salt_position="suffix" if salt else "",
+    )
 
 
 def _magento1(scheme: str, cred: str) -> Parts:
     _, _, params, salt_b64, _ = cred.split("$")
     salt = _b64(salt_b64)
-    return Parts("salted", scheme, digest=params.removeprefix("a="), salt=salt,
-                 hash=get(scheme).stored_digest(cred), salt_position="prefix" if salt else "")
+    return Parts(
+        "salted",
+        scheme,
+        digest=params.removeprefix("a="),
+        salt=salt,
+        hash=get(scheme).stored_digest(cred),
+        salt_position="prefix" if salt else "",
+    )
 
 
 def _digest(scheme: str, cred: str) -> Parts | None:
@@ -222,8 +299,14 @@ def _digest(scheme: str, cred: str) -> Parts | None:
     salt = _b64(salt_b64) if salt_b64 else b""
     if kv or position is None or name not in DIGESTS or bool(salt) != bool(position):
         return None  # keyed, peppered, templated or chained: no provider runs it
-    return Parts("salted", scheme, digest=name, salt=salt, hash=get(scheme).stored_digest(cred),
-                 salt_position=position)
+    return Parts(
+        "salted",
+        scheme,
+        digest=name,
+        salt=salt,
+        hash=get(scheme).stored_digest(cred),
+        salt_position=position,
+    )
 
 
 def _whole(scheme: str, cred: str) -> Parts:
@@ -234,25 +317,47 @@ def _whole(scheme: str, cred: str) -> Parts:
 def _firebase(scheme: str, cred: str) -> Parts:
     _, _, params, salt, digest = cred.split("$")
     kv = dict(f.split("=", 1) for f in params.split(","))
-    return Parts("firebase_scrypt", scheme, key_id=kv["k"], n=int(kv["m"]), r=int(kv["r"]),
-                 separator=_b64(kv["s"]), salt=_b64(salt), hash=_b64(digest))
+    return Parts(
+        "firebase_scrypt",
+        scheme,
+        key_id=kv["k"],
+        n=int(kv["m"]),
+        r=int(kv["r"]),
+        separator=_b64(kv["s"]),
+        salt=_b64(salt),
+        hash=_b64(digest),
+    )
 
 
 _READERS = {
-    "bcrypt": _bcrypt, "django_bcrypt": _bcrypt,
-    "argon2id": _argon2, "argon2i": _argon2, "django_argon2": _argon2,
-    "pbkdf2_sha1": _pbkdf2_passlib, "pbkdf2_sha256": _pbkdf2_passlib,
+    "bcrypt": _bcrypt,
+    "django_bcrypt": _bcrypt,
+    "argon2id": _argon2,
+    "argon2i": _argon2,
+    "django_argon2": _argon2,
+    "pbkdf2_sha1": _pbkdf2_passlib,
+    "pbkdf2_sha256": _pbkdf2_passlib,
     "pbkdf2_sha512": _pbkdf2_passlib,
-    "django_pbkdf2_sha256": _pbkdf2_django, "django_pbkdf2_sha1": _pbkdf2_django,
+    "django_pbkdf2_sha256": _pbkdf2_django,
+    "django_pbkdf2_sha1": _pbkdf2_django,
     "werkzeug_pbkdf2": _pbkdf2_werkzeug,
-    "aspnet_identity_v2": _aspnet_v2, "aspnet_identity_v3": _aspnet_v3,
-    "scrypt": _scrypt_passlib, "django_scrypt": _scrypt_django,
+    "aspnet_identity_v2": _aspnet_v2,
+    "aspnet_identity_v3": _aspnet_v3,
+    "scrypt": _scrypt_passlib,
+    "django_scrypt": _scrypt_django,
     "werkzeug_scrypt": _scrypt_werkzeug,
-    "md5_crypt": _crypt, "sha256_crypt": _crypt, "sha512_crypt": _crypt,
+    "md5_crypt": _crypt,
+    "sha256_crypt": _crypt,
+    "sha512_crypt": _crypt,
     **dict.fromkeys(_LDAP, _ldap),
-    "django_md5": _django_salted, "django_sha1": _django_salted,
-    "django_unsalted_md5": _django_salted, "django_unsalted_sha1": _django_salted,
-    "joomla": _joomla, "magento1": _magento1, "digest": _digest,
+    "django_md5": _django_salted,
+    "django_sha1": _django_salted,
+    "django_unsalted_md5": _django_salted,
+    "django_unsalted_sha1": _django_salted,
+    "joomla": _joomla,
+    "magento1": _magento1,
+    "digest": _digest,
     "firebase_scrypt": _firebase,
-    "phpass": _whole, "django_bcrypt_sha256": _whole,
+    "phpass": _whole,
+    "django_bcrypt_sha256": _whole,
 }

@@ -41,7 +41,8 @@ class ExportPlan:
                 if name == self.sink.provider.name and r.route in ("native", "re-encoded"):
                     label = f"{r.scheme} {r.route}" + (
                         " (" + ", ".join(f"{k}={v}" for k, v in r.config if k != "hash-key") + ")"
-                        if r.config else ""
+                        if r.config
+                        else ""
                     )
                     passed = self.sink.self_test(r, str(value))
                     self.groups[label] = self.groups.get(label, True) and passed

@@ -69,7 +69,9 @@ def reconcile_files(directory: Path, provider: str, written: set[str]) -> tuple[
             keys = [user_key(provider, u) for u in users]
             count += len(users)
             if len(users) != entry["users"] or keys != entry["keys"]:
-                notes.append(f"export file {entry['file']} does not hold the users its manifest lists")
+                notes.append(
+                    f"export file {entry['file']} does not hold the users its manifest lists"
+                )
             seen.update(k for k in keys if k is not None)
         seen.update(manifest.get("bridge", []))
     stray = sorted(p.name for p in directory.glob(f"{provider}-b*.json") if p.name not in listed)

@@ -44,9 +44,9 @@ def twin(credential: str, keyring: Mapping[str, bytes | str] | None) -> str | No
         return made if credentials.verify(KNOWN_PASSWORD, made, keyring=keyring) else None
     if not credential.startswith(stripped):
         return None
-    tail = credential[len(stripped):]
+    tail = credential[len(stripped) :]
     sep = "$" if tail.startswith("$") else ""
-    tail = tail[len(sep):]
+    tail = tail[len(sep) :]
     stripped += sep
     for encode, decode in _ENCODINGS:
         try:
@@ -67,8 +67,14 @@ def _argon2_twin(credential: str, scheme_id: str) -> str:
     salt_b64 = phc.split("$")[-2]
     salt = base64.b64decode(salt_b64 + "=" * (-len(salt_b64) % 4))
     made = argon2.low_level.hash_secret(
-        KNOWN_PASSWORD.encode(), salt, time_cost=p.time_cost, memory_cost=p.memory_cost,
-        parallelism=p.parallelism, hash_len=p.hash_len, type=p.type, version=p.version,
+        KNOWN_PASSWORD.encode(),
+        salt,
+        time_cost=p.time_cost,
+        memory_cost=p.memory_cost,
+        parallelism=p.parallelism,
+        hash_len=p.hash_len,
+        type=p.type,
+        version=p.version,
     ).decode()
     return ("argon2" + made) if scheme_id == "django_argon2" else made
 
@@ -76,7 +82,7 @@ def _argon2_twin(credential: str, scheme_id: str) -> str:
 def _ldap_twin(credential: str, fresh: bytes) -> str:
     tag, body = credential.split("}", 1)
     raw = base64.b64decode(body)
-    return tag + "}" + base64.b64encode(fresh + raw[len(fresh):]).decode()
+    return tag + "}" + base64.b64encode(fresh + raw[len(fresh) :]).decode()
 
 
 def _aspnet_twin(credential: str, fresh: bytes) -> str:
@@ -103,15 +109,18 @@ _ENCODINGS = (
     (lambda b: b.hex(), bytes.fromhex),
     (lambda b: b.hex().upper(), bytes.fromhex),
     (_b64pad, lambda t: base64.b64decode(t, validate=True)),
-    (lambda b: _b64pad(b).rstrip("=").replace("+", "."),
-     lambda t: base64.b64decode(t.replace(".", "+") + "=" * (-len(t) % 4), validate=True)),
-    (lambda b: _b64pad(b).rstrip("="), lambda t: base64.b64decode(t + "=" * (-len(t) % 4), validate=True)),
+    (
+        lambda b: _b64pad(b).rstrip("=").replace("+", "."),
+        lambda t: base64.b64decode(t.replace(".", "+") + "=" * (-len(t) % 4), validate=True),
+    ),
+    (
+        lambda b: _b64pad(b).rstrip("="),
+        lambda t: base64.b64decode(t + "=" * (-len(t) % 4), validate=True),
+    ),
 )
 
 
-def resolved_config(
-    routed: Routed, keyring: Mapping[str, bytes | str] | None
-) -> dict[str, str]:
+def resolved_config(routed: Routed, keyring: Mapping[str, bytes | str] | None) -> dict[str, str]:
     """The group's file configuration with ``env:`` key references replaced by the key."""
     config = dict(routed.config)
     if routed.parts is not None and "hash-key" in config:

@@ -35,8 +35,13 @@ from ._selftest import group_passes
 from .firebase import key_variable
 
 _ACCOUNT_FIELDS = ("email", "email_verified", "name", "given_name", "family_name", "username")
-_ALIASES = {"first_name": "given_name", "last_name": "family_name", "firstname": "given_name",
-            "lastname": "family_name", "verified": "email_verified"}
+_ALIASES = {
+    "first_name": "given_name",
+    "last_name": "family_name",
+    "firstname": "given_name",
+    "lastname": "family_name",
+    "verified": "email_verified",
+}
 
 
 class ExportRefused(TargetError):
@@ -148,8 +153,14 @@ class ExportSink:
             out.routes[r.route] += 1
             account = account_of(record, self.credential_column, self.hidden)
             if r.route == "bridge" and not r.fields:
-                out.bridge.append({"key": str(record.key), "email": account.email,
-                                   "scheme": r.scheme, "reason": r.reason})
+                out.bridge.append(
+                    {
+                        "key": str(record.key),
+                        "email": account.email,
+                        "scheme": r.scheme,
+                        "reason": r.reason,
+                    }
+                )
                 continue
             user = self.provider.user(account, r.fields)
             groups.setdefault(r.config, []).append(user)
@@ -159,14 +170,22 @@ class ExportSink:
                 name = f"{self.provider.name}-b{batch.number:08d}-g{g:02d}-{part:03d}.json"
                 data = json.dumps(self.provider.document(chunk), ensure_ascii=False, default=str)
                 _write_atomic(self.dir / name, data.encode())
-                out.files.append({"file": name, "users": len(chunk), "keys": chunk_keys,
-                                  "config": dict(config)})
+                out.files.append(
+                    {"file": name, "users": len(chunk), "keys": chunk_keys, "config": dict(config)}
+                )
         if out.bridge:
             name = f"bridge-b{batch.number:08d}.jsonl"
-            lines = "".join(json.dumps(b, ensure_ascii=False, default=str) + "\n" for b in out.bridge)
+            lines = "".join(
+                json.dumps(b, ensure_ascii=False, default=str) + "\n" for b in out.bridge
+            )
             _write_atomic(self.dir / name, lines.encode())
-        manifest = {"provider": self.provider.name, "batch": batch.number, "files": out.files,
-                    "bridge": [b["key"] for b in out.bridge], "routes": dict(out.routes)}
+        manifest = {
+            "provider": self.provider.name,
+            "batch": batch.number,
+            "files": out.files,
+            "bridge": [b["key"] for b in out.bridge],
+            "routes": dict(out.routes),
+        }
         _write_atomic(self.dir / _manifest_name(batch.number), json.dumps(manifest).encode())
         if self.provider.name == "firebase":
             self._write_script()
@@ -182,10 +201,19 @@ class ExportSink:
         chunk_keys: list[str] = []
         size = 2
         for user, key in zip(users, keys, strict=True):
-            one = len(json.dumps(self.provider.document([user]), ensure_ascii=False,
-                                 default=str).encode()) if limit_bytes else 0
-            if chunk and (len(chunk) >= self.provider.max_users
-                          or (limit_bytes and size + one + 1 > limit_bytes)):
+            one = (
+                len(
+                    json.dumps(
+                        self.provider.document([user]), ensure_ascii=False, default=str
+                    ).encode()
+                )
+                if limit_bytes
+                else 0
+            )
+            if chunk and (
+                len(chunk) >= self.provider.max_users
+                or (limit_bytes and size + one + 1 > limit_bytes)
+            ):
                 yield chunk, chunk_keys
                 chunk, chunk_keys, size = [], [], 2
             if limit_bytes and one + 2 > limit_bytes:
@@ -204,8 +232,12 @@ class ExportSink:
 
     def _write_script(self) -> None:
         """``import.sh``: one ``firebase auth:import`` per file with that file's flags."""
-        lines = ["#!/bin/sh", "# Written by authmigrate: imports every file with its own hash flags.",
-                 "set -eu", 'cd "$(dirname "$0")"']
+        lines = [
+            "#!/bin/sh",
+            "# Written by authmigrate: imports every file with its own hash flags.",
+            "set -eu",
+            'cd "$(dirname "$0")"',
+        ]
         for manifest in read_manifests(self.dir):
             for f in manifest["files"]:
                 flags = " ".join(_flag(k, v) for k, v in f["config"].items())
@@ -233,8 +265,10 @@ def _manifest_name(number: int) -> str:
 
 def read_manifests(directory: Path) -> list[dict[str, Any]]:
     """Every batch manifest in ``directory``, in batch order."""
-    return [json.loads(p.read_text(encoding="utf-8"))
-            for p in sorted(directory.glob("manifest-b*.json"))]
+    return [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(directory.glob("manifest-b*.json"))
+    ]
 
 
 def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -11,7 +11,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._model import Account, Encoded, firebase_signer, drop_none
+from ._model import Account, Encoded, drop_none, firebase_signer
 from ._parts import Parts
 
 _NAMED = {
@@ -37,16 +37,26 @@ class Clerk:
         if parts.scheme in _NAMED and (parts.scheme != "phpass" or parts.credential[:3] == "$P$"):
             return _digest("native", parts.credential, _NAMED[parts.scheme])
         if parts.kind == "bcrypt":
-            return _digest("native" if parts.scheme == "bcrypt" else "re-encoded", parts.mcf, "bcrypt")
+            return _digest(
+                "native" if parts.scheme == "bcrypt" else "re-encoded", parts.mcf, "bcrypt"
+            )
         if parts.kind == "argon2" and parts.digest in ("argon2id", "argon2i"):
             return _digest("re-encoded", parts.mcf, parts.digest)
-        if parts.kind == "pbkdf2" and parts.digest == "sha1" and parts.scheme == "django_pbkdf2_sha1":
+        if (
+            parts.kind == "pbkdf2"
+            and parts.digest == "sha1"
+            and parts.scheme == "django_pbkdf2_sha1"
+        ):
             value = f"pbkdf2_sha1${parts.iterations}${parts.salt.decode()}${parts.hash.hex()}"
             return _digest("re-encoded", value, "pbkdf2_sha1")
         if parts.kind == "pbkdf2" and parts.digest == "sha256":
-            salt, hash_ = base64.b64encode(parts.salt).decode(), base64.b64encode(parts.hash).decode()
-            return _digest("re-encoded", f"pbkdf2_sha256${parts.iterations}${salt}${hash_}",
-                           "pbkdf2_sha256")
+            salt, hash_ = (
+                base64.b64encode(parts.salt).decode(),
+                base64.b64encode(parts.hash).decode(),
+            )
+            return _digest(
+                "re-encoded", f"pbkdf2_sha256${parts.iterations}${salt}${hash_}", "pbkdf2_sha256"
+            )
         if parts.kind == "salted" and not parts.salt_position and parts.digest in ("md5", "sha256"):
             return _digest("re-encoded", parts.hash.hex(), parts.digest)
         if parts.kind == "firebase_scrypt":
@@ -54,8 +64,16 @@ class Clerk:
             if signer is None:
                 return None
             b = base64.b64encode
-            value = "$".join([b(parts.hash).decode(), b(parts.salt).decode(), b(signer).decode(),
-                              b(parts.separator).decode(), str(parts.r), str(parts.n)])
+            value = "$".join(
+                [
+                    b(parts.hash).decode(),
+                    b(parts.salt).decode(),
+                    b(signer).decode(),
+                    b(parts.separator).decode(),
+                    str(parts.r),
+                    str(parts.n),
+                ]
+            )
             return _digest("re-encoded", value, "scrypt_firebase")
         return None
 

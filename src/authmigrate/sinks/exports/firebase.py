@@ -48,6 +48,7 @@ class Firebase:
             mcf = "$2b$" + parts.mcf[4:] if parts.mcf.startswith("$2y$") else parts.mcf
             route = "native" if mcf == parts.mcf and parts.scheme == "bcrypt" else "re-encoded"
             return Encoded(route, {"passwordHash": b64(mcf.encode())}, (("hash-algo", "BCRYPT"),))
+        config: tuple[tuple[str, str], ...]
         if parts.kind == "scrypt":
             config = (
                 ("hash-algo", "STANDARD_SCRYPT"),

@@ -28,14 +28,25 @@ class FusionAuth:
         """FusionAuth's password fields for ``parts``."""
         if parts.kind == "bcrypt":
             body = parts.mcf[7:]
-            return Encoded("re-encoded", {"encryptionScheme": "bcrypt",
-                                          "factor": int(parts.mcf[4:6]),
-                                          "salt": body[:22], "password": body[22:]})
+            return Encoded(
+                "re-encoded",
+                {
+                    "encryptionScheme": "bcrypt",
+                    "factor": int(parts.mcf[4:6]),
+                    "salt": body[:22],
+                    "password": body[22:],
+                },
+            )
         if parts.kind == "pbkdf2" and parts.digest == "sha256" and len(parts.hash) == 32:
-            return Encoded("re-encoded", {"encryptionScheme": "salted-pbkdf2-hmac-sha256",
-                                          "factor": parts.iterations,
-                                          "salt": base64.b64encode(parts.salt).decode(),
-                                          "password": base64.b64encode(parts.hash).decode()})
+            return Encoded(
+                "re-encoded",
+                {
+                    "encryptionScheme": "salted-pbkdf2-hmac-sha256",
+                    "factor": parts.iterations,
+                    "salt": base64.b64encode(parts.salt).decode(),
+                    "password": base64.b64encode(parts.hash).decode(),
+                },
+            )
         return None
 
     def bridge(self) -> dict[str, Any] | None:

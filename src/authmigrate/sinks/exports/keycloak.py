@@ -45,8 +45,11 @@ class Keycloak:
                 "re-encoded",
                 _credential(
                     {"value": b64(parts.hash), "salt": b64(parts.salt), "additionalParameters": {}},
-                    {"hashIterations": parts.iterations, "algorithm": _PBKDF2[parts.digest],
-                     "additionalParameters": {}},
+                    {
+                        "hashIterations": parts.iterations,
+                        "algorithm": _PBKDF2[parts.digest],
+                        "additionalParameters": {},
+                    },
                 ),
             )
         if parts.kind == "argon2" and parts.digest in ("argon2id", "argon2i"):
@@ -61,8 +64,11 @@ class Keycloak:
                 "re-encoded",
                 _credential(
                     {"value": b64(parts.hash), "salt": b64(parts.salt), "additionalParameters": {}},
-                    {"hashIterations": parts.r, "algorithm": "argon2",
-                     "additionalParameters": params},
+                    {
+                        "hashIterations": parts.r,
+                        "algorithm": "argon2",
+                        "additionalParameters": params,
+                    },
                 ),
             )
         if parts.kind == "bcrypt" and self.bcrypt_algorithm:
@@ -71,8 +77,11 @@ class Keycloak:
                 "re-encoded",
                 _credential(
                     {"value": parts.mcf, "salt": "", "additionalParameters": {}},
-                    {"hashIterations": cost, "algorithm": self.bcrypt_algorithm,
-                     "additionalParameters": {}},
+                    {
+                        "hashIterations": cost,
+                        "algorithm": self.bcrypt_algorithm,
+                        "additionalParameters": {},
+                    },
                 ),
             )
         return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._model import Account, Encoded, firebase_signer, b64, b64_raw, drop_none
+from ._model import Account, Encoded, b64, b64_raw, drop_none, firebase_signer
 from ._parts import Parts
 
 _CRYPT = {"$1$": "$md5-crypt$", "$5$": "$sha256-crypt$", "$6$": "$sha512-crypt$"}
@@ -67,7 +67,10 @@ class Kratos:
                 f"${b64_raw(parts.salt)}${b64_raw(parts.hash)}"
             ), False
         if parts.kind == "scrypt":
-            return f"$scrypt$ln={parts.n},r={parts.r},p={parts.p}${b64(parts.salt)}${b64(parts.hash)}", False
+            return (
+                f"$scrypt$ln={parts.n},r={parts.r},p={parts.p}${b64(parts.salt)}${b64(parts.hash)}",
+                False,
+            )
         if parts.kind == "crypt":
             head = parts.mcf[:3]
             return _CRYPT[head] + parts.mcf[3:], False

@@ -31,8 +31,12 @@ class Okta:
         """Okta's ``credentials.password.hash`` for ``parts``."""
         if parts.kind == "bcrypt":
             body = parts.mcf[7:]
-            hash_ = {"algorithm": "BCRYPT", "workFactor": int(parts.mcf[4:6]),
-                     "salt": body[:22], "value": body[22:]}
+            hash_ = {
+                "algorithm": "BCRYPT",
+                "workFactor": int(parts.mcf[4:6]),
+                "salt": body[:22],
+                "value": body[22:],
+            }
             return Encoded("re-encoded", _credentials({"hash": hash_}))
         if parts.kind == "salted":
             hash_ = {"algorithm": _SHA[parts.digest], "value": b64(parts.hash)}

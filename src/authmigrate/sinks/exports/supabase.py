@@ -27,11 +27,14 @@ class Supabase:
     def encode(self, parts: Parts, keyring: Mapping[str, bytes | str] | None) -> Encoded | None:
         """Supabase's ``password_hash`` for ``parts``."""
         if parts.kind == "bcrypt":
-            return Encoded("native" if parts.scheme == "bcrypt" else "re-encoded",
-                           {"password_hash": parts.mcf})
+            return Encoded(
+                "native" if parts.scheme == "bcrypt" else "re-encoded", {"password_hash": parts.mcf}
+            )
         if parts.kind == "argon2" and parts.digest in ("argon2id", "argon2i"):
-            return Encoded("native" if parts.mcf == parts.credential else "re-encoded",
-                           {"password_hash": parts.mcf})
+            return Encoded(
+                "native" if parts.mcf == parts.credential else "re-encoded",
+                {"password_hash": parts.mcf},
+            )
         return None
 
     def bridge(self) -> dict[str, Any] | None:
@@ -45,8 +48,12 @@ class Supabase:
                 "email": account.email,
                 "email_confirm": bool(account.email_verified),
                 "user_metadata": drop_none(
-                    {"name": account.name, "given_name": account.given_name,
-                     "family_name": account.family_name, **account.metadata}
+                    {
+                        "name": account.name,
+                        "given_name": account.given_name,
+                        "family_name": account.family_name,
+                        **account.metadata,
+                    }
                 ),
                 "app_metadata": {"legacy_key": str(account.key)},
                 **credential,

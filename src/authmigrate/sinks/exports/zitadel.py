@@ -46,13 +46,21 @@ class Zitadel:
                 "userId": str(account.key),
                 "username": account.username or account.email,
                 "profile": drop_none(
-                    {"givenName": account.given_name or "-", "familyName": account.family_name or "-",
-                     "displayName": account.name}
+                    {
+                        "givenName": account.given_name or "-",
+                        "familyName": account.family_name or "-",
+                        "displayName": account.name,
+                    }
                 ),
-                "email": drop_none({"email": account.email,
-                                    "isVerified": bool(account.email_verified)}),
-                "metadata": [{"key": "legacy_key",
-                              "value": base64.b64encode(str(account.key).encode()).decode()}],
+                "email": drop_none(
+                    {"email": account.email, "isVerified": bool(account.email_verified)}
+                ),
+                "metadata": [
+                    {
+                        "key": "legacy_key",
+                        "value": base64.b64encode(str(account.key).encode()).decode(),
+                    }
+                ],
                 **credential,
             }
         )
