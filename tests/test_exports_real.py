@@ -1,0 +1,210 @@
+"""Exports proven against real parts.
+
+- Supabase: a real PostgreSQL with Supabase's ``auth.users`` columns (supabase/auth
+  ``migrations/00_init_auth_schema.up.sql``, with ``confirmed_at`` renamed ``email_confirmed_at``
+  by ``migrations/20210710035447_alter_users.up.sql``), the exported users inserted as GoTrue's
+  admin API stores them, and every bcrypt password checked by PostgreSQL itself with pgcrypto's
+  ``crypt()`` (pgcrypto ships in Debian's postgresql-15 package; it knows bcrypt only under its
+  ``$2a$`` name, so the check renames ``$2b$``/``$2y$``, the same computation); argon2 read
+  back and checked with argon2-cffi.
+- Firebase scrypt: the vectors tests/vectors/firebase.json were made by the npm package
+  ``firebase-scrypt`` (tests/vectors/gen_firebase.js); each is exported and must come out as the
+  very ``passwordHash``/``salt``/flags Firebase's own export holds, and verify in Kratos's and
+  Clerk's encodings. (The npm package is not installed at test time; its answers are in the
+  vector file.)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import argon2
+import pytest
+import sqlalchemy as sa
+
+from authmigrate import credentials
+from authmigrate.credentials._base import get
+from authmigrate.pipeline import run_migration
+from authmigrate.sinks.exports import provider_named, route
+from authmigrate.sinks.exports._check import check
+from authmigrate.sinks.exports._selftest import resolved_config
+from authmigrate.spec import load_spec_text
+
+VECTORS = Path(__file__).parent / "vectors"
+
+SUPABASE_USERS_DDL = """
+CREATE SCHEMA auth;
+CREATE TABLE auth.users (
+    instance_id uuid NULL,
+    id uuid NOT NULL UNIQUE,
+    aud varchar(255) NULL,
+    "role" varchar(255) NULL,
+    email varchar(255) NULL UNIQUE,
+    encrypted_password varchar(255) NULL,
+    email_confirmed_at timestamptz NULL,
+    invited_at timestamptz NULL,
+    confirmation_token varchar(255) NULL,
+    confirmation_sent_at timestamptz NULL,
+    recovery_token varchar(255) NULL,
+    recovery_sent_at timestamptz NULL,
+    email_change_token varchar(255) NULL,
+    email_change varchar(255) NULL,
+    email_change_sent_at timestamptz NULL,
+    last_sign_in_at timestamptz NULL,
+    raw_app_meta_data jsonb NULL,
+    raw_user_meta_data jsonb NULL,
+    is_super_admin bool NULL,
+    created_at timestamptz NULL,
+    updated_at timestamptz NULL,
+    CONSTRAINT users_pkey PRIMARY KEY (id)
+);
+"""
+
+BCRYPTS = {
+    # PHP password_hash ($2y$), Python bcrypt ($2b$), Devise/Ruby ($2a$): "password" each
+    "2y": "$2y$04$48DYCDIDanL12KisPAJhp.n.ZuhqnNiDvRVgxl/WYExAI9z7G1HBS",
+    "2b": "$2b$04$3vN7wvv4dh6ssnCyjHe5a.tn4rnIVa3BQ0II7oVGWMtytbT86eAhC",
+}
+
+
+@pytest.mark.postgres
+def test_supabase_rows_log_in_with_pgcrypto_crypt_on_real_postgres(
+    tmp_path: Path, pg_url: str
+) -> None:
+    argon = get("argon2id").examples[0]
+    rows = [
+        (1, "a@example.com", BCRYPTS["2y"], 1),
+        (2, "b@example.com", BCRYPTS["2b"], 0),
+        (3, "c@example.com", argon.credential, 1),
+        (4, "d@example.com", "$P$BTHOgysfMZ1XGtM6XumaI6po6dW2BO/", 1),
+    ]
+    db = sqlite3.connect(tmp_path / "legacy.db")
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, pw TEXT, verified INT)")
+    db.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    spec = load_spec_text(f"""
+[source]
+url = "sqlite:///{tmp_path}/legacy.db"
+table = "users"
+key = "id"
+[target]
+export = "supabase"
+dir = "{tmp_path}/out"
+[fields]
+id = "id"
+email = "email"
+email_verified = {{ from = "verified", type = "boolean" }}
+[credentials]
+column = "pw"
+""")
+    assert run_migration(spec).migrated == 4
+    users: list[dict[str, Any]] = []
+    for f in sorted((tmp_path / "out").glob("supabase-*.json")):
+        users += json.loads(f.read_text())
+    assert {u["app_metadata"]["legacy_key"] for u in users} == {"1", "2", "3"}  # 4: bridge
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pgcrypto"))
+        for stmt in SUPABASE_USERS_DDL.split(";"):
+            if stmt.strip():
+                conn.execute(sa.text(stmt))
+        for u in users:  # what GoTrue's admin createUser stores for these fields
+            conn.execute(
+                sa.text(
+                    "INSERT INTO auth.users (id, aud, role, email, encrypted_password,"
+                    " email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at)"
+                    " VALUES (:id, 'authenticated', 'authenticated', :email, :pw,"
+                    " CASE WHEN :confirm THEN now() END, CAST(:app AS jsonb),"
+                    " CAST(:meta AS jsonb), now())"
+                ),
+                {
+                    "id": uuid.uuid5(uuid.NAMESPACE_URL, u["app_metadata"]["legacy_key"]),
+                    "email": u["email"],
+                    "pw": u["password_hash"],
+                    "confirm": u["email_confirm"],
+                    "app": json.dumps(u["app_metadata"]),
+                    "meta": json.dumps(u.get("user_metadata", {})),
+                },
+            )
+    with engine.connect() as conn:
+        # pgcrypto knows bcrypt only by its $2a$ name (it falls back to DES for $2b$/$2y$, seen
+        # on PostgreSQL 15); GoTrue's Go bcrypt takes all three; the computation is the same
+        as_2a = "'$2a$' || substr(encrypted_password, 5)"
+        bcrypt_ok = (
+            conn.execute(
+                sa.text(
+                    f"SELECT email FROM auth.users WHERE encrypted_password LIKE '$2%'"
+                    f" AND {as_2a} = crypt('password', {as_2a}) ORDER BY email"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        bcrypt_wrong = conn.execute(
+            sa.text(
+                f"SELECT count(*) FROM auth.users WHERE encrypted_password LIKE '$2%'"
+                f" AND {as_2a} = crypt('Password', {as_2a})"
+            )
+        ).scalar()
+        stored_forms = (
+            conn.execute(
+                sa.text("SELECT substr(encrypted_password, 1, 4) FROM auth.users ORDER BY email")
+            )
+            .scalars()
+            .all()
+        )
+        argon_stored = conn.execute(
+            sa.text("SELECT encrypted_password FROM auth.users WHERE email = 'c@example.com'")
+        ).scalar()
+        confirmed = (
+            conn.execute(
+                sa.text(
+                    "SELECT email FROM auth.users WHERE email_confirmed_at IS NOT NULL ORDER BY email"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert stored_forms == ["$2y$", "$2b$", "$arg"]  # as GoTrue takes them
+    assert bcrypt_ok == ["a@example.com", "b@example.com"]
+    assert bcrypt_wrong == 0
+    assert argon2.PasswordHasher().verify(argon_stored, argon.password)
+    assert confirmed == ["a@example.com", "c@example.com"]
+
+
+def _firebase_vectors() -> list[dict[str, Any]]:
+    return json.loads((VECTORS / "firebase.json").read_text())["vectors"]
+
+
+@pytest.mark.parametrize("vector", _firebase_vectors(), ids=lambda v: v["stored"][:8])
+def test_firebase_scrypt_exports_as_firebase_exported_it(vector: dict[str, Any]) -> None:
+    imp = vector["import"]
+    cred = credentials.import_hash(
+        "firebase_scrypt", vector["stored"], salt=imp["salt"], **imp["params"]
+    )
+    keyring = vector["keyring"]
+    r = route(provider_named("firebase"), cred, keyring)
+    assert r.route == "native"
+    # byte for byte what `firebase auth:export` gave, and the project's own parameters
+    assert base64.b64decode(r.fields["passwordHash"]) == base64.b64decode(vector["stored"])
+    assert base64.b64decode(r.fields["salt"]) == base64.b64decode(imp["salt"])
+    config = dict(r.config)
+    assert config["hash-algo"] == "SCRYPT"
+    assert config["rounds"] == str(imp["params"]["rounds"])
+    assert config["mem-cost"] == str(imp["params"]["mem_cost"])
+    assert base64.b64decode(config["salt-separator"]) == base64.b64decode(
+        imp["params"]["salt_separator"]
+    )
+    assert config["hash-key"].startswith("env:")  # the signer key never lands in a file
+    for provider in ("firebase", "kratos", "clerk"):
+        exported = route(provider_named(provider), cred, keyring)
+        resolved = resolved_config(exported, keyring)
+        for c in vector["checks"]:  # firebase-scrypt's own verify() answers
+            assert check(provider, exported.fields, resolved, c["password"]) is c["ok"], provider
