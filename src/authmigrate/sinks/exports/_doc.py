@@ -34,9 +34,9 @@ def sample(scheme_id: str) -> tuple[str, Any] | None:
         )
         return cred, known["keyring"]
     for scheme in all_schemes():
-        if scheme.id == scheme_id and getattr(scheme, "examples", ()):
-            ex = scheme.examples[0]
-            return ex.credential, ex.keyring
+        examples = getattr(scheme, "examples", ())
+        if scheme.id == scheme_id and examples:
+            return examples[0].credential, examples[0].keyring
     return None
 
 
