@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authmigrate.credentials import identify
+from authmigrate.credentials._base import get
 from authmigrate.credentials._unusable import is_unusable
 from authmigrate.credentials.rules import split_rules
 from authmigrate.errors import CredentialError
@@ -98,8 +99,12 @@ def route(
     provider: Provider,
     credential: str | None,
     keyring: Mapping[str, bytes | str] | None = None,
+    scheme_hint: str | None = None,
 ) -> Routed:
-    """How the account holding ``credential`` (canonical, or None) logs in at ``provider``."""
+    """How the account holding ``credential`` (canonical, or None) logs in at ``provider``.
+
+    ``scheme_hint`` is the scheme the credential stage found; it saves identifying the
+    credential again and is used only when that scheme claims the credential."""
     if credential is None or credential == "" or is_unusable(credential):
         return Routed("reset", None, "no usable credential")
     rules, inner = split_rules(credential)
@@ -107,7 +112,7 @@ def route(
         if is_unusable(inner):
             return Routed("reset", None, "no usable credential")
         return _bridge(provider, _scheme(inner), "the platform's login rule")
-    scheme = _scheme(credential)
+    scheme = scheme_hint if _claims(scheme_hint, credential) else _scheme(credential)
     if scheme is None:
         return Routed("reset", None, "unrecognised credential")
     if scheme == "wrap":
@@ -120,6 +125,15 @@ def route(
     if encoded is None:
         return _bridge(provider, scheme, f"{provider.name} has no algorithm for {scheme}")
     return Routed(encoded.route, scheme, "", encoded.fields, encoded.config, found)
+
+
+def _claims(scheme_id: str | None, credential: str) -> bool:
+    if scheme_id is None or scheme_id in ("wrap", "login_rule"):
+        return False
+    try:
+        return bool(get(scheme_id).identify(credential))
+    except Exception:  # noqa: BLE001 - an unknown hint or a failing identify: identify afresh
+        return False
 
 
 def _scheme(credential: str) -> str | None:

@@ -36,7 +36,7 @@ class ExportPlan:
         for record in batch.records:
             value = record.values.get(column) if column else None
             for name, provider in self.providers.items():
-                r = route(provider, value, self.sink.keyring)
+                r = route(provider, value, self.sink.keyring, record.scheme)
                 self.counts[name][r.route] += 1
                 if name == self.sink.provider.name and r.route in ("native", "re-encoded"):
                     label = f"{r.scheme} {r.route}" + (

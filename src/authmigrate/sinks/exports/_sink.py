@@ -115,7 +115,7 @@ class ExportSink:
     def routed(self, record: Record) -> Routed:
         """How ``record`` goes to the provider."""
         value = record.values.get(self.credential_column) if self.credential_column else None
-        return route(self.provider, value, self.keyring)
+        return route(self.provider, value, self.keyring, record.scheme)
 
     def self_test(self, routed: Routed, credential: str) -> bool:
         """The group's self-test result (run once per group per run)."""
