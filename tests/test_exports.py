@@ -429,7 +429,18 @@ def test_plan_counts_accounts_per_route_for_every_provider_and_writes_nothing(
         ('dir = "out"', "target.dir"),
         ('export = "auth0"', "target.dir"),
         ('export = "gitlab"\ndir = "out"', "target.export"),
-        ('export = "keycloak"\ndir = "out"\n[target.provider]\nrelm = "x"', "target.provider.relm"),
+        (
+            'export = "keycloak"\ndir = "out"\n[target.provider]\nrealm = "x"',
+            "target.provider.realm",
+        ),
+        (
+            'dir = "out"\nexport = "auth0"\n[target.provider]\nschema_id = "x"',
+            "target.provider.schema_id",
+        ),
+        (
+            'export = "keycloak"\ndir = "o"\n[target.provider]\nif_resource_exists = "MERGE"',
+            "target.provider.if_resource_exists",
+        ),
     ],
 )
 def test_export_spec_errors_name_the_key(tmp_path: Path, target: str, path: str) -> None:

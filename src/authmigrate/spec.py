@@ -776,6 +776,9 @@ def _check_export_settings(target: TargetSpec) -> None:
             raise SpecError(
                 f"target.provider.{key}", f"not a setting of {target.export} (known: {shown})"
             )
+        allowed = getattr(PROVIDERS[target.export], "choices", {}).get(key)
+        if allowed and target.provider[key] not in allowed:
+            raise SpecError(f"target.provider.{key}", f"must be one of {', '.join(allowed)}")
 
 
 def load_spec(path: str | Path) -> Spec:

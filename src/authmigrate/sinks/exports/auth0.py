@@ -30,7 +30,7 @@ class Auth0:
     name: ClassVar[str] = "auth0"
     max_users: ClassVar[int] = 100_000
     max_bytes: ClassVar[int | None] = 500 * 1000
-    settings: ClassVar[tuple[str, ...]] = ("connection_id",)
+    settings: ClassVar[tuple[str, ...]] = ()
 
     def encode(self, parts: Parts, keyring: Mapping[str, bytes | str] | None) -> Encoded | None:
         """Auth0's form of ``parts`` (see the module docstring)."""

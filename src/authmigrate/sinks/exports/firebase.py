@@ -40,7 +40,7 @@ class Firebase:
     name: ClassVar[str] = "firebase"
     max_users: ClassVar[int] = 1000
     max_bytes: ClassVar[int | None] = None
-    settings: ClassVar[tuple[str, ...]] = ("project",)
+    settings: ClassVar[tuple[str, ...]] = ()
 
     def encode(self, parts: Parts, keyring: Mapping[str, bytes | str] | None) -> Encoded | None:
         """Firebase's user fields and the file's flags for ``parts``."""

@@ -30,7 +30,10 @@ class Keycloak:
     name: ClassVar[str] = "keycloak"
     max_users: ClassVar[int] = 1000
     max_bytes: ClassVar[int | None] = None
-    settings: ClassVar[tuple[str, ...]] = ("realm", "if_resource_exists", "bcrypt_algorithm")
+    settings: ClassVar[tuple[str, ...]] = ("if_resource_exists", "bcrypt_algorithm")
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "if_resource_exists": ("FAIL", "SKIP", "OVERWRITE")
+    }
 
     def __init__(
         self, if_resource_exists: str = "FAIL", bcrypt_algorithm: str | None = None

@@ -25,7 +25,7 @@ class Zitadel:
     name: ClassVar[str] = "zitadel"
     max_users: ClassVar[int] = 1000
     max_bytes: ClassVar[int | None] = None
-    settings: ClassVar[tuple[str, ...]] = ("organization_id",)
+    settings: ClassVar[tuple[str, ...]] = ()
 
     def encode(self, parts: Parts, keyring: Mapping[str, bytes | str] | None) -> Encoded | None:
         """ZITADEL's ``hashedPassword`` for ``parts``."""
