@@ -304,6 +304,19 @@ def _auth0_custom_recomputes(custom: dict[str, Any], password: str) -> bool:
     return hashlib.new(custom["algorithm"], data).digest() == want
 
 
+def test_kratos_files_hold_at_most_1000_identities(tmp_path: Path) -> None:
+    make_source(
+        tmp_path / "legacy.db",
+        [(i, f"u{i}@example.com", VECTORS["bcrypt"][0], 1) for i in range(1, 2501)],
+    )
+    run_migration(load_spec_text(spec_for(tmp_path, "kratos", batch=5000)))
+    sizes = [
+        len(json.loads(f.read_text())["identities"])
+        for f in sorted((tmp_path / "out").glob("kratos-*.json"))
+    ]
+    assert sizes == [1000, 1000, 500]
+
+
 def test_firebase_writes_one_hash_configuration_per_file_and_the_script(tmp_path: Path) -> None:
     schemes = ["bcrypt", "django_pbkdf2_sha256", "pbkdf2_sha1", "django_md5", "scrypt"]
     rows = [

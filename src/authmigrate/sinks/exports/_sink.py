@@ -165,8 +165,12 @@ class ExportSink:
             user = self.provider.user(account, r.fields)
             groups.setdefault(r.config, []).append(user)
             keys.setdefault(r.config, []).append(str(record.key))
-        for g, (config, users) in enumerate(groups.items(), start=1):
-            for part, (chunk, chunk_keys) in enumerate(self._split(users, keys[config]), start=1):
+        # every chunk is cut before the first file is written: a refusal writes nothing
+        chunked = [
+            (config, list(self._split(users, keys[config]))) for config, users in groups.items()
+        ]
+        for g, (config, chunks) in enumerate(chunked, start=1):
+            for part, (chunk, chunk_keys) in enumerate(chunks, start=1):
                 name = f"{self.provider.name}-b{batch.number:08d}-g{g:02d}-{part:03d}.json"
                 data = json.dumps(self.provider.document(chunk), ensure_ascii=False, default=str)
                 _write_atomic(self.dir / name, data.encode())
