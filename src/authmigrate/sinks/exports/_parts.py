@@ -67,7 +67,7 @@ class Parts:
 
     @property
     def group(self) -> tuple[object, ...]:
-        """What a provider's per-file hash configuration depends on (firebase groups by it)."""
+        """The self-test group: kind and every parameter (cost, rounds, lengths, separator)."""
         return (
             self.kind,
             self.digest,
@@ -79,7 +79,19 @@ class Parts:
             self.separator,
             self.salt_position,
             len(self.hash),
+            self._mcf_params(),
         )
+
+    def _mcf_params(self) -> str:
+        """The parameters an MCF string carries: bcrypt's variant and cost, crypt(3)'s rounds,
+        argon2's version."""
+        if self.kind == "bcrypt":
+            return self.mcf[:7]
+        if self.kind == "crypt":
+            return "$".join(self.mcf.split("$")[:-2])
+        if self.kind == "argon2":
+            return self.mcf.split("$")[2]
+        return ""
 
 
 def _b64(text: str) -> bytes:
