@@ -32,7 +32,6 @@ from authmigrate.errors import TargetError
 from . import Routed, provider_named, route
 from ._model import Account, Provider
 from ._selftest import group_passes
-from .firebase import key_variable
 
 _ACCOUNT_FIELDS = ("email", "email_verified", "name", "given_name", "family_name", "username")
 _ALIASES = {
@@ -248,8 +247,6 @@ class ExportSink:
                 lines.append(f"firebase auth:import {f['file']} {flags}".rstrip())
         _write_atomic(self.dir / "import.sh", ("\n".join(lines) + "\n").encode(), mode=0o755)
 
-    # -- plan --------------------------------------------------------------------------------
-
 
 def _flag(name: str, value: str) -> str:
     if value.startswith("env:"):
@@ -293,4 +290,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["ExportRefused", "ExportSink", "account_of", "key_variable", "read_manifests"]
+__all__ = ["ExportRefused", "ExportSink", "account_of", "read_manifests"]

@@ -40,9 +40,8 @@ class Auth0:
             route = "native" if parts.scheme == "bcrypt" else "re-encoded"
             return Encoded(route, {"password_hash": parts.mcf})
         if parts.kind == "argon2":
-            phc = _argon2_phc(parts)
             route = "native" if parts.scheme in ("argon2id", "argon2i") else "re-encoded"
-            return Encoded(route, _custom("argon2", {"value": phc, "encoding": "utf8"}))
+            return Encoded(route, _custom("argon2", {"value": parts.mcf, "encoding": "utf8"}))
         if parts.kind == "pbkdf2":
             value = (
                 f"$pbkdf2-{parts.digest}$i={parts.iterations},l={len(parts.hash)}"
@@ -96,7 +95,3 @@ def _custom(algorithm: str, hash_: dict[str, Any]) -> dict[str, Any]:
             "password": {"encoding": "utf8"},
         }
     }
-
-
-def _argon2_phc(parts: Parts) -> str:
-    return parts.mcf
