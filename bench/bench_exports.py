@@ -3,6 +3,8 @@ table (SQLite), same source, same credentials stage, same batches.
 
     .venv/bin/python bench/bench_exports.py [--users 100000] [--providers auth0,kratos,...]
 
+(``--providers ""`` times the SQL run alone.)
+
 The source mixes eight real credential forms (PHP bcrypt, Django PBKDF2, md5-crypt, phpass,
 argon2id, {SSHA}, sha512-crypt, passlib pbkdf2; tests/vectors), so every route is exercised.
 Prints, per provider, seconds, rows/s and the ratio to the SQL run (target <= 2).
@@ -95,7 +97,7 @@ def main() -> None:
             SPEC.format(src=src, target=f'url = "sqlite:///{work}/sql.db"\ntable = "new_users"')
         )
         print(f"| SQL table (SQLite) | {sql:.2f} s | {args.users / sql:,.0f} | 1.00 |")
-        for provider in args.providers.split(","):
+        for provider in filter(None, args.providers.split(",")):
             out = work / provider
             t = timed(SPEC.format(src=src, target=f'export = "{provider}"\ndir = "{out}"'))
             print(f"| {provider} files | {t:.2f} s | {args.users / t:,.0f} | {t / sql:.2f} |")
