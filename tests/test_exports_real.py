@@ -269,3 +269,41 @@ def test_the_kratos_verifier_agrees_with_kratos_own_vectors(password: str, hashe
     fields = {"password": {"config": {"hashed_password": hashed}}}
     assert check("kratos", fields, {}, password)
     assert not check("kratos", fields, {}, password + "x")
+
+
+# GoTrue's own vectors (supabase/auth internal/crypto/password_test.go: TestArgon2, TestScrypt,
+# TestBcrypt), each asserted there to pass CompareHashAndPassword.
+GOTRUE_VECTORS = [
+    ("test", "$argon2i$v=19$m=16,t=2,p=1$bGJRWThNOHJJTVBSdHl2dQ$NfEnUOuUpb7F2fQkgFUG4g"),
+    (
+        "test",
+        "$argon2id$v=19$m=32,t=3,p=2$SFVpOWJ0eXhjRzVkdGN1RQ$RXnb8rh7LaDcn07xsssqqulZYXOM/EUCEFMVcAcyYVk",
+    ),
+    (
+        "mytestpassword",
+        "$fbscrypt$v=1,n=14,r=8,p=1,ss=Bw==,sk=ou9tdYTGyYm8kuR6Dt0Bp0kDuAYoXrK16mbZO4yGwAn3oLspjnN0/c41v8xZnO1n14J3MjKj1b2g6AUCAlFwMw==$C0sHCg9ek77hsg==$zKVTMvnWVw5BBOZNUdnsalx4c4c7y/w7IS5p6Ut2+CfEFFlz37J9huyQfov4iizN8dbjvEJlM5tQaJP84+hfTw==",
+    ),
+    ("test", "$2a$10$vVz26aE3xkpSS9HFgafcH.M0Ina2tRm.Kp08WcVfjipXccGakj6i."),
+]
+
+
+@pytest.mark.parametrize(("password", "hashed"), GOTRUE_VECTORS, ids=lambda x: x[:10])
+def test_the_supabase_verifier_agrees_with_gotrue_own_vectors(password: str, hashed: str) -> None:
+    fields = {"password_hash": hashed}
+    assert check("supabase", fields, {}, password)
+    assert not check("supabase", fields, {}, password + "x")
+
+
+def test_firebase_scrypt_goes_to_supabase_as_fbscrypt() -> None:
+    vector = _firebase_vectors()[0]
+    imp = vector["import"]
+    cred = credentials.import_hash(
+        "firebase_scrypt", vector["stored"], salt=imp["salt"], **imp["params"]
+    )
+    r = route(provider_named("supabase"), cred, vector["keyring"])
+    assert r.route == "re-encoded"
+    assert r.fields["password_hash"].startswith("$fbscrypt$v=1,n=14,r=8,p=1,ss=Bw==,sk=")
+    for c in vector["checks"]:
+        assert check("supabase", r.fields, {}, c["password"]) is c["ok"]
+    # without the signer key nothing could verify it: the bridge
+    assert route(provider_named("supabase"), cred, None).route == "bridge"

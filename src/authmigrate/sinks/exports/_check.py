@@ -279,9 +279,24 @@ def okta(fields: dict[str, Any], config: dict[str, str], password: str) -> bool:
 
 
 def supabase(fields: dict[str, Any], config: dict[str, str], password: str) -> bool:
-    """GoTrue's CompareHashAndPassword: bcrypt or argon2 PHC."""
+    """GoTrue's CompareHashAndPassword: bcrypt, argon2 PHC or ``$fbscrypt$``."""
     value = fields["password_hash"]
     pw = password.encode()
+    if value.startswith("$fbscrypt$"):
+        _, _, params, salt, digest = value.split("$")
+        kv = dict(item.split("=", 1) for item in params.split(","))
+        if kv.get("v") != "1":
+            return False
+        return _firebase_scrypt(
+            pw,
+            base64.b64decode(salt),
+            base64.b64decode(kv["ss"]),
+            base64.b64decode(kv["sk"]),
+            int(kv["r"]),
+            int(kv["n"]),
+            int(kv["p"]),
+            base64.b64decode(digest),
+        )
     return _argon2(pw, value) if value.startswith("$argon2") else _bcrypt(pw, value)
 
 

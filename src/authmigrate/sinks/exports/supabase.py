@@ -1,7 +1,9 @@
 """Supabase Auth (GoTrue): rows for ``auth.users`` / the admin API's ``password_hash``.
 
 Sources: supabase/auth ``internal/crypto/password.go`` (``CompareHashAndPassword`` accepts
-bcrypt ``$2a$``/``$2b$``/``$2y$`` and argon2 ``$argon2i$``/``$argon2id$`` PHC strings) and the
+bcrypt ``$2a$``/``$2b$``/``$2y$``, argon2 ``$argon2i$``/``$argon2id$`` PHC strings and
+Firebase scrypt as ``$fbscrypt$v=1,n=<mem_cost>,r=<rounds>,p=1,ss=<separator>,sk=<signer
+key>$<salt>$<hash>``, padded base64; its password_test.go ``TestScrypt`` vector) and the
 admin API (``POST /auth/v1/admin/users`` with ``password_hash``). The ``auth.users`` columns
 used (``encrypted_password``, ``email_confirmed_at``, ``raw_app_meta_data``,
 ``raw_user_meta_data``) are from supabase/auth ``migrations/``.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._model import Account, Encoded, drop_none
+from ._model import Account, Encoded, b64, drop_none, firebase_signer
 from ._parts import Parts
 
 
@@ -31,10 +33,17 @@ class Supabase:
                 "native" if parts.scheme == "bcrypt" else "re-encoded", {"password_hash": parts.mcf}
             )
         if parts.kind == "argon2" and parts.digest in ("argon2id", "argon2i"):
-            return Encoded(
-                "native" if parts.mcf == parts.credential else "re-encoded",
-                {"password_hash": parts.mcf},
+            route = "native" if parts.mcf == parts.credential else "re-encoded"
+            return Encoded(route, {"password_hash": parts.mcf})
+        if parts.kind == "firebase_scrypt":
+            signer = firebase_signer(keyring, parts.key_id)
+            if signer is None:
+                return None
+            value = (
+                f"$fbscrypt$v=1,n={parts.n},r={parts.r},p=1,ss={b64(parts.separator)},"
+                f"sk={b64(signer)}${b64(parts.salt)}${b64(parts.hash)}"
             )
+            return Encoded("re-encoded", {"password_hash": value})
         return None
 
     def bridge(self) -> dict[str, Any] | None:
