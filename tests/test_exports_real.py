@@ -307,3 +307,50 @@ def test_firebase_scrypt_goes_to_supabase_as_fbscrypt() -> None:
         assert check("supabase", r.fields, {}, c["password"]) is c["ok"]
     # without the signer key nothing could verify it: the bridge
     assert route(provider_named("supabase"), cred, None).route == "bridge"
+
+
+def test_firebase_signer_key_stays_out_of_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = [v for v in _firebase_vectors() if v["import"]["params"]["mem_cost"] == 14][:2]
+    key = vectors[0]["keyring"]["fb_project"]
+    assert all(v["keyring"]["fb_project"] == key for v in vectors)
+    db = sqlite3.connect(tmp_path / "legacy.db")
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, pw TEXT, salt TEXT)")
+    db.executemany(
+        "INSERT INTO users VALUES (?, ?, ?, ?)",
+        [
+            (i, f"u{i}@example.com", v["stored"], v["import"]["salt"])
+            for i, v in enumerate(vectors, start=1)
+        ],
+    )
+    db.commit()
+    db.close()
+    monkeypatch.setenv("FB_SIGNER", key)
+    p = vectors[0]["import"]["params"]
+    spec = load_spec_text(f"""
+[source]
+url = "sqlite:///{tmp_path}/legacy.db"
+table = "users"
+key = "id"
+[target]
+export = "firebase"
+dir = "{tmp_path}/out"
+[fields]
+id = "id"
+email = "email"
+[credentials]
+column = "pw"
+salt_column = "salt"
+scheme = "firebase_scrypt"
+keys = {{ fb_project = "env:FB_SIGNER" }}
+params = {{ key_id = "fb_project", rounds = {p["rounds"]}, mem_cost = {p["mem_cost"]}, salt_separator = "{p["salt_separator"]}" }}
+""")
+    assert run_migration(spec).migrated == 2
+    out = tmp_path / "out"
+    script = (out / "import.sh").read_text()
+    assert '--hash-algo=SCRYPT --hash-key="${FIREBASE_HASH_KEY_FB_PROJECT}"' in script
+    for f in out.iterdir():
+        if f.is_file() and f.suffix in (".json", ".sh", ".jsonl"):
+            assert key not in f.read_text(), f.name
+            assert f.stat().st_mode & 0o077 == 0 or f.name == "import.sh", f.name
