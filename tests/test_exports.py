@@ -173,6 +173,10 @@ def test_login_rule_goes_to_bridge_wrap_to_bridge_unusable_and_empty_to_reset() 
         "credentials": {"password": {"hook": {"type": "default"}}}
     }
     assert route(provider_named("auth0"), phpass).fields == {}
+    # Keycloak asks a reset account for a new password at its first login
+    assert route(provider_named("keycloak"), None).fields == {
+        "requiredActions": ["UPDATE_PASSWORD"]
+    }
 
 
 def test_keycloak_bcrypt_only_with_a_named_extension() -> None:

@@ -106,21 +106,21 @@ def route(
     ``scheme_hint`` is the scheme the credential stage found; it saves identifying the
     credential again and is used only when that scheme claims the credential."""
     if credential is None or credential == "" or is_unusable(credential):
-        return Routed("reset", None, "no usable credential")
+        return _reset(provider, None, "no usable credential")
     rules, inner = split_rules(credential)
     if rules:
         if is_unusable(inner):
-            return Routed("reset", None, "no usable credential")
+            return _reset(provider, None, "no usable credential")
         return _bridge(provider, _scheme(inner), "the platform's login rule")
     scheme = scheme_hint if _claims(scheme_hint, credential) else _scheme(credential)
     if scheme is None:
-        return Routed("reset", None, "unrecognised credential")
+        return _reset(provider, None, "unrecognised credential")
     if scheme == "wrap":
         return _bridge(provider, scheme, "wrapped credential")
     try:
         found = parts(scheme, credential)
     except ValueError:
-        return Routed("reset", scheme, "credential does not parse")
+        return _reset(provider, scheme, "credential does not parse")
     encoded: Encoded | None = None if found is None else provider.encode(found, keyring)
     if encoded is None:
         return _bridge(provider, scheme, f"{provider.name} has no algorithm for {scheme}")
@@ -141,6 +141,12 @@ def _scheme(credential: str) -> str | None:
         return identify(credential)
     except CredentialError:
         return None
+
+
+def _reset(provider: Provider, scheme: str | None, reason: str) -> Routed:
+    """A reset account: no password, and the provider's "update password" flag if it has one."""
+    flag = getattr(provider, "reset_fields", None)
+    return Routed("reset", scheme, reason, flag() if flag is not None else {})
 
 
 def _bridge(provider: Provider, scheme: str | None, reason: str) -> Routed:

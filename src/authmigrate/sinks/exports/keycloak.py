@@ -89,6 +89,10 @@ class Keycloak:
             )
         return None
 
+    def reset_fields(self) -> dict[str, Any]:
+        """An account without a usable password must set one at its first login."""
+        return {"requiredActions": ["UPDATE_PASSWORD"]}
+
     def bridge(self) -> dict[str, Any] | None:
         """Bridged accounts are left to the bridge (a user-storage provider), not imported."""
         return None
