@@ -11,45 +11,31 @@ faster than a wrong password, or the time tells an attacker which accounts exist
 :data:`MAX_PASSWORD_BYTES` caps the password at the bridge's door: a longer one is a wrong
 password, after the same dummy work.
 
-The credential API is growing a shared ``dummy_verify`` and ``verify(..., min_seconds=...)``;
-when it lands this module is the only one to switch over.
+The dummy work and the password cap are the credential engine's own
+(:func:`authmigrate.credentials.dummy_verify`, :data:`MAX_PASSWORD_BYTES`): one place for both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import statistics
 import time
 
 import anyio
-from argon2.exceptions import VerificationError
 
-from authmigrate.credentials import Profile, hasher, profile_named
+from authmigrate.credentials import MAX_PASSWORD_BYTES, Profile, too_long
+from authmigrate.credentials import dummy_verify as _shared_dummy_verify
 
-MAX_PASSWORD_BYTES = 4096
-"""Longer passwords never verify (WordPress, libpass and Django's old cap)."""
-
-_DUMMY_PASSWORD = "authmigrate-bridge-timing"
-
-
-@functools.cache
-def _dummy_hash(profile: Profile) -> str:
-    return hasher(profile).hash(_DUMMY_PASSWORD)
+__all__ = ["MAX_PASSWORD_BYTES", "AnswerFloor", "dummy_verify", "measure_verify"]
 
 
 def dummy_verify(profile: str | Profile | None = None) -> None:
     """Spend one argon2id verification at ``profile`` (default ``OWASP_2025``), for nothing."""
-    chosen = profile_named(profile)
-    with contextlib.suppress(VerificationError):
-        hasher(chosen).verify(_dummy_hash(chosen), "not the dummy password")
+    _shared_dummy_verify(profile=profile)
 
 
 def password_too_long(password: str) -> bool:
     """True for a password over :data:`MAX_PASSWORD_BYTES` in UTF-8."""
-    return len(password) > MAX_PASSWORD_BYTES or len(password.encode("utf-8", "surrogatepass")) > (
-        MAX_PASSWORD_BYTES
-    )
+    return too_long(password)
 
 
 def measure_verify(profile: str | Profile | None = None, rounds: int = 3) -> float:

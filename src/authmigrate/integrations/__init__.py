@@ -1,5 +1,7 @@
 """In-process login-time migration, for applications that own their user table.
 
+- :mod:`authmigrate.integrations.sqlalchemy`: ``store_upgrade``, the compare-and-swap write of
+  an upgraded credential (``UPDATE ... WHERE id = :id AND password = :old``).
 - :mod:`authmigrate.integrations.django`: ``LegacyHashBackend``, a Django authentication
   backend that verifies legacy hashes and rewrites them in Django's own argon2 format.
 - :func:`check_password`: the same for any framework (Flask, FastAPI, a script)::

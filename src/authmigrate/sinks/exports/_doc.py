@@ -23,7 +23,7 @@ def sample(scheme_id: str) -> tuple[str, Any] | None:
     keyring, or None when the scheme has neither."""
     if scheme_id == "wrap":
         phpass = KNOWN_ANSWERS["phpass"]["stored"]
-        return credentials.wrap(phpass, profile="TEST"), None
+        return credentials.wrap(phpass), None
     if scheme_id == "login_rule":
         return "$login-rule$trim=1$" + KNOWN_ANSWERS["phpass"]["stored"], None
     known = KNOWN_ANSWERS.get(scheme_id)
