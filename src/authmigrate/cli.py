@@ -140,6 +140,8 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
         print_plan(result)
     if result.rejected or (result.self_tests and not all(result.self_tests.values())):
         sys.exit(1)  # the run would reject rows (or a scheme failed its self-test)
+    if not all(result.export_self_tests.values()):
+        sys.exit(1)  # an export group failed its self-test: run would refuse it
 
 
 @main.command()

@@ -236,6 +236,7 @@ class Migration:
             self.transform = RowTransformer(spec)
             self.early = build_stages(spec, dry=dry)
             self.late = [] if dry else build_late_stages(spec)
+            self.export = None if dry else _export_sink(spec, [*self.early, *self.late])
             self.target = SqlTarget(spec, [*self.early, *self.late], source_types=types)
             self.target.check_spec(self.key_tag)
             self._probe_credentials()
@@ -463,6 +464,18 @@ class Migration:
             yield self.transform_batch(number, rows)
 
 
+def _export_sink(spec: Spec, stages: list[Stage]) -> Any:
+    """The export sink of ``[target] export`` (its directory created), or None."""
+    if spec.target.export is None:
+        return None
+    from authmigrate.sinks.exports._sink import ExportSink
+
+    hidden = {c.name for stage in stages for c in stage.columns()}
+    sink = ExportSink.from_spec(spec, hidden)
+    sink.dir.mkdir(parents=True, exist_ok=True)
+    return sink
+
+
 def _with_retries(
     read: Callable[[Any, int], list[dict[str, Any]]], after: Any, size: int, retries: int
 ) -> list[dict[str, Any]]:
@@ -622,6 +635,8 @@ def _commit_with_retry(
                 with m.target.engine.connect() as conn:
                     m.finish_batch(batch, dupes, conn, conflicts)
             attempted = batch
+            if m.export is not None:
+                m.export.write_batch(batch)  # durable before the bookkeeping commits
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
         except sa.exc.DBAPIError as exc:
@@ -710,6 +725,11 @@ class PlanResult:
     seconds: float = 0.0
     spec_path: str | None = None
     """The spec file, for the commands of ``next_step``."""
+    routes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """With ``[target] export``: accounts per route (native, re-encoded, bridge, reset), per
+    provider; the spec's provider first."""
+    export_self_tests: dict[str, bool] = field(default_factory=dict)
+    """The spec's provider's self-test per group (scheme and parameters)."""
 
     @property
     def fixes(self) -> dict[str, str]:
@@ -765,6 +785,11 @@ class PlanResult:
             "advice": self.advice,
             "bookkeeping": bookkeeping(self.migration),
             "next_step": self.next_step,
+            **(
+                {"routes": self.routes, "export_self_tests": self.export_self_tests}
+                if self.routes
+                else {}
+            ),
         }
 
 
@@ -814,7 +839,11 @@ def plan_migration(
         wraps = _wrapped_schemes(spec)
         samples: list[str] = []
 
+        exports = _export_plan(spec)
+
         def tally(batch: Batch) -> None:
+            if exports is not None:
+                exports.tally(batch)
             res.would_migrate += len(batch.records)
             schemes.update(r.scheme for r in batch.records if r.scheme)
             for r in batch.records:
@@ -864,6 +893,8 @@ def plan_migration(
             if progress:
                 progress(done, res.source_rows)
         res.by_reason = dict(sorted(reasons.items()))
+        if exports is not None:
+            res.routes, res.export_self_tests = exports.routes(), exports.self_tests()
         res.schemes = dict(schemes.most_common())
         if schemes:
             from authmigrate.credentials import self_test
@@ -920,6 +951,14 @@ def _estimate(spec: Spec, res: PlanResult, samples: list[str]) -> None:
             f"{human_duration(res.seconds)}, and each account is upgraded to argon2id at its "
             "next login (authmigrate.verify_and_update): no weak hash is re-hashed in bulk."
         )
+
+
+def _export_plan(spec: Spec) -> Any:
+    if spec.target.export is None:
+        return None
+    from authmigrate.sinks.exports._plan import ExportPlan
+
+    return ExportPlan.from_spec(spec)
 
 
 def _target_reachable(m: Migration) -> bool:

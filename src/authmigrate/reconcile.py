@@ -976,6 +976,10 @@ def verify_migration(
             ) from None
         with conn:
             result = _verify(spec, source, engine, conn, sample, chunk)
+            if spec.target.export is not None:
+                from authmigrate.sinks.exports._readback import verify_export
+
+                result.notes.extend(verify_export(spec, conn))
     finally:
         lock.release()
         source.close()

@@ -48,6 +48,10 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _QUALIFIED = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
+EXPORT_BOOKKEEPING = "authmigrate.sqlite"
+"""The bookkeeping database an export without ``url`` keeps in its ``dir``."""
+
+
 def check_identifier(value: str, *, qualified: bool = False) -> str:
     """Refuse table/column names that are not plain identifiers.
 
@@ -264,6 +268,37 @@ class TargetSpec(_Model):
     """Target fields that identify an account (a list: unique together, e.g. Magento's
     ``["website_id", "email"]``); duplicates follow ``run.duplicates``."""
     create: bool = True
+    export: str | None = None
+    """An identity provider to write import files for (docs/exports.md): auth0, kratos,
+    firebase, keycloak, okta, zitadel, supabase, clerk, fusionauth."""
+    dir: str | None = None
+    """Where the export files go; without ``url`` the bookkeeping is a SQLite file here."""
+    provider: dict[str, str] = Field(default_factory=dict)
+    """The provider's own settings (Keycloak's ``bcrypt_algorithm``, Kratos's ``schema_id``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _export_bookkeeping(cls, data: Any) -> Any:
+        """Without ``url``, an export keeps its bookkeeping in ``<dir>/authmigrate.sqlite``."""
+        if not isinstance(data, dict) or "export" not in data and "dir" not in data:
+            return data
+        if not data.get("export") or not isinstance(data.get("dir"), str):
+            return data  # _check_export_keys names the key at fault
+        data = dict(data)
+        if "url" not in data:
+            data["url"] = "sqlite:///" + str(Path(data["dir"]) / EXPORT_BOOKKEEPING)
+        data.setdefault("table", "exported_accounts")
+        return data
+
+    @field_validator("export")
+    @classmethod
+    def _known_provider(cls, v: str | None) -> str | None:
+        from authmigrate.sinks.exports import PROVIDERS
+
+        if v is not None and v not in PROVIDERS:
+            raise ValueError(f"unknown provider {v!r} (known: {', '.join(PROVIDERS)})")
+        return v
+
     synchronous: Literal["normal", "full"] | None = None
     """SQLite targets: ``full`` makes every committed batch survive power loss; ``normal`` is
     atomic but may lose the last commits then. Default: ``full`` when the spec has a
@@ -986,7 +1021,9 @@ def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
         from authmigrate.presets import apply_preset
 
         data = apply_preset(data)
+    _check_export_keys(data)
     if base_dir is not None:
+        data = _resolve_export_dir(data, base_dir)
         data = _resolve_relative_urls(data, base_dir)
     fields = data.get("fields")
     if isinstance(fields, dict):
@@ -1000,7 +1037,28 @@ def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
     except ValidationError as exc:
         raise _format(exc) from None
     spec._base_dir = base_dir
+    _check_export_settings(spec.target)
     return spec
+
+
+def _check_export_settings(target: TargetSpec) -> None:
+    """``[target.provider]`` keys must be settings of the chosen provider."""
+    from authmigrate.sinks.exports import PROVIDERS
+
+    if target.provider and target.export is None:
+        raise SpecError("target.provider", "provider settings need 'export'")
+    if target.export is None:
+        return
+    known = PROVIDERS[target.export].settings
+    for key in target.provider:
+        if key not in known:
+            shown = ", ".join(known) or "none"
+            raise SpecError(
+                f"target.provider.{key}", f"not a setting of {target.export} (known: {shown})"
+            )
+        allowed = getattr(PROVIDERS[target.export], "choices", {}).get(key)
+        if allowed and target.provider[key] not in allowed:
+            raise SpecError(f"target.provider.{key}", f"must be one of {', '.join(allowed)}")
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -1016,6 +1074,27 @@ def load_spec(path: str | Path) -> Spec:
             "", f"spec file {p} is not UTF-8 text (line {line}); save it as UTF-8"
         ) from None
     return load_spec_text(text, base_dir=p.resolve().parent)
+
+
+def _check_export_keys(data: dict[str, Any]) -> None:
+    """``export`` and ``dir`` go together, ``dir`` a non-empty path."""
+    target = data.get("target")
+    if not isinstance(target, dict) or "export" not in target and "dir" not in target:
+        return
+    if "export" not in target:
+        raise SpecError("target.dir", "'dir' is only for an export: set target.export too")
+    if not isinstance(target.get("dir"), str) or not target["dir"].strip():
+        raise SpecError("target.dir", "an export needs a directory to write its files in")
+
+
+def _resolve_export_dir(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """An export's relative ``dir`` is beside the spec, like a relative SQLite file."""
+    target = data.get("target")
+    if isinstance(target, dict) and isinstance(target.get("dir"), str):
+        d = Path(target["dir"])
+        if not d.is_absolute():
+            data = {**data, "target": {**target, "dir": str(base / d)}}
+    return data
 
 
 def _resolved_path_url(url: str) -> str:

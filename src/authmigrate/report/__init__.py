@@ -195,6 +195,8 @@ def print_plan(result: PlanResult) -> None:
             how += f" (wrapping {est['wrap_ms_per_account']:.0f} ms/account/core)"
         t.add_row("run time", how)
     console.print(t)
+    if result.routes:
+        _print_routes(result)
     if result.preview:
         cols = ("key", "outcome", "reason", "column", "detail")
         p = Table(*cols, title="reject preview", title_justify="left")
@@ -256,6 +258,17 @@ def _duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60} min"
     return f"{s} s"
+def _print_routes(result: PlanResult) -> None:
+    """How the accounts would log in at each provider (the spec's provider first)."""
+    names = list(result.routes)
+    routes = ("native", "re-encoded", "bridge", "reset")
+    r = Table("provider", *routes, title="export: accounts per route", title_justify="left")
+    for n in names:
+        r.add_row(n, *(f"{result.routes[n].get(x, 0):,}" for x in routes))
+    console.print(r)
+    for label, ok in result.export_self_tests.items():
+        mark = "self-test ok" if ok else "SELF-TEST FAILED (run refuses this group)"
+        console.print(f"  {names[0]} {label}: {mark}")
 
 
 def write_report(path: Path, body: dict[str, Any]) -> None:

@@ -635,7 +635,8 @@ class SqlTarget:
             )
         if self.file_missing:
             folder = self.sqlite_path.parent if self.sqlite_path else None
-            if folder is not None and not folder.is_dir():
+            made_by_run = folder is not None and self._export_folder(folder)
+            if folder is not None and not folder.is_dir() and not made_by_run:
                 raise SpecError("target.url", f"the folder {folder} does not exist")
             return  # a new SQLite file: nothing to check, and connecting would create it
         if self.sqlite_path is not None:
@@ -784,6 +785,11 @@ class SqlTarget:
         path = self.sqlite_path
         return path is not None and not path.exists()
 
+    def _export_folder(self, folder: Path) -> bool:
+        """True when ``folder`` is an export's ``dir``: its bookkeeping lives there and the
+        run creates it (plan writes nothing, so it may not exist yet)."""
+        return self.spec.target.dir is not None and folder == Path(self.spec.target.dir)
+
     def write_problem(self) -> str | None:
         """Why a run could not write to the target (None: it can, as far as can be told
         without writing). Checks the file and folder of SQLite, a read-only PostgreSQL server
@@ -793,6 +799,10 @@ class SqlTarget:
         path = sqlite_file(self.engine)
         if path is not None:
             folder = path.parent if str(path.parent) else Path(".")
+            if not folder.is_dir() and self._export_folder(folder):
+                parent = next(p for p in folder.parents if p.is_dir())
+                writable = os.access(parent, os.W_OK)
+                return None if writable else f"the export folder {folder} cannot be created"
             if not folder.is_dir():
                 return f"the folder {folder} of the target does not exist"
             if path.exists() and not os.access(path, os.W_OK):

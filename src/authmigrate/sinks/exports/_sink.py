@@ -1,0 +1,293 @@
+"""The export sink: each batch's accounts written as the provider's import files.
+
+Order of a batch (docs/exports.md, "Crash safety"):
+
+1. every group of the batch not yet self-tested is self-tested (:mod:`._selftest`); a failing
+   group raises :class:`ExportRefused` and nothing of the batch is written;
+2. the files a crashed earlier attempt of this batch number may have left are removed;
+3. each file is written to ``<name>.tmp``, fsynced, renamed to ``<name>``; the batch's
+   manifest (``manifest-b<N>.json``: its files, keys and hash configurations) is written the
+   same way, last, and the directory fsynced;
+4. only then does the pipeline commit the batch's bookkeeping (checkpoint, written keys,
+   rejects) in the bookkeeping database.
+
+A crash before 4 leaves files the bookkeeping does not know: the resumed run does the same batch
+number again from the same checkpoint and replaces them (step 2), so no account is exported
+twice and none is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from authmigrate.batch import Batch, Record
+from authmigrate.errors import TargetError
+
+from . import Routed, provider_named, route
+from ._model import Account, Provider
+from ._selftest import group_passes
+
+_ACCOUNT_FIELDS = ("email", "email_verified", "name", "given_name", "family_name", "username")
+_ALIASES = {
+    "first_name": "given_name",
+    "last_name": "family_name",
+    "firstname": "given_name",
+    "lastname": "family_name",
+    "verified": "email_verified",
+}
+
+
+class ExportRefused(TargetError):
+    """A group of accounts failed the export self-test: nothing of its batch was written."""
+
+    exit_code = 1
+
+
+@dataclass
+class BatchFiles:
+    """What one batch wrote (its manifest)."""
+
+    batch: int
+    files: list[dict[str, Any]] = field(default_factory=list)
+    bridge: list[dict[str, Any]] = field(default_factory=list)
+    routes: Counter[str] = field(default_factory=Counter)
+
+
+def account_of(record: Record, credential_column: str | None, hidden: frozenset[str]) -> Account:
+    """The export view of a record: known profile fields, the rest as metadata."""
+    acc = Account(key=record.key)
+    for column, value in record.values.items():
+        name = _ALIASES.get(column, column)
+        if column == credential_column or column in hidden:
+            continue
+        if name in _ACCOUNT_FIELDS:
+            if name == "email_verified":
+                value = None if value is None else bool(value)
+            setattr(acc, name, value)
+        elif value is not None:
+            acc.metadata[column] = value if isinstance(value, int | float | bool) else str(value)
+    return acc
+
+
+class ExportSink:
+    """Writes each batch as ``provider``'s files in ``directory``."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        directory: Path,
+        *,
+        credential_column: str | None,
+        hidden: Iterable[str] = (),
+        keyring: Mapping[str, bytes | str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.dir = directory
+        self.credential_column = credential_column
+        self.hidden = frozenset(hidden)
+        self.keyring = keyring
+        self.tested: dict[tuple[Any, ...], bool] = {}
+
+    @classmethod
+    def from_spec(cls, spec: Any, hidden: Iterable[str] = ()) -> ExportSink:
+        """The sink a spec's ``[target] export``/``dir``/``provider`` describe."""
+        from authmigrate.stages import load_keyring
+
+        cred = spec.credentials
+        keyring = load_keyring(cred) if cred is not None and cred.keys else {}
+        return cls(
+            provider_named(spec.target.export, spec.target.provider),
+            Path(spec.target.dir),
+            credential_column=None if cred is None else cred.target_column,
+            hidden=hidden,
+            keyring=keyring,
+        )
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def routed(self, record: Record) -> Routed:
+        """How ``record`` goes to the provider."""
+        value = record.values.get(self.credential_column) if self.credential_column else None
+        return route(self.provider, value, self.keyring, record.scheme)
+
+    def self_test(self, routed: Routed, credential: str) -> bool:
+        """The group's self-test result (run once per group per run)."""
+        group = routed.group
+        if group not in self.tested:
+            self.tested[group] = group_passes(self.provider, routed, credential, self.keyring)
+        return self.tested[group]
+
+    def _checked(self, batch: Batch) -> list[tuple[Record, Routed]]:
+        out: list[tuple[Record, Routed]] = []
+        for record in batch.records:
+            r = self.routed(record)
+            if r.route in ("native", "re-encoded"):
+                credential = str(record.values[self.credential_column or ""])
+                if not self.self_test(r, credential):
+                    raise ExportRefused(
+                        f"export self-test failed for {self.provider.name}: scheme {r.scheme} "
+                        f"({_describe(r)}) does not verify as the provider documents it; "
+                        f"batch {batch.number} was not written"
+                    )
+            out.append((record, r))
+        return out
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write_batch(self, batch: Batch) -> BatchFiles:
+        """Self-test, then write the batch's files durably (see the module docstring)."""
+        routed = self._checked(batch)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._remove_batch(batch.number)
+        out = BatchFiles(batch.number)
+        groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+        keys: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        for record, r in routed:
+            out.routes[r.route] += 1
+            account = account_of(record, self.credential_column, self.hidden)
+            if r.route == "bridge" and not r.fields:
+                out.bridge.append(
+                    {
+                        "key": str(record.key),
+                        "email": account.email,
+                        "scheme": r.scheme,
+                        "reason": r.reason,
+                    }
+                )
+                continue
+            user = self.provider.user(account, r.fields)
+            groups.setdefault(r.config, []).append(user)
+            keys.setdefault(r.config, []).append(str(record.key))
+        # every chunk is cut before the first file is written: a refusal writes nothing
+        chunked = [
+            (config, list(self._split(users, keys[config]))) for config, users in groups.items()
+        ]
+        for g, (config, chunks) in enumerate(chunked, start=1):
+            for part, (chunk, chunk_keys) in enumerate(chunks, start=1):
+                name = f"{self.provider.name}-b{batch.number:08d}-g{g:02d}-{part:03d}.json"
+                data = json.dumps(self.provider.document(chunk), ensure_ascii=False, default=str)
+                _write_atomic(self.dir / name, data.encode())
+                out.files.append(
+                    {"file": name, "users": len(chunk), "keys": chunk_keys, "config": dict(config)}
+                )
+        if out.bridge:
+            name = f"bridge-b{batch.number:08d}.jsonl"
+            lines = "".join(
+                json.dumps(b, ensure_ascii=False, default=str) + "\n" for b in out.bridge
+            )
+            _write_atomic(self.dir / name, lines.encode())
+        manifest = {
+            "provider": self.provider.name,
+            "batch": batch.number,
+            "files": out.files,
+            "bridge": [b["key"] for b in out.bridge],
+            "routes": dict(out.routes),
+        }
+        _write_atomic(self.dir / _manifest_name(batch.number), json.dumps(manifest).encode())
+        if self.provider.name == "firebase":
+            self._write_script()
+        _fsync_dir(self.dir)
+        return out
+
+    def _split(
+        self, users: list[dict[str, Any]], keys: list[str]
+    ) -> Iterable[tuple[list[dict[str, Any]], list[str]]]:
+        """Chunks within the provider's users-per-file and bytes-per-file limits."""
+        limit_bytes = self.provider.max_bytes
+        chunk: list[dict[str, Any]] = []
+        chunk_keys: list[str] = []
+        size = 2
+        for user, key in zip(users, keys, strict=True):
+            one = (
+                len(
+                    json.dumps(
+                        self.provider.document([user]), ensure_ascii=False, default=str
+                    ).encode()
+                )
+                if limit_bytes
+                else 0
+            )
+            if chunk and (
+                len(chunk) >= self.provider.max_users
+                or (limit_bytes and size + one + 1 > limit_bytes)
+            ):
+                yield chunk, chunk_keys
+                chunk, chunk_keys, size = [], [], 2
+            if limit_bytes and one + 2 > limit_bytes:
+                raise ExportRefused(
+                    f"account {key!r} alone is larger than {self.provider.name}'s file limit"
+                )
+            chunk.append(user)
+            chunk_keys.append(key)
+            size += one + 1
+        if chunk:
+            yield chunk, chunk_keys
+
+    def _remove_batch(self, number: int) -> None:
+        for path in self.dir.glob(f"*-b{number:08d}*"):
+            path.unlink()
+
+    def _write_script(self) -> None:
+        """``import.sh``: one ``firebase auth:import`` per file with that file's flags."""
+        lines = [
+            "#!/bin/sh",
+            "# Written by authmigrate: imports every file with its own hash flags.",
+            "set -eu",
+            'cd "$(dirname "$0")"',
+        ]
+        for manifest in read_manifests(self.dir):
+            for f in manifest["files"]:
+                flags = " ".join(_flag(k, v) for k, v in f["config"].items())
+                lines.append(f"firebase auth:import {f['file']} {flags}".rstrip())
+        _write_atomic(self.dir / "import.sh", ("\n".join(lines) + "\n").encode(), mode=0o755)
+
+
+def _flag(name: str, value: str) -> str:
+    if value.startswith("env:"):
+        return f'--{name}="${{{value[4:]}}}"'
+    return f"--{name}={value}"
+
+
+def _describe(r: Routed) -> str:
+    if r.config:
+        return ", ".join(f"{k}={v}" for k, v in r.config if k != "hash-key")
+    return "its parameters"
+
+
+def _manifest_name(number: int) -> str:
+    return f"manifest-b{number:08d}.json"
+
+
+def read_manifests(directory: Path) -> list[dict[str, Any]]:
+    """Every batch manifest in ``directory``, in batch order."""
+    return [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(directory.glob("manifest-b*.json"))
+    ]
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["ExportRefused", "ExportSink", "account_of", "read_manifests"]

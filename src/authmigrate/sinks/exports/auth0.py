@@ -1,0 +1,97 @@
+"""Auth0 bulk user import (``POST /api/v2/jobs/users-imports``): JSON array files of <= 500 KB.
+
+Source: https://auth0.com/docs/manage-users/user-migration/bulk-user-import-database-schema-and-examples
+(the schema committed as tests/fixtures/auth0_bulk_import_schema.json).
+
+- bcrypt ``$2a$``/``$2b$`` as ``password_hash`` (native); PHP's ``$2y$`` is the same algorithm
+  and is renamed ``$2b$`` (re-encoded).
+- ``custom_password_hash``: ``argon2`` (PHC, ``hash.encoding`` utf8), ``pbkdf2`` (PHC
+  ``$pbkdf2-<digest>$i=<iterations>,l=<key length>$<salt B64>$<hash B64>``), ``ldap``
+  (RFC 2307 ``{MD5}``/``{SMD5}``/``{SHA}``/``{SSHA}``), ``md5``/``sha1``/``sha256``/``sha512``
+  (hash base64, salt base64 with ``position`` prefix/suffix, password utf8).
+- Accounts for the bridge are not in the import files (an Auth0 custom database connection in
+  import mode asks the bridge at first login; a user already imported would not reach it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ._model import Account, Encoded, b64, b64_raw, drop_none
+from ._parts import Parts
+
+_LDAP_NATIVE = {"ldap_md5", "ldap_salted_md5", "ldap_sha1", "ldap_salted_sha1"}
+
+
+class Auth0:
+    """Auth0 bulk import files."""
+
+    name: ClassVar[str] = "auth0"
+    max_users: ClassVar[int] = 100_000
+    max_bytes: ClassVar[int | None] = 500 * 1000
+    settings: ClassVar[tuple[str, ...]] = ()
+
+    def encode(self, parts: Parts, keyring: Mapping[str, bytes | str] | None) -> Encoded | None:
+        """Auth0's form of ``parts`` (see the module docstring)."""
+        if parts.kind == "bcrypt":
+            if parts.mcf.startswith("$2y$"):
+                return Encoded("re-encoded", {"password_hash": "$2b$" + parts.mcf[4:]})
+            route = "native" if parts.scheme == "bcrypt" else "re-encoded"
+            return Encoded(route, {"password_hash": parts.mcf})
+        if parts.kind == "argon2":
+            route = "native" if parts.scheme in ("argon2id", "argon2i") else "re-encoded"
+            return Encoded(route, _custom("argon2", {"value": parts.mcf, "encoding": "utf8"}))
+        if parts.kind == "pbkdf2":
+            value = (
+                f"$pbkdf2-{parts.digest}$i={parts.iterations},l={len(parts.hash)}"
+                f"${b64_raw(parts.salt)}${b64_raw(parts.hash)}"
+            )
+            return Encoded("re-encoded", _custom("pbkdf2", {"value": value, "encoding": "utf8"}))
+        if parts.kind == "salted":
+            if parts.scheme in _LDAP_NATIVE:
+                return Encoded("native", _custom("ldap", {"value": parts.mcf, "encoding": "utf8"}))
+            custom = _custom(parts.digest, {"value": b64(parts.hash), "encoding": "base64"})
+            if parts.salt_position:
+                custom["custom_password_hash"]["salt"] = {
+                    "value": b64(parts.salt),
+                    "encoding": "base64",
+                    "position": parts.salt_position,
+                }
+            return Encoded("re-encoded", custom)
+        return None
+
+    def bridge(self) -> dict[str, Any] | None:
+        """Bridged accounts stay out of the import (the custom database asks the bridge)."""
+        return None
+
+    def user(self, account: Account, credential: dict[str, Any]) -> dict[str, Any]:
+        """An Auth0 user object; the legacy key is ``user_id`` and ``app_metadata.legacy_key``."""
+        return drop_none(
+            {
+                "user_id": str(account.key),
+                "email": account.email,
+                "email_verified": account.email_verified,
+                "name": account.name,
+                "given_name": account.given_name,
+                "family_name": account.family_name,
+                "username": account.username,
+                "app_metadata": {"legacy_key": str(account.key)},
+                "user_metadata": account.metadata or None,
+                **credential,
+            }
+        )
+
+    def document(self, users: list[dict[str, Any]]) -> Any:
+        """A JSON array of users."""
+        return users
+
+
+def _custom(algorithm: str, hash_: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "custom_password_hash": {
+            "algorithm": algorithm,
+            "hash": hash_,
+            "password": {"encoding": "utf8"},
+        }
+    }
