@@ -44,6 +44,9 @@ def remember_secrets(url: str | URL) -> None:
     values: list[str] = []
     if parsed.password:
         values.append(str(parsed.password))
+    spill = _password_in_host(parsed)
+    if spill:
+        values += [spill, f"{parsed.password or ''}@{spill}"]
     for name, value in parsed.query.items():
         if _is_secret_param(name):
             values.extend([value] if isinstance(value, str) else list(value))
@@ -52,6 +55,13 @@ def remember_secrets(url: str | URL) -> None:
             _seen_secrets.add(v)
             _seen_secrets.add(urllib.parse.quote(v, safe=""))
             _seen_secrets.add(urllib.parse.quote_plus(v, safe=""))
+
+
+def _password_in_host(parsed: URL) -> str:
+    """The part of a password with a raw ``@`` that the URL parser took for the host
+    (``user:p@ss@host`` parses as password ``p``, host ``ss@host``), or ''."""
+    host = parsed.host or ""
+    return host.rpartition("@")[0]
 
 
 def scrub(text: str) -> str:
@@ -70,6 +80,9 @@ def safe_url(url: str | URL) -> str:
     except Exception:
         return "<unparsable url>"
     remember_secrets(parsed)
+    spill = _password_in_host(parsed)
+    if spill:
+        parsed = parsed.set(host=(parsed.host or "")[len(spill) + 1 :], password=MASK)
     if parsed.password:
         parsed = parsed.set(password=MASK)
     masked = {

@@ -52,7 +52,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
-from authmigrate.errors import TargetError
+from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.sql import (
     TargetLock,
     bookkeeping_tables,
@@ -934,8 +934,6 @@ def verify_migration(
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if sample is not None and sample < 0:
-        from authmigrate.errors import SpecError
-
         raise SpecError("--sample", "must be 0 or more")
     started = time.monotonic()
     engine = make_engine(spec.target.url, path="target.url", readonly=True)
@@ -964,6 +962,10 @@ def verify_migration(
         except sa.exc.OperationalError as exc:
             raise TargetError(
                 f"cannot reach target {safe_url(spec.target.url)}: {first_line(exc)}"
+            ) from None
+        except sa.exc.DatabaseError as exc:  # the URL asks what the driver refuses
+            raise SpecError(
+                "target.url", f"cannot use {safe_url(spec.target.url)}: {first_line(exc)}"
             ) from None
         with conn:
             result = _verify(spec, source, engine, conn, sample, chunk)
