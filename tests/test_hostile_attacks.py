@@ -145,3 +145,82 @@ def test_jsonl_empty_key_name_is_exit_2_naming_the_line(tmp_path: Path) -> None:
         assert done.returncode == 2, (command, done.stderr)
         assert "internal error" not in done.stderr, done.stderr
         assert "line 2" in done.stderr, done.stderr
+
+
+def _sha512_crypt_at_budget(length: int, password: str) -> str:
+    """A ``$6$`` hash of ``password`` whose rounds use the whole work budget for a password
+    of ``length`` bytes (the most a crafted row may ask at that length)."""
+    from passlib.hash import sha512_crypt
+
+    from authmigrate.credentials import _limits
+
+    fixed, per_byte = _limits._SHA_CRYPT_ROUND["sha512"]
+    rounds = int(_limits.WORK_BUDGET_SECONDS / (fixed + per_byte * length))
+    return str(sha512_crypt.using(rounds=rounds, salt="saltsalt").hash(password))
+
+
+def test_html_rule_prices_the_escaped_password_not_the_typed_one() -> None:
+    """The html rule hashes ``htmlspecialchars(typed)``: 682 typed ``"`` are 4,092 escaped
+    bytes, but the work was priced with 682, so a row at the budget for 682 bytes cost 5.6 s
+    of CPU (the budget is 1 s) per login attempt."""
+    import time
+
+    from authmigrate.credentials import verify
+    from authmigrate.credentials.rules import with_rules
+
+    stored = _sha512_crypt_at_budget(682, "not the password")
+    start = time.process_time()
+    assert verify("a" * 682, stored) is False
+    plain = time.process_time() - start
+    crafted = with_rules(stored, ["html"])
+    start = time.process_time()
+    assert verify('"' * 682, crafted) is False
+    escaped = time.process_time() - start
+    # two candidates at most, each within the budget: never much over twice the plain check
+    assert escaped < 2.5 * plain, (escaped, plain)
+
+
+def test_html_rule_escaped_form_over_the_cap_still_tries_the_raw_password() -> None:
+    """A typed password under 4096 bytes whose escaped form is over it: the escaped
+    candidate raised, so the raw candidate (the hash OpenCart's admin sets) was never tried,
+    the right password answered False and the hook was told the credential is malformed."""
+    from passlib.hash import md5_crypt
+
+    from authmigrate.credentials import set_credential_hook, verify, verify_and_update
+    from authmigrate.credentials.rules import with_rules
+
+    password = 'pw"' * 700  # 2,100 bytes typed, 4,900 escaped
+    stored = with_rules(md5_crypt.hash(password), ["html"])
+    told: list[object] = []
+    previous = set_credential_hook(told.append)
+    try:
+        assert verify(password, stored) is True
+        assert verify(password + "x", stored) is False
+        ok, replacement = verify_and_update(password, stored, profile="TEST")
+        assert ok is True and replacement is not None
+        assert verify(password, replacement) is True
+        assert verify(password + "x", replacement) is False
+    finally:
+        set_credential_hook(previous)
+    assert told == []
+
+
+def test_verify_reports_a_target_value_that_is_not_utf8_as_different(tmp_path: Path) -> None:
+    """A tamperer writes one byte that is not UTF-8 into a SQLite target's TEXT column:
+    verify ended in "internal error: user-defined aggregate's 'step' method raised error"
+    (exit 1) instead of naming the row as different."""
+    spec = _spec(tmp_path, f"sqlite:///{tmp_path / 'target.db'}")
+    assert cli("run", str(spec), cwd=tmp_path).returncode == 0
+    conn = sqlite3.connect(tmp_path / "target.db")
+    conn.execute("UPDATE accounts SET email = 'u5@example.com' || x'ff' WHERE user_id = 5")
+    conn.commit()
+    conn.close()
+    done = cli("verify", str(spec), "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "internal error" not in done.stderr, done.stderr
+    import json
+
+    report = json.loads(done.stdout)
+    assert report["ok"] is False
+    assert "5" in json.dumps(report["different"]), report["different"]
+    assert "\\u00ff" not in done.stdout and "example.com" not in done.stdout

@@ -280,8 +280,13 @@ def new_checksum_key() -> str:
 def text_hash(text: str, key: str) -> RowHash:
     """The keyed row hash: MD5 of ``key`` followed by ``text`` (as PostgreSQL computes
     ``md5(key || text)``), as four 32-bit parts."""
-    raw = (key + text).encode("utf-8", "surrogatepass")
-    hexed = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    return bytes_hash(text.encode("utf-8", "surrogatepass"), key)
+
+
+def bytes_hash(raw: bytes, key: str) -> RowHash:
+    """:func:`text_hash` of a row's bytes as the database holds them (a TEXT value that is
+    not UTF-8 hashes as its bytes, unlike any text a source gives)."""
+    hexed = hashlib.md5(key.encode("ascii") + raw, usedforsecurity=False).hexdigest()
     return tuple(int(hexed[i * 8 : i * 8 + 8], 16) for i in range(_PARTS))
 
 
@@ -302,18 +307,21 @@ def _sqlite_digest(key: str) -> type:
         def __init__(self) -> None:
             self.sums = [0] * _PARTS
 
-        def step(self, text: str | bytes | None) -> None:
-            if text is None:
+        def step(self, raw: bytes | None) -> None:
+            # bytes (the row is cast to BLOB): sqlite3 cannot pass TEXT that is not UTF-8
+            if raw is None:
                 return
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", "replace")
-            for i, part in enumerate(text_hash(text, key)):
+            for i, part in enumerate(bytes_hash(raw, key)):
                 self.sums[i] += part
 
         def finalize(self) -> str:
             return ",".join(map(str, self.sums))
 
     return _Digest
+
+
+def _surrogate_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -334,6 +342,10 @@ class _Target:
         self.columns = [c for c in spec.fields if c in self.table.c]
         self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
         self.checksum_key = new_checksum_key()
+        if self.engine.dialect.name == "sqlite":
+            # a tampered TEXT value that is not UTF-8 reads as text that differs, not an error
+            raw: Any = conn.connection.driver_connection
+            raw.text_factory = _surrogate_text
         self.in_db = self._can_hash_in_db()
 
     def _can_hash_in_db(self) -> bool:
@@ -389,7 +401,7 @@ class _Target:
     def _digest_statement(self, keys: Sequence[Any]) -> Any:
         row = self._row_expr()
         if self.engine.dialect.name == "sqlite":
-            agg = sa.func.authmigrate_digest(row, type_=sa.Text)
+            agg = sa.func.authmigrate_digest(sa.cast(row, sa.LargeBinary), type_=sa.Text)
             return sa.select(sa.func.count(), agg).where(self.key.in_(keys))
         from sqlalchemy.dialects.postgresql import BIT
 
