@@ -224,3 +224,19 @@ def test_verify_reports_a_target_value_that_is_not_utf8_as_different(tmp_path: P
     assert report["ok"] is False
     assert "5" in json.dumps(report["different"]), report["different"]
     assert "\\u00ff" not in done.stdout and "example.com" not in done.stdout
+
+
+def test_sqlite_target_names_the_os_refuses_are_exit_2_naming_target_url(
+    tmp_path: Path,
+) -> None:
+    """A file name over the file system's 255 bytes ended plan, run and verify in "internal
+    error: OSError: File name too long"; a NUL in the path ended run in "internal error:
+    ValueError: embedded null byte"."""
+    for name, why in (("a" * 300 + ".db", "too long"), ("t\\u0000.db", "NUL")):
+        (tmp_path / why).mkdir()
+        spec = _spec(tmp_path / why, f"sqlite:///{tmp_path / why / name}")
+        for command in ("plan", "run", "verify", "rollback"):
+            done = cli(command, str(spec), *_YES[command], cwd=tmp_path)
+            assert done.returncode == 2, (why, command, done.stderr)
+            assert "internal error" not in done.stderr, (why, command, done.stderr)
+            assert "target.url" in done.stderr, (why, command, done.stderr)

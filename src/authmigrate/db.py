@@ -179,6 +179,7 @@ def make_engine(
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     if backend == "sqlite":
         kwargs = {}
+        _check_sqlite_name(parsed.database or "", path)
         if readonly:
             parsed = _sqlite_readonly_url(parsed, immutable=immutable)
     try:
@@ -192,6 +193,19 @@ def make_engine(
     elif backend == "sqlite":
         _tune_sqlite(engine, synchronous)
     return engine
+
+
+def _check_sqlite_name(db: str, path: str) -> None:
+    """SpecError for a SQLite file name the operating system refuses (a NUL, a name longer
+    than the file system allows), before anything opens it."""
+    if "\x00" in db:
+        raise SpecError(path, "the SQLite file name holds a NUL character")
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return
+    try:
+        Path(db).exists()
+    except OSError as exc:
+        raise SpecError(path, f"cannot use the SQLite file {db}: {exc.strerror or exc}") from None
 
 
 def _sqlite_readonly_url(parsed: URL, *, immutable: bool = False) -> URL:
