@@ -240,3 +240,19 @@ def test_sqlite_target_names_the_os_refuses_are_exit_2_naming_target_url(
             assert done.returncode == 2, (why, command, done.stderr)
             assert "internal error" not in done.stderr, (why, command, done.stderr)
             assert "target.url" in done.stderr, (why, command, done.stderr)
+
+
+def test_a_floor_that_is_not_a_finite_number_of_seconds_is_a_value_error() -> None:
+    """``min_seconds=nan`` silently gave no floor at all (every comparison with NaN is
+    false), and ``inf`` raised OverflowError from ``time.sleep`` after the verification."""
+    import pytest
+
+    from authmigrate.credentials import dummy_verify, verify
+
+    stored = "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/"
+    for bad in (float("nan"), float("inf"), 1e300):
+        with pytest.raises(ValueError, match="min_seconds"):
+            verify("password", stored, min_seconds=bad)
+        with pytest.raises(ValueError, match="min_seconds"):
+            dummy_verify(min_seconds=bad)
+    assert verify("password", stored, min_seconds=0.0) is False
