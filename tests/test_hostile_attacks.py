@@ -256,3 +256,28 @@ def test_a_floor_that_is_not_a_finite_number_of_seconds_is_a_value_error() -> No
         with pytest.raises(ValueError, match="min_seconds"):
             dummy_verify(min_seconds=bad)
     assert verify("password", stored, min_seconds=0.0) is False
+
+
+def test_column_names_with_a_nul_or_invalid_text_are_exit_2_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    """A NUL in a CSV header or JSONL key ended in "internal error: ProgrammingError: the
+    query contains a null character"; a lone surrogate in a JSONL key (or a byte that is not
+    UTF-8 in a CSV header) in "internal error: UnicodeEncodeError"."""
+    files = {
+        "nul.csv": b"user_id,email,x\x00y\n1,a@example.com,z\n",
+        "bytes.csv": b"user_id,email,x\xffy\n1,a@example.com,z\n",
+        "nul.jsonl": b'{"user_id": 1, "email": "a@example.com", "a\\u0000b": 2}\n',
+        "surrogate.jsonl": b'{"user_id": 1, "email": "a@example.com", "\\ud800": 2}\n',
+    }
+    for name, data in files.items():
+        folder = tmp_path / name.replace(".", "_")
+        folder.mkdir()
+        (folder / name).write_bytes(data)
+        kind = name.rsplit(".", 1)[1]
+        spec = _file_spec(folder, f"{kind}:///{folder / name}")
+        for command in ("plan", "run"):
+            done = cli(command, str(spec), cwd=folder)
+            assert done.returncode == 2, (name, command, done.stderr)
+            assert "internal error" not in done.stderr, (name, command, done.stderr)
+            assert f"{name} line 1" in done.stderr, (name, command, done.stderr)

@@ -131,6 +131,8 @@ class FileSource:
         for column, title in enumerate(header, start=1):
             if not title.strip():
                 raise SourceError(f"{name} line 1 column {column}: the column has no name")
+            if _bad_name(title):
+                raise SourceError(f"{name} line 1 column {column}: {_bad_name(title)}")
             if _fold(title) in seen:
                 first = seen[_fold(title)]
                 case = "" if title == header[first - 1] else f" ({header[first - 1]!r}: "
@@ -177,6 +179,8 @@ class FileSource:
             for key in obj:
                 if not key.strip():
                     raise SourceError(f"{name} line {line}: a key has no name")
+                if _bad_name(key):
+                    raise SourceError(f"{name} line {line}: a key {_bad_name(key)}")
                 known, since = keys.setdefault(_fold(key), (key, line))
                 if known != key:
                     raise SourceError(
@@ -265,6 +269,18 @@ def _no_room(path: Path, reason: str) -> str:
 
 def _q(name: str) -> str:
     return name.replace('"', '""')
+
+
+def _bad_name(name: str) -> str:
+    """Why a column name cannot be a column ('' when it can): SQLite refuses a NUL in SQL
+    text, and text that is not valid Unicode cannot be written at all."""
+    if "\x00" in name:
+        return "the name holds a NUL character"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid text (bytes that are not UTF-8, or a lone surrogate)"
+    return ""
 
 
 def _fold(name: str) -> str:
