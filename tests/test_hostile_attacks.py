@@ -281,3 +281,49 @@ def test_column_names_with_a_nul_or_invalid_text_are_exit_2_naming_the_line(
             assert done.returncode == 2, (name, command, done.stderr)
             assert "internal error" not in done.stderr, (name, command, done.stderr)
             assert f"{name} line 1" in done.stderr, (name, command, done.stderr)
+
+
+def test_verify_sees_a_postgresql_timestamp_moved_to_before_christ(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """``to_char(..., 'YYYY-...')`` drops the era: a tamperer moving an account's timestamp
+    from 2020 AD to 2020 BC left the keyed checksum unchanged and verify said ok; the row
+    could then not even be read back (psycopg has no year before 1)."""
+    import json
+
+    from tests.helpers_verify import execute
+
+    legacy = tmp_path / "legacy.db"
+    conn = sqlite3.connect(legacy)
+    conn.execute("CREATE TABLE legacy_users (user_id INTEGER PRIMARY KEY, email TEXT, made TEXT)")
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?, ?)",
+        [(i, f"u{i}@example.com", f"2020-01-{i:02d} 10:00:00") for i in range(1, 31)],
+    )
+    conn.commit()
+    conn.close()
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        f"""
+name = "era"
+[source]
+url = "sqlite:///{legacy}"
+table = "legacy_users"
+key = "user_id"
+[target]
+url = "{pg_url}"
+table = "accounts"
+[fields]
+user_id = "user_id"
+email = "email"
+made = {{ from = "made", type = "datetime" }}
+""",
+        encoding="utf-8",
+    )
+    assert cli("run", str(spec), cwd=tmp_path).returncode == 0
+    assert cli("verify", str(spec), cwd=tmp_path).returncode == 0
+    execute(pg_url, "UPDATE accounts SET made = made - interval '4039 years' WHERE user_id = 3")
+    done = cli("verify", str(spec), "--json", cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    report = json.loads(done.stdout)
+    assert [(d["key"], d["columns"]) for d in report["different"]] == [(3, ["made"])]

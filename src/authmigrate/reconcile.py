@@ -320,6 +320,20 @@ def _sqlite_digest(key: str) -> type:
     return _Digest
 
 
+UNREADABLE = "\udfff(a value the driver cannot read)"
+"""A target value that cannot be loaded, as :meth:`_Target.rows` gives it: a lone surrogate,
+which no source value holds (sources reject text that is not valid Unicode)."""
+
+
+def _era(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """PostgreSQL: `` BC`` after a date before year 1 (``to_char``'s ``YYYY`` drops the era,
+    so 2020 BC would read as 2020 AD), nothing otherwise: no source value is BC."""
+    return sa.case(
+        (sa.func.to_char(col, "BC") == "BC", sa.literal(" BC", sa.Text)),
+        else_=sa.literal("", sa.Text),
+    )
+
+
 def _surrogate_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
@@ -377,9 +391,9 @@ class _Target:
         elif kind == "datetime" and pg:
             if getattr(col.type, "timezone", False):
                 col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
-            text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
+            text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text) + _era(col)
         elif kind == "date" and pg:
-            text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
+            text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text) + _era(col)
         else:
             text = sa.cast(col, sa.Text)
         esc = sa.func.replace(
@@ -438,14 +452,39 @@ class _Target:
         return (count, *sums)
 
     def rows(self, keys: Sequence[Any]) -> dict[str, list[str | None]]:
-        """Canonical values of the target rows with these keys, by key id."""
+        """Canonical values of the target rows with these keys, by key id.
+
+        A value the driver cannot load (PostgreSQL's ``2020-01-03 BC``: Python has no year
+        before 1) reads as :data:`UNREADABLE`, which no source value equals.
+        """
         cols = [self.table.c[c] for c in self.columns]
         out: dict[str, list[str | None]] = {}
         for part in _slices(keys, IN_LIST):
-            for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
+            found: list[Any]
+            try:
+                found = list(
+                    self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part)))
+                )
+            except sa.exc.DataError:
+                found = self._rows_one_value_at_a_time(part)
+            for row in found:
                 out[key_id(row[0])] = [
-                    canonical(k, v) for k, v in zip(self.kinds, row[1:], strict=True)
+                    v if v is UNREADABLE else canonical(k, v)
+                    for k, v in zip(self.kinds, row[1:], strict=True)
                 ]
+        return out
+
+    def _rows_one_value_at_a_time(self, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for key in self.conn.execute(sa.select(self.key).where(self.key.in_(keys))).scalars():
+            values: list[Any] = [key]
+            for c in self.columns:
+                stmt = sa.select(self.table.c[c]).where(self.key == key)
+                try:
+                    values.append(self.conn.execute(stmt).scalar())
+                except sa.exc.DataError:
+                    values.append(UNREADABLE)
+            out.append(tuple(values))
         return out
 
     def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
