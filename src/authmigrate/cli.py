@@ -223,6 +223,9 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
             loaded.target.url, path="target.url", synchronous=loaded.target_synchronous
         )
         try:
+            from authmigrate.sinks.sql import adopt_recorded_name
+
+            adopt_recorded_name(loaded, engine)
             n = requeue_messages(engine, loaded, which=requeue)  # type: ignore[arg-type]
             held = sending_counts(engine, loaded)["held"] if requeue == "in_doubt" else 0
         finally:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from authmigrate.batch import Batch, InvalidValue, Record, Reject, Stage
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
+from authmigrate.sinks.keys import KeyTypeError, coerce_key, tag_name, tag_of, type_tag
 from authmigrate.sinks.sql import Refused, SqlTarget, reject_examples
 from authmigrate.sinks.sql import refused as refused_by_target
 from authmigrate.sources import Source, open_source
@@ -167,6 +168,39 @@ def check_source_columns(spec: Spec, source: Source) -> None:
             raise SpecError(path, f"source has no column {column!r}{hint}")
 
 
+def source_key_tag(spec: Spec, source: Source, types: dict[str, Any]) -> str | None:
+    """The type tag of the source's keys (``sinks.keys.type_tag``), None when unknown.
+
+    Raises:
+        SpecError: the key column holds values of several types (SQLite's ``1`` and ``'1'``):
+            no target type tells them apart, so they cannot be migrated as distinct keys.
+    """
+    key = spec.source.key
+    declared = types.get(key)
+    if declared is not None and type_tag(declared) is None:
+        raise SpecError(
+            "source.key",
+            f"{key!r} is of type {declared}, which cannot be checkpointed and compared exactly; "
+            "keys may be integer, numeric, text, UUID, timestamp, date or binary (cast it in a "
+            "source.query)",
+        )
+    stored = source.key_value_types()
+    if len(stored) > 1:
+        raise SpecError(
+            "source.key",
+            f"{key!r} holds values of several types ({', '.join(stored)}): keys such as 1 and "
+            "'1' are one key in any target column; give the column one type (e.g. a "
+            "source.query that casts it) before migrating",
+        )
+    return type_tag(types.get(key)) or (_SQLITE_TAGS.get(stored[0]) if stored else None)
+
+
+_STR_BEFORE = frozenset({"decimal", "uuid", "datetime", "date", "bytes", "bool"})
+"""Key types whose checkpoint versions before the typed one stored as ``str(key)``."""
+
+_SQLITE_TAGS = {"integer": "int", "real": "float", "text": "str", "blob": "bytes"}
+
+
 def _nearest(name: str, choices: set[str]) -> str | None:
     import difflib
 
@@ -191,13 +225,14 @@ class Migration:
                     f"{spec.source.key!r} is not unique in the source (repeated: {shown}); "
                     "batching and resume need a unique key",
                 )
+            types = self.source.column_types()
+            self.key_tag = source_key_tag(spec, self.source, types)
+            """Type tag of the source's keys (``sinks.keys``), None when unknown."""
             self.transform = RowTransformer(spec)
             self.early = build_stages(spec, dry=dry)
             self.late = [] if dry else build_late_stages(spec)
-            self.target = SqlTarget(
-                spec, [*self.early, *self.late], source_types=self.source.column_types()
-            )
-            self.target.check_spec()
+            self.target = SqlTarget(spec, [*self.early, *self.late], source_types=types)
+            self.target.check_spec(self.key_tag)
             self._probe_credentials()
         except BaseException:
             self.source.close()
@@ -230,6 +265,41 @@ class Migration:
     def close(self) -> None:
         self.source.close()
         self.target.close()
+
+    def resume_point(self) -> tuple[int, Any]:
+        """(last committed batch number, last key read, typed as the source's keys).
+
+        Raises:
+            SpecError: the checkpoint's key is of another type than the source's keys now
+                (a CSV key column that gained a non-numeric value, or lost its last one):
+                paging after it would read rows again or skip them, so the run is refused
+                before it writes anything.
+        """
+        if self.target.file_missing or not self.target.exists():
+            return 0, None
+        number, after = self.target.checkpoint()
+        if after is None:
+            return number, None
+        tag, now = tag_of(after), self.key_tag
+        fits = (
+            now is None
+            or tag == now
+            or (tag == "str" and now in _STR_BEFORE)
+            or (tag == "int" and now in ("decimal", "float"))
+        )
+        try:
+            if fits:
+                return number, coerce_key(after, now)
+        except KeyTypeError:
+            pass
+        raise SpecError(
+            "source.key",
+            f"the checkpoint of migration {self.target.migration!r} (batch {number}) holds "
+            f"a {tag_name(tag_of(after))} key, but the source's {self.spec.source.key!r} "
+            f"values are {tag_name(self.key_tag)} now: the key type changed since the "
+            "migration started, and paging after it would read rows again or skip them. "
+            "Restore the source's keys, or roll this migration back and run it again",
+        )
 
     def taken(
         self, conn: sa.Connection, group: tuple[str, ...], values: list[Any]
@@ -332,21 +402,23 @@ class Migration:
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
         """A key already in the target was not written by us: reject, never overwrite.
 
-        Integer keys are looked up by range (one index scan); other keys by equality
-        (``IN``), since a text range follows the target's collation, which need not be the
-        order the source pages in.
+        Keys are compared in the target key column's own type (``SqlTarget.existing_keys``).
         """
-        key = self.spec.target_key
-        if all(type(r.key) is int for r in batch.records):
-            col = self.target.table.c[key]
-            lo, hi = batch.records[0].key, batch.records[-1].key
-            found = conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars()
-            taken: Any = {k for k in found if type(k) is int}
-        else:
-            taken = self.target.existing(conn, (key,), [r.key for r in batch.records])
+        stored = self.target.key.stored
+        try:
+            taken = self.target.existing_keys(conn, [r.key for r in batch.records])
+        except KeyTypeError as exc:
+            raise SpecError(
+                f"fields.{self.spec.target_key}",
+                f"a source key does not fit the target's key column ({exc})",
+            ) from None
         if taken:
-            reason = dict.fromkeys(taken, "the target already has this key")
-            self._drop(batch, reason, "target.key_exists", key)
+            reason = {
+                r.key: "the target already has this key"
+                for r in batch.records
+                if stored(r.key) in taken
+            }
+            self._drop(batch, reason, "target.key_exists", self.spec.target_key)
 
     def _drop(self, batch: Batch, keys: dict[Any, str], reason: str, column: str | None) -> None:
         batch.drop(
@@ -432,14 +504,14 @@ def run_migration(
     failure: BaseException | None = None
     try:
         lock.acquire()
+        number, after = m.resume_point()
         m.target.create()
         m.target.start_run(run_id, command)
         total = m.source.count()
-        number, after = m.target.checkpoint()
         done = m.target.totals()["read"]
         if progress:
             progress(done, total)
-        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals))
+        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals), m.target.key.stored)
         if number == 0:
             nb = m.null_key_batch(1)
             if nb is not None:
@@ -508,17 +580,31 @@ def _commit_with_retry(
     target's column cannot hold (a DataError: too long for a ``varchar(20)``, not of the
     column's type) is found the same way at once, and rejected with its column
     (``target.too_long``, ``target.invalid_value``).
+
+    A COMMIT whose acknowledgement is lost (the connection drops after the server committed)
+    looks like a failure; so before doing a batch again, the retry checks whether the batch's
+    row ``(migration, batch_no)`` exists, and if it does, the batch is done and the run moves
+    on (redoing it would find every key taken).
     """
     retries = m.spec.run.retries
     delay = 0.2
     batch = fresh
+    attempted: Batch | None = None
     conflicts: dict[Any, Refused] = {}
     refused = 0
     for attempt in range(retries + 1):
         try:
+            if attempted is not None and m.target.batch_recorded(batch.number):
+                log.warning(
+                    "batch %d was committed although its commit reported a failure "
+                    "(acknowledgement lost); moving on",
+                    batch.number,
+                )
+                return attempted
             if dupes is not None:
                 with m.target.engine.connect() as conn:
                     m.finish_batch(batch, dupes, conn, conflicts)
+            attempted = batch
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
         except sa.exc.DBAPIError as exc:
@@ -689,7 +775,7 @@ def plan_migration(
         exists = reachable and m.target.exists()
         after = None
         if exists:
-            _, after = m.target.checkpoint()
+            _, after = m.resume_point()
             res.already_done = m.target.totals()["read"]
         memory: dict[tuple[str, ...], dict[Any, Any]] = {}
         with_target = reachable and _has_table(m)  # accounts there before any run count too
@@ -703,7 +789,7 @@ def plan_migration(
                         seen.setdefault(v, k)
             return seen
 
-        dupes = DuplicateStage(spec, lookup)
+        dupes = DuplicateStage(spec, lookup, m.target.key.stored)
         reasons: Counter[str] = Counter()
         schemes: Counter[str] = Counter()
         done = res.already_done
@@ -751,7 +837,11 @@ def plan_migration(
             tally(nb)
             done += nb.rows_read
         for n, rows in enumerate(m.pages(after), start=1):
-            batch = m.finish_batch(m.transform_batch(n, rows), dupes, None)
+            if with_target:
+                with m.target.engine.connect() as conn:
+                    batch = m.finish_batch(m.transform_batch(n, rows), dupes, conn)
+            else:
+                batch = m.finish_batch(m.transform_batch(n, rows), dupes, None)
             tally(batch)
             done += batch.rows_read
             if progress:

@@ -53,12 +53,12 @@ import sqlalchemy as sa
 
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
+from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, unpack_keys
 from authmigrate.sinks.sql import (
     TargetLock,
+    adopt_recorded_name,
     bookkeeping_tables,
-    decode_key,
     reject_examples,
-    unpack_keys,
 )
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
@@ -351,8 +351,9 @@ class _Target:
         schema, _, name = spec.target.table.rpartition(".")
         self.table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema or None)
         key = spec.target_key
-        self.key = self.table.c[key]
-        self.key_kind = column_kind(self.key.type)
+        self.key_form = TargetKey(self.table.c[key].type, engine.dialect.name)
+        self.key = self.key_form.column(self.table.c[key])
+        """The key column, bound and read in its stored form (``sinks.keys``)."""
         self.columns = [c for c in spec.fields if c in self.table.c]
         self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
         self.checksum_key = new_checksum_key()
@@ -376,12 +377,12 @@ class _Target:
         return False
 
     def key_value(self, key: Any) -> Any:
-        """A source key as the target's key column holds it."""
-        if self.key_kind == "text" and not isinstance(key, str):
-            return str(key)
-        if self.key_kind == "int" and isinstance(key, str) and key.strip().lstrip("-").isdigit():
-            return int(key)
-        return key
+        """A key (from the source, the bookkeeping or the target) as the target's key column
+        holds it; a key the column cannot hold is returned as it is (it matches no row)."""
+        try:
+            return self.key_form.stored(key)
+        except KeyTypeError:
+            return key
 
     def _piece(self, col: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[Any]:
         pg = self.engine.dialect.name == "postgresql"
@@ -451,14 +452,14 @@ class _Target:
                 sums[i] += int(v)
         return (count, *sums)
 
-    def rows(self, keys: Sequence[Any]) -> dict[str, list[str | None]]:
+    def rows(self, keys: Sequence[Any]) -> dict[Any, list[str | None]]:
         """Canonical values of the target rows with these keys, by key id.
 
         A value the driver cannot load (PostgreSQL's ``2020-01-03 BC``: Python has no year
         before 1) reads as :data:`UNREADABLE`, which no source value equals.
         """
         cols = [self.table.c[c] for c in self.columns]
-        out: dict[str, list[str | None]] = {}
+        out: dict[Any, list[str | None]] = {}
         for part in _slices(keys, IN_LIST):
             found: list[Any]
             try:
@@ -468,7 +469,7 @@ class _Target:
             except sa.exc.DataError:
                 found = self._rows_one_value_at_a_time(part)
             for row in found:
-                out[key_id(row[0])] = [
+                out[self.key_value(row[0])] = [
                     v if v is UNREADABLE else canonical(k, v)
                     for k, v in zip(self.kinds, row[1:], strict=True)
                 ]
@@ -487,13 +488,14 @@ class _Target:
             out.append(tuple(values))
         return out
 
-    def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[Any, dict[str, Any]]:
         """The given columns (and the key, as ``""``) of the target rows with these keys."""
         cols = [self.table.c[c] for c in columns]
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[Any, dict[str, Any]] = {}
         for part in _slices(keys, IN_LIST):
             for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
-                out[key_id(row[0])] = {"": row[0], **dict(zip(columns, row[1:], strict=True))}
+                kid = self.key_value(row[0])
+                out[kid] = {"": row[0], **dict(zip(columns, row[1:], strict=True))}
         return out
 
 
@@ -505,11 +507,6 @@ def _loose(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def key_id(key: Any) -> str:
-    """A key as a string, so that 42 from one side and "42" from the other are the same key."""
-    return key if isinstance(key, str) else str(key)
 
 
 def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -524,11 +521,13 @@ class _Chunk:
     keys: list[Any]
     """Target key values to check, in source order (rows the target may legitimately hold
     under another owner, ``target.key_exists``, are left out)."""
-    hashes: dict[str, RowHash]
-    values: dict[str, list[str | None] | str]
+    hashes: dict[Any, RowHash]
+    values: dict[Any, list[str | None] | str]
     """Canonical values of each expected row, or the reject reason if it no longer transforms."""
     unaccounted: list[Any]
     expected_rows: list[dict[str, Any]]
+    originals: dict[Any, Any] = field(default_factory=dict)
+    """Source key of each target key value (reports name the source's key)."""
 
 
 class _Verifier:
@@ -542,13 +541,13 @@ class _Verifier:
         self.chunk = chunk
         self.transform = RowTransformer(spec)
         self.result = VerifyResult(migration=spec.migration_name)
-        self.written: set[str] = set()
+        self.written: set[Any] = set()
         """Key ids of the rows the batches wrote; a key is removed once the source pass has
         seen it, so what is left at the end are written keys the source no longer has."""
-        self.rejects: dict[str, str] = {}
-        self.merged: list[str] = []
+        self.rejects: dict[Any, str] = {}
+        self.merged: list[Any] = []
         """Key ids of merged duplicates (each one has a ``merged`` message when enabled)."""
-        self.notified: list[str] = []
+        self.notified: list[Any] = []
         """Key ids of every written row, for the outbox check."""
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
@@ -561,10 +560,10 @@ class _Verifier:
         for (blob,) in conn.execute(
             sa.select(batches.c.written_keys).where(batches.c.migration == name)
         ):
-            self.written.update(key_id(k) for k in unpack_keys(blob))
+            self.written.update(self.target.key_value(k) for k in unpack_keys(blob))
         res = self.result
         reasons: dict[str, str] = {}  # one string object per reason code, not one per row
-        doubled: dict[str, Any] = {}
+        doubled: dict[Any, Any] = {}
         for source_key, outcome, reason in conn.execute(
             sa.select(rejects.c.source_key, rejects.c.outcome, rejects.c.reason).where(
                 rejects.c.migration == name
@@ -576,7 +575,7 @@ class _Verifier:
                 res.rejected += 1
             if source_key is not None:
                 k = decode_key(source_key)
-                kid = key_id(k)
+                kid = self.target.key_value(k)
                 if outcome == "merged":
                     self.merged.append(kid)
                 if kid in self.rejects or kid in self.written:
@@ -615,10 +614,11 @@ class _Verifier:
     def _hash_chunk(self, rows: list[dict[str, Any]]) -> _Chunk:
         key = self.spec.source.key
         kinds = dict(zip(self.target.columns, self.target.kinds, strict=True))
+        key_column = self.spec.target_key
         chunk = _Chunk([], {}, {}, [], [])
         for row in rows:
             k = row[key]
-            kid = key_id(k)
+            kid = self.target.key_value(k)
             if kid in self.written:
                 self.written.discard(kid)  # seen: what stays in the set at the end is gone
                 try:
@@ -627,6 +627,7 @@ class _Verifier:
                     chunk.values[kid] = f"{rej.column} (now {rej.reason})"
                     chunk.hashes[kid] = _NO_ROW
                 else:
+                    mapped[key_column] = kid  # the key as the target holds it
                     canon = [canonical(kinds[c], mapped.get(c)) for c in self.target.columns]
                     chunk.values[kid] = canon
                     chunk.hashes[kid] = text_hash(row_text(canon), self.target.checksum_key)
@@ -635,7 +636,8 @@ class _Verifier:
                 continue
             elif kid not in self.rejects:
                 chunk.unaccounted.append(k)
-            chunk.keys.append(self.target.key_value(k))
+            chunk.keys.append(kid)
+            chunk.originals[kid] = k
         return chunk
 
     def _compare_chunk(self, chunk: _Chunk) -> int:
@@ -652,16 +654,20 @@ class _Verifier:
                 log.warning("in-database checksums disagree with the rows; streaming instead")
                 self.target.in_db = False
                 res.checksums = "streamed"
-        extra_ids = {key_id(k) for k in found.extra}
+        extra_ids = {self.target.key_value(k) for k in found.extra}
         res.missing.extend(found.missing)
-        res.missing.extend(k for k in chunk.unaccounted if key_id(k) not in extra_ids)
+        res.missing.extend(
+            k for k in chunk.unaccounted if self.target.key_value(k) not in extra_ids
+        )
         res.extra.extend(found.extra)
         res.different.extend(found.different)
         return len(found.missing)
 
     def _source_digest(self, chunk: _Chunk, keys: Sequence[Any]) -> Digest:
         hashes = chunk.hashes
-        return add_hashes(h for k in keys if (h := hashes.get(key_id(k))) is not None)
+        return add_hashes(
+            h for k in keys if (h := hashes.get(self.target.key_value(k))) is not None
+        )
 
     def _bisect(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
         if len(keys) <= LEAF_ROWS:
@@ -675,22 +681,23 @@ class _Verifier:
     def _compare_rows(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
         there = self.target.rows(keys)
         for k in keys:
-            kid = key_id(k)
+            kid = self.target.key_value(k)
             want = chunk.values.get(kid)
             have = there.get(kid)
             if want is None and have is None:
                 continue
+            shown = chunk.originals.get(kid, k)
             if have is None:
-                found.missing.append(k)
+                found.missing.append(shown)
             elif want is None:
-                found.extra.append(k)
+                found.extra.append(shown)
             elif isinstance(want, str):
-                found.different.append(Difference(k, [want]))
+                found.different.append(Difference(shown, [want]))
             elif want != have:
                 cols = [
                     c for c, w, h in zip(self.target.columns, want, have, strict=True) if w != h
                 ]
-                found.different.append(Difference(k, cols))
+                found.different.append(Difference(shown, cols))
 
     # -- the notification outbox ----------------------------------------------------------
 
@@ -716,11 +723,12 @@ class _Verifier:
         }
         if not enabled:
             return
-        queued: set[tuple[str, str]] = set()
+        queued: set[tuple[Any, str]] = set()
         if sa.inspect(conn).has_table(OUTBOX_TABLE):
             box = outbox_table(sa.MetaData())
+            # the outbox holds a source key as str(key): compared in the target's key form
             queued = {
-                (str(k), str(s))
+                (self.target.key_value(k), str(s))
                 for k, s in conn.execute(
                     sa.select(box.c.source_key, box.c.segment).where(
                         box.c.migration == self.spec.migration_name
@@ -798,7 +806,7 @@ class _Verifier:
             self._check_tokens(chunk.expected_rows, there)
 
     def _check_credentials(
-        self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]
+        self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]
     ) -> None:
         from authmigrate.credentials import default_weak
         from authmigrate.stages import prepare_credentials, row_format
@@ -812,7 +820,7 @@ class _Verifier:
         formats: list[str | None] = []
         present: list[tuple[Any, dict[str, Any]]] = []
         for row in rows:
-            got = there.get(key_id(row[key]))
+            got = there.get(self.target.key_value(row[key]))
             if got is None:
                 continue  # reported as missing already
             raw = row.get(cred.column)
@@ -923,7 +931,7 @@ class _Verifier:
                     CredentialProblem(job[0], cred.target_column, reason)
                 )
 
-    def _check_tokens(self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]) -> None:
+    def _check_tokens(self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]) -> None:
         from authmigrate.errors import MalformedHashError
         from authmigrate.tokens import parse_stored
 
@@ -931,7 +939,7 @@ class _Verifier:
         assert tok is not None
         key = self.spec.source.key
         for row in rows:
-            got = there.get(key_id(row[key]))
+            got = there.get(self.target.key_value(row[key]))
             if got is None:
                 continue
             self.result.tokens_checked += 1
@@ -1003,6 +1011,7 @@ def verify_migration(
             source.close()
         result.notes.append(f"no run of this migration has written to {path} (it does not exist)")
         return result
+    adopt_recorded_name(spec, engine)
     lock = TargetLock(engine, spec.migration_name, readonly=True)
     try:
         if path is not None:

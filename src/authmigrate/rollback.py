@@ -27,12 +27,12 @@ import sqlalchemy as sa
 
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
+from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, pack_keys, unpack_keys
 from authmigrate.sinks.sql import (
     TargetLock,
+    adopt_recorded_name,
     bookkeeping_counts,
     bookkeeping_tables,
-    decode_key,
-    unpack_keys,
     utcnow,
 )
 from authmigrate.spec import Spec
@@ -53,6 +53,9 @@ class RollbackCounts:
     outbox: int = 0
     runs: int = 0
     """Runs marked ``rolled_back``."""
+    not_found: int = 0
+    """Keys the batches recorded that were not in the target: their batches' bookkeeping is
+    kept (with those keys only), so nothing is forgotten that was not removed."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
@@ -64,13 +67,13 @@ class RollbackCounts:
             "batches": self.batches,
             "outbox": self.outbox,
             "runs": self.runs,
+            "not_found": self.not_found,
         }
 
 
 class _Target:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self.migration = spec.migration_name
         self.engine = make_engine(
             spec.target.url, path="target.url", synchronous=spec.target_synchronous
         )
@@ -79,6 +82,8 @@ class _Target:
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
         if path is not None:
             check_sqlite_file(path, "target.url")
+        adopt_recorded_name(spec, self.engine)
+        self.migration = spec.migration_name
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")
@@ -185,7 +190,7 @@ def rollback(spec: Spec) -> RollbackCounts:
         with t.engine.connect() as conn:
             recorded = bookkeeping_counts(conn, t.migration)  # what this rollback takes back
         counts.rejected, counts.merged = recorded.rejected, recorded.merged
-        key = table.c[spec.target_key]
+        form = TargetKey(table.c[spec.target_key].type, t.engine.dialect.name)
         with t.engine.connect() as conn:
             outbox = (
                 outbox_table(sa.MetaData()) if sa.inspect(conn).has_table(OUTBOX_TABLE) else None
@@ -199,11 +204,16 @@ def rollback(spec: Spec) -> RollbackCounts:
             )
         for number in numbers:
             with t.engine.begin() as conn:
-                accounts, rejects, messages = _remove_batch(conn, t, table, key, number, outbox)
+                accounts, rejects, messages, not_found = _remove_batch(
+                    conn, t, table, form, number, outbox
+                )
             counts.accounts += accounts
             counts.rejects += rejects
             counts.outbox += messages
-            counts.batches += 1
+            counts.not_found += not_found
+            counts.batches += 0 if not_found else 1
+        if counts.not_found:
+            return counts  # the bookkeeping of what was not removed stays, runs unchanged
         with t.engine.begin() as conn:
             counts.outbox += rollback_outbox(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
@@ -246,41 +256,47 @@ def _remove_batch(
     conn: sa.Connection,
     t: _Target,
     table: sa.Table,
-    key: sa.Column[Any],
+    form: TargetKey,
     number: int,
     outbox: sa.Table | None,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int]:
     """Remove one batch in the caller's transaction: accounts, their outbox rows, rejects,
-    and the batch row last. Returns (accounts, rejects, outbox rows) removed."""
+    and the batch row last. Returns (accounts, rejects, outbox rows, keys not found).
+
+    Keys are matched in the key column's stored form (``sinks.keys``). A recorded key that
+    matches no row is not forgotten: the batch row stays, holding only those keys, with its
+    rejects, and the count is reported.
+    """
     b = t.batches
     blob = conn.execute(
         sa.select(b.c.written_keys).where(b.c.migration == t.migration, b.c.batch_no == number)
     ).scalar()
-    written = unpack_keys(blob)
-    keys = [_as_column_value(key, k) for k in written]
+    key = form.column(table.c[t.spec.target_key])
+    recorded = unpack_keys(blob)
+    keys = [_stored(form, k) for k in recorded]
+    usable = [k for k in keys if k is not _UNSTORABLE]
+    present: set[Any] = set()
     accounts = 0
-    for part in _slices(keys, _IN_LIST):
-        accounts += _rowcount(conn.execute(table.delete().where(key.in_(part))))
-    messages = 0
-    if outbox is not None:
-        merged = conn.execute(
-            sa.select(t.rejects.c.source_key).where(
-                t.rejects.c.migration == t.migration,
-                t.rejects.c.batch_no == number,
-                t.rejects.c.outcome == "merged",
-                t.rejects.c.source_key.is_not(None),
-            )
-        ).scalars()
-        # the outbox holds a source key as str(key) (authmigrate.notify.outbox)
-        names = sorted({str(k) for k in written} | {str(decode_key(k)) for k in merged})
-        for part in _slices(names, _IN_LIST):
-            messages += _rowcount(
-                conn.execute(
-                    outbox.delete().where(
-                        outbox.c.migration == t.migration, outbox.c.source_key.in_(part)
-                    )
-                )
-            )
+    returning = conn.dialect.delete_returning
+    for part in _slices(usable, _IN_LIST):
+        delete = table.delete().where(key.in_(part))
+        if returning:
+            gone = list(conn.execute(delete.returning(key)).scalars())
+        else:
+            gone = list(conn.execute(sa.select(key).where(key.in_(part))).scalars())
+            conn.execute(delete)
+        accounts += len(gone)
+        present.update(form.stored(v) for v in gone)
+    left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
+    removed = [k for k, s in zip(recorded, keys, strict=True) if s in present]
+    messages = _remove_messages(conn, t, outbox, number, removed, merged_too=not left)
+    if left:
+        conn.execute(
+            b.update()
+            .where(b.c.migration == t.migration, b.c.batch_no == number)
+            .values(written_keys=pack_keys(left), migrated=len(left))
+        )
+        return accounts, 0, messages, len(left)
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -289,14 +305,53 @@ def _remove_batch(
         )
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
-    return accounts, rejects, messages
+    return accounts, rejects, messages, 0
 
 
-def _as_column_value(column: sa.Column[Any], key: Any) -> Any:
-    """A recorded key as the key column holds it (a text column holds ``"42"``, not 42)."""
-    if isinstance(column.type, sa.String) and not isinstance(key, str):
-        return str(key)
-    return key
+def _remove_messages(
+    conn: sa.Connection,
+    t: _Target,
+    outbox: sa.Table | None,
+    number: int,
+    removed: Sequence[Any],
+    *,
+    merged_too: bool,
+) -> int:
+    """Delete the outbox rows of the removed accounts (and, when the whole batch goes, of its
+    merged duplicates) in the batch's transaction, so accounts and messages stay paired."""
+    if outbox is None:
+        return 0
+    names = {str(k) for k in removed}  # the outbox holds a source key as str(key)
+    if merged_too:
+        merged = conn.execute(
+            sa.select(t.rejects.c.source_key).where(
+                t.rejects.c.migration == t.migration,
+                t.rejects.c.batch_no == number,
+                t.rejects.c.outcome == "merged",
+                t.rejects.c.source_key.is_not(None),
+            )
+        ).scalars()
+        names |= {str(decode_key(k)) for k in merged}
+    messages = 0
+    for part in _slices(sorted(names), _IN_LIST):
+        messages += _rowcount(
+            conn.execute(
+                outbox.delete().where(
+                    outbox.c.migration == t.migration, outbox.c.source_key.in_(part)
+                )
+            )
+        )
+    return messages
+
+
+_UNSTORABLE = object()
+
+
+def _stored(form: TargetKey, key: Any) -> Any:
+    try:
+        return form.stored(key)
+    except KeyTypeError:
+        return _UNSTORABLE  # a key the column cannot hold: kept and reported
 
 
 def _slices(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -311,7 +366,7 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     """``authmigrate rollback``: show what would go, ask (on a terminal), remove, report.
 
     Returns:
-        0 when the rollback ran, 1 when the operator declined.
+        0 when the rollback ran, 1 when the operator declined or recorded keys were not found.
 
     Raises:
         SpecError: not on a terminal and ``--yes`` not given (exit code 2, nothing removed).
@@ -343,4 +398,11 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
         f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
         f"{done.runs:,} runs marked rolled_back"
     )
+    if done.not_found:
+        console.print(
+            f"problem: {done.not_found:,} keys recorded as written by this migration are not in "
+            f"{spec.target.table!r}; their batches stay recorded (with those keys only) and "
+            "the runs are not marked rolled_back. Check whether the new system deleted them."
+        )
+        return 1
     return 0

@@ -671,6 +671,7 @@ class Spec(_Model):
     run: RunSpec = Field(default_factory=RunSpec)
     verify: VerifySpec = Field(default_factory=VerifySpec)
     _base_dir: Path | None = PrivateAttr(default=None)
+    _recorded_name: str | None = PrivateAttr(default=None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -760,16 +761,45 @@ class Spec(_Model):
 
     @property
     def migration_name(self) -> str:
-        """The name runs, checkpoints and rejects are recorded under."""
+        """The name runs, checkpoints and rejects are recorded under.
+
+        ``name`` when the spec gives one; else ``<source>-><target table>@<hash of where the
+        rows come from>``, a file or SQLite source named by its resolved path, so that
+        ``csv:///../data/users.csv`` and the same file's absolute path are one migration.
+        A target holding the bookkeeping of an earlier version's name for this spec keeps
+        using it (:meth:`use_recorded_name`).
+        """
         if self.name:
             return self.name
+        if self._recorded_name:
+            return self._recorded_name
+        return self._default_name(resolve=True)
+
+    @property
+    def earlier_migration_names(self) -> list[str]:
+        """Default names earlier versions derived from this spec (from the source path as
+        spelled, not resolved) when they differ from today's; empty with an explicit name."""
+        if self.name:
+            return []
+        old = self._default_name(resolve=False)
+        return [] if old == self._default_name(resolve=True) else [old]
+
+    def use_recorded_name(self, name: str) -> None:
+        """Record this migration under ``name`` (one of :attr:`earlier_migration_names`,
+        found in the target's bookkeeping)."""
+        if name not in self.earlier_migration_names:
+            raise ValueError("not a name this spec had")
+        self._recorded_name = name
+
+    def _default_name(self, *, resolve: bool) -> str:
         src = self.source
-        label = Path(src.url.split(":///", 1)[-1]).name if src.is_file else src.table or "query"
+        url = _resolved_path_url(src.url) if resolve else src.url
+        label = Path(url.split(":///", 1)[-1]).name if src.is_file else src.table or "query"
         # two shops' "customers" tables into one target must not share a checkpoint: the
         # name carries a hash of where the rows come from (password masked, never shown)
         from authmigrate.db import safe_url
 
-        origin = f"{safe_url(src.url) if not src.is_file else src.url}|{src.table}|{src.query}"
+        origin = f"{safe_url(url) if not src.is_file else url}|{src.table}|{src.query}"
         digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
         return f"{label}->{self.target.table}@{digest}"
 
@@ -977,6 +1007,18 @@ def load_spec(path: str | Path) -> Spec:
             "", f"spec file {p} is not UTF-8 text (line {line}); save it as UTF-8"
         ) from None
     return load_spec_text(text, base_dir=p.resolve().parent)
+
+
+def _resolved_path_url(url: str) -> str:
+    """A ``sqlite:///``, ``csv:///`` or ``jsonl:///`` URL with its path resolved (absolute,
+    ``..`` and symlinks followed); other URLs unchanged."""
+    for scheme in ("sqlite:///", "csv:///", "jsonl:///"):
+        if url.startswith(scheme):
+            path, sep, query = url[len(scheme) :].partition("?")
+            if not path or path.startswith((":memory:", "file:")):
+                return url
+            return f"{scheme}{Path(path).resolve()}{sep}{query}"
+    return url
 
 
 def _resolve_relative_urls(data: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -234,11 +234,16 @@ class DuplicateStage:
     secret_columns: frozenset[str] = frozenset()
 
     def __init__(
-        self, spec: Spec, lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]]
+        self,
+        spec: Spec,
+        lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]],
+        key_form: Callable[[Any], Any] = lambda key: key,
     ) -> None:
         self.groups = unique_groups(spec)
         self.merge = spec.run.duplicates == "merge"
         self.lookup = lookup
+        self.key_form = key_form
+        """A key as the target holds it (``TargetKey.stored``), to compare keys of both sides."""
 
     def columns(self) -> list[sa.Column[Any]]:
         return []
@@ -259,6 +264,13 @@ class DuplicateStage:
                 if first is None:
                     taken[value] = rec.key
                     continue
+                if self.key_form(first) == self.key_form(rec.key):
+                    # the key check before this stage rejects a key the target holds: an
+                    # account found as a duplicate of itself means keys were compared wrongly
+                    raise RuntimeError(
+                        f"account {rec.key!r} was found as a duplicate of itself "
+                        f"({label}); stopping before anything of this batch is written"
+                    )
                 rej = Reject(
                     rec.key,
                     f"duplicate.{label}",

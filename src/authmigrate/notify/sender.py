@@ -1124,6 +1124,9 @@ def notify_command(
         engine = make_engine(
             spec.target.url, path="target.url", synchronous=spec.target_synchronous
         )
+        from authmigrate.sinks.sql import adopt_recorded_name  # an earlier version's name
+
+        adopt_recorded_name(spec, engine)
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))

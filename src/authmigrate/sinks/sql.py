@@ -19,7 +19,6 @@ import hashlib
 import json
 import operator
 import re
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,14 @@ from authmigrate.db import (
     sqlite_file,
 )
 from authmigrate.errors import LockError, TargetError
+from authmigrate.sinks.keys import TargetKey, encode_key, pack_keys
+from authmigrate.sinks.keys import decode_key as decode_key
+from authmigrate.sinks.keys import unpack_keys as unpack_keys
 from authmigrate.spec import FieldSpec, Spec
 
 REDACTED = "[redacted]"
+_KEY_LIST = 900
+"""Keys per ``IN (...)`` list of a key lookup (SQLite and MySQL limit bound parameters)."""
 
 _TYPES: dict[str, Any] = {
     "text": sa.Text,
@@ -55,29 +59,6 @@ _TYPES: dict[str, Any] = {
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def encode_key(key: Any) -> str:
-    """A source key as JSON text (ints stay ints, so resume compares them as numbers)."""
-    if isinstance(key, bool) or not isinstance(key, int | str | float):
-        key = str(key)
-    return json.dumps(key, ensure_ascii=False)
-
-
-def decode_key(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def pack_keys(keys: Sequence[Any]) -> bytes:
-    """The keys a batch wrote, as compressed JSON (ints and strings as themselves)."""
-    plain = [k if type(k) is int or type(k) is str else json.loads(encode_key(k)) for k in keys]
-    return zlib.compress(json.dumps(plain, ensure_ascii=False).encode(), 1)
-
-
-def unpack_keys(blob: bytes | None) -> list[Any]:
-    if not blob:
-        return []
-    return list(json.loads(zlib.decompress(blob)))
 
 
 def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
@@ -307,17 +288,26 @@ class BulkInsert:
     the rows to the DB-API driver in the form its paramstyle wants.
     """
 
-    def __init__(self, table: sa.Table, dialect: sa.Dialect) -> None:
+    def __init__(
+        self,
+        table: sa.Table,
+        dialect: sa.Dialect,
+        own: dict[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
         compiled = table.insert().compile(dialect=dialect)
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self.positional else [c.key for c in table.c]
         self.names = names
         self._getter = _tuple_getter(names)
+        own = own or {}
         self.procs = [
             (i, proc)
             for i, name in enumerate(names)
-            if (proc := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            if (
+                proc := own.get(name)
+                or table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            )
         ]
 
     def __call__(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -362,8 +352,19 @@ class InLookup:
         self.positional = dialect.paramstyle in ("qmark", "format", "numeric")
         impl = column.type.dialect_impl(dialect)
         self.proc = impl.bind_processor(dialect)
-        self.result = impl.result_processor(dialect, None)
-        self.key_result = key.type.dialect_impl(dialect).result_processor(dialect, None)
+        self._impls = (impl, key.type.dialect_impl(dialect))
+        self._results: tuple[Any, Any] | None = None
+
+    def _result_processors(self, result: sa.CursorResult[Any]) -> tuple[Any, Any]:
+        """The result processors of both columns, for the column types the driver reports
+        (PostgreSQL's numeric processor needs the type's oid; None fails)."""
+        if self._results is None:
+            codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
+            self._results = (
+                self._impls[0].result_processor(self.dialect, codes[0]),
+                self._impls[1].result_processor(self.dialect, codes[1]),
+            )
+        return self._results
 
     def _statement(self, width: int) -> tuple[str, list[str]]:
         found = self._compiled.get(width)
@@ -388,11 +389,13 @@ class InLookup:
             sql, names = self._statement(width)
             chunk += [None] * (width - len(chunk))
             params: Any = tuple(chunk) if self.positional else dict(zip(names, chunk, strict=True))
-            out.extend(tuple(r) for r in conn.exec_driver_sql(sql, params))
-        if self.result is not None or self.key_result is not None:
-            same = _identity
-            value_of, key_of = self.result or same, self.key_result or same
-            out = [(value_of(v), key_of(k)) for v, k in out]
+            result = conn.exec_driver_sql(sql, params)
+            value_of, key_of = self._result_processors(result)
+            rows = [tuple(r) for r in result]
+            if value_of is not None or key_of is not None:
+                value_of, key_of = value_of or _identity, key_of or _identity
+                rows = [(value_of(v), key_of(k)) for v, k in rows]
+            out.extend(rows)
         return out
 
 
@@ -501,6 +504,38 @@ class TargetLock:
             self._conn = None
 
 
+def adopt_recorded_name(spec: Spec, engine: sa.Engine) -> None:
+    """Use the name an earlier version recorded this migration under, if the target has it.
+
+    Earlier versions derived the default name from the source path as spelled (see
+    ``Spec.migration_name``); a target whose bookkeeping holds that name, and not today's,
+    keeps it, so the migration resumes, verifies and rolls back as before. Reads only.
+    """
+    earlier = spec.earlier_migration_names
+    path = sqlite_file(engine)
+    if not earlier or (path is not None and not path.exists()):
+        return
+    runs, _, _ = bookkeeping_tables(sa.MetaData())
+    names = [spec.migration_name, *earlier]
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(runs.name):
+                return
+            found = set(
+                conn.execute(
+                    sa.select(runs.c.migration).where(runs.c.migration.in_(names)).distinct()
+                ).scalars()
+            )
+    except sa.exc.DBAPIError:
+        return  # unreachable: the command's own connection reports it
+    if spec.migration_name in found:
+        return
+    for name in earlier:
+        if name in found:
+            spec.use_recorded_name(name)
+            return
+
+
 class SqlTarget:
     """The target database of one migration."""
 
@@ -512,7 +547,6 @@ class SqlTarget:
         engine: sa.Engine | None = None,
     ) -> None:
         self.spec = spec
-        self.migration = spec.migration_name
         if engine is None and is_memory_sqlite(spec.target.url):
             from authmigrate.errors import SpecError
 
@@ -524,6 +558,8 @@ class SqlTarget:
         self.engine = engine or make_engine(
             spec.target.url, path="target.url", synchronous=spec.target_synchronous
         )
+        adopt_recorded_name(spec, self.engine)
+        self.migration = spec.migration_name
         self.where = safe_url(spec.target.url)
         self.metadata = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(self.metadata)
@@ -532,9 +568,16 @@ class SqlTarget:
         for stage in self.stages:
             stage.tables(self.metadata)
         self.columns = [c.name for c in self.table.c]
-        self._insert = BulkInsert(self.table, self.engine.dialect)
+        self.key = TargetKey(self.table.c[spec.target_key].type, self.engine.dialect.name)
+        """The key column's codec (its type may be the existing table's, see check_spec)."""
+        self._insert = self._bulk_insert()
         self._lookups: dict[str, InLookup] = {}
         self._reflected: dict[str, Any] | None = None
+
+    def _bulk_insert(self) -> BulkInsert:
+        # the key is written in the form every later check compares (sinks/keys.py)
+        own: dict[str, Callable[[Any], Any]] = {self.spec.target_key: self.key.stored}
+        return BulkInsert(self.table, self.engine.dialect, own)
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -551,6 +594,8 @@ class SqlTarget:
         for fname, f in spec.fields.items():
             src_type = source_types.get(f.from_ or fname) if f.value is None else None
             typ = column_type(fname, f, src_type, indexed=fname in indexed or fname == key)
+            if fname == key and type(typ) in (sa.Integer, sa.INTEGER):
+                typ = sa.BigInteger()  # SQLite's INTEGER holds 64 bits; PostgreSQL's holds 32
             cols.append(
                 sa.Column(
                     fname,
@@ -565,11 +610,16 @@ class SqlTarget:
         cols.extend(sa.UniqueConstraint(*g) for g in groups if len(g) > 1)
         return sa.Table(name, self.metadata, *cols, schema=schema or None)
 
-    def check_spec(self) -> None:
+    def check_spec(self, source_key: str | None = None) -> None:
         """Refuse a spec whose target table would not hold what the spec maps.
 
+        ``source_key`` is the type tag of the source's keys (``sinks.keys.tag_of``), when known:
+        an existing table's key column must hold them exactly (an integer column cannot hold
+        text keys; a text column holds integer keys as their digits).
+
         Raises:
-            SpecError/TargetError: the key field is missing, or an existing table lacks a column.
+            SpecError/TargetError: the key field is missing, an existing table lacks a column,
+                or its key column cannot hold the source's keys.
         """
         from authmigrate.errors import SpecError
 
@@ -611,10 +661,27 @@ class SqlTarget:
                 raise SpecError(
                     path, f"existing table {self.spec.target.table!r} has no column {col.name!r}"
                 )
+        self._use_existing_key_type(have[key]["type"])
+        why = self.key.check(source_key)
+        if why is not None:
+            raise SpecError(
+                f"fields.{key}",
+                f"{why} in existing table {self.spec.target.table!r} (the key type must match; "
+                "a text column holds integer keys as their digits)",
+            )
         pk = insp.get_pk_constraint(self.table.name, schema=self.table.schema)
         self._check_unfilled(reflected, list(pk.get("constrained_columns") or []))
         for col in self.table.c:
             self._check_column(col, have[col.name])
+
+    def _use_existing_key_type(self, type_: Any) -> None:
+        """Write and compare keys in the existing key column's own type."""
+        if isinstance(type_, sa.types.NullType):
+            return
+        self.table.c[self.spec.target_key].type = type_
+        self.key = TargetKey(type_, self.engine.dialect.name)
+        self._insert = self._bulk_insert()
+        self._lookups.clear()
 
     def _filled(self) -> set[str]:
         """Target columns a run fills (``plan`` builds no token stage, so they are added)."""
@@ -779,8 +846,11 @@ class SqlTarget:
         return None
 
     def exists(self) -> bool:
-        insp = sa.inspect(self.engine)
-        return bool(insp.has_table("authmigrate_batches"))
+        """True when the target has the bookkeeping tables (a run has written to it)."""
+        try:
+            return bool(sa.inspect(self.engine).has_table("authmigrate_batches"))
+        except sa.exc.OperationalError as exc:
+            raise TargetError(f"cannot reach target {self.where}: {first_line(exc)}") from None
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -807,7 +877,39 @@ class SqlTarget:
         """Counts over every committed batch of this migration."""
         return self.counts().totals()
 
+    def batch_recorded(self, number: int) -> bool:
+        """True when batch ``number`` of this migration is committed (its row exists)."""
+        b = self.batches
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(b.c.batch_no).where(
+                    b.c.migration == self.migration, b.c.batch_no == number
+                )
+            ).first()
+        return found is not None
+
     # -- duplicate and key checks against what the target already holds --------------------
+
+    def existing_keys(self, conn: sa.Connection, keys: Sequence[Any]) -> set[Any]:
+        """The stored forms (``self.key.stored``) of those ``keys`` the target already holds.
+
+        Integer keys are looked up by range (one index scan); other keys by equality
+        (``IN``), since a text range follows the target's collation, which need not be the
+        order the source pages in.
+        """
+        stored = [self.key.stored(k) for k in keys]
+        col = self.key.column(self.table.c[self.spec.target_key])
+        found: set[Any] = set()
+        if self.key.kind == "int":
+            lo, hi = min(stored), max(stored)
+            rows = conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars()
+            found = {self.key.stored(k) for k in rows}
+        else:
+            for i in range(0, len(stored), _KEY_LIST):
+                part = stored[i : i + _KEY_LIST]
+                rows = conn.execute(sa.select(col).where(col.in_(part))).scalars()
+                found.update(self.key.stored(k) for k in rows)
+        return found.intersection(stored)
 
     def existing(
         self, conn: sa.Connection, group: tuple[str, ...], values: Iterable[Any]

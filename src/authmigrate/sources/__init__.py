@@ -44,6 +44,11 @@ class Source(Protocol):
         """SQLAlchemy types of the columns, where the source knows them."""
         ...
 
+    def key_value_types(self) -> list[str]:
+        """SQLite storage classes of the non-NULL keys (``integer``, ``text``...), where a
+        column can hold several; empty for databases whose columns hold one type."""
+        ...
+
     def close(self) -> None:
         """Release connections and temporary files."""
         ...

@@ -252,8 +252,13 @@ class FileSource:
         return self._sql.duplicate_keys(limit)
 
     def column_types(self) -> dict[str, Any]:
-        """Files carry no types; a key whose every value is an integer becomes BIGINT."""
-        return {self.spec.key: sa.BigInteger()} if self._int_keys else {}
+        """Files carry no types; a key whose every value is an integer becomes BIGINT, any
+        other key is text."""
+        return {self.spec.key: sa.BigInteger() if self._int_keys else sa.Text()}
+
+    def key_value_types(self) -> list[str]:
+        """Staged keys are all integers or all text: one type."""
+        return []
 
     def close(self) -> None:
         self._sql.close()

@@ -117,6 +117,18 @@ class SqlSource:
         )
         return [row[0] for row in self._rows(stmt)]
 
+    def key_value_types(self) -> list[str]:
+        """SQLite storage classes of the non-NULL keys, integer and real counted as one
+        (``ORDER BY`` compares them as numbers); empty for other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return []
+        kind = sa.func.typeof(self._key)
+        stmt = sa.select(kind).where(self._key.is_not(None)).group_by(kind).order_by(kind)
+        found = [str(row[0]) for row in self._rows(stmt)]
+        if "integer" in found and "real" in found:
+            found.remove("real")
+        return found
+
     def column_types(self) -> dict[str, Any]:
         """Reflected types of a table; for a query, types guessed from its first rows."""
         known = {
