@@ -44,6 +44,9 @@ def remember_secrets(url: str | URL) -> None:
     values: list[str] = []
     if parsed.password:
         values.append(str(parsed.password))
+    spill = _password_in_host(parsed)
+    if spill:
+        values += [spill, f"{parsed.password or ''}@{spill}"]
     for name, value in parsed.query.items():
         if _is_secret_param(name):
             values.extend([value] if isinstance(value, str) else list(value))
@@ -52,6 +55,13 @@ def remember_secrets(url: str | URL) -> None:
             _seen_secrets.add(v)
             _seen_secrets.add(urllib.parse.quote(v, safe=""))
             _seen_secrets.add(urllib.parse.quote_plus(v, safe=""))
+
+
+def _password_in_host(parsed: URL) -> str:
+    """The part of a password with a raw ``@`` that the URL parser took for the host
+    (``user:p@ss@host`` parses as password ``p``, host ``ss@host``), or ''."""
+    host = parsed.host or ""
+    return host.rpartition("@")[0]
 
 
 def scrub(text: str) -> str:
@@ -70,6 +80,9 @@ def safe_url(url: str | URL) -> str:
     except Exception:
         return "<unparsable url>"
     remember_secrets(parsed)
+    spill = _password_in_host(parsed)
+    if spill:
+        parsed = parsed.set(host=(parsed.host or "")[len(spill) + 1 :], password=MASK)
     if parsed.password:
         parsed = parsed.set(password=MASK)
     masked = {
@@ -166,6 +179,7 @@ def make_engine(
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     if backend == "sqlite":
         kwargs = {}
+        _check_sqlite_name(parsed.database or "", path)
         if readonly:
             parsed = _sqlite_readonly_url(parsed, immutable=immutable)
     try:
@@ -179,6 +193,19 @@ def make_engine(
     elif backend == "sqlite":
         _tune_sqlite(engine, synchronous)
     return engine
+
+
+def _check_sqlite_name(db: str, path: str) -> None:
+    """SpecError for a SQLite file name the operating system refuses (a NUL, a name longer
+    than the file system allows), before anything opens it."""
+    if "\x00" in db:
+        raise SpecError(path, "the SQLite file name holds a NUL character")
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return
+    try:
+        Path(db).exists()
+    except OSError as exc:
+        raise SpecError(path, f"cannot use the SQLite file {db}: {exc.strerror or exc}") from None
 
 
 def _sqlite_readonly_url(parsed: URL, *, immutable: bool = False) -> URL:

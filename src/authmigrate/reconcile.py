@@ -52,7 +52,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
-from authmigrate.errors import TargetError
+from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, unpack_keys
 from authmigrate.sinks.sql import (
     TargetLock,
@@ -280,8 +280,13 @@ def new_checksum_key() -> str:
 def text_hash(text: str, key: str) -> RowHash:
     """The keyed row hash: MD5 of ``key`` followed by ``text`` (as PostgreSQL computes
     ``md5(key || text)``), as four 32-bit parts."""
-    raw = (key + text).encode("utf-8", "surrogatepass")
-    hexed = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    return bytes_hash(text.encode("utf-8", "surrogatepass"), key)
+
+
+def bytes_hash(raw: bytes, key: str) -> RowHash:
+    """:func:`text_hash` of a row's bytes as the database holds them (a TEXT value that is
+    not UTF-8 hashes as its bytes, unlike any text a source gives)."""
+    hexed = hashlib.md5(key.encode("ascii") + raw, usedforsecurity=False).hexdigest()
     return tuple(int(hexed[i * 8 : i * 8 + 8], 16) for i in range(_PARTS))
 
 
@@ -302,18 +307,35 @@ def _sqlite_digest(key: str) -> type:
         def __init__(self) -> None:
             self.sums = [0] * _PARTS
 
-        def step(self, text: str | bytes | None) -> None:
-            if text is None:
+        def step(self, raw: bytes | None) -> None:
+            # bytes (the row is cast to BLOB): sqlite3 cannot pass TEXT that is not UTF-8
+            if raw is None:
                 return
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", "replace")
-            for i, part in enumerate(text_hash(text, key)):
+            for i, part in enumerate(bytes_hash(raw, key)):
                 self.sums[i] += part
 
         def finalize(self) -> str:
             return ",".join(map(str, self.sums))
 
     return _Digest
+
+
+UNREADABLE = "\udfff(a value the driver cannot read)"
+"""A target value that cannot be loaded, as :meth:`_Target.rows` gives it: a lone surrogate,
+which no source value holds (sources reject text that is not valid Unicode)."""
+
+
+def _era(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """PostgreSQL: `` BC`` after a date before year 1 (``to_char``'s ``YYYY`` drops the era,
+    so 2020 BC would read as 2020 AD), nothing otherwise: no source value is BC."""
+    return sa.case(
+        (sa.func.to_char(col, "BC") == "BC", sa.literal(" BC", sa.Text)),
+        else_=sa.literal("", sa.Text),
+    )
+
+
+def _surrogate_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -335,6 +357,10 @@ class _Target:
         self.columns = [c for c in spec.fields if c in self.table.c]
         self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
         self.checksum_key = new_checksum_key()
+        if self.engine.dialect.name == "sqlite":
+            # a tampered TEXT value that is not UTF-8 reads as text that differs, not an error
+            raw: Any = conn.connection.driver_connection
+            raw.text_factory = _surrogate_text
         self.in_db = self._can_hash_in_db()
 
     def _can_hash_in_db(self) -> bool:
@@ -366,9 +392,9 @@ class _Target:
         elif kind == "datetime" and pg:
             if getattr(col.type, "timezone", False):
                 col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
-            text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
+            text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text) + _era(col)
         elif kind == "date" and pg:
-            text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
+            text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text) + _era(col)
         else:
             text = sa.cast(col, sa.Text)
         esc = sa.func.replace(
@@ -390,7 +416,7 @@ class _Target:
     def _digest_statement(self, keys: Sequence[Any]) -> Any:
         row = self._row_expr()
         if self.engine.dialect.name == "sqlite":
-            agg = sa.func.authmigrate_digest(row, type_=sa.Text)
+            agg = sa.func.authmigrate_digest(sa.cast(row, sa.LargeBinary), type_=sa.Text)
             return sa.select(sa.func.count(), agg).where(self.key.in_(keys))
         from sqlalchemy.dialects.postgresql import BIT
 
@@ -427,14 +453,39 @@ class _Target:
         return (count, *sums)
 
     def rows(self, keys: Sequence[Any]) -> dict[Any, list[str | None]]:
-        """Canonical values of the target rows with these keys, by key id."""
+        """Canonical values of the target rows with these keys, by key id.
+
+        A value the driver cannot load (PostgreSQL's ``2020-01-03 BC``: Python has no year
+        before 1) reads as :data:`UNREADABLE`, which no source value equals.
+        """
         cols = [self.table.c[c] for c in self.columns]
         out: dict[Any, list[str | None]] = {}
         for part in _slices(keys, IN_LIST):
-            for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
+            found: list[Any]
+            try:
+                found = list(
+                    self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part)))
+                )
+            except sa.exc.DataError:
+                found = self._rows_one_value_at_a_time(part)
+            for row in found:
                 out[self.key_value(row[0])] = [
-                    canonical(k, v) for k, v in zip(self.kinds, row[1:], strict=True)
+                    v if v is UNREADABLE else canonical(k, v)
+                    for k, v in zip(self.kinds, row[1:], strict=True)
                 ]
+        return out
+
+    def _rows_one_value_at_a_time(self, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for key in self.conn.execute(sa.select(self.key).where(self.key.in_(keys))).scalars():
+            values: list[Any] = [key]
+            for c in self.columns:
+                stmt = sa.select(self.table.c[c]).where(self.key == key)
+                try:
+                    values.append(self.conn.execute(stmt).scalar())
+                except sa.exc.DataError:
+                    values.append(UNREADABLE)
+            out.append(tuple(values))
         return out
 
     def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[Any, dict[str, Any]]:
@@ -942,8 +993,6 @@ def verify_migration(
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if sample is not None and sample < 0:
-        from authmigrate.errors import SpecError
-
         raise SpecError("--sample", "must be 0 or more")
     started = time.monotonic()
     engine = make_engine(spec.target.url, path="target.url", readonly=True)
@@ -973,6 +1022,10 @@ def verify_migration(
         except sa.exc.OperationalError as exc:
             raise TargetError(
                 f"cannot reach target {safe_url(spec.target.url)}: {first_line(exc)}"
+            ) from None
+        except sa.exc.DatabaseError as exc:  # the URL asks what the driver refuses
+            raise SpecError(
+                "target.url", f"cannot use {safe_url(spec.target.url)}: {first_line(exc)}"
             ) from None
         with conn:
             result = _verify(spec, source, engine, conn, sample, chunk)

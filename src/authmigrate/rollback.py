@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import check_sqlite_file, make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, pack_keys, unpack_keys
 from authmigrate.sinks.sql import (
@@ -98,10 +98,12 @@ class _Target:
         return sa.Table(self.name, sa.MetaData(), autoload_with=conn, schema=self.schema)
 
 
-def _connect_error(spec: Spec, exc: BaseException) -> TargetError:
-    orig = getattr(exc, "orig", None) or exc
-    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    return TargetError(f"cannot reach target {safe_url(spec.target.url)}: {first}")
+def _connect_error(spec: Spec, exc: BaseException) -> TargetError | SpecError:
+    """A connection that failed: unreachable (TargetError), or refused for what the URL says,
+    e.g. an option the driver does not know (SpecError naming ``target.url``)."""
+    if isinstance(exc, sa.exc.DatabaseError) and not isinstance(exc, sa.exc.OperationalError):
+        return SpecError("target.url", f"cannot use {safe_url(spec.target.url)}: {first_line(exc)}")
+    return TargetError(f"cannot reach target {safe_url(spec.target.url)}: {first_line(exc)}")
 
 
 def rollback_preview(spec: Spec) -> RollbackCounts:
@@ -134,7 +136,7 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
                     )
                 ).scalar_one()
             )
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DatabaseError as exc:
         raise _connect_error(spec, exc) from None
     finally:
         t.engine.dispose()
@@ -180,7 +182,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             notify_guard = hold_off_senders(t.engine, t.migration)  # refused while notify runs
             with t.engine.connect() as conn:
                 table = t.reflect(conn)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:
             raise _connect_error(spec, exc) from None
         if table is None:
             return counts

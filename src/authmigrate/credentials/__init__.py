@@ -202,6 +202,7 @@ def verify(
 
     Raises:
         TypeError: ``password`` is not a ``str`` (bytes, None, a number).
+        ValueError: ``min_seconds`` is not ``"profile"``, ``None`` or 0 to 3600 seconds.
         MissingKeyError: the credential names a key the keyring lacks (a setup error).
 
     Example:

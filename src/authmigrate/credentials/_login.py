@@ -86,11 +86,15 @@ def profile_floor(profile: Profile) -> float:
     return fastest * FLOOR_MARGIN
 
 
+_MAX_FLOOR = 3600.0
+"""The largest ``min_seconds``: more is a mistake (``inf`` made ``time.sleep`` overflow)."""
+
+
 def floor_seconds(min_seconds: Floor, profile: Profile) -> float:
     """The floor in seconds for a ``min_seconds`` argument (0 for none).
 
     Raises:
-        ValueError: a negative number or an unknown word.
+        ValueError: a negative, non-finite or over-an-hour number, or an unknown word.
     """
     if min_seconds is None:
         return 0.0
@@ -98,8 +102,8 @@ def floor_seconds(min_seconds: Floor, profile: Profile) -> float:
         return profile_floor(profile)
     if isinstance(min_seconds, bool) or not isinstance(min_seconds, int | float):
         raise ValueError('min_seconds is a number of seconds, "profile" or None')
-    if min_seconds < 0:
-        raise ValueError("min_seconds cannot be negative")
+    if not 0 <= min_seconds <= _MAX_FLOOR:  # NaN too: it would silently be no floor at all
+        raise ValueError(f"min_seconds must be from 0 to {_MAX_FLOOR:g} seconds")
     return float(min_seconds)
 
 

@@ -37,6 +37,7 @@ from authmigrate.errors import CredentialError
 from . import _phc
 from ._base import Example, Keyring, Scheme, all_schemes, register
 from ._common import malformed, not_wrappable
+from ._limits import MAX_PASSWORD_BYTES, login_length
 from .shops import php_htmlspecialchars
 
 RULE_SCHEME = "login_rule"
@@ -75,6 +76,22 @@ def candidates(password: str, rules: Iterable[str]) -> list[str]:
         return [typed]
     escaped = php_htmlspecialchars(typed)
     return [escaped] if escaped == typed else [escaped, typed]
+
+
+def verify_candidate(
+    scheme: Scheme, candidate: str, inner: str, keyring: Keyring | None = None
+) -> bool:
+    """``scheme.verify`` of one candidate, its work priced with the candidate's own length.
+
+    A rule may lengthen what was typed (``htmlspecialchars`` makes one ``"`` six bytes): a
+    candidate over :data:`~._limits.MAX_PASSWORD_BYTES` never verifies (the other candidates
+    are still tried), and a longer one is allowed no more work than its length buys.
+    """
+    size = len(candidate.encode("utf-8", "surrogatepass"))
+    if size > MAX_PASSWORD_BYTES:
+        return False
+    with login_length(size):
+        return scheme.verify(candidate, inner, keyring)
 
 
 def with_rules(credential: str, rules: Iterable[str]) -> str:
@@ -138,7 +155,7 @@ def upgraded(
     chosen = tried[0]
     if len(tried) > 1:
         scheme = inner_scheme(inner)
-        chosen = next((c for c in tried if scheme.verify(c, inner, keyring)), tried[0])
+        chosen = next((c for c in tried if verify_candidate(scheme, c, inner, keyring)), tried[0])
     return with_rules(make(chosen), rules)
 
 
@@ -178,7 +195,7 @@ class LoginRule:
         """True when any candidate of the typed password verifies the inner credential."""
         rules, inner = split_rules(credential)
         scheme = inner_scheme(inner)
-        return any(scheme.verify(c, inner, keyring) for c in candidates(password, rules))
+        return any(verify_candidate(scheme, c, inner, keyring) for c in candidates(password, rules))
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """Not supported: ``wrap`` wraps the inner credential and keeps the rule outside."""

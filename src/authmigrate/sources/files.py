@@ -15,6 +15,7 @@ that never closes, a repeated or empty column name, a JSON key given twice) stop
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -81,7 +82,9 @@ class FileSource:
                 encoding=self.spec.encoding, errors="surrogateescape", newline=""
             ) as fh:
                 if kind == "csv":
-                    yield from self._csv_rows(fh)
+                    # a UTF-8 byte order mark, as spreadsheets write, before csv reads a quote
+                    first = fh.readline().removeprefix("\ufeff")
+                    yield from self._csv_rows(itertools.chain([first], fh))
                 else:
                     yield from self._jsonl_rows(fh)
         except UnicodeError as exc:
@@ -89,7 +92,7 @@ class FileSource:
                 f"{self.path.name}: cannot decode as {self.spec.encoding}: {exc}"
             ) from None
 
-    def _csv_rows(self, fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _csv_rows(self, fh: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
         """Strict CSV: quotes must close, every row has as many values as the header.
 
         A malformed row stops the staging (exit 2, naming its line): past a broken quote,
@@ -122,19 +125,22 @@ class FileSource:
             header = next(reader, None)
         except csv.Error as exc:
             raise SourceError(f"{name} line 1: {_csv_problem(str(exc))}") from None
-        if header and header[0].startswith("\ufeff"):
-            header[0] = header[0][1:]  # a UTF-8 byte order mark, as spreadsheets write
         if not header or not any(h.strip() for h in header):
             raise SourceError(f"{name} line 1: the header is empty (expected column names)")
         seen: dict[str, int] = {}
         for column, title in enumerate(header, start=1):
             if not title.strip():
                 raise SourceError(f"{name} line 1 column {column}: the column has no name")
-            if title in seen:
+            if _bad_name(title):
+                raise SourceError(f"{name} line 1 column {column}: {_bad_name(title)}")
+            if _fold(title) in seen:
+                first = seen[_fold(title)]
+                case = "" if title == header[first - 1] else f" ({header[first - 1]!r}: "
                 raise SourceError(
-                    f"{name} line 1 column {column}: {title!r} repeats column {seen[title]}"
+                    f"{name} line 1 column {column}: {title!r} repeats column {first}"
+                    + (f"{case}names differing only in case are one column)" if case else "")
                 )
-            seen[title] = column
+            seen[_fold(title)] = column
         if _INVALID in seen:
             raise SourceError(f"{name} line 1: {_INVALID!r} is a name authmigrate reserves")
         if self.spec.key not in seen:
@@ -146,6 +152,7 @@ class FileSource:
 
     def _jsonl_rows(self, fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
         name = self.path.name
+        keys: dict[str, tuple[str, int]] = {}  # folded name -> (name, first line)
         for line, text in enumerate(fh, start=1):
             if line == 1:
                 text = text.removeprefix("\ufeff")
@@ -169,6 +176,17 @@ class FileSource:
                 raise SourceError(
                     f"{name} line {line}: {_INVALID!r} is a name authmigrate reserves"
                 )
+            for key in obj:
+                if not key.strip():
+                    raise SourceError(f"{name} line {line}: a key has no name")
+                if _bad_name(key):
+                    raise SourceError(f"{name} line {line}: a key {_bad_name(key)}")
+                known, since = keys.setdefault(_fold(key), (key, line))
+                if known != key:
+                    raise SourceError(
+                        f"{name} line {line}: the key {key!r} differs from {known!r} (line "
+                        f"{since}) only in case; names differing only in case are one column"
+                    )
             yield line, obj
 
     def _stage(self, db: Path) -> list[str]:
@@ -256,6 +274,23 @@ def _no_room(path: Path, reason: str) -> str:
 
 def _q(name: str) -> str:
     return name.replace('"', '""')
+
+
+def _bad_name(name: str) -> str:
+    """Why a column name cannot be a column ('' when it can): SQLite refuses a NUL in SQL
+    text, and text that is not valid Unicode cannot be written at all."""
+    if "\x00" in name:
+        return "the name holds a NUL character"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid text (bytes that are not UTF-8, or a lone surrogate)"
+    return ""
+
+
+def _fold(name: str) -> str:
+    """A column name as SQLite compares it: ASCII letters without case, the rest exact."""
+    return "".join(c.lower() if c.isascii() else c for c in name)
 
 
 def _table_exists(conn: sqlite3.Connection) -> bool:
