@@ -179,6 +179,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             counts.rejects += rejects
             counts.batches += 1
         with t.engine.begin() as conn:
+            _remove_key_state(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(
                 conn.execute(t.rejects.delete().where(t.rejects.c.migration == t.migration))
@@ -234,6 +235,16 @@ def _remove_batch(
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
     return accounts, rejects
+
+
+def _remove_key_state(conn: sa.Connection, migration: str) -> None:
+    """Forget ``sync``'s per-key state and watermark: the migration is gone."""
+    from authmigrate.sinks.state import STATE_TABLE, state_tables
+
+    if not sa.inspect(conn).has_table(STATE_TABLE):
+        return  # a target written before sync existed
+    for table in state_tables(sa.MetaData()):
+        conn.execute(table.delete().where(table.c.migration == migration))
 
 
 def _as_column_value(column: sa.Column[Any], key: Any) -> Any:

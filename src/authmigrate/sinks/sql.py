@@ -358,6 +358,17 @@ class SqlTarget:
             stage.tables(self.metadata)
         self.columns = [c.name for c in self.table.c]
         self._insert = BulkInsert(self.table, self.engine.dialect)
+        from authmigrate.sinks.state import state_tables
+        from authmigrate.transform import source_columns_used
+
+        self.state, self.watermarks = state_tables(self.metadata)
+        self._insert_state = BulkInsert(self.state, self.engine.dialect)
+        self.fp_columns = list(source_columns_used(spec))
+        """The source columns a row's fingerprint covers: every column the spec reads."""
+        cred = spec.credentials
+        self.cred_columns = (
+            [c for c in (cred.column, cred.salt_column, cred.scheme_column) if c] if cred else []
+        )
         self._lookups: dict[str, InLookup] = {}
 
     # -- schema -----------------------------------------------------------------------------
@@ -596,6 +607,45 @@ class SqlTarget:
                 "committed_at": utcnow(),
             },
         )
+        states = self.state_rows(batch)
+        if states:
+            self._insert_state(conn, states)
+
+    def state_rows(self, batch: Batch) -> list[dict[str, Any]]:
+        """The key-state rows of a batch's accounts and rejects (see :mod:`.state`)."""
+        from authmigrate.sinks.state import fingerprint, state_key, value_fp
+
+        now = utcnow()
+        cols, creds = self.fp_columns, self.cred_columns
+        target = self.spec.credentials.target_column if self.spec.credentials else None
+        rows = [
+            {
+                "migration": self.migration,
+                "source_key": state_key(r.key),
+                "state": "migrated",
+                "fingerprint": fingerprint(r.source, cols),
+                "credential_fp": fingerprint(r.source, creds) if creds else None,
+                "target_fp": value_fp(r.values.get(target)) if target else None,
+                "changed_at": now,
+            }
+            for r in batch.records
+        ]
+        rows.extend(
+            {
+                "migration": self.migration,
+                "source_key": state_key(j.key),
+                "state": j.outcome,
+                "fingerprint": fingerprint(j.source, cols),
+                "credential_fp": fingerprint(j.source, creds) if creds else None,
+                "target_fp": None,
+                "changed_at": now,
+            }
+            for j in batch.rejects
+            if j.key is not None
+        )
+        if len({r["source_key"] for r in rows}) < len(rows):  # a key seen twice: the last wins
+            rows = list({r["source_key"]: r for r in rows}.values())
+        return rows
 
     # -- runs -------------------------------------------------------------------------------
 
