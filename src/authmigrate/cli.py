@@ -6,9 +6,12 @@ Exit codes: 0 success; 1 the migration ran but found problems (rejects, verify m
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,6 +112,12 @@ def run(spec: str, report_path: str | None) -> None:
             click.echo(f"report: {path}", err=True)
         raise
     print_run(result)
+    if result.unsynced:
+        click.echo(
+            f"{result.unsynced:,} source rows are not migrated yet: keys added below the "
+            "checkpoint (or with a NULL key) since the bulk copy read past them; "
+            f"run `authmigrate sync {spec}` to carry them"
+        )
     write_report(path, result.as_dict())
     click.echo(f"report: {path}")
     if result.this_run["rejected"]:
@@ -126,6 +135,83 @@ def verify(spec: str, sample: int | None) -> None:
     from authmigrate.reconcile import verify_command
 
     sys.exit(verify_command(_load(spec), sample=sample))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--full", is_flag=True, help="Compare the fingerprints of every row.")
+@click.option("--follow", is_flag=True, help="Sync every [sync] interval until stopped.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per pass.")
+@handle_errors
+def sync(spec: str, full: bool, follow: bool, as_json: bool) -> None:
+    """Carry what changed on the legacy side: new keys, changed rows, deletes.
+
+    With --follow, SIGINT or SIGTERM ends after the chunk in flight is committed: exit 130
+    after SIGINT, 0 after SIGTERM (a service manager's normal stop).
+    """
+    from authmigrate.continuity import sync as sync_mod
+
+    s = _load(spec)
+
+    def show(result: Any) -> None:
+        if as_json:
+            click.echo(json.dumps(result.as_dict(), default=str))
+        else:
+            _print_sync(result)
+
+    if not follow:
+        result = sync_mod.sync_migration(s, full=full)
+        show(result)
+        sys.exit(1 if result.rejected else 0)
+    got: list[int] = []
+    with _stop_signals(got):
+        sync_mod.follow(s, full=full, stop=lambda: bool(got), each=show)
+    sys.exit(130 if got and got[0] == signal.SIGINT else 0)
+
+
+SHOWN = 20
+"""Keys listed per kind on the terminal (the --json output has them all)."""
+
+
+def _keys_line(title: str, keys: list[Any]) -> None:
+    if not keys:
+        return
+    shown = ", ".join(repr(k) for k in keys[:SHOWN])
+    more = f" ... and {len(keys) - SHOWN:,} more" if len(keys) > SHOWN else ""
+    click.echo(f"  {title} ({len(keys):,}): {shown}{more}")
+
+
+def _print_sync(result: Any) -> None:
+    click.echo(
+        f"sync {result.migration}: {result.mode} pass, {result.compared:,} rows compared, "
+        f"{result.changes:,} changes, {result.seconds:.2f} s ({result.status})"
+    )
+    _keys_line("new", [k for k in result.inserted if k not in set(result.retried)])
+    _keys_line("rejected before, migrated now", result.retried)
+    _keys_line("updated", result.updated)
+    _keys_line("back in the source", result.restored)
+    _keys_line("rejected", [f"{k!r} {r}" for k, r in result.rejected.items()])
+    _keys_line("deleted in the source", [f"{k!r} {a}" for k, a in result.deleted.items()])
+    _keys_line(
+        "password conflicts", [f"{c.key!r} {c.winner} wins ({c.reason})" for c in result.conflicts]
+    )
+    if result.null_key_rows:
+        click.echo(f"  rows with a NULL key: {result.null_key_rows:+,} (rejected, as in run)")
+
+
+@contextlib.contextmanager
+def _stop_signals(got: list[int]) -> Iterator[None]:
+    """SIGINT/SIGTERM set a flag instead of interrupting: the chunk in flight finishes."""
+
+    def handler(signum: int, frame: Any) -> None:
+        got.append(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 @main.command()

@@ -58,6 +58,9 @@ class RunResult:
     seconds: float = 0.0
     this_run: dict[str, int] = field(default_factory=dict)
     source_rows: int = 0
+    unsynced: int = 0
+    """Source rows the migration has not accounted for after this run: keys added below the
+    checkpoint (text keys, UUIDs, gaps) or with a NULL key since; ``sync`` carries them."""
 
     @property
     def rows_per_second(self) -> float:
@@ -83,6 +86,7 @@ class RunResult:
             "this_run_segments": self.segments,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
+            "unsynced": self.unsynced,
         }
 
 
@@ -153,6 +157,8 @@ class Migration:
             self.source.close()
             raise
         self.redact = frozenset().union(*(s.secret_columns for s in [*self.early, *self.late]))
+        self.skip_synced = False
+        """Set when ``sync`` has written to this target: run then skips keys it carried."""
 
     def _probe_credentials(self) -> None:
         """Read a few source hashes with the spec's schemes and params before anything is
@@ -218,6 +224,8 @@ class Migration:
         """
         if conflicts:
             self._drop(batch, conflicts, "target.constraint", None)
+        if conn is not None and self.skip_synced:
+            self._skip_synced(conn, batch)
         if conn is not None and batch.records:
             self._reject_existing_keys(conn, batch)
         for stage in self.early:
@@ -245,6 +253,22 @@ class Migration:
                 if all(record.values.get(f) in allowed for f, allowed in when.items()):
                     record.segment = name
                     break
+
+    def _skip_synced(self, conn: sa.Connection, batch: Batch) -> None:
+        """Leave out rows ``sync`` has already accounted for (new keys past the checkpoint it
+        carried before this run): they are neither read again nor counted twice."""
+        from authmigrate.sinks.state import load_states, state_key
+
+        keys = [r.key for r in batch.records] + [j.key for j in batch.rejects if j.key is not None]
+        known = load_states(conn, self.target.state, self.target.migration, keys)
+        if not known:
+            return
+        before = len(batch.records) + len(batch.rejects)
+        batch.records = [r for r in batch.records if state_key(r.key) not in known]
+        batch.rejects = [
+            j for j in batch.rejects if j.key is None or state_key(j.key) not in known
+        ]
+        batch.rows_read -= before - len(batch.records) - len(batch.rejects)
 
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
         """A key already in the target was not written by us: reject, never overwrite.
@@ -351,6 +375,7 @@ def run_migration(
         lock.acquire()
         m.target.create()
         m.target.start_run(run_id, command)
+        m.skip_synced = m.target.has_synced()
         total = m.source.count()
         number, after = m.target.checkpoint()
         done = m.target.totals()["read"]
@@ -479,6 +504,7 @@ def _result(
         res.by_reason = m.target.reject_counts("rejected")
         res.merged_by_reason = m.target.reject_counts("merged")
         res.source_rows = m.source.count()
+        res.unsynced = max(0, res.source_rows - res.read) if status == "done" else 0
     except (sa.exc.DBAPIError, AuthmigrateError):
         pass
     return res

@@ -104,6 +104,14 @@ class VerifyResult:
     wrapped_checked: int = 0
     wrapped_total: int = 0
     tokens_checked: int = 0
+    owned_by_new_system: int = 0
+    """Credentials the new system changed after the migration wrote them (an upgrade on
+    login, a reset): the new system's business, not a mismatch."""
+    deleted_in_source: int = 0
+    """Keys the migration wrote that ``sync`` found deleted in the source."""
+    held: int = 0
+    """Accounts whose latest legacy change ``sync`` rejected: they keep their last good
+    values and are counted with the rejects."""
     chunks: int = 0
     chunks_bisected: int = 0
     checksums: str = "streamed"
@@ -150,6 +158,9 @@ class VerifyResult:
             "credentials_checked": self.credentials_checked,
             "wrapped_checked": self.wrapped_checked,
             "tokens_checked": self.tokens_checked,
+            "owned_by_new_system": self.owned_by_new_system,
+            "deleted_in_source": self.deleted_in_source,
+            "held": self.held,
             "chunks": self.chunks,
             "chunks_bisected": self.chunks_bisected,
             "checksums": self.checksums,
@@ -409,6 +420,10 @@ class _Verifier:
         """Key ids of the rows the batches wrote; a key is removed once the source pass has
         seen it, so what is left at the end are written keys the source no longer has."""
         self.rejects: dict[str, str] = {}
+        self.held: set[str] = set()
+        """Key ids of accounts ``sync`` holds at their last good values (see
+        :mod:`authmigrate.sinks.state`): counted as rejected, their target row not compared."""
+        self.has_state = False
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
 
@@ -421,6 +436,7 @@ class _Verifier:
             sa.select(batches.c.written_keys).where(batches.c.migration == name)
         ):
             self.written.update(key_id(k) for k in unpack_keys(blob))
+        self._load_key_state(conn)
         res = self.result
         reasons: dict[str, str] = {}  # one string object per reason code, not one per row
         doubled: dict[str, Any] = {}
@@ -440,6 +456,29 @@ class _Verifier:
                     doubled.setdefault(kid, k)  # counted twice: the reconciliation is off
                 self.rejects[kid] = reasons.setdefault(reason, reason)
         res.doubled.extend(doubled.values())
+
+    def _load_key_state(self, conn: sa.Connection) -> None:
+        """Keys ``sync`` found deleted, or holds, are no longer counted as migrated."""
+        from authmigrate.sinks.state import STATE_TABLE, key_of, state_tables
+
+        if not sa.inspect(conn).has_table(STATE_TABLE):
+            return
+        self.has_state = True
+        state, _ = state_tables(sa.MetaData())
+        for stored, kind in conn.execute(
+            sa.select(state.c.source_key, state.c.state).where(
+                state.c.migration == self.spec.migration_name,
+                state.c.state.in_(("deleted", "held")),
+            )
+        ):
+            kid = key_id(key_of(stored))
+            if kind == "deleted" and kid in self.written:
+                self.written.discard(kid)
+                self.result.deleted_in_source += 1
+            elif kind == "held":
+                self.written.discard(kid)
+                self.held.add(kid)
+                self.result.held += 1
 
     # -- the pass over the source ---------------------------------------------------------
 
@@ -486,7 +525,7 @@ class _Verifier:
                     chunk.values[kid] = canon
                     chunk.hashes[kid] = text_hash(row_text(canon))
                     chunk.expected_rows.append(row)
-            elif self.rejects.get(kid) == "target.key_exists":
+            elif self.rejects.get(kid) == "target.key_exists" or kid in self.held:
                 continue
             elif kid not in self.rejects:
                 chunk.unaccounted.append(k)
@@ -615,6 +654,34 @@ class _Verifier:
             if problem:
                 res.credential_problems.append(CredentialProblem(k, cred.target_column, problem))
         self._run_digest_checks(digest_jobs)
+        self._accept_new_system_changes(there)
+
+    def _accept_new_system_changes(self, there: dict[str, dict[str, Any]]) -> None:
+        """A credential the new system changed after the migration wrote it (the stored value
+        is not the one recorded in the key state: an upgrade on login, a reset) is the new
+        system's, not a mismatch; it is counted in ``owned_by_new_system``."""
+        from authmigrate.sinks.state import load_states, state_key, state_tables, value_fp
+
+        cred = self.spec.credentials
+        res = self.result
+        if cred is None or not self.has_state or not res.credential_problems:
+            return
+        mine = [p for p in res.credential_problems if p.column == cred.target_column]
+        fresh = [p for p in mine if key_id(p.key) in there]
+        if not fresh:
+            return
+        state, _ = state_tables(sa.MetaData())
+        name = self.spec.migration_name
+        known = load_states(self.target.conn, state, name, [p.key for p in fresh])
+        owned: set[int] = set()
+        for p in fresh:
+            row = known.get(state_key(p.key))
+            stored = there[key_id(p.key)].get(cred.target_column)
+            if row is not None and row.target_fp is not None and value_fp(stored) != row.target_fp:
+                owned.add(id(p))
+        if owned:
+            res.credential_problems = [p for p in res.credential_problems if id(p) not in owned]
+            res.owned_by_new_system += len(owned)
 
     def _credential_problem(
         self,

@@ -702,6 +702,17 @@ class SqlTarget:
                 )
             )
 
+    def has_synced(self) -> bool:
+        """True when a ``sync`` of this migration has run against this target."""
+        r = self.runs
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(r.c.run_id)
+                .where(r.c.migration == self.migration, r.c.command == "sync")
+                .limit(1)
+            ).first()
+        return found is not None
+
     def end_run(
         self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
     ) -> None:
