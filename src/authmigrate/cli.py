@@ -169,6 +169,77 @@ def sync(spec: str, full: bool, follow: bool, as_json: bool) -> None:
     sys.exit(130 if got and got[0] == signal.SIGINT else 0)
 
 
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--max-passes", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@handle_errors
+def cutover(spec: str, max_passes: int, as_json: bool) -> None:
+    """Sync until a pass finds nothing, verify, print the switch-over checklist.
+
+    Exit 0 only when the last pass found nothing and verify is clean.
+    """
+    from authmigrate.continuity.cutover import cutover as run_cutover
+
+    s = _load(spec)
+    res = run_cutover(s, max_passes=max_passes, on_pass=None if as_json else _print_sync)
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), default=str, indent=2))
+        sys.exit(0 if res.ok else 1)
+    v = res.verify
+    assert v is not None
+    click.echo(f"cutover {res.migration}:")
+    settled = "yes" if res.settled else f"no (after {len(res.passes)} passes)"
+    click.echo(f"  source in step:     {settled}")
+    click.echo(f"  verify:             {'ok' if v.ok else 'PROBLEMS (run authmigrate verify)'}")
+    click.echo(
+        f"  source rows:        {v.source_rows:,} = {v.migrated:,} migrated + "
+        f"{v.rejected:,} rejected + {v.merged:,} merged"
+    )
+    if v.deleted_in_source:
+        click.echo(f"  deleted in source:  {v.deleted_in_source:,}")
+    rejects = ", ".join(f"{r} {n:,}" for r, n in res.open_rejects.items()) or "none"
+    click.echo(f"  open rejects:       {rejects}")
+    c = res.credentials
+    legacy = ", ".join(f"{s_} {n:,}" for s_, n in c.legacy.items()) or "none"
+    click.echo(f"  on a legacy hash:   {legacy}")
+    click.echo(
+        f"  wrapped {c.wrapped:,}, upgraded {c.upgraded:,}, reset required "
+        f"{c.reset_required:,}, disabled {c.disabled:,}"
+    )
+    click.echo("next steps:")
+    for i, step in enumerate(res.next_steps, 1):
+        click.echo(f"  {i}. {step}")
+    click.echo("cutover ready" if res.ok else "cutover NOT ready")
+    sys.exit(0 if res.ok else 1)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--apply", "apply_", is_flag=True, help="Act (the default is a dry run).")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@handle_errors
+def sunset(spec: str, apply_: bool, as_json: bool) -> None:
+    """After [sunset] after_days, act on accounts still on a legacy hash (dry run by default)."""
+    from authmigrate.continuity.sunset import sunset as run_sunset
+
+    res = run_sunset(_load(spec), apply=apply_)
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), default=str, indent=2))
+        return
+    verb = {"reset": "reset", "disable": "disable", "keep": "keep"}[res.action]
+    head = "" if res.applied else "dry run: would "
+    click.echo(
+        f"sunset {res.migration}: {head}{verb} {len(res.keys):,} accounts still on a legacy "
+        f"hash after {res.after_days} days"
+    )
+    _keys_line("accounts", res.keys)
+    if res.notified:
+        click.echo(f"  reset messages queued: {res.notified:,} (send them with authmigrate notify)")
+    if not res.applied and res.keys and res.action != "keep":
+        click.echo("  run again with --apply to act")
+
+
 SHOWN = 20
 """Keys listed per kind on the terminal (the --json output has them all)."""
 
