@@ -657,9 +657,12 @@ class _Verifier:
         self._accept_new_system_changes(there)
 
     def _accept_new_system_changes(self, there: dict[str, dict[str, Any]]) -> None:
-        """A credential the new system changed after the migration wrote it (the stored value
-        is not the one recorded in the key state: an upgrade on login, a reset) is the new
-        system's, not a mismatch; it is counted in ``owned_by_new_system``."""
+        """A credential the new system changed after the migration wrote it is the new
+        system's, not a mismatch, when it is what the new system writes: a plain argon2id hash
+        (``verify_and_update`` on login, also inside a ``$login-rule$`` form) or no hash with
+        the reset flag (a reset, ``sunset``). It is counted in ``owned_by_new_system``. Any
+        other change (a truncated hash, another account's credential) stays a problem."""
+        from authmigrate.continuity.sync import is_upgraded
         from authmigrate.sinks.state import load_states, state_key, state_tables, value_fp
 
         cred = self.spec.credentials
@@ -677,7 +680,10 @@ class _Verifier:
         for p in fresh:
             row = known.get(state_key(p.key))
             stored = there[key_id(p.key)].get(cred.target_column)
-            if row is not None and row.target_fp is not None and value_fp(stored) != row.target_fp:
+            if row is None or row.target_fp is None or value_fp(stored) == row.target_fp:
+                continue
+            reset = bool(there[key_id(p.key)].get(cred.reset_column))
+            if is_upgraded(stored) or (stored is None and reset):
                 owned.add(id(p))
         if owned:
             res.credential_problems = [p for p in res.credential_problems if id(p) not in owned]
