@@ -57,6 +57,7 @@ from authmigrate.errors import AuthmigrateError, SpecError, TargetError
 from authmigrate.pipeline import Migration
 from authmigrate.sinks.sql import SqlTarget, TargetLock, encode_key, pack_keys, raw_row, utcnow
 from authmigrate.sinks.state import (
+    FingerprintLookup,
     fingerprint,
     key_of,
     load_states,
@@ -279,6 +280,9 @@ class _Syncer:
         self.cred = self.spec.credentials
         self._columns = self._target_columns()
         self.dupes = DuplicateStage(self.spec, self._lookup)
+        self.fingerprints = FingerprintLookup(
+            self.target.state, self.target.migration, self.target.engine.dialect
+        )
 
     # -- the target's own columns ---------------------------------------------------------
 
@@ -353,36 +357,45 @@ class _Syncer:
         """Compare a chunk with its key state and apply what changed, in one transaction."""
         if not rows:
             return
-        cols = self.target.fp_columns
+        cols, key = self.target.fp_columns, self.key
+        stored = [state_key(r[key]) for r in rows]
+        with self.target.engine.connect() as conn:
+            known = self.fingerprints(conn, stored)
+        if record_seen:
+            self.seen.update(stored)
+        self.result.compared += len(rows)
+        fresh: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        for row, sk in zip(rows, stored, strict=True):
+            got = known.get(sk)
+            if got is None:
+                fresh.append(row)
+            elif got[0] == "deleted" or got[1] != fingerprint(row, cols):
+                changed.append(row)
+        if not fresh and not changed:
+            return
         with self.target.engine.connect() as conn:
             states = load_states(
-                conn, self.target.state, self.target.migration, [r[self.key] for r in rows]
+                conn, self.target.state, self.target.migration, [r[key] for r in changed]
             )
-        inserts: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = list(fresh)
         updates: list[tuple[dict[str, Any], Any]] = []
-        for row in rows:
-            sk = state_key(row[self.key])
-            if record_seen:
-                self.seen.add(sk)
-            self.result.compared += 1
-            st = states.get(sk)
-            if st is None:
-                inserts.append(row)
-            elif st.state == "deleted":
-                if self._present([row[self.key]]):
-                    updates.append((row, st))
-                else:
-                    inserts.append(row)
-            elif st.fingerprint == fingerprint(row, cols):
-                continue
-            elif st.state in ("migrated", "held"):
+        present = self._present(
+            [r[key] for r in changed if states[state_key(r[key])].state == "deleted"]
+        )
+        for row in changed:
+            st = states[state_key(row[key])]
+            if st.state in ("migrated", "held") or (
+                st.state == "deleted" and str(row[key]) in present
+            ):
                 updates.append((row, st))
             else:
                 inserts.append(row)
-        if inserts or updates:
-            self._commit(inserts, updates, states)
+        self._commit(inserts, updates, states)
 
     def _present(self, keys: list[Any]) -> set[str]:
+        if not keys:
+            return set()
         with self.target.engine.connect() as conn:
             found = conn.execute(
                 sa.select(self.tkey).where(self.tkey.in_([self._tkey(k) for k in keys]))

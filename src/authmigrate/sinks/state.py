@@ -68,6 +68,8 @@ def state_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 def state_key(key: Any) -> str:
     """A source key as the bookkeeping stores it (the rejects' ``source_key`` form)."""
+    if type(key) is int:
+        return str(key)  # what encode_key gives, without the JSON encoder
     return encode_key(key)
 
 
@@ -98,8 +100,14 @@ def _part(value: Any) -> str:
 
 
 def fingerprint(row: dict[str, Any], columns: Sequence[str]) -> str:
-    """A 128-bit hash of ``row``'s values in ``columns`` (types kept apart: 1 is not "1")."""
-    text = "|".join(_part(row.get(c)) for c in columns)
+    """A 128-bit hash of ``row``'s values in ``columns`` (types kept apart: 1 is not "1").
+
+    The values' ``repr`` (computed in C) is the text hashed; a value whose repr is not a pure
+    function of the value (a ``memoryview`` shows its address) takes the slower typed form.
+    """
+    text = repr(tuple(map(row.get, columns)))
+    if "<memory at" in text or "object at 0x" in text:
+        text = "|".join(_part(row.get(c)) for c in columns)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -123,6 +131,39 @@ def load_states(
         ):
             out[row.source_key] = row
     return out
+
+
+class FingerprintLookup:
+    """``{stored key: (state, fingerprint)}`` for a chunk of keys: the narrow read a full pass
+    makes for every chunk, as one statement compiled once (a fixed number of placeholders,
+    padded with NULL) and run through the driver, since SQLAlchemy's expanding ``IN`` costs
+    more per key than the index probe itself."""
+
+    WIDTH = _IN_LIST
+
+    def __init__(self, table: sa.Table, migration: str, dialect: sa.Dialect) -> None:
+        names = [f"k{i}" for i in range(self.WIDTH)]
+        stmt = sa.select(table.c.source_key, table.c.state, table.c.fingerprint).where(
+            table.c.migration == sa.bindparam("m", type_=sa.String()),
+            table.c.source_key.in_([sa.bindparam(n, type_=sa.String()) for n in names]),
+        )
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.order = list(compiled.positiontup or []) if self.positional else ["m", *names]
+        self.migration = migration
+        self.names = names
+
+    def __call__(self, conn: sa.Connection, stored: list[str]) -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        for i in range(0, len(stored), self.WIDTH):
+            part: list[str | None] = list(stored[i : i + self.WIDTH])
+            part += [None] * (self.WIDTH - len(part))
+            values = dict(zip(self.names, part, strict=True), m=self.migration)
+            params: Any = tuple(values[n] for n in self.order) if self.positional else values
+            for k, st, fp in conn.exec_driver_sql(self.sql, params):
+                out[k] = (st, fp)
+        return out
 
 
 def upsert_states(
