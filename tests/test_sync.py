@@ -80,6 +80,7 @@ def test_run_counts_the_keys_it_left_below_the_checkpoint(
         "INSERT INTO legacy_users VALUES (0, 'zero@example.com', 'Zero', "
         "'2020-01-01 00:00:00', 1, 3, NULL)",
     )
+    legacy(src, "DELETE FROM legacy_users WHERE user_id = 9")  # the row count stays the same
     out = cli("run", str(spec), cwd=spec.parent)
     assert "1 source rows are not migrated yet" in out.stdout
     assert "authmigrate sync" in out.stdout
@@ -187,3 +188,26 @@ def test_sync_cli_prints_what_it_did(migrated: tuple[Path, str, Path]) -> None:
     assert "1 changes" in out.stdout
     assert "updated (1): 8" in out.stdout
     assert sa is not None
+
+
+def test_a_target_migrated_before_sync_existed_is_backfilled(
+    migrated: tuple[Path, str, Path],
+) -> None:
+    src, url, spec = migrated
+    from tests.helpers_verify import execute
+
+    execute(url, "DELETE FROM authmigrate_key_state")  # as written by an older authmigrate
+    accounts = scalar(url, "SELECT count(*) FROM accounts")
+    legacy(src, "UPDATE legacy_users SET name = 'Changed' WHERE user_id = 8")
+    res = sync_migration(load_spec(spec))
+    assert res.inserted == []  # no key taken for new
+    # rows rejected before are tried once more (their fingerprint was unknown), and rejected
+    # again for the same reasons: never as keys the target already has
+    before = scalar(url, "SELECT count(*) FROM authmigrate_rejects")
+    assert set(res.rejected.values()) == {"field.invalid_email"}
+    assert 8 in res.updated
+    assert scalar(url, "SELECT count(*) FROM accounts") == accounts
+    assert scalar(url, "SELECT name FROM accounts WHERE user_id = 8") == "Changed"
+    assert scalar(url, "SELECT count(*) FROM authmigrate_rejects") == before
+    assert verify_migration(load_spec(spec)).ok
+    assert sync_migration(load_spec(spec)).changes == 0

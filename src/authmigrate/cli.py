@@ -244,10 +244,10 @@ SHOWN = 20
 """Keys listed per kind on the terminal (the --json output has them all)."""
 
 
-def _keys_line(title: str, keys: list[Any]) -> None:
+def _keys_line(title: str, keys: list[Any], *, raw: bool = False) -> None:
     if not keys:
         return
-    shown = ", ".join(repr(k) for k in keys[:SHOWN])
+    shown = ", ".join(k if raw else repr(k) for k in keys[:SHOWN])
     more = f" ... and {len(keys) - SHOWN:,} more" if len(keys) > SHOWN else ""
     click.echo(f"  {title} ({len(keys):,}): {shown}{more}")
 
@@ -261,10 +261,12 @@ def _print_sync(result: Any) -> None:
     _keys_line("rejected before, migrated now", result.retried)
     _keys_line("updated", result.updated)
     _keys_line("back in the source", result.restored)
-    _keys_line("rejected", [f"{k!r} {r}" for k, r in result.rejected.items()])
-    _keys_line("deleted in the source", [f"{k!r} {a}" for k, a in result.deleted.items()])
+    _keys_line("rejected", [f"{k!r} {r}" for k, r in result.rejected.items()], raw=True)
+    _keys_line("deleted in the source", [f"{k!r} {a}" for k, a in result.deleted.items()], raw=True)
     _keys_line(
-        "password conflicts", [f"{c.key!r} {c.winner} wins ({c.reason})" for c in result.conflicts]
+        "password conflicts",
+        [f"{c.key!r} {c.winner} wins ({c.reason})" for c in result.conflicts],
+        raw=True,
     )
     if result.null_key_rows:
         click.echo(f"  rows with a NULL key: {result.null_key_rows:+,} (rejected, as in run)")

@@ -60,7 +60,8 @@ class RunResult:
     source_rows: int = 0
     unsynced: int = 0
     """Source rows the migration has not accounted for after this run: keys added below the
-    checkpoint (text keys, UUIDs, gaps) or with a NULL key since; ``sync`` carries them."""
+    checkpoint (text keys, UUIDs, gaps, reused rowids) or with a NULL key since the run read
+    past them; ``sync`` carries them. Counted from the source's keys at the end of the run."""
 
     @property
     def rows_per_second(self) -> float:
@@ -375,6 +376,7 @@ def run_migration(
         lock.acquire()
         m.target.create()
         m.target.start_run(run_id, command)
+        m.target.backfill_state()
         m.skip_synced = m.target.has_synced()
         total = m.source.count()
         number, after = m.target.checkpoint()
@@ -504,7 +506,10 @@ def _result(
         res.by_reason = m.target.reject_counts("rejected")
         res.merged_by_reason = m.target.reject_counts("merged")
         res.source_rows = m.source.count()
-        res.unsynced = max(0, res.source_rows - res.read) if status == "done" else 0
+        if status == "done":
+            from authmigrate.continuity.sync import count_unsynced
+
+            res.unsynced = count_unsynced(m)
     except (sa.exc.DBAPIError, AuthmigrateError):
         pass
     return res

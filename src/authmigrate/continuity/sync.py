@@ -799,6 +799,31 @@ class _Syncer:
             )
 
 
+def count_unsynced(m: Migration) -> int:
+    """Source keys the bookkeeping does not know (added below the checkpoint, or anywhere by
+    a live shop) plus NULL-key rows not yet rejected: what ``run`` leaves to ``sync``. Reads
+    the source's keys only, chunk by chunk."""
+    src = _Source(m)
+    target = m.target
+    lookup = FingerprintLookup(target.state, target.migration, target.engine.dialect)
+    missing = 0
+    with target.engine.connect() as conn:
+        for keys in src.key_pages(CHUNK):
+            stored = [state_key(k) for k in keys]
+            known = lookup(conn, stored)
+            missing += sum(1 for k in stored if k not in known or known[k][0] == "deleted")
+        rj = target.rejects
+        rejected_null = conn.execute(
+            sa.select(sa.func.count()).where(
+                rj.c.migration == target.migration,
+                rj.c.source_key.is_(None),
+                rj.c.reason == "source.null_key",
+            )
+        ).scalar_one()
+    nulls = sum(1 for _ in m.source.null_key_rows())
+    return missing + max(0, nulls - int(rejected_null))
+
+
 def _as_time(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return (
@@ -852,6 +877,7 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         lock.acquire()
         m.target.create()
         m.target.start_run(run_id, "sync")
+        m.target.backfill_state()
         s = _Syncer(m, run_id, result, stop)
         s.ensure_disabled_column()
         mark: Any = None

@@ -702,6 +702,54 @@ class SqlTarget:
                 )
             )
 
+    def backfill_state(self) -> int:
+        """Give a migration written before the key state existed its state rows.
+
+        When batches exist but no key state does, every written key is recorded as migrated
+        and every keyed reject as rejected or merged, with an empty fingerprint, so that the
+        first ``sync`` compares each row once (and finds it changed) instead of taking the
+        whole table for new keys. Returns the rows added."""
+        from authmigrate.sinks.state import state_key
+
+        st, b, r = self.state, self.batches, self.rejects
+        with self.engine.begin() as conn:
+            has_state = conn.execute(
+                sa.select(st.c.source_key).where(st.c.migration == self.migration).limit(1)
+            ).first()
+            has_batches = conn.execute(
+                sa.select(b.c.batch_no).where(b.c.migration == self.migration).limit(1)
+            ).first()
+            if has_state is not None or has_batches is None:
+                return 0
+            now = utcnow()
+            rows: dict[str, dict[str, Any]] = {}
+            for (blob,) in conn.execute(
+                sa.select(b.c.written_keys).where(b.c.migration == self.migration)
+            ):
+                for k in unpack_keys(blob):
+                    rows[state_key(k)] = {"state": "migrated"}
+            for key, outcome in conn.execute(
+                sa.select(r.c.source_key, r.c.outcome).where(
+                    r.c.migration == self.migration, r.c.source_key.is_not(None)
+                )
+            ):
+                rows.setdefault(key, {"state": outcome})
+            out = [
+                {
+                    "migration": self.migration,
+                    "source_key": k,
+                    "state": v["state"],
+                    "fingerprint": "",
+                    "credential_fp": None,
+                    "target_fp": None,
+                    "changed_at": now,
+                }
+                for k, v in rows.items()
+            ]
+            for i in range(0, len(out), 5000):
+                self._insert_state(conn, out[i : i + 5000])
+        return len(out)
+
     def has_synced(self) -> bool:
         """True when a ``sync`` of this migration has run against this target."""
         r = self.runs
