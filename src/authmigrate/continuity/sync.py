@@ -11,7 +11,7 @@ Three detectors, the strongest available wins:
    transaction). A row read again without a real change is a no-op. A full pass (``--full``,
    and every sync when there is no change column) reads the source chunk by chunk in key order
    and compares each chunk's fingerprints with the stored ones (one indexed lookup per chunk):
-   memory is one chunk, plus the set of keys seen (for deletes).
+   memory is one chunk.
 3. **Keys**: source keys the bookkeeping does not know (new keys anywhere, also below the
    checkpoint: text keys, UUIDs, gaps; NULL-key rows added later), and bookkeeping keys the
    source no longer has (deletes, handled by ``[sync] on_delete``).
@@ -211,6 +211,14 @@ class _Source:
             yield keys
             after = keys[-1]
 
+    def existing(self, keys: list[Any]) -> set[str]:
+        """The keys (in :func:`state_key` form) of these that the source still has."""
+        out: set[str] = set()
+        for i in range(0, len(keys), _IN_LIST):
+            stmt = sa.select(self.key).where(self.key.in_(keys[i : i + _IN_LIST]))
+            out.update(state_key(r[0]) for r in self._all(stmt))
+        return out
+
     def rows_by_key(self, keys: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i in range(0, len(keys), _IN_LIST):
@@ -274,7 +282,6 @@ class _Syncer:
         self.stop = stop
         self.src = _Source(m)
         self.key = self.spec.source.key
-        self.seen: set[str] = set()
         self.table = self.target.table
         self.tkey = self.table.c[self.spec.target_key]
         self.cred = self.spec.credentials
@@ -329,31 +336,30 @@ class _Syncer:
         column = self.spec.sync.changed_column
         assert column is not None
         for rows in self.src.changed_pages(column, since, CHUNK):
-            self.apply(rows, record_seen=False)
+            self.apply(rows)
             if self.stop():
                 return False
         return True
 
     def key_pass(self) -> bool:
-        """Keys only: new keys (fetched and applied) and the set of keys seen, for deletes."""
+        """Keys only: new keys (and keys back after a delete), fetched and applied."""
         with self.target.engine.connect() as conn:
             for keys in self.src.key_pages(CHUNK):
                 known = load_states(conn, self.target.state, self.target.migration, keys)
-                self.seen.update(state_key(k) for k in keys)
                 fresh = [
                     k
                     for k in keys
                     if (st := known.get(state_key(k))) is None or st.state == "deleted"
                 ]
                 if fresh:
-                    self.apply(self.src.rows_by_key(fresh), record_seen=False)
+                    self.apply(self.src.rows_by_key(fresh))
                 if self.stop():
                     return False
         return True
 
     # -- one chunk ------------------------------------------------------------------------
 
-    def apply(self, rows: list[dict[str, Any]], *, record_seen: bool = True) -> None:
+    def apply(self, rows: list[dict[str, Any]]) -> None:
         """Compare a chunk with its key state and apply what changed, in one transaction."""
         if not rows:
             return
@@ -361,8 +367,6 @@ class _Syncer:
         stored = [state_key(r[key]) for r in rows]
         with self.target.engine.connect() as conn:
             known = self.fingerprints(conn, stored)
-        if record_seen:
-            self.seen.update(stored)
         self.result.compared += len(rows)
         fresh: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
@@ -691,7 +695,9 @@ class _Syncer:
     # -- deletes and NULL keys --------------------------------------------------------------
 
     def deletes(self) -> None:
-        """Bookkeeping keys the source no longer has, handled by ``[sync] on_delete``."""
+        """Bookkeeping keys the source no longer has, handled by ``[sync] on_delete``: the
+        key state is read in pages and each page's keys looked up in the source (memory stays
+        one page, whatever the size of the table)."""
         st = self.target.state
         after = ""
         gone: list[Any] = []
@@ -709,7 +715,8 @@ class _Syncer:
                 ).all()
                 if not page:
                     break
-                gone.extend(row for row in page if row.source_key not in self.seen)
+                there = self.src.existing([key_of(r.source_key) for r in page])
+                gone.extend(row for row in page if row.source_key not in there)
                 after = page[-1].source_key
         for i in range(0, len(gone), _IN_LIST):
             self._delete(gone[i : i + _IN_LIST])
