@@ -185,7 +185,7 @@ def test_sync_cli_prints_what_it_did(migrated: tuple[Path, str, Path]) -> None:
     legacy(src, "UPDATE legacy_users SET name = 'Renamed' WHERE user_id = 8")
     out = cli("sync", str(spec), cwd=spec.parent)
     assert out.returncode == 0, out.stderr
-    assert "1 changes" in out.stdout
+    assert "1 change," in out.stdout
     assert "updated (1): 8" in out.stdout
     assert sa is not None
 

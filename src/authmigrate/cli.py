@@ -255,7 +255,8 @@ def _keys_line(title: str, keys: list[Any], *, raw: bool = False) -> None:
 def _print_sync(result: Any) -> None:
     click.echo(
         f"sync {result.migration}: {result.mode} pass, {result.compared:,} rows compared, "
-        f"{result.changes:,} changes, {result.seconds:.2f} s ({result.status})"
+        f"{result.changes:,} change{'' if result.changes == 1 else 's'}, "
+        f"{result.seconds:.2f} s ({result.status})"
     )
     _keys_line("new", [k for k in result.inserted if k not in set(result.retried)])
     _keys_line("rejected before, migrated now", result.retried)

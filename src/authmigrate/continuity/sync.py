@@ -281,6 +281,8 @@ class _Syncer:
         self.result = result
         self.stop = stop
         self.src = _Source(m)
+        self.keys_read = 0
+        """Source keys this pass read (every one has a live key state once applied)."""
         self.key = self.spec.source.key
         self.table = self.target.table
         self.tkey = self.table.c[self.spec.target_key]
@@ -327,6 +329,7 @@ class _Syncer:
     def full_pass(self) -> bool:
         """Every source row, chunk by chunk. Returns False when stopped early."""
         for rows in self.m.pages(None):
+            self.keys_read += len(rows)
             self.apply(rows)
             if self.stop():
                 return False
@@ -345,6 +348,7 @@ class _Syncer:
         """Keys only: new keys (and keys back after a delete), fetched and applied."""
         with self.target.engine.connect() as conn:
             for keys in self.src.key_pages(CHUNK):
+                self.keys_read += len(keys)
                 known = load_states(conn, self.target.state, self.target.migration, keys)
                 fresh = [
                     k
@@ -702,6 +706,15 @@ class _Syncer:
         after = ""
         gone: list[Any] = []
         with self.target.engine.connect() as conn:
+            live = conn.execute(
+                sa.select(sa.func.count()).where(
+                    st.c.migration == self.target.migration, st.c.state != "deleted"
+                )
+            ).scalar_one()
+            if live == self.keys_read:
+                # every key the pass read has a live state now, so a live state whose key
+                # the source lacks would make the count larger: nothing was deleted
+                return
             while True:
                 page = conn.execute(
                     sa.select(st.c.source_key, st.c.state)
