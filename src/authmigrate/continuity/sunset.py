@@ -93,6 +93,7 @@ def sunset(spec: Spec, *, apply: bool = False, now: dt.datetime | None = None) -
             schema=target.table.schema,
         )
         candidates = _candidates(spec, target, cutoff)
+        candidates.sort(key=lambda c: (isinstance(c[0], str), c[0]))  # 2 before 10
         result.keys = [k for k, _ in candidates]
         if apply and cfg.action != "keep":
             for i in range(0, len(candidates), _PAGE):
