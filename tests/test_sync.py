@@ -211,3 +211,33 @@ def test_a_target_migrated_before_sync_existed_is_backfilled(
     assert scalar(url, "SELECT count(*) FROM authmigrate_rejects") == before
     assert verify_migration(load_spec(spec)).ok
     assert sync_migration(load_spec(spec)).changes == 0
+
+
+def test_rows_with_a_null_key_added_later_are_rejected_by_sync(tmp_path: Path) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute(
+        "CREATE TABLE legacy_users (user_id INTEGER, email TEXT, name TEXT, created TEXT,"
+        " active INTEGER, visits INTEGER, password_hash TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?, 'N', '2020-01-01 00:00:00', 1, 1, NULL)",
+        [(k, f"u{k}@example.com") for k in range(1, 21)],
+    )
+    conn.commit()
+    conn.close()
+    url = f"sqlite:///{tmp_path}/t.db"
+    spec = write_spec(tmp_path / "m.toml", src, url, batch=5)
+    run_migration(load_spec(spec))
+    legacy(
+        src,
+        "INSERT INTO legacy_users VALUES (NULL, 'nokey@example.com', 'N', "
+        "'2020-01-01 00:00:00', 1, 1, NULL)",
+    )
+    assert not verify_migration(load_spec(spec)).ok  # 21 source rows, 20 accounted for
+    res = sync_migration(load_spec(spec))
+    assert res.null_key_rows == 1
+    n = scalar(url, "SELECT count(*) FROM authmigrate_rejects WHERE reason = 'source.null_key'")
+    assert n == 1
+    assert verify_migration(load_spec(spec)).ok
+    assert sync_migration(load_spec(spec)).changes == 0
