@@ -241,3 +241,15 @@ def test_rows_with_a_null_key_added_later_are_rejected_by_sync(tmp_path: Path) -
     assert n == 1
     assert verify_migration(load_spec(spec)).ok
     assert sync_migration(load_spec(spec)).changes == 0
+
+
+def test_a_change_column_the_source_lacks_is_a_spec_error(
+    migrated: tuple[Path, str, Path],
+) -> None:
+    src, url, spec = migrated
+    spec.write_text(spec.read_text() + '\n[sync]\nchanged_column = "updated_on"\n')
+    before = scalar(url, "SELECT count(*) FROM authmigrate_runs")
+    out = cli("sync", str(spec), cwd=spec.parent)
+    assert out.returncode == 2
+    assert "sync.changed_column" in out.stderr and "updated_on" in out.stderr
+    assert scalar(url, "SELECT count(*) FROM authmigrate_runs") == before  # nothing written
