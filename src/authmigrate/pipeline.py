@@ -266,9 +266,7 @@ class Migration:
             return
         before = len(batch.records) + len(batch.rejects)
         batch.records = [r for r in batch.records if state_key(r.key) not in known]
-        batch.rejects = [
-            j for j in batch.rejects if j.key is None or state_key(j.key) not in known
-        ]
+        batch.rejects = [j for j in batch.rejects if j.key is None or state_key(j.key) not in known]
         batch.rows_read -= before - len(batch.records) - len(batch.rejects)
 
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
