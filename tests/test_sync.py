@@ -253,3 +253,20 @@ def test_a_change_column_the_source_lacks_is_a_spec_error(
     assert out.returncode == 2
     assert "sync.changed_column" in out.stderr and "updated_on" in out.stderr
     assert scalar(url, "SELECT count(*) FROM authmigrate_runs") == before  # nothing written
+
+
+def test_run_after_sync_skips_the_keys_sync_carried_past_the_checkpoint(
+    migrated: tuple[Path, str, Path],
+) -> None:
+    src, url, spec = migrated
+    legacy(
+        src,
+        "INSERT INTO legacy_users VALUES (5000, 'above@example.com', 'A', "
+        "'2020-01-01 00:00:00', 1, 3, NULL)",
+    )
+    assert sync_migration(load_spec(spec)).inserted == [5000]
+    res = run_migration(load_spec(spec))
+    assert res.this_run["read"] == 0 and res.this_run["rejected"] == 0
+    assert scalar(url, "SELECT count(*) FROM authmigrate_rejects WHERE source_key = '5000'") == 0
+    v = verify_migration(load_spec(spec))
+    assert v.ok and not v.doubled, v.as_dict()
