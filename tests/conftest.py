@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.mariadb_server import mariadb_server, mariadb_url  # noqa: F401 - shared fixtures
 from tests.pg_server import PgServer, pg_session
+
+# The suite hashes with the cheap TEST profile, which authmigrate refuses outside tests unless
+# allowed: allow it here, for this process and the CLI subprocesses the tests start. The
+# guard's own tests remove it with monkeypatch.
+os.environ["AUTHMIGRATE_ALLOW_TEST_PROFILE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ def test_devise_form_round_trips(key_id: str, password: str) -> None:
 @FAST
 @given(
     prf=st.integers(0, 2),
-    iterations=st.integers(1, 10_000_000),  # MAX_PBKDF2_ITERATIONS
+    iterations=st.integers(1, 2_400_000),  # within the work budget for SHA-1, -256 and -512
     salt=st.binary(min_size=8, max_size=32),
     subkey=st.binary(min_size=16, max_size=64),
 )

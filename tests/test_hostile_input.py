@@ -309,7 +309,7 @@ def test_aware_datetimes_are_stored_as_utc_on_every_target() -> None:
     assert as_dt({"d": "2020-01-01T02:00:00+02:00"}) == dt.datetime(2020, 1, 1, 0, 0)
 
 
-def test_file_numbers_beyond_64_bits_are_staged_as_text(tmp_path: Path) -> None:
+def test_file_numbers_beyond_64_bits_are_rejected_as_invalid_type(tmp_path: Path) -> None:
     path = tmp_path / "u.jsonl"
     path.write_text(
         json.dumps({"id": 1, "email": "a@example.com", "n": 2**64})
@@ -324,4 +324,4 @@ def test_file_numbers_beyond_64_bits_are_staged_as_text(tmp_path: Path) -> None:
     )
     result = run_migration(spec)
     assert result.read == 2 and result.migrated + result.rejected == 2
-    assert result.by_reason.get("field.out_of_range") == 1
+    assert result.by_reason.get("field.invalid_type") == 1  # beyond 64 bits: not a bigint

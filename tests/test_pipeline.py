@@ -401,7 +401,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ),
         (
             ('user_id = "user_id"', 'user_id = "user_id"\nn = { value = "abc", type = "integer" }'),
-            "fields.n.value: not an integer",
+            "fields.n.value: text of 3 characters is not an integer",
         ),
         (
             ("[run]", '[tokens]\ncolumn = "email"\n[run]'),

@@ -201,13 +201,14 @@ def test_a_rule_credential_imports_again_as_it_is() -> None:
 
 
 def django_unusable() -> str:
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure()
-    from django.contrib.auth.hashers import make_password
-
-    return make_password(None)
+    """Django's own ``make_password(None)``, in a child process: configuring Django here would
+    leave this process's settings to whichever test module configured them first."""
+    code = (
+        "from django.conf import settings; settings.configure(); "
+        "from django.contrib.auth.hashers import make_password; print(make_password(None))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 @pytest.mark.parametrize("policy", ["keep", "wrap"])

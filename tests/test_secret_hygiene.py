@@ -104,7 +104,7 @@ def test_no_secret_reaches_output_logs_reports_rejects_or_errors(tmp_path: Path)
     proc = cli("-v", "run", "m.toml", cwd=tmp_path, env={**env, "PS_COOKIE_KEY": ""})
     texts += [proc.stdout, proc.stderr]
     assert proc.returncode == 2 and "PS_COOKIE_KEY" in proc.stderr
-    assert codes[:4] == [0, 0, 1, 0], texts  # run: 1 for its rejects; verify holds
+    assert codes[:4] == [1, 1, 1, 0], texts  # plan and run: 1 for the rejects; verify holds
     assert codes[4] == 2 and "cannot reach target" in texts[9]
 
     for report in tmp_path.glob("*.json"):

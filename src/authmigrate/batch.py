@@ -14,6 +14,26 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 
 
+@dataclass(frozen=True, slots=True)
+class InvalidValue:
+    """A source value that could not be read as what it claims to be (bytes that are not
+    UTF-8, a lone surrogate, a JSON ``NaN``, an integer beyond 64 bits).
+
+    A source hands it over in place of the value, so that only this row is rejected (with
+    ``reason`` and the column) and the run goes on. It never holds the value as text: its
+    ``str`` is the reason, and ``raw`` (bytes, for the rejects table's hex) is kept out of
+    its ``repr``.
+    """
+
+    reason: str
+    """Stable reject code: ``field.invalid_encoding``, ``field.invalid_text``, ..."""
+    detail: str
+    raw: bytes | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"<{self.reason}>"
+
+
 @dataclass(slots=True)
 class Record:
     """One source row on its way to the target."""

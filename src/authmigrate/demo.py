@@ -192,15 +192,36 @@ def build_legacy_shop(path: Path, users: int, *, seed: int = 2026) -> dict[str, 
     return planted
 
 
-def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int = 200) -> int:
+DEFAULT_USERS = 5_000
+"""Customers of the default demo shop: the whole demo in seconds (``--users N`` for more)."""
+WRAP_SAMPLE = 20
+"""Weak credentials the demo wraps in argon2id to show ``policy = "wrap"``: wrapping costs
+milliseconds of a core per account, so the demo wraps a sample, not the shop."""
+
+NEXT_COMMANDS = (
+    "authmigrate init --from sqlite:///path/to/shop.db -o migration.toml"
+    "   (or mysql+pymysql://, postgresql+psycopg://)",
+    "authmigrate plan migration.toml",
+    "authmigrate run migration.toml",
+)
+"""What a user runs next, on their own database."""
+
+
+def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sample: int = 50) -> int:
     """Build, migrate, verify and report; returns the exit code (0 when every check holds)."""
-    from rich.console import Console
+    from rich.text import Text
 
     from authmigrate.pipeline import plan_migration, run_migration
-    from authmigrate.report import print_plan, print_run, progress_reporter, write_report
+    from authmigrate.report import (
+        make_console,
+        print_plan,
+        print_run,
+        progress_reporter,
+        write_report,
+    )
     from authmigrate.spec import load_spec
 
-    console = Console(highlight=False, emoji=False)
+    console = make_console()
     work = directory or Path(tempfile.mkdtemp(prefix="authmigrate-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     for name in ("new_accounts.db", "new_accounts.db-wal", "new_accounts.db-shm"):
@@ -243,6 +264,12 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
     again = run_migration(spec)
     console.print(f"   second run wrote {again.this_run['migrated']} new rows (expected 0)")
 
+    wrapped_ok, wrapped = _wrap_sample(work / "new_accounts.db", WRAP_SAMPLE)
+    console.print(
+        f'   wrap (policy = "wrap", on a sample of {wrapped}): {wrapped_ok}/{wrapped} weak '
+        "credentials wrapped in argon2id log in with the old password"
+    )
+
     console.print("[bold]6. notifications[/] (rendered, not sent: notify --dry-run)")
     import sqlalchemy as sa
 
@@ -258,12 +285,40 @@ def run_demo(users: int = 50_000, directory: Path | None = None, *, sample: int 
         console.print(f"   {segment}: {counts.get('queued', 0):,} queued")
     console.print(f"   {rendered:,} messages rendered to {work / 'outbox'}")
 
-    good = ok and logins_ok == checked and again.this_run["migrated"] == 0
+    good = ok and logins_ok == checked and wrapped_ok == wrapped and again.this_run["migrated"] == 0
     console.print(f"   report: {work / 'migration.report.json'}")
     console.print(
         f"[bold]{'demo ok' if good else 'demo FAILED'}[/] in {time.monotonic() - t0:.1f} s"
+        + ("" if users > DEFAULT_USERS else " (authmigrate demo --users 50000 for a bigger shop)")
     )
+    console.print("[bold]Next, on your own database:[/]")
+    for command in NEXT_COMMANDS:
+        console.print(Text(f"  {command}"))
     return 0 if good else 1
+
+
+def _wrap_sample(db: Path, sample: int) -> tuple[int, int]:
+    """Wrap ``sample`` migrated weak credentials in argon2id and log each in with its old
+    password. Returns (logins that worked, credentials wrapped)."""
+    from authmigrate.credentials import default_weak, identify, verify, wrap
+
+    weak = default_weak()
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT customer_id, password FROM accounts WHERE password IS NOT NULL ORDER BY random()"
+    )
+    picked = []
+    for cid, cred in rows:
+        if identify(cred) in weak:
+            picked.append((cid, cred))
+            if len(picked) == sample:
+                break
+    conn.close()
+    good = sum(
+        verify(f"pw-{cid}", w) and not verify(f"pw-{cid}x", w)
+        for cid, w in ((cid, wrap(cred)) for cid, cred in picked)
+    )
+    return good, len(picked)
 
 
 def _login_sample(db: Path, sample: int) -> tuple[int, int, int]:

@@ -22,19 +22,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject, Stage
+from authmigrate.batch import Batch, InvalidValue, Record, Reject, Stage
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
-from authmigrate.sinks.sql import SqlTarget
+from authmigrate.sinks.keys import KeyTypeError, coerce_key, tag_name, tag_of, type_tag
+from authmigrate.sinks.sql import Refused, SqlTarget, reject_examples
+from authmigrate.sinks.sql import refused as refused_by_target
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
 from authmigrate.stages import CredentialStage, DuplicateStage
-from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
+from authmigrate.transform import FieldReject, RowTransformer, normalizer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
 Progress = Callable[[int, int], None]
 """Called after each batch with (rows done so far, total rows)."""
+
+EXAMPLES = 20
+"""Example keys per reject reason in reports (the bookkeeping tables have them all)."""
 
 
 @dataclass
@@ -62,13 +67,43 @@ class RunResult:
     """Source rows the migration has not accounted for after this run: keys added below the
     checkpoint (text keys, UUIDs, gaps, reused rowids) or with a NULL key since the run read
     past them; ``sync`` carries them. Counted from the source's keys at the end of the run."""
+    error: str | None = None
+    """Why a failed or interrupted run stopped (no value, no password)."""
+    rejects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per reason: outcome, count and up to 20 example source keys (all runs)."""
+    notify: bool = False
+    """The spec has a [notify] section: messages wait in the outbox."""
+    spec_path: str | None = None
+    """The spec file, for the commands of ``next_step``."""
 
     @property
     def rows_per_second(self) -> float:
         done = self.this_run.get("read", 0)
         return done / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def next_step(self) -> dict[str, str]:
+        """What to do after this run."""
+        from authmigrate.advice import next_step
+
+        if self.status != "done":
+            return next_step(
+                "fix-and-rerun",
+                f"the run {self.status}: {self.error or 'see the log'}; committed batches are "
+                "kept and the run resumes after them",
+                self.spec_path,
+            )
+        why = "check that source = migrated + rejected + merged and compare every row"
+        if self.rejected:
+            why += (
+                f"; {self.rejected:,} rows were rejected: each reason's fix is in rejects, "
+                "every row in authmigrate_rejects"
+            )
+        return next_step("verify", why, self.spec_path)
+
     def as_dict(self) -> dict[str, Any]:
+        from authmigrate.advice import bookkeeping
+
         return {
             "run_id": self.run_id,
             "migration": self.migration,
@@ -88,6 +123,21 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "unsynced": self.unsynced,
+            "error": self.error,
+            "rejects": self._rejects_with_fixes(),
+            "bookkeeping": bookkeeping(self.migration),
+            "next_step": self.next_step,
+        }
+
+    def _rejects_with_fixes(self) -> dict[str, dict[str, Any]]:
+        from authmigrate.advice import fix_for
+
+        return {
+            reason: {
+                **entry,
+                **({"fix": fix_for(reason)} if entry["outcome"] == "rejected" else {}),
+            }
+            for reason, entry in self.rejects.items()
         }
 
 
@@ -123,6 +173,39 @@ def check_source_columns(spec: Spec, source: Source) -> None:
             raise SpecError(path, f"source has no column {column!r}{hint}")
 
 
+def source_key_tag(spec: Spec, source: Source, types: dict[str, Any]) -> str | None:
+    """The type tag of the source's keys (``sinks.keys.type_tag``), None when unknown.
+
+    Raises:
+        SpecError: the key column holds values of several types (SQLite's ``1`` and ``'1'``):
+            no target type tells them apart, so they cannot be migrated as distinct keys.
+    """
+    key = spec.source.key
+    declared = types.get(key)
+    if declared is not None and type_tag(declared) is None:
+        raise SpecError(
+            "source.key",
+            f"{key!r} is of type {declared}, which cannot be checkpointed and compared exactly; "
+            "keys may be integer, numeric, text, UUID, timestamp, date or binary (cast it in a "
+            "source.query)",
+        )
+    stored = source.key_value_types()
+    if len(stored) > 1:
+        raise SpecError(
+            "source.key",
+            f"{key!r} holds values of several types ({', '.join(stored)}): keys such as 1 and "
+            "'1' are one key in any target column; give the column one type (e.g. a "
+            "source.query that casts it) before migrating",
+        )
+    return type_tag(types.get(key)) or (_SQLITE_TAGS.get(stored[0]) if stored else None)
+
+
+_STR_BEFORE = frozenset({"decimal", "uuid", "datetime", "date", "bytes", "bool"})
+"""Key types whose checkpoint versions before the typed one stored as ``str(key)``."""
+
+_SQLITE_TAGS = {"integer": "int", "real": "float", "text": "str", "blob": "bytes"}
+
+
 def _nearest(name: str, choices: set[str]) -> str | None:
     import difflib
 
@@ -138,6 +221,7 @@ class Migration:
         self.source = open_source(spec.source)
         try:
             check_source_columns(spec, self.source)
+            self.source.only(source_columns_used(spec))
             dupes = self.source.duplicate_keys()
             if dupes:
                 shown = ", ".join(repr(k) for k in dupes)
@@ -146,13 +230,14 @@ class Migration:
                     f"{spec.source.key!r} is not unique in the source (repeated: {shown}); "
                     "batching and resume need a unique key",
                 )
+            types = self.source.column_types()
+            self.key_tag = source_key_tag(spec, self.source, types)
+            """Type tag of the source's keys (``sinks.keys``), None when unknown."""
             self.transform = RowTransformer(spec)
             self.early = build_stages(spec, dry=dry)
             self.late = [] if dry else build_late_stages(spec)
-            self.target = SqlTarget(
-                spec, [*self.early, *self.late], source_types=self.source.column_types()
-            )
-            self.target.check_spec()
+            self.target = SqlTarget(spec, [*self.early, *self.late], source_types=types)
+            self.target.check_spec(self.key_tag)
             self._probe_credentials()
         except BaseException:
             self.source.close()
@@ -160,6 +245,7 @@ class Migration:
         self.redact = frozenset().union(*(s.secret_columns for s in [*self.early, *self.late]))
         self.skip_synced = False
         """Set when ``sync`` has written to this target: run then skips keys it carried."""
+        self._variants: dict[tuple[str, ...], dict[Any, Any]] = {}
 
     def _probe_credentials(self) -> None:
         """Read a few source hashes with the spec's schemes and params before anything is
@@ -174,7 +260,7 @@ class Migration:
         items: list[tuple[str | None, str | None]] = []
         formats: list[str | None] = []
         for r in rows:
-            if r.get(cred.column) in (None, ""):
+            if r.get(cred.column) in (None, "") or isinstance(r.get(cred.column), InvalidValue):
                 continue
             salt = r.get(cred.salt_column) if cred.salt_column else None
             items.append((str(r[cred.column]).strip(), None if salt is None else str(salt)))
@@ -186,6 +272,67 @@ class Migration:
     def close(self) -> None:
         self.source.close()
         self.target.close()
+
+    def resume_point(self) -> tuple[int, Any]:
+        """(last committed batch number, last key read, typed as the source's keys).
+
+        Raises:
+            SpecError: the checkpoint's key is of another type than the source's keys now
+                (a CSV key column that gained a non-numeric value, or lost its last one):
+                paging after it would read rows again or skip them, so the run is refused
+                before it writes anything.
+        """
+        if self.target.file_missing or not self.target.exists():
+            return 0, None
+        number, after = self.target.checkpoint()
+        if after is None:
+            return number, None
+        tag, now = tag_of(after), self.key_tag
+        fits = (
+            now is None
+            or tag == now
+            or (tag == "str" and now in _STR_BEFORE)
+            or (tag == "int" and now in ("decimal", "float"))
+        )
+        try:
+            if fits:
+                return number, coerce_key(after, now)
+        except KeyTypeError:
+            pass
+        raise SpecError(
+            "source.key",
+            f"the checkpoint of migration {self.target.migration!r} (batch {number}) holds "
+            f"a {tag_name(tag_of(after))} key, but the source's {self.spec.source.key!r} "
+            f"values are {tag_name(self.key_tag)} now: the key type changed since the "
+            "migration started, and paging after it would read rows again or skip them. "
+            "Restore the source's keys, or roll this migration back and run it again",
+        )
+
+    def taken(
+        self, conn: sa.Connection, group: tuple[str, ...], values: list[Any]
+    ) -> dict[Any, Any]:
+        """``{value: key}`` for the values of a unique group the target already holds,
+        compared normalized: an exact match, or a target row whose value normalizes (with
+        the field's own ``normalize`` steps) to it, as ``User.5@Example.com`` that the new
+        system wrote does to ``user.5@example.com``."""
+        found = self.target.existing(conn, group, values)
+        norms = [normalizer(f, self.spec.fields[f]) for f in group]
+        if not any(n is not None for n in norms):
+            return found
+        for v, k in list(found.items()):
+            # a case-insensitive collation matches `User@X.com` for `user@x.com`: the row
+            # comes back spelled as the target holds it
+            parts = v if len(group) > 1 else (v,)
+            normed = tuple(p if n is None else n(p) for n, p in zip(norms, parts, strict=True))
+            found.setdefault(normed if len(group) > 1 else normed[0], k)
+        variants = self._variants.get(group)
+        if variants is None:
+            variants = self._variants[group] = self.target.variants(conn, group, norms)
+        if variants:
+            for v in values:
+                if v is not None and v not in found and v in variants:
+                    found[v] = variants[v]
+        return found
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -215,16 +362,22 @@ class Migration:
         batch: Batch,
         dupes: DuplicateStage,
         conn: sa.Connection | None,
-        conflicts: dict[Any, str] | None = None,
+        conflicts: dict[Any, Refused] | None = None,
     ) -> Batch:
         """Run the stages on a transformed batch: everything but the write.
 
         ``conn`` (None in ``plan``) is a target connection for the checks against what the
         target already holds; ``conflicts`` are rows the target refused in an earlier attempt
-        (key -> the database's reason), rejected as ``target.constraint``.
+        (key -> reason, column and detail), rejected as such.
         """
         if conflicts:
-            self._drop(batch, conflicts, "target.constraint", None)
+            batch.drop(
+                [
+                    (r, Reject(r.key, why.reason, why.column, why.detail, r.source))
+                    for r in batch.records
+                    if (why := conflicts.get(r.key)) is not None
+                ]
+            )
         if conn is not None and self.skip_synced:
             self._skip_synced(conn, batch)
         if conn is not None and batch.records:
@@ -272,21 +425,23 @@ class Migration:
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
         """A key already in the target was not written by us: reject, never overwrite.
 
-        Integer keys are looked up by range (one index scan); other keys by equality
-        (``IN``), since a text range follows the target's collation, which need not be the
-        order the source pages in.
+        Keys are compared in the target key column's own type (``SqlTarget.existing_keys``).
         """
-        key = self.spec.target_key
-        if all(type(r.key) is int for r in batch.records):
-            col = self.target.table.c[key]
-            lo, hi = batch.records[0].key, batch.records[-1].key
-            found = conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars()
-            taken: Any = {k for k in found if type(k) is int}
-        else:
-            taken = self.target.existing(conn, (key,), [r.key for r in batch.records])
+        stored = self.target.key.stored
+        try:
+            taken = self.target.existing_keys(conn, [r.key for r in batch.records])
+        except KeyTypeError as exc:
+            raise SpecError(
+                f"fields.{self.spec.target_key}",
+                f"a source key does not fit the target's key column ({exc})",
+            ) from None
         if taken:
-            reason = dict.fromkeys(taken, "the target already has this key")
-            self._drop(batch, reason, "target.key_exists", key)
+            reason = {
+                r.key: "the target already has this key"
+                for r in batch.records
+                if stored(r.key) in taken
+            }
+            self._drop(batch, reason, "target.key_exists", self.spec.target_key)
 
     def _drop(self, batch: Batch, keys: dict[Any, str], reason: str, column: str | None) -> None:
         batch.drop(
@@ -372,16 +527,16 @@ def run_migration(
     failure: BaseException | None = None
     try:
         lock.acquire()
+        number, after = m.resume_point()
         m.target.create()
         m.target.start_run(run_id, command)
         m.target.backfill_state()
         m.skip_synced = m.target.has_synced()
         total = m.source.count()
-        number, after = m.target.checkpoint()
         done = m.target.totals()["read"]
         if progress:
             progress(done, total)
-        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals))
+        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals), m.target.key.stored)
         if number == 0:
             nb = m.null_key_batch(1)
             if nb is not None:
@@ -422,6 +577,7 @@ def run_migration(
     finally:
         result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
         result.schemes, result.segments = dict(schemes), dict(segments)
+        result.error, result.notify = error, spec.notify is not None
         m.target.end_run(run_id, status, dict(this_run), error)
         lock.release()
         m.close()
@@ -432,7 +588,7 @@ def run_migration(
 
 def _lookup(m: Migration, group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
     with m.target.engine.connect() as conn:
-        return m.target.existing(conn, group, values)
+        return m.taken(conn, group, values)
 
 
 def _commit_with_retry(
@@ -445,30 +601,47 @@ def _commit_with_retry(
     with a case-insensitive collation, a CHECK) fails the whole insert. The first time, the
     batch is simply done again (the live shop may have taken an email between our check and
     our insert); if it fails again, the rows the target refuses are found one by one and
-    rejected as ``target.constraint``, so one bad row never blocks a migration.
+    rejected as ``target.constraint``, so one bad row never blocks a migration. A value the
+    target's column cannot hold (a DataError: too long for a ``varchar(20)``, not of the
+    column's type) is found the same way at once, and rejected with its column
+    (``target.too_long``, ``target.invalid_value``).
+
+    A COMMIT whose acknowledgement is lost (the connection drops after the server committed)
+    looks like a failure; so before doing a batch again, the retry checks whether the batch's
+    row ``(migration, batch_no)`` exists, and if it does, the batch is done and the run moves
+    on (redoing it would find every key taken).
     """
     retries = m.spec.run.retries
     delay = 0.2
     batch = fresh
-    conflicts: dict[Any, str] = {}
+    attempted: Batch | None = None
+    conflicts: dict[Any, Refused] = {}
     refused = 0
     for attempt in range(retries + 1):
         try:
+            if attempted is not None and m.target.batch_recorded(batch.number):
+                log.warning(
+                    "batch %d was committed although its commit reported a failure "
+                    "(acknowledgement lost); moving on",
+                    batch.number,
+                )
+                return attempted
             if dupes is not None:
                 with m.target.engine.connect() as conn:
                     m.finish_batch(batch, dupes, conn, conflicts)
+            attempted = batch
             m.target.commit_batch(batch, run_id, m.redact)
             return batch
-        except sa.exc.IntegrityError:
-            refused += 1
-            if refused >= 2:
-                conflicts.update(m.target.find_conflicts(batch))
-            if attempt == retries:
-                raise TargetError(
-                    f"batch {batch.number} kept violating a constraint of the target"
-                ) from None
         except sa.exc.DBAPIError as exc:
-            if not _transient(exc) or attempt == retries:
+            if refused_by_target(exc):
+                refused += 1
+                if refused >= 2 or not isinstance(exc, sa.exc.IntegrityError):
+                    conflicts.update(m.target.find_conflicts(batch))
+                if attempt == retries:
+                    raise TargetError(
+                        f"batch {batch.number} kept violating a constraint of the target"
+                    ) from None
+            elif not _transient(exc) or attempt == retries:
                 raise TargetError(
                     f"writing batch to {m.target.where} failed: {first_line(exc)}"
                 ) from None
@@ -498,11 +671,14 @@ def _result(
     res = RunResult(run_id=run_id, migration=m.target.migration, status=status, seconds=seconds)
     res.this_run = {k: this_run.get(k, 0) for k in ("read", "migrated", "rejected", "merged")}
     try:
-        totals = m.target.totals()
-        res.read, res.migrated = totals["read"], totals["migrated"]
-        res.rejected, res.merged = totals["rejected"], totals["merged"]
-        res.by_reason = m.target.reject_counts("rejected")
-        res.merged_by_reason = m.target.reject_counts("merged")
+        res.this_run = m.target.counts(run_id).totals()
+        totals = m.target.counts()
+        res.read, res.migrated = totals.read, totals.migrated
+        res.rejected, res.merged = totals.rejected, totals.merged
+        res.by_reason = totals.by_reason
+        res.merged_by_reason = totals.merged_by_reason
+        with m.target.engine.connect() as conn:
+            res.rejects = reject_examples(conn, m.target.migration, limit=EXAMPLES)
         res.source_rows = m.source.count()
         if status == "done":
             from authmigrate.continuity.sync import count_unsynced
@@ -515,7 +691,7 @@ def _result(
 
 @dataclass
 class PlanResult:
-    """What ``plan`` found, without writing anything."""
+    """What ``plan`` found, without writing anything: a prediction of the run."""
 
     migration: str
     source_rows: int = 0
@@ -524,11 +700,56 @@ class PlanResult:
     merged: int = 0
     already_done: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    """Rows rejected or merged, by reason code."""
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """``rejected`` or ``merged``, by reason code."""
+    examples: dict[str, list[Any]] = field(default_factory=dict)
+    """Up to :data:`EXAMPLES` source keys per reason code."""
     preview: list[dict[str, Any]] = field(default_factory=list)
     schemes: dict[str, int] = field(default_factory=dict)
     self_tests: dict[str, bool] = field(default_factory=dict)
+    kept: int = 0
+    """Accounts whose legacy credential is imported as it is."""
+    wrapped: int = 0
+    """Accounts whose weak credential ``policy = "wrap"`` wraps in argon2id."""
+    reset: int = 0
+    """Accounts migrated without a usable password (they must reset it)."""
+    target: dict[str, Any] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    """Environment variables the spec names, all found set."""
+    estimate: dict[str, Any] = field(default_factory=dict)
+    advice: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    spec_path: str | None = None
+    """The spec file, for the commands of ``next_step``."""
+
+    @property
+    def fixes(self) -> dict[str, str]:
+        """The likely fix of each reason that rejects rows (merges are not a problem)."""
+        from authmigrate.advice import fixes
+
+        return fixes([r for r, o in self.outcomes.items() if o == "rejected"])
+
+    @property
+    def next_step(self) -> dict[str, str]:
+        """What to do after this plan."""
+        from authmigrate.advice import next_step
+
+        path = self.spec_path
+        if self.self_tests and not all(self.self_tests.values()):
+            return next_step("fix-and-rerun", "a scheme's self-test failed: do not run", path)
+        if self.rejected:
+            return next_step(
+                "fix-and-rerun",
+                f"{self.rejected:,} rows would be rejected: apply the fixes (or run as it is; "
+                "every reject is recorded with its reason)",
+                path,
+            )
+        return next_step("run", "nothing would be rejected", path)
 
     def as_dict(self) -> dict[str, Any]:
+        from authmigrate.advice import bookkeeping
+
         return {
             "migration": self.migration,
             "source_rows": self.source_rows,
@@ -536,10 +757,26 @@ class PlanResult:
             "would_migrate": self.would_migrate,
             "rejected": self.rejected,
             "merged": self.merged,
+            "accounts": {"kept": self.kept, "wrapped": self.wrapped, "reset": self.reset},
             "by_reason": self.by_reason,
+            "rejects": {
+                reason: {
+                    "outcome": self.outcomes.get(reason, "rejected"),
+                    "count": n,
+                    "examples": self.examples.get(reason, []),
+                    **({"fix": self.fixes[reason]} if reason in self.fixes else {}),
+                }
+                for reason, n in self.by_reason.items()
+            },
             "preview": self.preview,
             "schemes": self.schemes,
             "self_tests": self.self_tests,
+            "target": self.target,
+            "secrets": self.secrets,
+            "estimate": self.estimate,
+            "advice": self.advice,
+            "bookkeeping": bookkeeping(self.migration),
+            "next_step": self.next_step,
         }
 
 
@@ -552,37 +789,63 @@ def plan_migration(
     Duplicates are found against the target when it exists, and among the source rows read
     (their values are held in memory for this).
     """
+    from authmigrate.spec import check_secrets
+
+    started = time.monotonic()
+    secrets = check_secrets(spec)
     m = Migration(spec, dry=True)
     try:
-        res = PlanResult(migration=m.target.migration)
+        res = PlanResult(migration=m.target.migration, secrets=secrets)
+        problem = m.target.write_problem()
+        if problem is not None:
+            raise TargetError(f"a run could not write to {m.target.where}: {problem}")
         res.source_rows = m.source.count()
-        exists = not m.target.file_missing and _target_reachable(m) and m.target.exists()
+        reachable = not m.target.file_missing and _target_reachable(m)
+        exists = reachable and m.target.exists()
         after = None
         if exists:
-            _, after = m.target.checkpoint()
+            _, after = m.resume_point()
             res.already_done = m.target.totals()["read"]
         memory: dict[tuple[str, ...], dict[Any, Any]] = {}
-        with_target = exists and _has_table(m)
+        with_target = reachable and _has_table(m)  # accounts there before any run count too
 
         def lookup(group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
             # plan writes nothing, so every value seen is held in memory
             seen = memory.setdefault(group, {})
             if with_target:
                 with m.target.engine.connect() as conn:
-                    for v, k in m.target.existing(conn, group, values).items():
+                    for v, k in m.taken(conn, group, values).items():
                         seen.setdefault(v, k)
             return seen
 
-        dupes = DuplicateStage(spec, lookup)
+        dupes = DuplicateStage(spec, lookup, m.target.key.stored)
         reasons: Counter[str] = Counter()
         schemes: Counter[str] = Counter()
         done = res.already_done
+        cred = spec.credentials
+        wraps = _wrapped_schemes(spec)
+        samples: list[str] = []
 
         def tally(batch: Batch) -> None:
             res.would_migrate += len(batch.records)
             schemes.update(r.scheme for r in batch.records if r.scheme)
+            for r in batch.records:
+                if cred is None:
+                    break
+                if r.segment == "reset":
+                    res.reset += 1
+                elif r.scheme in wraps:
+                    res.wrapped += 1
+                    if len(samples) < 5:
+                        samples.append(r.values[cred.target_column])
+                else:
+                    res.kept += 1
             for j in batch.rejects:
                 reasons[j.reason] += 1
+                res.outcomes.setdefault(j.reason, j.outcome)
+                keys = res.examples.setdefault(j.reason, [])
+                if len(keys) < EXAMPLES:
+                    keys.append(j.key)
                 if j.outcome == "merged":
                     res.merged += 1
                 else:
@@ -603,7 +866,11 @@ def plan_migration(
             tally(nb)
             done += nb.rows_read
         for n, rows in enumerate(m.pages(after), start=1):
-            batch = m.finish_batch(m.transform_batch(n, rows), dupes, None)
+            if with_target:
+                with m.target.engine.connect() as conn:
+                    batch = m.finish_batch(m.transform_batch(n, rows), dupes, conn)
+            else:
+                batch = m.finish_batch(m.transform_batch(n, rows), dupes, None)
             tally(batch)
             done += batch.rows_read
             if progress:
@@ -614,9 +881,57 @@ def plan_migration(
             from authmigrate.credentials import self_test
 
             res.self_tests = {s: bool(self_test(s)) for s in schemes}
+        res.target = {
+            "url": m.target.where,
+            "table": spec.target.table,
+            "exists": with_target,
+            "writable": True,
+        }
+        res.seconds = time.monotonic() - started
+        _estimate(spec, res, samples)
         return res
     finally:
         m.close()
+
+
+def _wrapped_schemes(spec: Spec) -> frozenset[str]:
+    """The scheme ids a run wraps (none unless ``policy = "wrap"``)."""
+    cred = spec.credentials
+    if cred is None or cred.policy != "wrap":
+        return frozenset()
+    if cred.weak is not None:
+        return frozenset(cred.weak)
+    from authmigrate.credentials import default_weak
+
+    return default_weak()
+
+
+def _estimate(spec: Spec, res: PlanResult, samples: list[str]) -> None:
+    """How long the run will take here: plan's own pass (reading and transforming every row)
+    plus the wrapping, measured now on a few of the credentials, spread over the cores."""
+    from authmigrate.advice import SLOW_WRAP_SECONDS, cores, human_duration
+    from authmigrate.advice import wrap_seconds_per_account as measure
+
+    n = min(spec.run.workers or cores(), cores())
+    per = (
+        measure(samples, profile=spec.credentials.profile) if samples and spec.credentials else None
+    )
+    wrap_total = res.wrapped * per / n if per else 0.0
+    res.estimate = {
+        "seconds": round(res.seconds + wrap_total, 1),
+        "read_and_transform_seconds": round(res.seconds, 1),
+        "wrap_seconds": round(wrap_total, 1),
+        "wrap_ms_per_account": None if per is None else round(per * 1000, 1),
+        "cores": n,
+    }
+    if per is not None and wrap_total > SLOW_WRAP_SECONDS:
+        res.advice.append(
+            f"wrapping {res.wrapped:,} accounts takes about {human_duration(wrap_total)} on "
+            f"{n} core{'s' if n > 1 else ''} ({per * 1000:.0f} ms of one core each). "
+            'With policy = "keep" the run takes about '
+            f"{human_duration(res.seconds)}, and each account is upgraded to argon2id at its "
+            "next login (authmigrate.verify_and_update): no weak hash is re-hashed in bulk."
+        )
 
 
 def _target_reachable(m: Migration) -> bool:

@@ -8,9 +8,12 @@ target a run is writing to):
    ``written_keys``; rejected and merged from ``authmigrate_rejects``.
 2. **Row checksums.** The source is read in key order, in chunks of ``chunk`` rows (keyset
    pages, like the run). The source side of a chunk re-runs the spec's field transforms and
-   hashes each row's mapped values; the target side is a ``count`` and a ``sum`` of a 40-bit
-   row hash over the same keys, computed *in the database* on PostgreSQL (``md5``) and SQLite (a
-   registered function), streamed in Python elsewhere. Values are put in one canonical text
+   hashes each row's mapped values; the target side is a ``count`` and the sums of a 128-bit
+   *keyed* row hash over the same keys (MD5 over a random key of this verify run followed by
+   the row's text, summed as four 32-bit parts), computed *in the database* on PostgreSQL
+   (``md5``) and SQLite (a registered aggregate), streamed in Python elsewhere. The key is drawn
+   anew by every verify run and never stored, so whoever alters the target cannot prepare rows
+   whose hashes cancel out. Values are put in one canonical text
    form per column type first, so SQLite and PostgreSQL agree. A chunk whose digests differ is
    split in halves, and each half checksummed again, down to :data:`LEAF_ROWS` keys whose rows
    are then compared one by one (the bisection of data-diff/reladiff). The result names the
@@ -38,20 +41,28 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import TargetError
-from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, decode_key, unpack_keys
+from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, unpack_keys
+from authmigrate.sinks.sql import (
+    TargetLock,
+    adopt_recorded_name,
+    bookkeeping_tables,
+    reject_examples,
+)
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
-from authmigrate.transform import FieldReject, RowTransformer
+from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -61,9 +72,11 @@ LEAF_ROWS = 16
 IN_LIST = 1000
 """Keys per ``IN (...)`` list (SQLite and some drivers limit bound parameters)."""
 
-_HASH_HEX = 10  # 40 bits per row: sum over a million rows stays far below 2**63
+_PARTS = 4
+"""The 128-bit row hash is summed as four 32-bit parts: 128 bits compared, and the sums of a
+chunk stay far below 2**63 in every database."""
 _IN_DB_KINDS = frozenset({"text", "int", "bool", "datetime", "date"})
-_SQLITE_HASH_FN = "authmigrate_row_hash"
+_SQLITE_DIGEST_FN = "authmigrate_digest"
 
 
 @dataclass
@@ -100,6 +113,10 @@ class VerifyResult:
     """Keys the bookkeeping counts twice: written by a batch and also in the rejects, or
     rejected (or merged) twice. Each one makes the reconciliation off by one."""
     credential_problems: list[CredentialProblem] = field(default_factory=list)
+    unnotified: list[Any] = field(default_factory=list)
+    """Keys of accounts in a notification segment (``[notify]``) without their outbox row:
+    their message (and its token) would never go out."""
+    outbox_checked: int = 0
     credentials_checked: int = 0
     wrapped_checked: int = 0
     wrapped_total: int = 0
@@ -134,6 +151,7 @@ class VerifyResult:
             and not self.different
             and not self.doubled
             and not self.credential_problems
+            and not self.unnotified
             and not self.notes
         )
 
@@ -155,6 +173,8 @@ class VerifyResult:
                 {"key": p.key, "column": p.column, "reason": p.reason}
                 for p in self.credential_problems
             ],
+            "unnotified": self.unnotified,
+            "outbox_checked": self.outbox_checked,
             "credentials_checked": self.credentials_checked,
             "wrapped_checked": self.wrapped_checked,
             "tokens_checked": self.tokens_checked,
@@ -252,22 +272,59 @@ def row_text(values: Sequence[str | None]) -> str:
     return "|".join("N" if v is None else "v" + _escape(v) for v in values)
 
 
-def text_hash(text: str) -> int:
-    """The 40-bit row hash (the first 10 hex digits of MD5, as PostgreSQL computes them)."""
-    raw = text.encode("utf-8", "surrogatepass")
-    return int(hashlib.md5(raw, usedforsecurity=False).hexdigest()[:_HASH_HEX], 16)
+RowHash = tuple[int, ...]
+"""A row's 128-bit keyed hash as four 32-bit parts."""
+
+Digest = tuple[int, ...]
+"""(rows, then the sum of each part of the row hashes) over a set of keys."""
 
 
-def _sqlite_row_hash(text: str | bytes | None) -> int | None:
-    if text is None:
-        return None
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return text_hash(text)
+_NO_ROW: RowHash = (-1,) * _PARTS
+"""The hash of a row that no longer transforms: no target row hashes to negative parts."""
 
 
-Digest = tuple[int, int]
-"""(rows, sum of row hashes) over a set of keys."""
+def new_checksum_key() -> str:
+    """A random key for one verify run's row hashes (128 bits, as hex text)."""
+    return secrets.token_hex(16)
+
+
+def text_hash(text: str, key: str) -> RowHash:
+    """The keyed row hash: MD5 of ``key`` followed by ``text`` (as PostgreSQL computes
+    ``md5(key || text)``), as four 32-bit parts."""
+    raw = (key + text).encode("utf-8", "surrogatepass")
+    hexed = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    return tuple(int(hexed[i * 8 : i * 8 + 8], 16) for i in range(_PARTS))
+
+
+def add_hashes(hashes: Iterable[RowHash]) -> Digest:
+    """(rows, sum of each part) of row hashes."""
+    count, sums = 0, [0] * _PARTS
+    for h in hashes:
+        count += 1
+        for i in range(_PARTS):
+            sums[i] += h[i]
+    return (count, *sums)
+
+
+def _sqlite_digest(key: str) -> type:
+    """A SQLite aggregate summing the keyed row hashes, as text (SQLite integers are 64-bit)."""
+
+    class _Digest:
+        def __init__(self) -> None:
+            self.sums = [0] * _PARTS
+
+        def step(self, text: str | bytes | None) -> None:
+            if text is None:
+                return
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", "replace")
+            for i, part in enumerate(text_hash(text, key)):
+                self.sums[i] += part
+
+        def finalize(self) -> str:
+            return ",".join(map(str, self.sums))
+
+    return _Digest
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -283,10 +340,12 @@ class _Target:
         schema, _, name = spec.target.table.rpartition(".")
         self.table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema or None)
         key = spec.target_key
-        self.key = self.table.c[key]
-        self.key_kind = column_kind(self.key.type)
+        self.key_form = TargetKey(self.table.c[key].type, engine.dialect.name)
+        self.key = self.key_form.column(self.table.c[key])
+        """The key column, bound and read in its stored form (``sinks.keys``)."""
         self.columns = [c for c in spec.fields if c in self.table.c]
         self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
+        self.checksum_key = new_checksum_key()
         self.in_db = self._can_hash_in_db()
 
     def _can_hash_in_db(self) -> bool:
@@ -295,7 +354,7 @@ class _Target:
             return False
         if backend == "sqlite":
             raw: Any = self.conn.connection.driver_connection
-            raw.create_function(_SQLITE_HASH_FN, 1, _sqlite_row_hash, deterministic=True)
+            raw.create_aggregate(_SQLITE_DIGEST_FN, 1, _sqlite_digest(self.checksum_key))
             return True
         if backend == "postgresql":
             enc = self.conn.execute(sa.text("SHOW server_encoding")).scalar()
@@ -303,12 +362,12 @@ class _Target:
         return False
 
     def key_value(self, key: Any) -> Any:
-        """A source key as the target's key column holds it."""
-        if self.key_kind == "text" and not isinstance(key, str):
-            return str(key)
-        if self.key_kind == "int" and isinstance(key, str) and key.strip().lstrip("-").isdigit():
-            return int(key)
-        return key
+        """A key (from the source, the bookkeeping or the target) as the target's key column
+        holds it; a key the column cannot hold is returned as it is (it matches no row)."""
+        try:
+            return self.key_form.stored(key)
+        except KeyTypeError:
+            return key
 
     def _piece(self, col: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[Any]:
         pg = self.engine.dialect.name == "postgresql"
@@ -316,6 +375,8 @@ class _Target:
         if kind == "bool":
             text = sa.case((col, sa.literal("1", sa.Text)), else_=sa.literal("0", sa.Text))
         elif kind == "datetime" and pg:
+            if getattr(col.type, "timezone", False):
+                col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
             text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text)
         elif kind == "date" and pg:
             text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text)
@@ -328,62 +389,84 @@ class _Target:
             (col.is_(None), sa.literal("N", sa.Text)), else_=sa.literal("v", sa.Text) + esc
         )
 
-    def _hash_expr(self) -> sa.ColumnElement[Any]:
+    def _row_expr(self) -> sa.ColumnElement[Any]:
         pieces = [
             self._piece(self.table.c[c], k) for c, k in zip(self.columns, self.kinds, strict=True)
         ]
         row = pieces[0]
         for piece in pieces[1:]:
             row = row + sa.literal("|", sa.Text) + piece
+        return row
+
+    def _digest_statement(self, keys: Sequence[Any]) -> Any:
+        row = self._row_expr()
         if self.engine.dialect.name == "sqlite":
-            return sa.func.authmigrate_row_hash(row, type_=sa.BigInteger)
+            agg = sa.func.authmigrate_digest(row, type_=sa.Text)
+            return sa.select(sa.func.count(), agg).where(self.key.in_(keys))
         from sqlalchemy.dialects.postgresql import BIT
 
-        hexed = sa.literal("x", sa.Text) + sa.func.substr(sa.func.md5(row), 1, _HASH_HEX)
-        return sa.cast(sa.cast(hexed, BIT(_HASH_HEX * 4)), sa.BigInteger)
+        keyed = sa.literal(self.checksum_key, sa.Text) + row
+        hashed = sa.select(sa.func.md5(keyed).label("h")).where(self.key.in_(keys)).subquery()
+        parts = [
+            sa.cast(
+                sa.cast(
+                    sa.literal("x", sa.Text) + sa.func.substr(hashed.c.h, 1 + 8 * i, 8), BIT(32)
+                ),
+                sa.BigInteger,
+            )
+            for i in range(_PARTS)
+        ]
+        sums = [sa.func.coalesce(sa.func.sum(p), 0) for p in parts]
+        return sa.select(sa.func.count(), *sums).select_from(hashed)
 
     def digest(self, keys: Sequence[Any]) -> Digest:
-        """(rows, sum of row hashes) of the target rows with these keys."""
+        """(rows, sums of the keyed row hashes' parts) of the target rows with these keys."""
         if not keys:
-            return (0, 0)
+            return add_hashes([])
         if not self.in_db:
             rows = self.rows(keys)
-            return (len(rows), sum(text_hash(row_text(v)) for v in rows.values()))
-        expr = self._hash_expr()
-        count = total = 0
+            return add_hashes(text_hash(row_text(v), self.checksum_key) for v in rows.values())
+        count, sums = 0, [0] * _PARTS
         for part in _slices(keys, IN_LIST):
-            n, s = self.conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(expr), 0)).where(
-                    self.key.in_(part)
-                )
-            ).one()
-            count, total = count + int(n), total + int(s)
-        return (count, total)
+            found = self.conn.execute(self._digest_statement(part)).one()
+            count += int(found[0])
+            if found[1] is None:  # SQLite: an aggregate over no row is NULL, not finalize()
+                continue
+            values = found[1].split(",") if isinstance(found[1], str) else found[1:]
+            for i, v in enumerate(values):
+                sums[i] += int(v)
+        return (count, *sums)
 
-    def rows(self, keys: Sequence[Any]) -> dict[str, list[str | None]]:
+    def rows(self, keys: Sequence[Any]) -> dict[Any, list[str | None]]:
         """Canonical values of the target rows with these keys, by key id."""
         cols = [self.table.c[c] for c in self.columns]
-        out: dict[str, list[str | None]] = {}
+        out: dict[Any, list[str | None]] = {}
         for part in _slices(keys, IN_LIST):
             for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
-                out[key_id(row[0])] = [
+                out[self.key_value(row[0])] = [
                     canonical(k, v) for k, v in zip(self.kinds, row[1:], strict=True)
                 ]
         return out
 
-    def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[Any, dict[str, Any]]:
         """The given columns (and the key, as ``""``) of the target rows with these keys."""
         cols = [self.table.c[c] for c in columns]
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[Any, dict[str, Any]] = {}
         for part in _slices(keys, IN_LIST):
             for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
-                out[key_id(row[0])] = {"": row[0], **dict(zip(columns, row[1:], strict=True))}
+                kid = self.key_value(row[0])
+                out[kid] = {"": row[0], **dict(zip(columns, row[1:], strict=True))}
         return out
 
 
-def key_id(key: Any) -> str:
-    """A key as a string, so that 42 from one side and "42" from the other are the same key."""
-    return key if isinstance(key, str) else str(key)
+def _loose(value: Any) -> Any:
+    """A value as a ``when`` rule compares it: booleans and numbers read back from a database
+    (``1`` for true, ``3.0`` for 3) compare equal to the spec's."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -398,11 +481,13 @@ class _Chunk:
     keys: list[Any]
     """Target key values to check, in source order (rows the target may legitimately hold
     under another owner, ``target.key_exists``, are left out)."""
-    hashes: dict[str, int]
-    values: dict[str, list[str | None] | str]
+    hashes: dict[Any, RowHash]
+    values: dict[Any, list[str | None] | str]
     """Canonical values of each expected row, or the reject reason if it no longer transforms."""
     unaccounted: list[Any]
     expected_rows: list[dict[str, Any]]
+    originals: dict[Any, Any] = field(default_factory=dict)
+    """Source key of each target key value (reports name the source's key)."""
 
 
 class _Verifier:
@@ -416,11 +501,15 @@ class _Verifier:
         self.chunk = chunk
         self.transform = RowTransformer(spec)
         self.result = VerifyResult(migration=spec.migration_name)
-        self.written: set[str] = set()
+        self.written: set[Any] = set()
         """Key ids of the rows the batches wrote; a key is removed once the source pass has
         seen it, so what is left at the end are written keys the source no longer has."""
-        self.rejects: dict[str, str] = {}
-        self.held: set[str] = set()
+        self.rejects: dict[Any, str] = {}
+        self.merged: list[Any] = []
+        """Key ids of merged duplicates (each one has a ``merged`` message when enabled)."""
+        self.notified: list[Any] = []
+        """Key ids of every written row, for the outbox check."""
+        self.held: set[Any] = set()
         """Key ids of accounts ``sync`` holds at their last good values (see
         :mod:`authmigrate.sinks.state`): counted as rejected, their target row not compared."""
         self.has_state = False
@@ -435,11 +524,11 @@ class _Verifier:
         for (blob,) in conn.execute(
             sa.select(batches.c.written_keys).where(batches.c.migration == name)
         ):
-            self.written.update(key_id(k) for k in unpack_keys(blob))
+            self.written.update(self.target.key_value(k) for k in unpack_keys(blob))
         self._load_key_state(conn)
         res = self.result
         reasons: dict[str, str] = {}  # one string object per reason code, not one per row
-        doubled: dict[str, Any] = {}
+        doubled: dict[Any, Any] = {}
         for source_key, outcome, reason in conn.execute(
             sa.select(rejects.c.source_key, rejects.c.outcome, rejects.c.reason).where(
                 rejects.c.migration == name
@@ -451,11 +540,15 @@ class _Verifier:
                 res.rejected += 1
             if source_key is not None:
                 k = decode_key(source_key)
-                kid = key_id(k)
+                kid = self.target.key_value(k)
+                if outcome == "merged":
+                    self.merged.append(kid)
                 if kid in self.rejects or kid in self.written:
                     doubled.setdefault(kid, k)  # counted twice: the reconciliation is off
                 self.rejects[kid] = reasons.setdefault(reason, reason)
         res.doubled.extend(doubled.values())
+        if self.spec.notify is not None:
+            self.notified = sorted(self.written)
 
     def _load_key_state(self, conn: sa.Connection) -> None:
         """Keys ``sync`` found deleted, or holds, are no longer counted as migrated."""
@@ -471,7 +564,7 @@ class _Verifier:
                 state.c.state.in_(("deleted", "held")),
             )
         ):
-            kid = key_id(key_of(stored))
+            kid = self.target.key_value(key_of(stored))
             if kind == "deleted" and kid in self.written:
                 self.written.discard(kid)
                 self.result.deleted_in_source += 1
@@ -509,27 +602,30 @@ class _Verifier:
     def _hash_chunk(self, rows: list[dict[str, Any]]) -> _Chunk:
         key = self.spec.source.key
         kinds = dict(zip(self.target.columns, self.target.kinds, strict=True))
+        key_column = self.spec.target_key
         chunk = _Chunk([], {}, {}, [], [])
         for row in rows:
             k = row[key]
-            kid = key_id(k)
+            kid = self.target.key_value(k)
             if kid in self.written:
                 self.written.discard(kid)  # seen: what stays in the set at the end is gone
                 try:
                     mapped = self.transform(row)
                 except FieldReject as rej:
                     chunk.values[kid] = f"{rej.column} (now {rej.reason})"
-                    chunk.hashes[kid] = -1  # matches no target row
+                    chunk.hashes[kid] = _NO_ROW
                 else:
+                    mapped[key_column] = kid  # the key as the target holds it
                     canon = [canonical(kinds[c], mapped.get(c)) for c in self.target.columns]
                     chunk.values[kid] = canon
-                    chunk.hashes[kid] = text_hash(row_text(canon))
+                    chunk.hashes[kid] = text_hash(row_text(canon), self.target.checksum_key)
                     chunk.expected_rows.append(row)
             elif self.rejects.get(kid) == "target.key_exists" or kid in self.held:
                 continue
             elif kid not in self.rejects:
                 chunk.unaccounted.append(k)
-            chunk.keys.append(self.target.key_value(k))
+            chunk.keys.append(kid)
+            chunk.originals[kid] = k
         return chunk
 
     def _compare_chunk(self, chunk: _Chunk) -> int:
@@ -546,21 +642,20 @@ class _Verifier:
                 log.warning("in-database checksums disagree with the rows; streaming instead")
                 self.target.in_db = False
                 res.checksums = "streamed"
-        extra_ids = {key_id(k) for k in found.extra}
+        extra_ids = {self.target.key_value(k) for k in found.extra}
         res.missing.extend(found.missing)
-        res.missing.extend(k for k in chunk.unaccounted if key_id(k) not in extra_ids)
+        res.missing.extend(
+            k for k in chunk.unaccounted if self.target.key_value(k) not in extra_ids
+        )
         res.extra.extend(found.extra)
         res.different.extend(found.different)
         return len(found.missing)
 
     def _source_digest(self, chunk: _Chunk, keys: Sequence[Any]) -> Digest:
-        count = total = 0
-        for k in keys:
-            h = chunk.hashes.get(key_id(k))
-            if h is not None:
-                count += 1
-                total += h
-        return (count, total)
+        hashes = chunk.hashes
+        return add_hashes(
+            h for k in keys if (h := hashes.get(self.target.key_value(k))) is not None
+        )
 
     def _bisect(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
         if len(keys) <= LEAF_ROWS:
@@ -574,22 +669,109 @@ class _Verifier:
     def _compare_rows(self, chunk: _Chunk, keys: Sequence[Any], found: _Found) -> None:
         there = self.target.rows(keys)
         for k in keys:
-            kid = key_id(k)
+            kid = self.target.key_value(k)
             want = chunk.values.get(kid)
             have = there.get(kid)
             if want is None and have is None:
                 continue
+            shown = chunk.originals.get(kid, k)
             if have is None:
-                found.missing.append(k)
+                found.missing.append(shown)
             elif want is None:
-                found.extra.append(k)
+                found.extra.append(shown)
             elif isinstance(want, str):
-                found.different.append(Difference(k, [want]))
+                found.different.append(Difference(shown, [want]))
             elif want != have:
                 cols = [
                     c for c, w, h in zip(self.target.columns, want, have, strict=True) if w != h
                 ]
-                found.different.append(Difference(k, cols))
+                found.different.append(Difference(shown, cols))
+
+    # -- the notification outbox ----------------------------------------------------------
+
+    def check_outbox(self, conn: sa.Connection) -> None:
+        """Every migrated account whose segment gets a message, and every merged duplicate
+        when ``merged`` does, has its outbox row (queued, sending, sent or failed).
+
+        An account's segment follows from its target row as the run chose it: ``reset`` when
+        it must reset its password, ``wrapped`` for a wrapped credential, ``kept`` otherwise,
+        then the spec's own segments by their ``when`` rules.
+        """
+        notify = self.spec.notify
+        if notify is None:
+            return
+        from authmigrate.notify.outbox import OUTBOX_TABLE, outbox_table
+        from authmigrate.notify.templates import BUILTIN_SEGMENTS
+        from authmigrate.spec import SegmentSpec
+
+        enabled = {
+            name
+            for name in dict.fromkeys([*BUILTIN_SEGMENTS, *notify.segments])
+            if notify.segments.get(name, SegmentSpec(enabled=name != "kept")).enabled
+        }
+        if not enabled:
+            return
+        queued: set[tuple[Any, str]] = set()
+        if sa.inspect(conn).has_table(OUTBOX_TABLE):
+            box = outbox_table(sa.MetaData())
+            # the outbox holds a source key as str(key): compared in the target's key form
+            queued = {
+                (self.target.key_value(k), str(s))
+                for k, s in conn.execute(
+                    sa.select(box.c.source_key, box.c.segment).where(
+                        box.c.migration == self.spec.migration_name
+                    )
+                )
+            }
+        res = self.result
+        if "merged" in enabled:
+            for kid in self.merged:
+                res.outbox_checked += 1
+                if (kid, "merged") not in queued:
+                    res.unnotified.append(kid)
+        for part in _slices(self.notified, IN_LIST):
+            rows = self.target.select(
+                [self.target.key_value(k) for k in part], self._segment_columns()
+            )
+            for kid, row in rows.items():
+                segment = self._segment(row)
+                if segment not in enabled:
+                    continue
+                res.outbox_checked += 1
+                if (kid, segment) not in queued:
+                    res.unnotified.append(row[""])
+
+    def _segment_columns(self) -> list[str]:
+        cred, notify = self.spec.credentials, self.spec.notify
+        names: list[str] = []
+        if cred is not None:
+            names += [cred.target_column, cred.reset_column]
+        for seg in notify.segments.values() if notify else ():
+            names += list(seg.when or {})
+        return [n for n in dict.fromkeys(names) if n in self.target.table.c]
+
+    def _segment(self, row: dict[str, Any]) -> str:
+        from authmigrate.verify_credentials import is_wrapped
+
+        cred, notify = self.spec.credentials, self.spec.notify
+        assert notify is not None
+        segment = "kept"
+        if cred is not None:
+            if row.get(cred.reset_column):
+                return "reset"
+            if is_wrapped(row.get(cred.target_column)):
+                segment = "wrapped"
+        for name, seg in notify.segments.items():
+            if (
+                seg.enabled
+                and seg.when
+                and all(
+                    _loose(row.get(f)) in {_loose(v) for v in allowed}
+                    for f, allowed in seg.when.items()
+                )
+            ):
+                return name
+        return segment
 
     # -- credentials and tokens -----------------------------------------------------------
 
@@ -612,7 +794,7 @@ class _Verifier:
             self._check_tokens(chunk.expected_rows, there)
 
     def _check_credentials(
-        self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]
+        self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]
     ) -> None:
         from authmigrate.credentials import default_weak
         from authmigrate.stages import prepare_credentials, row_format
@@ -626,7 +808,7 @@ class _Verifier:
         formats: list[str | None] = []
         present: list[tuple[Any, dict[str, Any]]] = []
         for row in rows:
-            got = there.get(key_id(row[key]))
+            got = there.get(self.target.key_value(row[key]))
             if got is None:
                 continue  # reported as missing already
             raw = row.get(cred.column)
@@ -656,7 +838,7 @@ class _Verifier:
         self._run_digest_checks(digest_jobs)
         self._accept_new_system_changes(there)
 
-    def _accept_new_system_changes(self, there: dict[str, dict[str, Any]]) -> None:
+    def _accept_new_system_changes(self, there: dict[Any, dict[str, Any]]) -> None:
         """A credential the new system changed after the migration wrote it is the new
         system's, not a mismatch, when it is what the new system writes: a plain argon2id hash
         (``verify_and_update`` on login, also inside a ``$login-rule$`` form) or no hash with
@@ -670,7 +852,7 @@ class _Verifier:
         if cred is None or not self.has_state or not res.credential_problems:
             return
         mine = [p for p in res.credential_problems if p.column == cred.target_column]
-        fresh = [p for p in mine if key_id(p.key) in there]
+        fresh = [p for p in mine if self.target.key_value(p.key) in there]
         if not fresh:
             return
         state, _ = state_tables(sa.MetaData())
@@ -679,10 +861,10 @@ class _Verifier:
         owned: set[int] = set()
         for p in fresh:
             row = known.get(state_key(p.key))
-            stored = there[key_id(p.key)].get(cred.target_column)
+            stored = there[self.target.key_value(p.key)].get(cred.target_column)
             if row is None or row.target_fp is None or value_fp(stored) == row.target_fp:
                 continue
-            reset = bool(there[key_id(p.key)].get(cred.reset_column))
+            reset = bool(there[self.target.key_value(p.key)].get(cred.reset_column))
             if is_upgraded(stored) or (stored is None and reset):
                 owned.add(id(p))
         if owned:
@@ -771,7 +953,7 @@ class _Verifier:
                     CredentialProblem(job[0], cred.target_column, reason)
                 )
 
-    def _check_tokens(self, rows: list[dict[str, Any]], there: dict[str, dict[str, Any]]) -> None:
+    def _check_tokens(self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]) -> None:
         from authmigrate.errors import MalformedHashError
         from authmigrate.tokens import parse_stored
 
@@ -779,7 +961,7 @@ class _Verifier:
         assert tok is not None
         key = self.spec.source.key
         for row in rows:
-            got = there.get(key_id(row[key]))
+            got = there.get(self.target.key_value(row[key]))
             if got is None:
                 continue
             self.result.tokens_checked += 1
@@ -808,14 +990,17 @@ class _Found:
         return bool(self.missing or self.extra or self.different)
 
 
-def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_000) -> VerifyResult:
+def verify_migration(
+    spec: Spec, *, sample: int | None = None, chunk: int | None = None
+) -> VerifyResult:
     """Reconcile source and target, compare every mapped row, check credentials and tokens.
 
     Args:
         spec: the migration.
         sample: check the argon2id part of this many wrapped credentials, chosen at random
             (``None``: every one). Kept credentials are always all compared.
-        chunk: source rows per checksummed chunk.
+        chunk: source rows per checksummed chunk (default: the spec's
+            ``verify.chunk_size``, 10,000).
 
     Returns:
         A :class:`VerifyResult`; ``result.ok`` is True when everything holds.
@@ -825,6 +1010,8 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         TargetError: the target cannot be reached.
         LockError: a run of this migration is writing to the target right now.
     """
+    if chunk is None:
+        chunk = spec.verify.chunk_size
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if sample is not None and sample < 0:
@@ -832,9 +1019,14 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
 
         raise SpecError("--sample", "must be 0 or more")
     started = time.monotonic()
-    engine = make_engine(spec.target.url, path="target.url")
+    engine = make_engine(spec.target.url, path="target.url", readonly=True)
     path = sqlite_file(engine)
     source = open_source(spec.source)
+    try:
+        source.only(source_columns_used(spec))  # never an unmapped BLOB
+    except BaseException:
+        source.close()
+        raise
     if path is not None and not path.exists():
         # connecting would create the file, and verify writes nothing
         try:
@@ -843,11 +1035,14 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
             source.close()
         result.notes.append(f"no run of this migration has written to {path} (it does not exist)")
         return result
-    lock = TargetLock(engine, spec.migration_name)
+    adopt_recorded_name(spec, engine)
+    lock = TargetLock(engine, spec.migration_name, readonly=True)
     try:
+        if path is not None:
+            check_sqlite_file(path, "target.url")
         try:
             lock.acquire()
-            conn = engine.connect()
+            engine, conn = _connect_read_only(spec, engine)
         except sa.exc.OperationalError as exc:
             raise TargetError(
                 f"cannot reach target {safe_url(spec.target.url)}: {first_line(exc)}"
@@ -860,6 +1055,26 @@ def verify_migration(spec: Spec, *, sample: int | None = None, chunk: int = 10_0
         engine.dispose()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _connect_read_only(spec: Spec, engine: sa.Engine) -> tuple[sa.Engine, sa.Connection]:
+    """A connection that writes nothing, also to a SQLite target in a folder verify may not
+    write: SQLite cannot make its ``-shm`` file there, so with no ``-wal`` file beside the
+    database (every committed byte is in the file) it is read as immutable."""
+    path = sqlite_file(engine)
+    conn = engine.connect()
+    if path is None:
+        return engine, conn
+    try:
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()  # opens the file
+        return engine, conn
+    except sa.exc.OperationalError:
+        conn.close()
+        if Path(f"{path}-wal").exists():
+            raise
+    engine.dispose()
+    frozen = make_engine(spec.target.url, path="target.url", readonly=True, immutable=True)
+    return frozen, frozen.connect()
 
 
 def _verify(
@@ -886,7 +1101,9 @@ def _verify(
         verifier.result.notes.append(
             f"the target table has no column {', '.join(repr(f) for f in missing_fields)}"
         )
-    return verifier.run()
+    result = verifier.run()
+    verifier.check_outbox(conn)
+    return result
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -895,8 +1112,46 @@ SHOWN = 20
 """Keys listed per kind of problem on the terminal (the JSON has them all)."""
 
 
-def verify_command(spec: Spec, sample: int | None) -> int:
-    """``authmigrate verify``: run :func:`verify_migration` and print what it found.
+def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -> dict[str, Any]:
+    """The JSON body of a verify: its result, the rejects by reason with example keys, where
+    the rest is, and the next step (notify, done, or fix-and-rerun)."""
+    from authmigrate.advice import bookkeeping, fix_for, next_step
+
+    body = res.as_dict()
+    body["rejects"] = {}
+    engine = make_engine(spec.target.url, path="target.url", readonly=True)  # writes nothing
+    try:
+        path = sqlite_file(engine)
+        if path is None or path.exists():
+            engine, conn = _connect_read_only(spec, engine)
+            with conn:
+                if sa.inspect(conn).has_table("authmigrate_rejects"):
+                    found = reject_examples(conn, spec.migration_name)
+                    body["rejects"] = {
+                        reason: {
+                            **entry,
+                            **({"fix": fix_for(reason)} if entry["outcome"] == "rejected" else {}),
+                        }
+                        for reason, entry in found.items()
+                    }
+    finally:
+        engine.dispose()
+    body["bookkeeping"] = bookkeeping(spec.migration_name)
+    if not res.ok:
+        step = next_step("fix-and-rerun", "verify found problems: see the lists", spec_path)
+    elif spec.notify is not None:
+        step = next_step("notify", "every account is in place: tell the users", spec_path)
+    else:
+        step = next_step("done", "every account is in place", spec_path)
+    body["next_step"] = step
+    return body
+
+
+def verify_command(
+    spec: Spec, sample: int | None, *, as_json: bool = False, spec_path: str | None = None
+) -> int:
+    """``authmigrate verify``: run :func:`verify_migration` and print what it found (as JSON
+    with ``as_json``).
 
     Returns:
         0 when every check holds, 1 otherwise (the problems are listed).
@@ -906,6 +1161,13 @@ def verify_command(spec: Spec, sample: int | None) -> int:
     from authmigrate.report import console
 
     res = verify_migration(spec, sample=sample)
+    if as_json:
+        import json
+
+        import click
+
+        click.echo(json.dumps(verify_report(spec, res, spec_path), indent=2, default=str))
+        return 0 if res.ok else 1
     t = Table(title=f"authmigrate verify: {res.migration}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -937,6 +1199,8 @@ def verify_command(spec: Spec, sample: int | None) -> int:
             )
     if spec.tokens is not None:
         t.add_row("tokens checked", f"{res.tokens_checked:,}")
+    if spec.notify is not None:
+        t.add_row("outbox rows checked", f"{res.outbox_checked:,}")
     t.add_row("time", f"{res.seconds:.2f} s")
     console.print(t)
     for note in res.notes:
@@ -949,12 +1213,19 @@ def verify_command(spec: Spec, sample: int | None) -> int:
         [f"{d.key!r}: {', '.join(d.columns)}" for d in res.different],
         raw=True,
     )
+    _print_keys("accounts without their message in the outbox", res.unnotified)
     _print_keys(
         "credentials and tokens",
         [f"{p.key!r}: {p.column} {p.reason}" for p in res.credential_problems],
         raw=True,
     )
     console.print("[bold green]verify ok[/]" if res.ok else "[bold red]verify found problems[/]")
+    if spec_path is not None:
+        from rich.text import Text
+
+        step = verify_report(spec, res, spec_path)["next_step"]
+        if step["command"]:
+            console.print(Text(f"next: {step['command']}  ({step['why']})"))
     return 0 if res.ok else 1
 
 

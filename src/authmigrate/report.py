@@ -29,8 +29,23 @@ from authmigrate.pipeline import PlanResult, RunResult
 log = logging.getLogger("authmigrate")
 # no emoji codes (":salt:" in "hash:salt:version" would become a picture), no highlighting;
 # data goes into tables as Text, never as markup
-console = Console(stderr=False, highlight=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, emoji=False)
+PLAIN_WIDTH = 10_000
+"""Line width when not on a terminal: a CI log or a pipe gets whole lines, never rich's 80."""
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for authmigrate's output: the terminal's width on a terminal; otherwise
+    (pipes, CI logs, files) lines are not wrapped, unless ``COLUMNS`` says a width."""
+    import os
+
+    out = Console(stderr=stderr, highlight=False, emoji=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = PLAIN_WIDTH
+    return out
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 class RateColumn(TextColumn):
@@ -118,19 +133,42 @@ def print_run(result: RunResult) -> None:
     t.add_row("time", f"{result.seconds:.2f} s")
     t.add_row("rate", f"{result.rows_per_second:,.0f} rows/s")
     console.print(t)
+    for reason, entry in result.rejects.items():
+        if entry["outcome"] == "rejected":
+            keys = ", ".join(str(k) for k in entry["examples"][:5])
+            console.print(Text(f"rejected {reason} ({entry['count']:,}), e.g. keys {keys}"))
+    if result.rejects:
+        console.print(
+            Text(
+                "every reject, with its reason and detail: table authmigrate_rejects in the target"
+            )
+        )
+    step = result.next_step
+    console.print(Text(f"next: {step['command']}  ({step['why']})"))
 
 
 def print_plan(result: PlanResult) -> None:
-    """The summary of a dry run."""
+    """The summary of a dry run: what the run will do, how long it takes, what to fix."""
+    from authmigrate.advice import human_duration
+
     t = Table(
         title=f"authmigrate plan: {result.migration}", show_header=False, title_justify="left"
     )
     t.add_column(style="bold")
     t.add_column(justify="right")
+    if result.target:
+        state = "exists" if result.target.get("exists") else "created by the run"
+        t.add_row("target", Text(f"{result.target['url']} ({state}, writable)"))
+    if result.secrets:
+        t.add_row("secrets (env)", Text(", ".join(result.secrets) + ": set"))
     t.add_row("source rows", f"{result.source_rows:,}")
     if result.already_done:
         t.add_row("already migrated (earlier runs)", f"{result.already_done:,}")
     t.add_row("would migrate", f"{result.would_migrate:,}")
+    if result.kept or result.wrapped or result.reset:
+        t.add_row("  password kept", f"{result.kept:,}")
+        t.add_row("  password wrapped (argon2id)", f"{result.wrapped:,}")
+        t.add_row("  password reset (none usable)", f"{result.reset:,}")
     t.add_row("would reject", f"{result.rejected:,}")
     t.add_row("would merge", f"{result.merged:,}")
     for reason, n in result.by_reason.items():
@@ -139,6 +177,12 @@ def print_plan(result: PlanResult) -> None:
         ok = result.self_tests.get(scheme)
         mark = "" if ok is None else (" self-test ok" if ok else " SELF-TEST FAILED")
         t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
+    if result.estimate:
+        est = result.estimate
+        how = f"about {human_duration(est['seconds'])} on {est['cores']} cores"
+        if est.get("wrap_ms_per_account") is not None:
+            how += f" (wrapping {est['wrap_ms_per_account']:.0f} ms/account/core)"
+        t.add_row("run time", how)
     console.print(t)
     if result.preview:
         cols = ("key", "outcome", "reason", "column", "detail")
@@ -146,6 +190,12 @@ def print_plan(result: PlanResult) -> None:
         for row in result.preview:
             p.add_row(*(Text("" if row[c] is None else str(row[c])) for c in cols))
         console.print(p)
+    for reason, fix in result.fixes.items():
+        console.print(Text(f"fix {reason} ({result.by_reason[reason]:,}): {fix}"))
+    for line in result.advice:
+        console.print(Text(f"note: {line}"))
+    step = result.next_step
+    console.print(Text(f"next: {step['command']}  ({step['why']})"))
 
 
 def write_report(path: Path, body: dict[str, Any]) -> None:

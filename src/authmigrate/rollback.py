@@ -4,11 +4,12 @@ The pipeline never overwrites a target row (a key already there is rejected as
 ``target.key_exists``), and every committed batch records the keys it inserted
 (``authmigrate_batches.written_keys``). Rollback deletes those rows and nothing else:
 
-1. the migration's notification outbox rows (first, so that no message can go out to an account
-   that is being removed);
-2. batch by batch, newest first, in one transaction each: the target rows whose key the batch
-   wrote, the batch's rejects, and the batch row itself. A rollback that is interrupted leaves
-   whole batches behind and finishes when run again;
+1. batch by batch, newest first, in one transaction each: the target rows whose key the batch
+   wrote, their notification outbox rows (and those of the batch's merged duplicates), the
+   batch's rejects, and last the batch row itself. An account and its message go together: a
+   rollback that is interrupted leaves whole batches behind, each with its outbox rows, and
+   finishes when run again (or a ``run`` resumes after the batches that are left);
+2. outbox rows of the migration that no batch accounts for (none, unless written by hand);
 3. the migration's runs are kept as history, marked ``rolled_back``, and the rollback itself is
    recorded as a run (``command = "rollback"``).
 
@@ -24,9 +25,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import make_engine, safe_url, sqlite_file
+from authmigrate.db import check_sqlite_file, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
-from authmigrate.sinks.sql import TargetLock, bookkeeping_tables, unpack_keys, utcnow
+from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, pack_keys, unpack_keys
+from authmigrate.sinks.sql import (
+    TargetLock,
+    adopt_recorded_name,
+    bookkeeping_counts,
+    bookkeeping_tables,
+    utcnow,
+)
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -38,30 +46,44 @@ class RollbackCounts:
 
     accounts: int = 0
     rejects: int = 0
+    """Rows of the rejects table: the rejected and the merged source rows."""
+    rejected: int = 0
+    merged: int = 0
     batches: int = 0
     outbox: int = 0
     runs: int = 0
     """Runs marked ``rolled_back``."""
+    not_found: int = 0
+    """Keys the batches recorded that were not in the target: their batches' bookkeeping is
+    kept (with those keys only), so nothing is forgotten that was not removed."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
         return {
             "accounts": self.accounts,
             "rejects": self.rejects,
+            "rejected": self.rejected,
+            "merged": self.merged,
             "batches": self.batches,
             "outbox": self.outbox,
             "runs": self.runs,
+            "not_found": self.not_found,
         }
 
 
 class _Target:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self.migration = spec.migration_name
-        self.engine = make_engine(spec.target.url, path="target.url")
+        self.engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
         path = sqlite_file(self.engine)
         if path is not None and not path.exists():
             raise TargetError(f"the target {path} does not exist: there is nothing to roll back")
+        if path is not None:
+            check_sqlite_file(path, "target.url")
+        adopt_recorded_name(spec, self.engine)
+        self.migration = spec.migration_name
         md = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(md)
         schema, _, name = spec.target.table.rpartition(".")
@@ -91,17 +113,19 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
             if t.reflect(conn) is None:
                 return counts
             b, r = t.batches, t.rejects
-            row = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(b.c.migrated), 0)).where(
-                    b.c.migration == t.migration
-                )
-            ).one()
-            counts.batches, counts.accounts = int(row[0]), int(row[1])
+            counts.batches = int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(b.c.migration == t.migration)
+                ).scalar_one()
+            )
             counts.rejects = int(
                 conn.execute(
                     sa.select(sa.func.count()).where(r.c.migration == t.migration)
                 ).scalar_one()
             )
+            recorded = bookkeeping_counts(conn, t.migration)
+            counts.accounts = recorded.migrated
+            counts.rejected, counts.merged = recorded.rejected, recorded.merged
             counts.outbox = _outbox_count(conn, t.migration)
             counts.runs = int(
                 conn.execute(
@@ -142,7 +166,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             sending.
         TargetError: the target cannot be reached.
     """
-    from authmigrate.notify.outbox import rollback_outbox
+    from authmigrate.notify.outbox import OUTBOX_TABLE, outbox_table, rollback_outbox
     from authmigrate.notify.senders import Registration, hold_off_senders
 
     t = _Target(spec)
@@ -161,10 +185,14 @@ def rollback(spec: Spec) -> RollbackCounts:
         if table is None:
             return counts
         started = utcnow()
-        with t.engine.begin() as conn:
-            counts.outbox = rollback_outbox(conn, t.migration)
-        key = table.c[spec.target_key]
         with t.engine.connect() as conn:
+            recorded = bookkeeping_counts(conn, t.migration)  # what this rollback takes back
+        counts.rejected, counts.merged = recorded.rejected, recorded.merged
+        form = TargetKey(table.c[spec.target_key].type, t.engine.dialect.name)
+        with t.engine.connect() as conn:
+            outbox = (
+                outbox_table(sa.MetaData()) if sa.inspect(conn).has_table(OUTBOX_TABLE) else None
+            )
             numbers = list(
                 conn.execute(
                     sa.select(t.batches.c.batch_no)
@@ -174,12 +202,19 @@ def rollback(spec: Spec) -> RollbackCounts:
             )
         for number in numbers:
             with t.engine.begin() as conn:
-                accounts, rejects = _remove_batch(conn, t, table, key, number)
+                accounts, rejects, messages, not_found = _remove_batch(
+                    conn, t, table, form, number, outbox
+                )
             counts.accounts += accounts
             counts.rejects += rejects
-            counts.batches += 1
+            counts.outbox += messages
+            counts.not_found += not_found
+            counts.batches += 0 if not_found else 1
+        if counts.not_found:
+            return counts  # the bookkeeping of what was not removed stays, runs unchanged
         with t.engine.begin() as conn:
             _remove_key_state(conn, t.migration)
+            counts.outbox += rollback_outbox(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(
                 conn.execute(t.rejects.delete().where(t.rejects.c.migration == t.migration))
@@ -201,10 +236,11 @@ def rollback(spec: Spec) -> RollbackCounts:
                     "started_at": started,
                     "ended_at": utcnow(),
                     "status": "done",
-                    "rows_read": 0,
-                    "migrated": -counts.accounts,
-                    "rejected": -counts.rejects,
-                    "merged": 0,
+                    # the history row takes back what the bookkeeping recorded
+                    "rows_read": -recorded.read,
+                    "migrated": -recorded.migrated,
+                    "rejected": -recorded.rejected,
+                    "merged": -recorded.merged,
                 },
             )
     finally:
@@ -216,16 +252,50 @@ def rollback(spec: Spec) -> RollbackCounts:
 
 
 def _remove_batch(
-    conn: sa.Connection, t: _Target, table: sa.Table, key: sa.Column[Any], number: int
-) -> tuple[int, int]:
+    conn: sa.Connection,
+    t: _Target,
+    table: sa.Table,
+    form: TargetKey,
+    number: int,
+    outbox: sa.Table | None,
+) -> tuple[int, int, int, int]:
+    """Remove one batch in the caller's transaction: accounts, their outbox rows, rejects,
+    and the batch row last. Returns (accounts, rejects, outbox rows, keys not found).
+
+    Keys are matched in the key column's stored form (``sinks.keys``). A recorded key that
+    matches no row is not forgotten: the batch row stays, holding only those keys, with its
+    rejects, and the count is reported.
+    """
     b = t.batches
     blob = conn.execute(
         sa.select(b.c.written_keys).where(b.c.migration == t.migration, b.c.batch_no == number)
     ).scalar()
-    keys = [_as_column_value(key, k) for k in unpack_keys(blob)]
+    key = form.column(table.c[t.spec.target_key])
+    recorded = unpack_keys(blob)
+    keys = [_stored(form, k) for k in recorded]
+    usable = [k for k in keys if k is not _UNSTORABLE]
+    present: set[Any] = set()
     accounts = 0
-    for part in _slices(keys, _IN_LIST):
-        accounts += _rowcount(conn.execute(table.delete().where(key.in_(part))))
+    returning = conn.dialect.delete_returning
+    for part in _slices(usable, _IN_LIST):
+        delete = table.delete().where(key.in_(part))
+        if returning:
+            gone = list(conn.execute(delete.returning(key)).scalars())
+        else:
+            gone = list(conn.execute(sa.select(key).where(key.in_(part))).scalars())
+            conn.execute(delete)
+        accounts += len(gone)
+        present.update(form.stored(v) for v in gone)
+    left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
+    removed = [k for k, s in zip(recorded, keys, strict=True) if s in present]
+    messages = _remove_messages(conn, t, outbox, number, removed, merged_too=not left)
+    if left:
+        conn.execute(
+            b.update()
+            .where(b.c.migration == t.migration, b.c.batch_no == number)
+            .values(written_keys=pack_keys(left), migrated=len(left))
+        )
+        return accounts, 0, messages, len(left)
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -234,7 +304,7 @@ def _remove_batch(
         )
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
-    return accounts, rejects
+    return accounts, rejects, messages, 0
 
 
 def _remove_key_state(conn: sa.Connection, migration: str) -> None:
@@ -247,11 +317,50 @@ def _remove_key_state(conn: sa.Connection, migration: str) -> None:
         conn.execute(table.delete().where(table.c.migration == migration))
 
 
-def _as_column_value(column: sa.Column[Any], key: Any) -> Any:
-    """A recorded key as the key column holds it (a text column holds ``"42"``, not 42)."""
-    if isinstance(column.type, sa.String) and not isinstance(key, str):
-        return str(key)
-    return key
+def _remove_messages(
+    conn: sa.Connection,
+    t: _Target,
+    outbox: sa.Table | None,
+    number: int,
+    removed: Sequence[Any],
+    *,
+    merged_too: bool,
+) -> int:
+    """Delete the outbox rows of the removed accounts (and, when the whole batch goes, of its
+    merged duplicates) in the batch's transaction, so accounts and messages stay paired."""
+    if outbox is None:
+        return 0
+    names = {str(k) for k in removed}  # the outbox holds a source key as str(key)
+    if merged_too:
+        merged = conn.execute(
+            sa.select(t.rejects.c.source_key).where(
+                t.rejects.c.migration == t.migration,
+                t.rejects.c.batch_no == number,
+                t.rejects.c.outcome == "merged",
+                t.rejects.c.source_key.is_not(None),
+            )
+        ).scalars()
+        names |= {str(decode_key(k)) for k in merged}
+    messages = 0
+    for part in _slices(sorted(names), _IN_LIST):
+        messages += _rowcount(
+            conn.execute(
+                outbox.delete().where(
+                    outbox.c.migration == t.migration, outbox.c.source_key.in_(part)
+                )
+            )
+        )
+    return messages
+
+
+_UNSTORABLE = object()
+
+
+def _stored(form: TargetKey, key: Any) -> Any:
+    try:
+        return form.stored(key)
+    except KeyTypeError:
+        return _UNSTORABLE  # a key the column cannot hold: kept and reported
 
 
 def _slices(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -266,7 +375,7 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     """``authmigrate rollback``: show what would go, ask (on a terminal), remove, report.
 
     Returns:
-        0 when the rollback ran, 1 when the operator declined.
+        0 when the rollback ran, 1 when the operator declined or recorded keys were not found.
 
     Raises:
         SpecError: not on a terminal and ``--yes`` not given (exit code 2, nothing removed).
@@ -281,7 +390,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     where = safe_url(spec.target.url)
     console.print(
         f"rollback of {spec.migration_name!r} in {where}: {preview.accounts:,} accounts, "
-        f"{preview.rejects:,} rejects, {preview.batches:,} batches, {preview.outbox:,} outbox rows"
+        f"{preview.rejected:,} rejected and {preview.merged:,} merged rows, "
+        f"{preview.batches:,} batches, {preview.outbox:,} outbox rows"
     )
     if not yes:
         if not sys.stdin.isatty():
@@ -293,7 +403,15 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
             return 1
     done = rollback(spec)
     console.print(
-        f"removed {done.accounts:,} accounts, {done.rejects:,} rejects, {done.batches:,} batches, "
-        f"{done.outbox:,} outbox rows; {done.runs:,} runs marked rolled_back"
+        f"removed {done.accounts:,} accounts, {done.rejected:,} rejected and {done.merged:,} "
+        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
+        f"{done.runs:,} runs marked rolled_back"
     )
+    if done.not_found:
+        console.print(
+            f"problem: {done.not_found:,} keys recorded as written by this migration are not in "
+            f"{spec.target.table!r}; their batches stay recorded (with those keys only) and "
+            "the runs are not marked rolled_back. Check whether the new system deleted them."
+        )
+        return 1
     return 0

@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -59,6 +60,90 @@ def check_identifier(value: str, *, qualified: bool = False) -> str:
     return value
 
 
+BOOKKEEPING_PREFIX = "authmigrate_"
+"""Tables whose name starts with this are authmigrate's own (runs, batches, rejects, outbox)."""
+
+
+def single_statement(query: str) -> str:
+    """Refuse SQL text holding more than one statement (a ``;`` outside quotes and comments).
+
+    The source query is run inside ``SELECT ... FROM (query)``; a second statement after a
+    ``;`` would run as its own (``...) AS x; DELETE FROM users; ...``). Quotes and comments are
+    read as PostgreSQL reads them (the one driver here that runs several statements in one
+    call); other dialects' escapes can only make this refuse more, never less. One trailing
+    ``;`` is dropped.
+    """
+    text = query.rstrip()
+    if not text.endswith(";"):
+        text = query  # unchanged: a trailing line comment keeps its newline
+    while text.rstrip().endswith(";"):
+        text = text.rstrip()[:-1]
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            escapes = i > 0 and text[i - 1] in "eE" and (i < 2 or not _word(text[i - 2]))
+            i = _closing_quote(text, i, "'", escapes=escapes)
+        elif c == '"':
+            i = _closing_quote(text, i, '"', escapes=False)
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            i = _end_of_comment(text, i)
+        elif (
+            c == "$"
+            and (i == 0 or not _word(text[i - 1]))
+            and (m := re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", text[i:]))
+        ):
+            tag = m.group(0)
+            end = text.find(tag, i + len(tag))
+            i = n if end < 0 else end + len(tag)
+        elif c == ";":
+            raise ValueError(
+                "must be one SELECT statement: a ';' ends it, and what follows would run on its own"
+            )
+        else:
+            i += 1
+    return text
+
+
+def _word(c: str) -> bool:
+    return c.isalnum() or c in "_$"
+
+
+def _closing_quote(text: str, start: int, quote: str, *, escapes: bool) -> int:
+    """The index after the quote that closes the one at ``start`` (a doubled quote stays
+    inside; so does a backslash-escaped one in an ``E'...'`` string)."""
+    i = start + 1
+    while i < len(text):
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            if i + 1 < len(text) and text[i + 1] == quote:
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(text)
+
+
+def _end_of_comment(text: str, start: int) -> int:
+    """The index after the ``*/`` closing the ``/*`` at ``start`` (they nest, as in PostgreSQL)."""
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(text)
+
+
 def is_env_ref(value: object) -> bool:
     """True for ``"env:NAME"``: how a spec names a secret without holding it."""
     return isinstance(value, str) and value.startswith("env:") and len(value) > 4
@@ -72,19 +157,57 @@ def env_ref(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # strict: TOML has real numbers and booleans, so batch_size = "500" is a mistake to name,
+    # never a string to coerce
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
+
+
+def _url_from_env(data: Any, section: str) -> Any:
+    """Put the secrets a section names into its URL: ``url = "env:NAME"`` (the whole URL is
+    in the environment) and ``password = "env:NAME"`` (the URL's password is)."""
+    if not isinstance(data, dict):
+        return data
+    url, password = data.get("url"), data.get("password")
+    if isinstance(url, str) and is_env_ref(url):
+        data = {**data, "url": resolve_secret(url, path=f"{section}.url")}
+    if password is not None:
+        if not is_env_ref(password):
+            raise SpecError(f"{section}.password", "must be an env:NAME reference, not a value")
+        data = {**data, "url": _with_password(data.get("url"), password, section)}
+    return data
+
+
+def _with_password(url: Any, ref: str, section: str) -> str:
+    import sqlalchemy as sa
+
+    secret = resolve_secret(ref, path=f"{section}.password")
+    try:
+        parsed = sa.make_url(str(url))
+    except Exception:
+        raise SpecError(f"{section}.url", "not a database URL (e.g. sqlite:///legacy.db)") from None
+    if parsed.password is not None:
+        raise SpecError(f"{section}.password", "the URL has a password already: keep one")
+    return parsed.set(password=secret).render_as_string(hide_password=False)
 
 
 class SourceSpec(_Model):
     """Where the legacy accounts are read from."""
 
     url: str
+    """A URL, or ``"env:NAME"``: the URL is read from the environment."""
+    password: str | None = None
+    """``"env:NAME"`` of the database password, put into ``url`` when connecting."""
     table: str | None = None
     query: str | None = None
     key: str
     preset: str | None = None
     encoding: str = "utf-8"
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_env(cls, data: Any) -> Any:
+        return _url_from_env(data, "source")
 
     @field_validator("encoding")
     @classmethod
@@ -107,6 +230,11 @@ class SourceSpec(_Model):
     def _table_ident(cls, v: str | None) -> str | None:
         return None if v is None else check_identifier(v, qualified=True)
 
+    @field_validator("query")
+    @classmethod
+    def _one_statement(cls, v: str | None) -> str | None:
+        return None if v is None else single_statement(v)
+
     @property
     def is_file(self) -> bool:
         """True for ``csv:///`` and ``jsonl:///`` sources."""
@@ -126,6 +254,9 @@ class TargetSpec(_Model):
     """Where the migrated accounts are written."""
 
     url: str
+    """A URL, or ``"env:NAME"``: the URL is read from the environment."""
+    password: str | None = None
+    """``"env:NAME"`` of the database password, put into ``url`` when connecting."""
     table: str
     key: str | None = None
     """Target column that receives the source key untransformed (default: the source key name)."""
@@ -133,11 +264,26 @@ class TargetSpec(_Model):
     """Target fields that identify an account (a list: unique together, e.g. Magento's
     ``["website_id", "email"]``); duplicates follow ``run.duplicates``."""
     create: bool = True
+    synchronous: Literal["normal", "full"] | None = None
+    """SQLite targets: ``full`` makes every committed batch survive power loss; ``normal`` is
+    atomic but may lose the last commits then. Default: ``full`` when the spec has a
+    ``[notify]`` outbox (a lost batch whose mails went out would be sent again with new
+    tokens), ``normal`` otherwise."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_env(cls, data: Any) -> Any:
+        return _url_from_env(data, "target")
 
     @field_validator("table")
     @classmethod
     def _table_ident(cls, v: str) -> str:
-        return check_identifier(v, qualified=True)
+        check_identifier(v, qualified=True)
+        if v.rpartition(".")[2].lower().startswith(BOOKKEEPING_PREFIX):
+            raise ValueError(
+                f"names starting with {BOOKKEEPING_PREFIX!r} are authmigrate's own tables"
+            )
+        return v
 
     @field_validator("key")
     @classmethod
@@ -228,6 +374,8 @@ class CredentialsSpec(_Model):
     """Parameters for ``import_hash`` (e.g. ``key_id``, ``algorithm`` of a plain digest)."""
     keys: dict[str, str] = Field(default_factory=dict)
     """The keyring: key id -> ``"env:NAME"``. Never the secret itself."""
+    allow_test_profile: bool = False
+    """Allow ``profile = "TEST"`` (64 KiB argon2id: for tests and demos, never real accounts)."""
     profile: str = "OWASP_2025"
     login_rules: list[str] = Field(default_factory=list)
     """The platform's login rules every credential carries (``trim``: WordPress, Drupal 7,
@@ -286,11 +434,18 @@ class CredentialsSpec(_Model):
 
     @field_validator("profile")
     @classmethod
-    def _known_profile(cls, v: str) -> str:
+    def _known_profile(cls, v: str, info: ValidationInfo) -> str:
         from authmigrate.credentials import PROFILES
+        from authmigrate.credentials.wrap import TEST, env_allows_test_profile
 
         if v not in PROFILES:
             raise ValueError(f"unknown profile {v!r} (known: {', '.join(sorted(PROFILES))})")
+        allowed = info.data.get("allow_test_profile") or env_allows_test_profile()
+        if v == TEST.name and not allowed:
+            raise ValueError(
+                "the TEST profile is for tests only; use OWASP_2025, or say "
+                "allow_test_profile = true"
+            )
         return v
 
     @property
@@ -367,7 +522,7 @@ class SmtpSpec(_Model):
     username: str | None = None
     password: str | None = None
     """``env:NAME`` of the SMTP password; never the password itself."""
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
     ca_file: str | None = None
     """PEM file of the CA that signed the server's certificate (default: the system's CAs)."""
 
@@ -404,7 +559,7 @@ class NotifySpec(_Model):
     """``env:NAME`` of earlier outbox keys, still read (never written) while rows sealed under
     them are queued: rotate the key without losing the queue."""
     reset_url: str = "https://shop.example/account/reset?token={token}"
-    rate_per_second: float = Field(default=10.0, gt=0)
+    rate_per_second: float = Field(default=10.0, ge=0.001, le=1_000_000, allow_inf_nan=False)
     max_attempts: int = Field(default=5, ge=1, le=100)
     shop_name: str = "our shop"
     context_fields: list[str] = Field(default_factory=list)
@@ -520,20 +675,59 @@ class SunsetSpec(_Model):
     """Queue the notify outbox's ``reset`` message for each account reset (exactly once)."""
 
 
+class BridgeSpec(_Model):
+    """The login-time password bridge (``authmigrate bridge``): see docs/bridge.md."""
+
+    secret: str
+    """``env:NAME`` of the shared secret every request carries as ``Authorization: Bearer``."""
+    lookup: list[str] = Field(default_factory=lambda: ["email"], min_length=1)
+    """Target fields an identifier is looked up by, in order (e.g. ``["email", "user_id"]``)."""
+    min_seconds: float | None = Field(default=None, ge=0, le=10)
+    """Floor on the time of a failed answer; default: 1.5 x one argon2id verification."""
+    max_body: int = Field(default=65536, ge=1024, le=1_048_576)
+    per_identifier: int = Field(default=10, ge=1)
+    """Attempts per identifier per minute."""
+    per_address: int = Field(default=600, ge=1)
+    """Requests per client address per minute (providers call from a few addresses)."""
+    workers: int = Field(default=8, ge=1, le=256)
+    """Threads verifying passwords."""
+
+    @field_validator("secret")
+    @classmethod
+    def _env_ref(cls, v: str) -> str:
+        return env_ref(v)
+
+    @field_validator("lookup")
+    @classmethod
+    def _idents(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_identifier(name)
+        return v
+class VerifySpec(_Model):
+    """How ``verify`` reads."""
+
+    chunk_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Source rows per checksummed chunk: memory holds one chunk of (mapped) rows."""
+
+
 class Spec(_Model):
     """A whole migration."""
 
-    name: str | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=63)
+    """The migration's name (at most 63 characters, PostgreSQL's identifier limit)."""
     source: SourceSpec
     target: TargetSpec
     fields: dict[str, FieldSpec]
     credentials: CredentialsSpec | None = None
     tokens: TokensSpec | None = None
     notify: NotifySpec | None = None
+    bridge: BridgeSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
     sync: SyncSpec = Field(default_factory=SyncSpec)
     sunset: SunsetSpec = Field(default_factory=SunsetSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     _base_dir: Path | None = PrivateAttr(default=None)
+    _recorded_name: str | None = PrivateAttr(default=None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -607,19 +801,61 @@ class Spec(_Model):
                 'tokens.delivery: "none", but [notify] is there to send the tokens; '
                 'remove one of the two (the default, "notify", sends them)'
             )
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v.isprintable() or v != v.strip()):
+            raise ValueError("printable characters only, no leading or trailing spaces")
+        return v
+
+    @property
+    def target_synchronous(self) -> Literal["normal", "full"]:
+        """``PRAGMA synchronous`` of a SQLite target (see ``target.synchronous``)."""
+        if self.target.synchronous is not None:
+            return self.target.synchronous
+        return "full" if self.notify is not None else "normal"
 
     @property
     def migration_name(self) -> str:
-        """The name runs, checkpoints and rejects are recorded under."""
+        """The name runs, checkpoints and rejects are recorded under.
+
+        ``name`` when the spec gives one; else ``<source>-><target table>@<hash of where the
+        rows come from>``, a file or SQLite source named by its resolved path, so that
+        ``csv:///../data/users.csv`` and the same file's absolute path are one migration.
+        A target holding the bookkeeping of an earlier version's name for this spec keeps
+        using it (:meth:`use_recorded_name`).
+        """
         if self.name:
             return self.name
+        if self._recorded_name:
+            return self._recorded_name
+        return self._default_name(resolve=True)
+
+    @property
+    def earlier_migration_names(self) -> list[str]:
+        """Default names earlier versions derived from this spec (from the source path as
+        spelled, not resolved) when they differ from today's; empty with an explicit name."""
+        if self.name:
+            return []
+        old = self._default_name(resolve=False)
+        return [] if old == self._default_name(resolve=True) else [old]
+
+    def use_recorded_name(self, name: str) -> None:
+        """Record this migration under ``name`` (one of :attr:`earlier_migration_names`,
+        found in the target's bookkeeping)."""
+        if name not in self.earlier_migration_names:
+            raise ValueError("not a name this spec had")
+        self._recorded_name = name
+
+    def _default_name(self, *, resolve: bool) -> str:
         src = self.source
-        label = Path(src.url.split(":///", 1)[-1]).name if src.is_file else src.table or "query"
+        url = _resolved_path_url(src.url) if resolve else src.url
+        label = Path(url.split(":///", 1)[-1]).name if src.is_file else src.table or "query"
         # two shops' "customers" tables into one target must not share a checkpoint: the
         # name carries a hash of where the rows come from (password masked, never shown)
         from authmigrate.db import safe_url
 
-        origin = f"{safe_url(src.url) if not src.is_file else src.url}|{src.table}|{src.query}"
+        origin = f"{safe_url(url) if not src.is_file else url}|{src.table}|{src.query}"
         digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
         return f"{label}->{self.target.table}@{digest}"
 
@@ -627,6 +863,20 @@ class Spec(_Model):
     def target_key(self) -> str:
         """The target column that holds the source key."""
         return self.target.key or self.source.key
+
+    def secret_refs(self) -> dict[str, str]:
+        """Every ``env:NAME`` the spec names, by key path: what a run will need set."""
+        refs: dict[str, str] = {}
+        if self.credentials is not None:
+            for kid, ref in self.credentials.keys.items():
+                refs[f"credentials.keys.{kid}"] = ref
+        if self.tokens is not None and self.tokens.server_key:
+            refs["tokens.server_key"] = self.tokens.server_key
+        if self.notify is not None:
+            refs["notify.outbox_key"] = self.notify.outbox_key
+            if self.notify.smtp.password:
+                refs["notify.smtp.password"] = self.notify.smtp.password
+        return refs
 
     def fingerprint(self) -> str:
         """A short hash of the spec's content, recorded with each run."""
@@ -660,6 +910,22 @@ def resolve_secret(ref: str, *, path: str) -> str:
     if value is None or value == "":
         raise SpecError(path, f"environment variable {name} is not set")
     return value
+
+
+def check_secrets(spec: Spec) -> list[str]:
+    """The environment variables named by the spec's ``env:`` references (all set).
+
+    Raises:
+        SpecError: one or more are not set; the message names each variable and its key path
+            (never a value).
+    """
+    unset = [
+        (path, ref[4:]) for path, ref in spec.secret_refs().items() if not os.environ.get(ref[4:])
+    ]
+    if unset:
+        listed = ", ".join(f"{name} ({path})" for path, name in unset)
+        raise SpecError(unset[0][0], f"environment variable not set: {listed}")
+    return sorted({ref[4:] for ref in spec.secret_refs().values()})
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -701,8 +967,40 @@ def _section_model(annotation: Any) -> tuple[Any, bool]:
 _UNIONS = (typing.Union, types.UnionType)
 
 
+_EXPECTED = {
+    "int_type": "an integer (e.g. 500, without quotes)",
+    "float_type": "a number (e.g. 2.5, without quotes)",
+    "bool_type": "true or false (without quotes)",
+    "string_type": "a string (in quotes)",
+    "list_type": 'a list (e.g. ["a", "b"])',
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+"""What a key holds, by pydantic's error type, for "expected X, got Y" messages."""
+
+
+def _toml_kind(value: Any) -> str:
+    """What the spec wrote, by TOML type (never the value: it may be a secret)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
 def _format(err: ValidationError) -> SpecError:
     first = err.errors()[0]
+    raised = (first.get("ctx") or {}).get("error")
+    if isinstance(raised, SpecError):  # a validator that knows the exact key path
+        return raised
     path = _loc(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -712,6 +1010,9 @@ def _format(err: ValidationError) -> SpecError:
         return SpecError(path, f"unknown key ({hint})")
     if kind == "missing":
         return SpecError(path, "required key is missing")
+    if kind in _EXPECTED:
+        got = _toml_kind(first.get("input"))
+        return SpecError(path, f"expected {_EXPECTED[kind]}, got {got}")
     msg = first["msg"]
     msg = msg.removeprefix("Value error, ")
     return SpecError(path, msg)
@@ -756,7 +1057,24 @@ def load_spec(path: str | Path) -> Spec:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError("", f"cannot read spec file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            "", f"spec file {p} is not UTF-8 text (line {line}); save it as UTF-8"
+        ) from None
     return load_spec_text(text, base_dir=p.resolve().parent)
+
+
+def _resolved_path_url(url: str) -> str:
+    """A ``sqlite:///``, ``csv:///`` or ``jsonl:///`` URL with its path resolved (absolute,
+    ``..`` and symlinks followed); other URLs unchanged."""
+    for scheme in ("sqlite:///", "csv:///", "jsonl:///"):
+        if url.startswith(scheme):
+            path, sep, query = url[len(scheme) :].partition("?")
+            if not path or path.startswith((":memory:", "file:")):
+                return url
+            return f"{scheme}{Path(path).resolve()}{sep}{query}"
+    return url
 
 
 def _resolve_relative_urls(data: dict[str, Any], base: Path) -> dict[str, Any]:

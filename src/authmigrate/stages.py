@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject
+from authmigrate.batch import Batch, InvalidValue, Record, Reject
 from authmigrate.spec import CredentialsSpec, Spec, resolve_secret
 
 
@@ -55,6 +55,12 @@ class CredentialStage:
         formats: list[str | None] = []
         for rec in batch.records:
             raw = rec.source.get(self.spec.column)
+            salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
+            bad = next((v for v in (raw, salt) if type(v) is InvalidValue), None)
+            if bad is not None:
+                column = self.spec.column if bad is raw else self.spec.salt_column
+                doomed.append((rec, Reject(rec.key, bad.reason, column, bad.detail, rec.source)))
+                continue
             if isinstance(raw, bytes | bytearray | memoryview):
                 raw = bytes(raw).decode("utf-8", "replace")
             if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -66,7 +72,7 @@ class CredentialStage:
                                 rec.key,
                                 "credential.missing",
                                 self.spec.column,
-                                "no password hash",
+                                'NULL or empty password hash (credentials.on_missing = "reject")',
                                 rec.source,
                             ),
                         )
@@ -75,7 +81,6 @@ class CredentialStage:
                 rec.values[target], rec.values[reset] = None, True
                 rec.segment, rec.scheme = "reset", None
                 continue
-            salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
             present.append(rec)
             items.append((str(raw).strip(), None if salt is None else str(salt)))
             formats.append(row_format(self.spec, rec.source))
@@ -84,14 +89,30 @@ class CredentialStage:
             for rec, res in zip(present, results, strict=True):
                 if isinstance(res, Exception):
                     code = getattr(res, "code", "credential.malformed")
+                    detail = self._detail(code, res, rec.source.get(self.spec.column))
                     doomed.append(
-                        (rec, Reject(rec.key, code, self.spec.column, str(res), rec.source))
+                        (rec, Reject(rec.key, code, self.spec.column, detail, rec.source))
                     )
                     continue
                 rec.values[target] = res.credential
                 rec.values[reset] = res.credential is None
                 rec.segment, rec.scheme = res.segment, res.scheme
         batch.drop(doomed)
+
+    def _detail(self, code: str, error: Exception, raw: Any) -> str:
+        """What is wrong, for the reject row: an unrecognised value gets the schemes tried and
+        its shape (length and alphabet: a clue to the scheme, never the value)."""
+        if code != "credential.unrecognized":
+            return str(error)
+        from authmigrate.credentials._shape import bare_digest, shape
+
+        text = str(raw).strip()
+        tried = ", ".join(self.spec.schemes)
+        detail = f"no scheme of credentials.scheme ({tried}) recognises it: {shape(text)}"
+        digest = bare_digest(text)
+        if digest is not None:
+            detail += f'; a bare {digest[0]} digest? add "digest" with params.algorithm'
+        return detail
 
     def _prepare(
         self, items: list[tuple[str | None, str | None]], formats: list[str | None]
@@ -187,6 +208,7 @@ def _prepare_chain(
             params=dict(spec.params) if scheme != "auto" else {},
             profile=spec.profile,
             rules=tuple(spec.login_rules),
+            allow_test_profile=spec.allow_test_profile,
         )
         got = prepare_batch([items[i] for i in todo], chosen, keyring, workers=workers)
         retry = []
@@ -212,11 +234,16 @@ class DuplicateStage:
     secret_columns: frozenset[str] = frozenset()
 
     def __init__(
-        self, spec: Spec, lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]]
+        self,
+        spec: Spec,
+        lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]],
+        key_form: Callable[[Any], Any] = lambda key: key,
     ) -> None:
         self.groups = unique_groups(spec)
         self.merge = spec.run.duplicates == "merge"
         self.lookup = lookup
+        self.key_form = key_form
+        """A key as the target holds it (``TargetKey.stored``), to compare keys of both sides."""
 
     def columns(self) -> list[sa.Column[Any]]:
         return []
@@ -237,6 +264,13 @@ class DuplicateStage:
                 if first is None:
                     taken[value] = rec.key
                     continue
+                if self.key_form(first) == self.key_form(rec.key):
+                    # the key check before this stage rejects a key the target holds: an
+                    # account found as a duplicate of itself means keys were compared wrongly
+                    raise RuntimeError(
+                        f"account {rec.key!r} was found as a duplicate of itself "
+                        f"({label}); stopping before anything of this batch is written"
+                    )
                 rej = Reject(
                     rec.key,
                     f"duplicate.{label}",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from authmigrate.batch import InvalidValue
 from authmigrate.errors import SpecError
 from authmigrate.spec import FieldSpec, Spec
 
@@ -75,25 +76,77 @@ def normalize_email(value: str, *, lowercase_local: bool = True) -> str:
             return s.lower() if lowercase_local else f"{m.group(1)}@{m.group(2).lower()}"
     else:
         s = unicodedata.normalize("NFC", s)
-    local, at, domain = s.rpartition("@")
-    if not at or not local or not domain or len(local) > 64 or len(s) > 254:
-        raise InvalidEmail("not local@domain")
-    if "@" in local or not _ATEXT.match(local) or local.startswith(".") or local.endswith("."):
-        raise InvalidEmail("bad local part")
-    if ".." in local:
-        raise InvalidEmail("bad local part")
+    _check_email_shape(s)
+    local, _, domain = s.rpartition("@")
     domain = domain.lower()
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
-        raise InvalidEmail("bad domain")
     if lowercase_local:
         local = local.lower()
     return f"{local}@{domain}"
 
 
+_EMAIL_MAX = 254
+"""RFC 5321's limit on a whole address (a path of 256 octets less the angle brackets)."""
+_LOCAL_MAX = 64
+_LABEL_MAX = 63
+_SPECIALS = set('"(),:;<>[\\]')
+
+
+def _check_email_shape(s: str) -> None:
+    """Raise :class:`InvalidEmail` saying what is wrong with ``s`` (never quoting it)."""
+    if not s:
+        raise InvalidEmail("empty")
+    if len(s) > _EMAIL_MAX:
+        raise InvalidEmail(f"longer than {_EMAIL_MAX} characters (RFC 5321): {len(s):,} characters")
+    local, at, domain = s.rpartition("@")
+    if not at:
+        raise InvalidEmail("no @ (not local@domain)")
+    if not local:
+        raise InvalidEmail("nothing before the @")
+    if not domain:
+        raise InvalidEmail("nothing after the @")
+    if "@" in local:
+        raise InvalidEmail("more than one @")
+    if len(local) > _LOCAL_MAX:
+        raise InvalidEmail(f"local part longer than {_LOCAL_MAX} characters (RFC 5321)")
+    if not _ATEXT.match(local):
+        raise InvalidEmail(f"local part contains {_bad_character(local)}")
+    if local.startswith(".") or local.endswith("."):
+        raise InvalidEmail("local part starts or ends with a dot")
+    if ".." in local:
+        raise InvalidEmail("two dots in a row in the local part")
+    labels = domain.lower().split(".")
+    if len(labels) < 2:
+        raise InvalidEmail("domain has no dot (e.g. example.com)")
+    for label in labels:
+        if not label:
+            raise InvalidEmail("empty domain label (two dots in a row, or a dot at an end)")
+        if len(label) > _LABEL_MAX:
+            raise InvalidEmail(f"domain label longer than {_LABEL_MAX} characters (RFC 1035)")
+        if label.startswith("-") or label.endswith("-"):
+            raise InvalidEmail("domain label starts or ends with a hyphen")
+        if not _LABEL.match(label):
+            raise InvalidEmail(f"domain contains {_bad_character(label, domain=True)}")
+
+
+def _bad_character(part: str, *, domain: bool = False) -> str:
+    """What kind of character is not allowed (a description, never the text itself)."""
+    for ch in part:
+        if ch.isspace() or ch in _ZERO_WIDTH:
+            return "a space or invisible character"
+        if ord(ch) < 32 or ord(ch) == 127:
+            return "a control character"
+        if ch in _SPECIALS:
+            return 'one of " ( ) , : ; < > [ \\ ] (allowed only in quotes, which we refuse)'
+        if domain and ch == "_":
+            return "an underscore (not allowed in a host name)"
+    return "a character not allowed there"
+
+
 def _as_text(value: Any, column: str) -> str:
     if isinstance(value, str):
         return value
+    if type(value) is InvalidValue:
+        raise FieldReject(value.reason, column, value.detail)
     if isinstance(value, bytes | bytearray | memoryview):
         try:
             return bytes(value).decode("utf-8")
@@ -117,10 +170,18 @@ def check_text(s: str, column: str) -> str:
 
 
 def _passthrough(column: str) -> Callable[[Any], Any]:
-    """A plain copy keeps the source's type; only text is checked."""
+    """A plain copy keeps the source's type; only text is checked, and an aware date-time
+    becomes naive UTC (as a ``datetime`` field does), whatever the source session's zone."""
 
     def same(v: Any) -> Any:
-        return check_text(v, column) if type(v) is str else v
+        kind = type(v)
+        if kind is str:
+            return check_text(v, column)
+        if kind is InvalidValue:
+            raise FieldReject(v.reason, column, v.detail)
+        if kind is dt.datetime and v.tzinfo is not None:
+            return v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v
 
     return same
 
@@ -157,6 +218,13 @@ _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
 
+def _kind_of(value: Any) -> str:
+    """A value described by its type and size, for a reject's detail (never the value)."""
+    if isinstance(value, str):
+        return "empty text" if not value.strip() else f"text of {len(value):,} characters"
+    return f"a {type(value).__name__}"
+
+
 def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one branch a type
     bits = 31 if kind == "integer" else 63  # INTEGER / BIGINT, as every target stores them
 
@@ -167,18 +235,26 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
             try:
                 v = int(str(v).strip())
             except ValueError:
-                raise FieldReject("field.invalid_type", column, "not an integer") from None
+                raise FieldReject(
+                    "field.invalid_type", column, f"{_kind_of(v)} is not an integer"
+                ) from None
         if not -(2**bits) <= v < 2**bits:
-            raise FieldReject("field.out_of_range", column, f"does not fit {bits + 1} bits")
+            raise FieldReject(
+                "field.out_of_range",
+                column,
+                f'integer does not fit {bits + 1} bits (type = "{kind}")',
+            )
         return v
 
     def floating(v: Any) -> Any:
         try:
             f = float(v)
         except (TypeError, ValueError, OverflowError):
-            raise FieldReject("field.invalid_type", column, "not a number") from None
+            raise FieldReject(
+                "field.invalid_type", column, f"{_kind_of(v)} is not a number"
+            ) from None
         if not math.isfinite(f):
-            raise FieldReject("field.out_of_range", column, "not a finite number")
+            raise FieldReject("field.out_of_range", column, "infinite or NaN: not a finite number")
         return f
 
     def boolean(v: Any) -> Any:
@@ -191,7 +267,11 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
             return True
         if s in _FALSE:
             return False
-        raise FieldReject("field.invalid_type", column, "not a boolean")
+        raise FieldReject(
+            "field.invalid_type",
+            column,
+            f"{_kind_of(v)} is not a boolean (1/0, true/false, yes/no, on/off)",
+        )
 
     def datetime_(v: Any) -> Any:
         v = _datetime(v)
@@ -209,14 +289,20 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
             try:
                 return dt.datetime.fromtimestamp(v, tz=dt.UTC).replace(tzinfo=None)
             except (OverflowError, OSError, ValueError):
-                raise FieldReject("field.invalid_type", column, "not a timestamp") from None
+                raise FieldReject(
+                    "field.invalid_type", column, "number out of the range of a Unix timestamp"
+                ) from None
         s = str(v).strip()
         if s.startswith("0000-00-00"):
             return None  # MySQL's zero date means "no date"
         try:
             return dt.datetime.fromisoformat(s)
         except ValueError:
-            raise FieldReject("field.invalid_type", column, "not a date-time") from None
+            raise FieldReject(
+                "field.invalid_type",
+                column,
+                f"{_kind_of(v)} is not an ISO 8601 date-time (YYYY-MM-DD HH:MM:SS)",
+            ) from None
 
     def date_(v: Any) -> Any:
         if isinstance(v, dt.datetime):
@@ -229,14 +315,20 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
         try:
             return dt.date.fromisoformat(s[:10])
         except ValueError:
-            raise FieldReject("field.invalid_type", column, "not a date") from None
+            raise FieldReject(
+                "field.invalid_type",
+                column,
+                f"{_kind_of(v)} is not an ISO 8601 date (YYYY-MM-DD)",
+            ) from None
 
     def json_(v: Any) -> Any:
         if isinstance(v, str):
             try:
                 json.loads(v)
             except ValueError:
-                raise FieldReject("field.invalid_type", column, "not JSON") from None
+                raise FieldReject(
+                    "field.invalid_type", column, f"{_kind_of(v)} is not valid JSON"
+                ) from None
             return v
         return json.dumps(v, default=str)
 
@@ -332,6 +424,8 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
 
     def field(row: Row) -> Any:
         v = get(row)
+        if type(v) is InvalidValue:
+            raise FieldReject(v.reason, name, v.detail)
         if blank_is_null and type(v) is str and not v.strip():
             v = None
         if v is not None and steps:
@@ -345,14 +439,49 @@ def compile_field(name: str, spec: FieldSpec) -> FieldFn:
             v = default
         if v is None:
             if required:
-                raise FieldReject("field.missing", name, "no value")
+                raise FieldReject(
+                    "field.missing", name, "no value (NULL or empty) in a required field"
+                )
             return None
         v = coerce(v)
         if max_length is not None and isinstance(v, str) and len(v) > max_length:
-            raise FieldReject("field.too_long", name, f"longer than {max_length}")
+            raise FieldReject(
+                "field.too_long",
+                name,
+                f"{len(v):,} characters, longer than max_length = {max_length}",
+            )
         return v
 
     return field
+
+
+def normalizer(name: str, spec: FieldSpec) -> Callable[[Any], Any] | None:
+    """The field's ``normalize`` steps alone, for text the target already holds (an account
+    the new system wrote itself), so it can be compared with normalized source values.
+
+    None for a field without steps. A value the steps refuse (not an email) stays as it is.
+
+    >>> normalizer("email", FieldSpec(normalize=["email"]))("  User.5@Example.com")
+    'user.5@example.com'
+    """
+    if not spec.normalize:
+        return None
+    steps = [_text_step(n, spec, name) for n in spec.normalize]
+
+    def normalize(value: Any) -> Any:
+        if type(value) is not str:
+            return value
+        v: Any = value
+        try:
+            for step in steps:
+                v = step(v)
+                if v is None:
+                    return None
+        except FieldReject:
+            return value
+        return v
+
+    return normalize
 
 
 def source_columns_used(spec: Spec) -> dict[str, str]:

@@ -160,7 +160,7 @@ def cutover(
     result.verify = verify_migration(spec)
     target = SqlTarget(spec)
     try:
-        result.open_rejects = target.reject_counts("rejected")
+        result.open_rejects = target.counts().by_reason
     finally:
         target.close()
     result.credentials = credential_states(spec)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ._base import Keyring, register
 from ._common import DigestScheme, malformed
-from ._limits import MAX_PBKDF2_ITERATIONS
+from ._limits import check_pbkdf2
 
 _PRFS = {0: "sha1", 1: "sha256", 2: "sha512"}
 _V2_ITERATIONS = 1000
@@ -76,8 +76,7 @@ class _AspNet(DigestScheme):
         blob = _parse(_decode(credential))
         if blob is None or blob.version != self.version:
             raise malformed(self.id)
-        if blob.iterations > MAX_PBKDF2_ITERATIONS:
-            raise malformed(self.id, "iteration count out of range")
+        check_pbkdf2(self.id, blob.iterations, blob.prf)
         return blob
 
     def identify(self, credential: str) -> bool:

@@ -41,7 +41,7 @@ class _Pbkdf2(DigestScheme):
         parts = credential.split("$")
         if len(parts) != 4 or parts[0] != self.algorithm or not parts[1].isdigit():
             raise malformed(self.id)
-        iterations = check_pbkdf2(self.id, int(parts[1]))
+        iterations = check_pbkdf2(self.id, int(parts[1]), self.hash_name)
         if not parts[2]:
             raise malformed(self.id)
         return iterations, parts[2], parts[3]

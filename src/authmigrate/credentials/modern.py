@@ -19,11 +19,16 @@ from passlib import hash as _ph
 from ._base import Example, Keyring, register
 from ._common import NeverWrapped, malformed
 from ._limits import (
-    MAX_PBKDF2_ITERATIONS,
-    MAX_SHA_CRYPT_ROUNDS,
+    MEMORY_GATE,
+    argon2_memory,
     check_argon2_phc,
     check_bcrypt_cost,
+    check_pbkdf2,
     check_scrypt,
+    check_work,
+    password_bytes,
+    scrypt_maxmem,
+    sha_crypt_seconds,
 )
 
 BCRYPT_MAX_BYTES = 72
@@ -106,9 +111,10 @@ def argon2_check(scheme_id: str, phc: str, password: str) -> bool:
     Raises:
         MalformedHashError: parameters out of bounds, or a string argon2-cffi cannot read.
     """
-    check_argon2_phc(scheme_id, phc)
+    params = check_argon2_phc(scheme_id, phc)
     try:
-        return _VERIFIER.verify(phc, password)
+        with MEMORY_GATE.hold(argon2_memory(params.memory_cost)):
+            return _VERIFIER.verify(phc, password)
     except VerificationError:
         return False
     except InvalidHashError:
@@ -290,69 +296,97 @@ class Scrypt(_Passlib):
 
     def _check_cost(self, parsed: Any) -> None:
         """N = 2^ln, r and p within the scrypt bounds."""
+        if not 1 <= int(parsed.rounds) <= 62:
+            raise malformed(self.id, "bad scrypt parameters")
         n = 1 << int(parsed.rounds)
         check_scrypt(self.id, n, int(parsed.block_size), int(parsed.parallelism))
 
+    def _memory(self, credential: str) -> int:
+        parsed = self._parse(credential)
+        return scrypt_maxmem(1 << int(parsed.rounds), int(parsed.block_size), parsed.parallelism)
 
-class _RoundsBounded(_Passlib):
-    """A libpass scheme whose ``rounds`` is its work factor."""
+    def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
+        """libpass's verification, inside the memory gate."""
+        with MEMORY_GATE.hold(self._memory(credential)):
+            return super().verify(password, credential, keyring)
 
-    max_rounds: ClassVar[int]
+    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
+        """The checksum, inside the memory gate."""
+        with MEMORY_GATE.hold(self._memory(credential)):
+            return super().digest(password, credential, keyring)
+
+
+class _Pbkdf2(_Passlib):
+    """A libpass PBKDF2 scheme: its iterations are priced by the work model."""
+
+    hash_name: ClassVar[str]
 
     def _check_cost(self, parsed: Any) -> None:
-        """``rounds`` at most :attr:`max_rounds`."""
-        if not 1 <= int(parsed.rounds) <= self.max_rounds:
+        """The iterations within the work budget."""
+        check_pbkdf2(self.id, int(parsed.rounds), self.hash_name)
+
+
+class _ShaCrypt(_Passlib):
+    """SHA-crypt: rounds times the password length, priced by the work model."""
+
+    hash_name: ClassVar[str]
+
+    def _check_cost(self, parsed: Any) -> None:
+        """The rounds, with the password length of the moment, within the work budget."""
+        rounds = int(parsed.rounds)
+        if not 1 <= rounds <= 999_999_999:
             raise malformed(self.id, "round count out of range")
+        check_work(self.id, sha_crypt_seconds(self.hash_name, rounds, password_bytes()))
 
 
 @register(priority=21)
-class Pbkdf2Sha1(_RoundsBounded):
+class Pbkdf2Sha1(_Pbkdf2):
     """PBKDF2-HMAC-SHA1 in libpass's PHC-like form."""
 
     id = "pbkdf2_sha1"
     description = "PBKDF2-HMAC-SHA1 $pbkdf2$rounds$salt$hash (libpass, adapted base64)"
     handler = _ph.pbkdf2_sha1
-    max_rounds = MAX_PBKDF2_ITERATIONS
+    hash_name = "sha1"
 
 
 @register(priority=22)
-class Pbkdf2Sha256(_RoundsBounded):
+class Pbkdf2Sha256(_Pbkdf2):
     """PBKDF2-HMAC-SHA256 in libpass's PHC-like form."""
 
     id = "pbkdf2_sha256"
     description = "PBKDF2-HMAC-SHA256 $pbkdf2-sha256$rounds$salt$hash (libpass)"
     handler = _ph.pbkdf2_sha256
-    max_rounds = MAX_PBKDF2_ITERATIONS
+    hash_name = "sha256"
 
 
 @register(priority=23)
-class Pbkdf2Sha512(_RoundsBounded):
+class Pbkdf2Sha512(_Pbkdf2):
     """PBKDF2-HMAC-SHA512 in libpass's PHC-like form."""
 
     id = "pbkdf2_sha512"
     description = "PBKDF2-HMAC-SHA512 $pbkdf2-sha512$rounds$salt$hash (libpass)"
     handler = _ph.pbkdf2_sha512
-    max_rounds = MAX_PBKDF2_ITERATIONS
+    hash_name = "sha512"
 
 
 @register(priority=24)
-class Sha256Crypt(_RoundsBounded):
+class Sha256Crypt(_ShaCrypt):
     """SHA-256-crypt ``$5$`` (glibc)."""
 
     id = "sha256_crypt"
     description = "SHA-256-crypt $5$[rounds=N$]salt$hash (glibc crypt)"
     handler = _ph.sha256_crypt
-    max_rounds = MAX_SHA_CRYPT_ROUNDS
+    hash_name = "sha256"
 
 
 @register(priority=25)
-class Sha512Crypt(_RoundsBounded):
+class Sha512Crypt(_ShaCrypt):
     """SHA-512-crypt ``$6$`` (glibc)."""
 
     id = "sha512_crypt"
     description = "SHA-512-crypt $6$[rounds=N$]salt$hash (glibc crypt)"
     handler = _ph.sha512_crypt
-    max_rounds = MAX_SHA_CRYPT_ROUNDS
+    hash_name = "sha512"
 
 
 @register(priority=26)

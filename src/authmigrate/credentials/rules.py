@@ -35,7 +35,7 @@ from typing import ClassVar
 from authmigrate.errors import CredentialError
 
 from . import _phc
-from ._base import Keyring, Scheme, all_schemes, register
+from ._base import Example, Keyring, Scheme, all_schemes, register
 from ._common import malformed, not_wrappable
 from .shops import php_htmlspecialchars
 
@@ -151,6 +151,14 @@ class LoginRule:
         "$login-rule$trim=1$<credential>: the platform's login rule (trim, html) around any form"
     )
     weak: ClassVar[bool] = False
+    examples: ClassVar[tuple[Example, ...]] = (
+        # bcrypt (the bcrypt library, cost 4) of "password"; WordPress's login trims the typed
+        # " password " before checking it
+        Example(
+            " password ",
+            "$login-rule$trim=1$$2b$04$L1ZO/6nL.0b4nX4vDeNUA.96ocrStVNrS7eQ.x4QbLBgvOKKrwX4a",
+        ),
+    )
 
     def identify(self, credential: str) -> bool:
         """True for the ``$login-rule$`` prefix."""

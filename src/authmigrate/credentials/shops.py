@@ -32,7 +32,7 @@ from passlib.hash import phpass as _libpass_phpass
 from authmigrate.errors import CredentialError
 
 from . import _phc
-from ._base import Keyring, register
+from ._base import Example, Keyring, register
 from ._common import (
     DigestScheme,
     b64encode,
@@ -45,14 +45,19 @@ from ._common import (
     stored_hex,
 )
 from ._limits import (
-    MAX_ARGON2_WORK_KIB,
     MAX_MAGENTO2_CHAIN,
     MAX_PHPASS_LOG2,
     MAX_SHOPWARE_ITERATIONS,
     MAX_SLOW_LOOP_PASSWORD_BYTES,
+    MEMORY_GATE,
     MIN_PHPASS_LOG2,
+    argon2_memory,
+    argon2_seconds,
     check_argon2,
     check_bcrypt_cost,
+    check_work,
+    loop_seconds,
+    password_bytes,
 )
 
 ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -134,11 +139,19 @@ def _encode64(data: bytes, count: int) -> str:
     return "".join(out)
 
 
-def check_phpass_log2(scheme_id: str, setting: str) -> int:
-    """The log2 round count of a phpass / Drupal setting, within bounds (MalformedHashError)."""
+def check_phpass_log2(
+    scheme_id: str, setting: str, algo: str = "md5", length: int | None = None
+) -> int:
+    """The log2 round count of a phpass / Drupal setting, within bounds (MalformedHashError).
+
+    The rounds hash the whole password each time: the work model prices them with ``length``
+    bytes of password (default: the length of the moment, see ``_limits.password_bytes``).
+    """
     log2 = ITOA64.find(setting[3]) if len(setting) >= 12 else -1
     if not MIN_PHPASS_LOG2 <= log2 <= MAX_PHPASS_LOG2:
         raise malformed(scheme_id, "round count out of range")
+    priced = password_bytes() if length is None else length
+    check_work(scheme_id, loop_seconds(algo, 1 << log2, priced))
     return log2
 
 
@@ -152,7 +165,7 @@ def _crypt_private(scheme_id: str, algo: str, password: bytes, setting: str) -> 
     ``setting`` is ``$X$`` + one round-count character + an 8-character salt. Returns the part
     after those 12 characters (22 characters for md5, 43 for sha512 as Drupal truncates to 55).
     """
-    log2 = check_phpass_log2(scheme_id, setting)
+    log2 = check_phpass_log2(scheme_id, setting, algo, len(password))
     salt = setting[4:12].encode("ascii")
     digest = hashlib.new(algo, salt + password).digest()
     for _ in range(1 << log2):
@@ -336,7 +349,8 @@ class Drupal7(DigestScheme):
             parts = bool(m.group(1)), "sha512", m.group(2), m.group(3) or ""
         else:
             parts = True, "md5", m.group(4), m.group(5) or ""
-        check_phpass_log2(self.id, parts[2])
+        # a U$ hash runs its rounds over md5(password): 32 hex characters whatever was typed
+        check_phpass_log2(self.id, parts[2], parts[1], 32 if parts[0] else None)
         return parts
 
     def identify(self, credential: str) -> bool:
@@ -355,11 +369,15 @@ class Drupal7(DigestScheme):
 
     def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
         """The encoded checksum ``_password_crypt`` computes (after md5 for ``U$``); a password
-        over 512 bytes, which Drupal refuses, gives a value no stored checksum equals."""
+        over 512 bytes, which Drupal refuses, gives a value no stored checksum equals.
+
+        ``_password_crypt`` applies the 512-byte cap to what it is given: for ``U$`` that is the
+        32-character md5, so a ``U$`` account's longer password verifies, as in Drupal.
+        """
         md5_first, algo, setting, _ = self._parts(credential)
-        if len(_pw(password)) > MAX_PASSWORD_BYTES_DRUPAL:
-            return _REFUSED
         secret = _md5_hex(_pw(password)) if md5_first else _pw(password)
+        if len(secret) > MAX_PASSWORD_BYTES_DRUPAL:
+            return _REFUSED
         return _crypt_private(self.id, algo, secret, setting).encode("ascii")
 
     def stored_digest(self, credential: str) -> bytes:
@@ -375,10 +393,9 @@ class Drupal7(DigestScheme):
         return ("U" if md5_first else "") + setting
 
     def verify(self, password: str, credential: str, keyring: Keyring | None = None) -> bool:
-        """``user_check_password``: False for passwords Drupal refuses (over 512 bytes)."""
+        """``user_check_password``: False for passwords Drupal refuses (over 512 bytes, except
+        under ``U$``, where the cap applies to the md5 of the password)."""
         stored = self.stored_digest(credential)
-        if len(_pw(password)) > MAX_PASSWORD_BYTES_DRUPAL:
-            return False
         return same(self.digest(password, credential), stored)
 
 
@@ -468,6 +485,11 @@ def _magento2_argon(data: bytes, salt: bytes, seed: int, ops: int, mem: int) -> 
     salt = salt[:16]
     if len(salt) < 16:
         salt = (salt * 16)[:16]
+    with MEMORY_GATE.hold(argon2_memory(mem // 1024)):
+        return _argon_raw(data, salt, seed, ops, mem)
+
+
+def _argon_raw(data: bytes, salt: bytes, seed: int, ops: int, mem: int) -> bytes:
     return hash_secret_raw(
         secret=data,
         salt=salt,
@@ -506,15 +528,14 @@ class Magento2(DigestScheme):
         if len(versions) > MAX_MAGENTO2_CHAIN:
             raise malformed(self.id, "too many versions in the chain")
         salt = salt_text.encode("utf-8")
-        work = 0
+        work = 0.0
         for version in versions:
             if version not in _M2_SIMPLE:
                 _, ops, mem = self._argon_params(version)
-                work += ops * (mem // 1024)
+                work += argon2_seconds(mem // 1024, ops)
                 if not salt:
                     raise malformed(self.id, "argon2 needs a salt")
-        if work > MAX_ARGON2_WORK_KIB:
-            raise malformed(self.id, "argon2 parameters out of range")
+        check_work(self.id, work)
         if digest and len(digest) != self._digest_len(versions[-1]):
             raise malformed(self.id, "digest length does not match the last version")
         return digest, salt, versions
@@ -752,6 +773,64 @@ class Joomla(DigestScheme):
         return _phc.without_digest(credential, 2)
 
 
+_JOOMLA_SHA256 = re.compile(r"\{SHA256\}([0-9a-f]{64})?(?::([^:]+))?")
+
+
+@register(priority=56)
+class JoomlaSha256(DigestScheme):
+    """Joomla 3.2 ``{SHA256}<sha256(password . salt)>:<salt>`` (``JUserHelper::verifyPassword``:
+    ``getCryptedPassword($password, $salt, 'sha256', true)``; no salt: ``sha256(password)``).
+
+    Canonical form: the stored string, e.g. ``{SHA256}<64 hex>:<salt>``; the whole string is
+    what Joomla compares, so the hex is lower case as PHP's ``hash()`` writes it.
+    """
+
+    id: ClassVar[str] = "joomla_sha256"
+    description: ClassVar[str] = "Joomla 3.2 {SHA256}sha256(password+salt):salt"
+    weak: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = (
+        # PHP: '{SHA256}' . hash('sha256', $password . $salt) . ':' . $salt
+        Example(
+            "password",
+            "{SHA256}267988b4812c61ab4fd0cb0bd19d019ac63ad8100f988f1849d120c5d0de9d98"
+            ":iVQ3RJ5BNGCiAT9yWeyTBvnKu7Im1kWZ",
+        ),
+    )
+
+    def identify(self, credential: str) -> bool:
+        """True for ``{SHA256}`` followed by 64 lower-case hex digits (and ``:salt``)."""
+        m = _JOOMLA_SHA256.fullmatch(credential)
+        return bool(m and m.group(1))
+
+    def _parse(self, credential: str) -> tuple[str, bytes]:
+        m = _JOOMLA_SHA256.fullmatch(credential)
+        if not m:
+            raise malformed(self.id)
+        return m.group(1) or "", (m.group(2) or "").encode("utf-8")
+
+    def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
+        """The stored ``password`` column as it is; no salt column or params."""
+        reject_params(self.id, params)
+        if salt is not None or not self.identify(value):
+            raise malformed(self.id, "expected {SHA256}<64 lower-case hex>[:salt]")
+        return value
+
+    def digest(self, password: str, credential: str, keyring: Keyring | None = None) -> bytes:
+        """``sha256(password . salt)`` (raw bytes)."""
+        _, salt = self._parse(credential)
+        return hashlib.sha256(_pw(password) + salt).digest()
+
+    def stored_digest(self, credential: str) -> bytes:
+        """The stored sha256 (raw bytes)."""
+        digest, _ = self._parse(credential)
+        return stored_hex(self.id, digest)
+
+    def strip_digest(self, credential: str) -> str:
+        """``{SHA256}:<salt>`` (``{SHA256}`` alone without a salt)."""
+        _, salt = self._parse(credential)
+        return "{SHA256}" + (":" + salt.decode("utf-8") if salt else "")
+
+
 # -- Shopware 5 ------------------------------------------------------------------------------
 
 _SW_SHA256 = re.compile(r"(\d{1,7}):([^:$]{1,255}):([0-9a-f]{64})?")
@@ -778,6 +857,9 @@ class Shopware5Sha256(DigestScheme):
         iterations, salt, digest = m.groups()
         if int(iterations) > SHOPWARE_MAX_ITERATIONS:
             raise malformed(self.id, "iteration count out of range")
+        # each round hashes the previous hex digest, the password and the salt
+        priced = password_bytes() + 64 + len(salt)
+        check_work(self.id, loop_seconds("sha256", int(iterations) + 1, priced))
         return iterations, salt.encode("utf-8"), digest or ""
 
     def identify(self, credential: str) -> bool:

@@ -79,7 +79,7 @@ class WerkzeugPbkdf2(_Werkzeug):
             raise malformed(self.id, "expected pbkdf2:<hash>:<iterations>")
         if args[0] not in hashlib.algorithms_guaranteed:
             raise malformed(self.id, "unsupported digest")
-        return args[0], check_pbkdf2(self.id, int(args[1])), salt
+        return args[0], check_pbkdf2(self.id, int(args[1]), args[0]), salt
 
     def import_hash(self, value: str, *, salt: str | None = None, **params: object) -> str:
         """Validate the string, including its digest name and iteration count."""

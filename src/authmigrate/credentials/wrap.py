@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,7 +33,7 @@ from authmigrate.errors import CredentialError
 
 from ._base import Keyring, get, register
 from ._common import malformed
-from ._limits import check_argon2_phc
+from ._limits import MAX_PASSWORD_BYTES, MEMORY_GATE, argon2_memory, check_argon2_phc
 
 WRAP_PREFIX = "$wrap$"
 
@@ -67,24 +68,46 @@ TEST = Profile("TEST", memory_cost=64, time_cost=1, parallelism=1)
 PROFILES: dict[str, Profile] = {p.name: p for p in (OWASP_2025, TEST)}
 DEFAULT_PROFILE = OWASP_2025
 
+ALLOW_TEST_PROFILE_ENV = "AUTHMIGRATE_ALLOW_TEST_PROFILE"
+"""Set to ``1`` to allow the ``TEST`` profile in this process (the test suite's conftest does;
+a spec says ``allow_test_profile = true`` instead)."""
 
-def profile_named(profile: str | Profile | None) -> Profile:
+
+def env_allows_test_profile() -> bool:
+    """True when the environment allows the ``TEST`` profile (:data:`ALLOW_TEST_PROFILE_ENV`)."""
+    return os.environ.get(ALLOW_TEST_PROFILE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def profile_named(profile: str | Profile | None, *, allow_test: bool = False) -> Profile:
     """The profile for a name (or the profile itself; ``None`` is :data:`DEFAULT_PROFILE`).
 
+    The ``TEST`` profile (64 KiB, one pass: seconds to crack) is refused unless ``allow_test``
+    is true or the environment allows it (:data:`ALLOW_TEST_PROFILE_ENV`), so that a spec or
+    a login path copied from a test cannot hash real accounts with it.
+
     Raises:
-        CredentialError: unknown profile name (code ``credential.profile``).
+        CredentialError: unknown profile name, or ``TEST`` not allowed (code
+            ``credential.profile``).
     """
     if profile is None:
         return DEFAULT_PROFILE
     if isinstance(profile, Profile):
-        return profile
-    try:
-        return PROFILES[profile]
-    except KeyError:
+        chosen = profile
+    else:
+        try:
+            chosen = PROFILES[profile]
+        except KeyError:
+            raise CredentialError(
+                f"unknown argon2 profile {profile!r}; known: {', '.join(PROFILES)}",
+                code="credential.profile",
+            ) from None
+    if chosen.name == TEST.name and not (allow_test or env_allows_test_profile()):
         raise CredentialError(
-            f"unknown argon2 profile {profile!r}; known: {', '.join(PROFILES)}",
+            "the TEST argon2 profile is for tests only: use OWASP_2025, or allow it explicitly "
+            f"(allow_test_profile = true in the spec, or {ALLOW_TEST_PROFILE_ENV}=1)",
             code="credential.profile",
-        ) from None
+        )
+    return chosen
 
 
 @functools.lru_cache(maxsize=16)
@@ -138,7 +161,11 @@ def format_wrapped(parts: WrappedParts) -> str:
 
 
 def wrap_credential(
-    scheme_id: str, credential: str, *, profile: str | Profile | None = None
+    scheme_id: str,
+    credential: str,
+    *,
+    profile: str | Profile | None = None,
+    allow_test_profile: bool = False,
 ) -> str:
     """Wrap a canonical credential of ``scheme_id`` (see :func:`authmigrate.credentials.wrap`).
 
@@ -155,8 +182,18 @@ def wrap_credential(
     scheme = get(scheme_id)
     stored = scheme.stored_digest(credential)
     inner = scheme.strip_digest(credential)
-    argon2_hash = hasher(profile_named(profile)).hash(stored)
+    argon2_hash = hasher(profile_named(profile, allow_test=allow_test_profile)).hash(stored)
     return format_wrapped(WrappedParts(scheme_id, argon2_hash, inner))
+
+
+def password_too_long(password: str) -> bool:
+    """True when ``password`` is over :data:`~._limits.MAX_PASSWORD_BYTES` in UTF-8.
+
+    Counted without encoding a huge string: more characters than the cap is over it already.
+    """
+    if len(password) > MAX_PASSWORD_BYTES:
+        return True
+    return len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES
 
 
 def _wrapped_again() -> CredentialError:
@@ -207,7 +244,9 @@ class Wrapped:
             inner = get(parts.scheme)
         except KeyError:
             raise malformed(self.id, "unknown inner scheme") from None
-        check_argon2_phc(self.id, parts.argon2_hash)
+        params = check_argon2_phc(self.id, parts.argon2_hash)
+        if password_too_long(password):
+            return False  # checked here too: the inner digest has no cap of its own
         try:
             legacy_digest = inner.digest(password, parts.inner, keyring)
         except CredentialError as exc:
@@ -218,7 +257,8 @@ class Wrapped:
             else:
                 raise
         try:
-            return _VERIFIER.verify(parts.argon2_hash, legacy_digest)
+            with MEMORY_GATE.hold(argon2_memory(params.memory_cost)):
+                return _VERIFIER.verify(parts.argon2_hash, legacy_digest)
         except VerificationError:
             return False
         except InvalidHashError:

@@ -57,8 +57,22 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def outbox_table(metadata: sa.MetaData) -> sa.Table:
-    """Declare (or return the already declared) outbox table in ``metadata``."""
+def source_key_type(key_type: Any | None = None) -> Any:
+    """The outbox's ``source_key`` column type for a source key of ``key_type``.
+
+    Text where a unique index takes any length (PostgreSQL, SQLite), so a long text key
+    fits; on MySQL/MariaDB, whose index entries hold at most 3072 bytes, a VARCHAR as long
+    as the key's own type (at least 255 characters, at most 512).
+    """
+    length = getattr(key_type, "length", None) or (255 if key_type is not None else 512)
+    if isinstance(key_type, sa.Integer | sa.Numeric | sa.DateTime | sa.Date | sa.Uuid):
+        length = 255
+    return sa.Text().with_variant(sa.String(min(max(length, 255), 512)), "mysql", "mariadb")
+
+
+def outbox_table(metadata: sa.MetaData, key_type: Any | None = None) -> sa.Table:
+    """Declare (or return the already declared) outbox table in ``metadata``; ``key_type``
+    (the source key's type) sizes its ``source_key`` column."""
     if OUTBOX_TABLE in metadata.tables:
         return metadata.tables[OUTBOX_TABLE]
     return sa.Table(
@@ -67,7 +81,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("migration", sa.String(200), nullable=False),
         sa.Column("run_id", sa.String(64), nullable=False),
-        sa.Column("source_key", sa.String(255), nullable=False),
+        sa.Column("source_key", source_key_type(key_type), nullable=False),
         sa.Column("segment", sa.String(32), nullable=False),
         sa.Column("recipient", sa.Text, nullable=True),
         sa.Column("context", sa.Text, nullable=False, default="{}"),
@@ -311,6 +325,8 @@ class OutboxStage:
         self.templates.check()
         self._cipher = OutboxCipher(key) if key is not None else OutboxCipher.from_spec(notify)
         self._table: sa.Table | None = None
+        self.accounts: tuple[str, str] | None = None
+        """(accounts table, key column), whose key type sizes the outbox's ``source_key``."""
 
     @classmethod
     def from_spec(cls, spec: Spec, *, base_dir: Path | None = None) -> OutboxStage:
@@ -318,7 +334,9 @@ class OutboxStage:
         if spec.notify is None:
             raise SpecError("notify", "the spec has no [notify] section")
         column = spec.tokens.column if spec.tokens is not None else None
-        return cls(spec.notify, spec.migration_name, token_column=column, base_dir=base_dir)
+        stage = cls(spec.notify, spec.migration_name, token_column=column, base_dir=base_dir)
+        stage.accounts = (spec.target.table, spec.target_key)
+        return stage
 
     def __repr__(self) -> str:
         return f"OutboxStage(migration={self.migration!r})"
@@ -328,8 +346,15 @@ class OutboxStage:
         return []
 
     def tables(self, metadata: sa.MetaData) -> None:
-        """Declare ``authmigrate_outbox``."""
-        self._table = outbox_table(metadata)
+        """Declare ``authmigrate_outbox``, its ``source_key`` sized from the accounts
+        table's key column when that is declared in ``metadata`` already."""
+        key_type = None
+        if self.accounts is not None and self.accounts[0] in metadata.tables:
+            table, key = self.accounts
+            key_type = (
+                metadata.tables[table].c[key].type if key in metadata.tables[table].c else None
+            )
+        self._table = outbox_table(metadata, key_type)
 
     def process(self, batch: Batch) -> None:
         """Nothing to do before the write: the messages are built from what is committed."""

@@ -1113,12 +1113,20 @@ def notify_command(
     0: done (every message sent); 1: some messages failed or are in doubt, or the server
     cannot be used; 2: bad spec or arguments (nothing sent).
     """
-    console = console or Console()
+    if console is None:
+        from authmigrate.report import make_console
+
+        console = make_console()
     try:
         if not isinstance(spec, Spec):
             base_dir = Path(spec).resolve().parent
             spec = load_spec(spec)
-        engine = make_engine(spec.target.url, path="target.url")
+        engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
+        from authmigrate.sinks.sql import adopt_recorded_name  # an earlier version's name
+
+        adopt_recorded_name(spec, engine)
         try:
             if status:
                 _print_status(console, _outbox_status(engine, spec))

@@ -9,6 +9,8 @@ so the user can check it before ``plan``.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,9 +70,6 @@ def guess_table(
     return table, columns, pk[0] if pk else columns[0], email, password, salt
 
 
-_HEX_DIGESTS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
-
-
 def _sample(engine: sa.Engine, table: str, column: str) -> list[Any]:
     t = sa.table(table, sa.column(column))
     stmt = sa.select(t.c[column]).where(t.c[column].is_not(None)).limit(200)
@@ -78,28 +77,123 @@ def _sample(engine: sa.Engine, table: str, column: str) -> list[Any]:
         return [v for (v,) in conn.execute(stmt) if v not in ("", None)]
 
 
-def guess_scheme(values: list[Any]) -> tuple[Any, dict[str, str], str]:
-    """(scheme, params, a comment) for a sample of stored hashes."""
-    from authmigrate.credentials import identify
+SAMPLE_SIZE = 3000
+"""Credential values ``init`` looks at: every row of a small table, else this many."""
+_PROBES = 30
 
-    texts = [str(v).strip() for v in values]
-    if not texts:
-        return "auto", {}, "no hashes to look at: auto identifies the self-describing ones"
-    known = 0
-    for text in texts:
+
+def sample_spread(
+    engine: sa.Engine, table: str, key: str, column: str, *, size: int = SAMPLE_SIZE
+) -> tuple[list[Any], int]:
+    """``(values, rows in the table)``: ``column`` of about ``size`` rows spread over the key
+    range (NULLs included), so that a format used only by old or only by new accounts is seen.
+
+    An integer key is probed at evenly spaced key values; another key at evenly spaced
+    positions of its order.
+    """
+    t = sa.table(table, sa.column(key), sa.column(column))
+    k, c = t.c[key], t.c[column]
+    with engine.connect() as conn:
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        if total <= size:
+            return [v for (v,) in conn.execute(sa.select(c))], total
+        per = max(size // _PROBES, 1)
+        lo, hi = conn.execute(sa.select(sa.func.min(k), sa.func.max(k))).one()
+        values: list[Any] = []
+        if isinstance(lo, int) and isinstance(hi, int):
+            for i in range(_PROBES):
+                start = lo + (hi - lo) * i // _PROBES
+                stmt = sa.select(c).where(k >= start).order_by(k).limit(per)
+                values += [v for (v,) in conn.execute(stmt)]
+        else:
+            for i in range(_PROBES):
+                stmt = sa.select(c).order_by(k).offset(total * i // _PROBES).limit(per)
+                values += [v for (v,) in conn.execute(stmt)]
+    return values, total
+
+
+@dataclass
+class SchemeGuess:
+    """What ``init`` found in a sample of the credential column, and the spec lines for it."""
+
+    scheme: str | list[str] = "auto"
+    params: dict[str, str] = field(default_factory=dict)
+    comment: list[str] = field(default_factory=list)
+
+
+def guess_scheme(values: list[Any], *, total: int | None = None) -> SchemeGuess:
+    """The scheme list that covers a sample of stored hashes, the digest parameters that every
+    sampled bare digest parses with, and a comment with the counts per scheme. Values that
+    nothing recognises are listed by shape (length, alphabet), never by value."""
+    from authmigrate.credentials import identify, import_hash
+    from authmigrate.credentials._shape import bare_digest, shape
+
+    known: Counter[str] = Counter()
+    digests: Counter[tuple[str, str]] = Counter()
+    unknown: Counter[str] = Counter()
+    empty = 0
+    texts_by_digest: dict[tuple[str, str], list[str]] = {}
+    for value in values:
+        if isinstance(value, bytes | bytearray | memoryview):
+            value = bytes(value).decode("utf-8", "replace")
+        text = "" if value is None else str(value).strip()
+        if not text:
+            empty += 1
+            continue
         try:
-            identify(text)
-            known += 1
+            known[identify(text)] += 1
+            continue
         except ValueError:
             pass
-    lengths = {len(t) for t in texts}
-    hexlike = all(re.fullmatch(r"[0-9a-fA-F]+", t) for t in texts)
-    if known < len(texts) and hexlike and len(lengths) == 1 and lengths <= set(_HEX_DIGESTS):
-        algorithm = _HEX_DIGESTS[lengths.pop()]
-        params = {"algorithm": algorithm, "encoding": "hex"}
-        note = f"every sampled hash is bare {algorithm} hex: a plain digest (check salt/pepper)"
-        return ("digest" if not known else ["auto", "digest"]), params, note
-    return "auto", {}, f"{known} of {len(texts)} sampled hashes identified by auto"
+        digest = bare_digest(text)
+        if digest is not None:
+            digests[digest] += 1
+            texts_by_digest.setdefault(digest, []).append(text)
+        else:
+            unknown[shape(text)] += 1
+    guess = SchemeGuess()
+    rows = f"{len(values):,} of {total:,}" if total is not None else f"{len(values):,}"
+    guess.comment.append(f"init sampled {rows} rows of this column (spread over the key range):")
+    for scheme_id, n in known.most_common():
+        guess.comment.append(f"  {scheme_id}: {n:,}")
+    chosen: tuple[str, str] | None = None
+    if digests:
+        chosen = digests.most_common(1)[0][0]
+        algorithm, encoding = chosen
+        confirmed = 0
+        for text in texts_by_digest[chosen]:
+            try:
+                import_hash("digest", text, algorithm=algorithm, encoding=encoding)
+                confirmed += 1
+            except ValueError:
+                pass
+        guess.params = {"algorithm": algorithm, "encoding": encoding}
+        guess.comment += [
+            f"  bare {algorithm} {encoding} (scheme digest): {digests[chosen]:,}; "
+            f"{confirmed:,} parse as {algorithm} {encoding}",
+            f"    (unsalted {algorithm} assumed: check one account whose password you know "
+            "with authmigrate.verify before the run)",
+        ]
+        for other, n in digests.most_common()[1:]:
+            guess.comment.append(
+                f"  bare {other[0]} {other[1]}: {n:,} NOT covered (one digest algorithm per spec)"
+            )
+    if empty:
+        guess.comment.append(
+            f"  NULL or empty: {empty:,} (migrated as needing a password reset: on_missing)"
+        )
+    for what, n in unknown.most_common(10):
+        guess.comment.append(f"  unknown, {what}: {n:,} (no scheme reads it: rejected)")
+    if len(unknown) > 10:
+        more = sum(n for _, n in unknown.most_common()[10:])
+        guess.comment.append(f"  unknown, {len(unknown) - 10} more shapes: {more:,}")
+    if chosen is None:
+        guess.scheme = "auto"
+    elif known:
+        guess.scheme = ["auto", "digest"]
+    else:
+        guess.scheme = "digest"
+    return guess
 
 
 def _looks_like(values: list[Any]) -> str | None:
@@ -155,10 +249,12 @@ def render_generic_spec(from_url: str, to_url: str, engine: sa.Engine) -> str:
         ]
         if salt:
             lines.append(f"salt_column = {_q(salt)}")
-        scheme, params, note = guess_scheme(_sample(engine, table, password))
-        lines.append(f"scheme = {_toml(scheme)}  # {note}")
-        if params:
-            lines.append(f"params = {_toml(params)}")
+        values, total = sample_spread(engine, table, key, password)
+        guess = guess_scheme(values, total=total)
+        lines += [f"# {line}" for line in guess.comment]
+        lines.append(f"scheme = {_toml(guess.scheme)}  # see `authmigrate schemes`")
+        if guess.params:
+            lines.append(f"params = {_toml(guess.params)}")
         lines += [
             'policy = "keep"          # or "wrap" (argon2id over weak hashes now), or "reset"',
             'target_column = "password"',

@@ -45,21 +45,93 @@ class _Schema:
 
 
 def _safe_url(url: str) -> str:
+    from authmigrate.db import safe_url
+
+    return safe_url(url)
+
+
+def secret_free(url: str, section: str) -> tuple[str, str | None, str | None]:
+    """How ``init`` writes ``url`` into the spec without its secrets.
+
+    Returns:
+        ``(url to write, env variable, what it holds)``. A URL with only a password gets
+        ``password = "env:AUTHMIGRATE_<SECTION>_PASSWORD"`` beside it; one with other
+        secret-looking parameters (``sslpassword``, ``token``...) is written as
+        ``url = "env:AUTHMIGRATE_<SECTION>_URL"``. A URL without secrets is written as it is.
+    """
+    from authmigrate.db import _is_secret_param
+
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparsable URL)"
+        parsed = sa.engine.make_url(url)
+    except (ArgumentError, ValueError):
+        return url, None, None
+    secret_params = [n for n in parsed.query if _is_secret_param(n)]
+    if parsed.password is None and not secret_params:
+        return url, None, None
+    if [n for n in secret_params if n != "password"]:
+        name = f"AUTHMIGRATE_{section.upper()}_URL"
+        return f"env:{name}", name, "the whole URL"
+    password = parsed.password
+    if password is None:
+        value = parsed.query["password"]
+        password = value if isinstance(value, str) else value[0]
+    bare = sa.engine.URL.create(  # URL.set(password=None) would keep the password
+        parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database
+    ).update_query_dict(dict(parsed.difference_update_query(["password"]).query))
+    name = f"AUTHMIGRATE_{section.upper()}_PASSWORD"
+    if not password:
+        return bare.render_as_string(hide_password=False), None, None
+    return bare.render_as_string(hide_password=False), name, "the password"
+
+
+def _write_secret_free(text: str, section: str, url: str) -> str:
+    """Replace the ``url = ...`` line of ``[section]`` with one that holds no secret."""
+    written, env, _ = secret_free(url, section)
+    if env is None:
+        return text
+    lines = text.splitlines(keepends=True)
+    inside = False
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            inside = line.strip() == f"[{section}]"
+        elif inside and line.startswith("url = "):
+            new = f"url = {_toml(written)}"
+            if not env.endswith("_URL"):
+                new += f"\npassword = {_toml('env:' + env)}    # set {env} before running"
+            else:
+                new += f"    # set {env} to the URL before running"
+            lines[i] = new + "\n"
+            break
+    return "".join(lines)
 
 
 def _engine(url: str) -> sa.Engine:
     if url.startswith(("csv:", "jsonl:")):
         raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
+    from authmigrate.db import make_engine
+
     try:
-        return sa.create_engine(with_mysql_charset(url))
-    except ArgumentError:
+        sa.engine.make_url(url).get_dialect()
+    except (ArgumentError, ValueError):
         raise SpecError("--from", "not a database URL (e.g. mysql+pymysql://user@host/shop)")
     except NoSuchModuleError as exc:
         raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}")
+    # read-only at the database level, like every source connection
+    engine = make_engine(with_mysql_charset(url), path="--from", readonly=True)
+    missing = _missing_sqlite_file(engine)
+    if missing is not None:
+        # init never creates a source: say the file is not there
+        engine.dispose()
+        raise SpecError("--from", f"the SQLite file {missing} does not exist")
+    return engine
+
+
+def _missing_sqlite_file(engine: sa.Engine) -> Path | None:
+    """The database file of a SQLite URL when it is not there (None otherwise)."""
+    from authmigrate.db import sqlite_file
+
+    path = sqlite_file(engine)
+    return path if path is not None and not path.is_file() else None
 
 
 def inspect_source(url: str) -> SchemaView:
@@ -134,6 +206,10 @@ def write_init_spec(
         )
     except NoPlatform:
         text = _generic(from_url, to_url or DEFAULT_TARGET_URL)
+    # a password given on the command line never lands in the spec: an env: reference does
+    text = _write_secret_free(text, "source", with_mysql_charset(from_url))
+    if to_url:
+        text = _write_secret_free(text, "target", to_url)
     out.write_text(text, encoding="utf-8")
     return out
 
@@ -173,6 +249,14 @@ def init_command(from_url: str, to_url: str | None, preset: str | None, out: Pat
         console.print("authmigrate: error: ", end="", highlight=False, markup=False)
         console.print(str(exc), highlight=False, markup=False, emoji=False, soft_wrap=True)
         return 2
+    for section, url in (("source", from_url), ("target", to_url or "")):
+        _, env, what = secret_free(url, section)
+        if env is not None:
+            console.print(
+                f"  before running: export {env}=...   ({what} of the {section}, kept out of "
+                "the spec)",
+                highlight=False,
+            )
     found = _read_back(path)
     if found is None:
         console.print(

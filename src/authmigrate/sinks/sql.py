@@ -19,19 +19,31 @@ import hashlib
 import json
 import operator
 import re
-import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Stage
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.batch import Batch, InvalidValue, Stage
+from authmigrate.db import (
+    check_sqlite_file,
+    first_line,
+    is_memory_sqlite,
+    make_engine,
+    safe_url,
+    sqlite_file,
+)
 from authmigrate.errors import LockError, TargetError
+from authmigrate.sinks.keys import TargetKey, encode_key, pack_keys
+from authmigrate.sinks.keys import decode_key as decode_key
+from authmigrate.sinks.keys import unpack_keys as unpack_keys
 from authmigrate.spec import FieldSpec, Spec
 
 REDACTED = "[redacted]"
+_KEY_LIST = 900
+"""Keys per ``IN (...)`` list of a key lookup (SQLite and MySQL limit bound parameters)."""
 
 _TYPES: dict[str, Any] = {
     "text": sa.Text,
@@ -47,29 +59,6 @@ _TYPES: dict[str, Any] = {
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def encode_key(key: Any) -> str:
-    """A source key as JSON text (ints stay ints, so resume compares them as numbers)."""
-    if isinstance(key, bool) or not isinstance(key, int | str | float):
-        key = str(key)
-    return json.dumps(key, ensure_ascii=False)
-
-
-def decode_key(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def pack_keys(keys: Sequence[Any]) -> bytes:
-    """The keys a batch wrote, as compressed JSON (ints and strings as themselves)."""
-    plain = [k if type(k) is int or type(k) is str else json.loads(encode_key(k)) for k in keys]
-    return zlib.compress(json.dumps(plain, ensure_ascii=False).encode(), 1)
-
-
-def unpack_keys(blob: bytes | None) -> list[Any]:
-    if not blob:
-        return []
-    return list(json.loads(zlib.decompress(blob)))
 
 
 def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
@@ -123,6 +112,94 @@ def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Ta
     return runs, batches, rejects
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Source rows of a migration (or of one of its runs) by outcome, from the bookkeeping.
+
+    Every count authmigrate shows (run summary, JSON report, run history, rollback) comes from
+    :func:`bookkeeping_counts`, so no two places can disagree.
+    """
+
+    read: int = 0
+    migrated: int = 0
+    rejected: int = 0
+    merged: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    """Rejected rows by reason code."""
+    merged_by_reason: dict[str, int] = field(default_factory=dict)
+    """Merged rows by reason code (``duplicate.email``...)."""
+
+    def totals(self) -> dict[str, int]:
+        """``{read, migrated, rejected, merged}``."""
+        return {
+            "read": self.read,
+            "migrated": self.migrated,
+            "rejected": self.rejected,
+            "merged": self.merged,
+        }
+
+
+def bookkeeping_counts(conn: sa.Connection, migration: str, *, run_id: str | None = None) -> Counts:
+    """Counts of ``migration`` (of its run ``run_id`` only, when given) over the committed
+    batches: rows read, migrated, rejected and merged per batch row, and the reasons from the
+    rejects written in the same transactions."""
+    _, b, r = bookkeeping_tables(sa.MetaData())
+    where = [b.c.migration == migration]
+    if run_id is not None:
+        where.append(b.c.run_id == run_id)
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
+            sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
+            sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
+            sa.func.coalesce(sa.func.sum(b.c.merged), 0),
+        ).where(*where)
+    ).one()
+    reasons: dict[str, dict[str, int]] = {"rejected": {}, "merged": {}}
+    rwhere = [r.c.migration == migration]
+    if run_id is not None:
+        rwhere.append(r.c.run_id == run_id)
+    for outcome, reason, n in conn.execute(
+        sa.select(r.c.outcome, r.c.reason, sa.func.count())
+        .where(*rwhere)
+        .group_by(r.c.outcome, r.c.reason)
+        .order_by(r.c.outcome, r.c.reason)
+    ):
+        reasons.setdefault(outcome, {})[reason] = int(n)
+    return Counts(
+        read=int(row[0]),
+        migrated=int(row[1]),
+        rejected=int(row[2]),
+        merged=int(row[3]),
+        by_reason=reasons["rejected"],
+        merged_by_reason=reasons["merged"],
+    )
+
+
+def reject_examples(
+    conn: sa.Connection, migration: str, *, limit: int = 20
+) -> dict[str, dict[str, Any]]:
+    """``{reason: {outcome, count, examples}}``: the rejects of ``migration`` by reason, with
+    the source keys of the first ``limit`` of each (keys only: no value, no detail)."""
+    _, _, r = bookkeeping_tables(sa.MetaData())
+    counts = bookkeeping_counts(conn, migration)
+    out: dict[str, dict[str, Any]] = {}
+    for outcome, by_reason in (("rejected", counts.by_reason), ("merged", counts.merged_by_reason)):
+        for reason, n in by_reason.items():
+            keys = conn.execute(
+                sa.select(r.c.source_key)
+                .where(r.c.migration == migration, r.c.outcome == outcome, r.c.reason == reason)
+                .order_by(r.c.id)
+                .limit(limit)
+            ).scalars()
+            out[reason] = {
+                "outcome": outcome,
+                "count": n,
+                "examples": [decode_key(k) for k in keys],
+            }
+    return out
+
+
 def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed: bool) -> Any:
     """The SQL type of a target column: the spec's ``type``, else the source column's type."""
     if "type" in spec.model_fields_set or source_type is None or spec.normalize or spec.template:
@@ -138,6 +215,60 @@ def column_type(name: str, spec: FieldSpec, source_type: Any | None, *, indexed:
     with contextlib.suppress(NotImplementedError):
         return generic
     return sa.Text()
+
+
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (dt.datetime, "date-time"),
+    (dt.date, "date"),
+    (str, "text"),
+    (bytes, "bytes"),
+)
+
+
+def _kind(type_: Any) -> str | None:
+    """The kind of value a SQL type holds (None when SQLAlchemy cannot say)."""
+    import decimal
+
+    try:
+        py = type_.python_type
+    except (NotImplementedError, AttributeError):
+        return None
+    if py is decimal.Decimal:
+        return "number"
+    for base, name in _KINDS:
+        if issubclass(py, base):
+            return name
+    return None
+
+
+_WIDENS = {
+    "boolean": {"integer", "number", "text"},
+    "integer": {"number", "text", "boolean"},
+    "number": {"text"},
+    "date": {"date-time", "text"},
+    "date-time": {"text"},
+    "bytes": {"text"},
+}
+"""Kinds of value a column of another kind stores without loss (the key: what we write)."""
+
+
+def _fits(ours: str, theirs: str, *, explicit: bool) -> bool:
+    """Whether values of kind ``ours`` can go into a column of kind ``theirs``. A field copied
+    from the source untyped may hold text that the column parses (``"42"`` into an INTEGER):
+    only a kind the spec says (or a stage writes) is checked."""
+    if ours == theirs or theirs in _WIDENS.get(ours, ()):
+        return True
+    return not explicit
+
+
+def _type_name(type_: Any) -> str:
+    try:
+        return str(type_.compile())
+    except Exception:  # noqa: BLE001 - a dialect-specific type without a generic name
+        return type(type_).__name__.upper()
 
 
 def _tuple_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -157,17 +288,26 @@ class BulkInsert:
     the rows to the DB-API driver in the form its paramstyle wants.
     """
 
-    def __init__(self, table: sa.Table, dialect: sa.Dialect) -> None:
+    def __init__(
+        self,
+        table: sa.Table,
+        dialect: sa.Dialect,
+        own: dict[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
         compiled = table.insert().compile(dialect=dialect)
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self.positional else [c.key for c in table.c]
         self.names = names
         self._getter = _tuple_getter(names)
+        own = own or {}
         self.procs = [
             (i, proc)
             for i, name in enumerate(names)
-            if (proc := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            if (
+                proc := own.get(name)
+                or table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            )
         ]
 
     def __call__(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -212,8 +352,19 @@ class InLookup:
         self.positional = dialect.paramstyle in ("qmark", "format", "numeric")
         impl = column.type.dialect_impl(dialect)
         self.proc = impl.bind_processor(dialect)
-        self.result = impl.result_processor(dialect, None)
-        self.key_result = key.type.dialect_impl(dialect).result_processor(dialect, None)
+        self._impls = (impl, key.type.dialect_impl(dialect))
+        self._results: tuple[Any, Any] | None = None
+
+    def _result_processors(self, result: sa.CursorResult[Any]) -> tuple[Any, Any]:
+        """The result processors of both columns, for the column types the driver reports
+        (PostgreSQL's numeric processor needs the type's oid; None fails)."""
+        if self._results is None:
+            codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
+            self._results = (
+                self._impls[0].result_processor(self.dialect, codes[0]),
+                self._impls[1].result_processor(self.dialect, codes[1]),
+            )
+        return self._results
 
     def _statement(self, width: int) -> tuple[str, list[str]]:
         found = self._compiled.get(width)
@@ -238,11 +389,13 @@ class InLookup:
             sql, names = self._statement(width)
             chunk += [None] * (width - len(chunk))
             params: Any = tuple(chunk) if self.positional else dict(zip(names, chunk, strict=True))
-            out.extend(tuple(r) for r in conn.exec_driver_sql(sql, params))
-        if self.result is not None or self.key_result is not None:
-            same = _identity
-            value_of, key_of = self.result or same, self.key_result or same
-            out = [(value_of(v), key_of(k)) for v, k in out]
+            result = conn.exec_driver_sql(sql, params)
+            value_of, key_of = self._result_processors(result)
+            rows = [tuple(r) for r in result]
+            if value_of is not None or key_of is not None:
+                value_of, key_of = value_of or _identity, key_of or _identity
+                rows = [(value_of(v), key_of(k)) for v, k in rows]
+            out.extend(rows)
         return out
 
 
@@ -252,11 +405,15 @@ class TargetLock:
     PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``; SQLite: an ``flock`` on
     a file beside the database. All three are released by the server or the OS when the
     holder dies, so a kill -9 leaves no stale lock behind.
+
+    ``readonly`` (verify) never creates the SQLite lock file: it takes a shared ``flock`` on
+    the file if a run made it, and needs none if no run ever did.
     """
 
-    def __init__(self, engine: sa.Engine, migration: str) -> None:
+    def __init__(self, engine: sa.Engine, migration: str, *, readonly: bool = False) -> None:
         self.engine = engine
         self.migration = migration
+        self.readonly = readonly
         self._conn: sa.Connection | None = None
         self._file: IO[bytes] | None = None
 
@@ -268,12 +425,23 @@ class TargetLock:
         backend = self.engine.dialect.name
         held = f"another run of migration {self.migration!r} is writing to this target"
         if backend == "sqlite":
-            db = self.engine.url.database
-            if not db or db == ":memory:":
+            db = sqlite_file(self.engine)
+            if db is None:
                 return
-            fh = Path(f"{db}.authmigrate-lock").open("ab")  # noqa: SIM115 - held for the run
+            lock_path = Path(f"{db}.authmigrate-lock")
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self.readonly and not lock_path.exists():
+                    return  # no run ever wrote here, and verify writes nothing
+                fh = lock_path.open("rb" if self.readonly else "ab")  # noqa: SIM115 - held
+            except OSError as exc:
+                from authmigrate.errors import SpecError
+
+                raise SpecError(
+                    "target.url", f"cannot create the lock file {lock_path}: {exc.strerror}"
+                ) from None
+            mode = fcntl.LOCK_SH if self.readonly else fcntl.LOCK_EX
+            try:
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.close()
                 raise LockError(held) from None
@@ -336,6 +504,38 @@ class TargetLock:
             self._conn = None
 
 
+def adopt_recorded_name(spec: Spec, engine: sa.Engine) -> None:
+    """Use the name an earlier version recorded this migration under, if the target has it.
+
+    Earlier versions derived the default name from the source path as spelled (see
+    ``Spec.migration_name``); a target whose bookkeeping holds that name, and not today's,
+    keeps it, so the migration resumes, verifies and rolls back as before. Reads only.
+    """
+    earlier = spec.earlier_migration_names
+    path = sqlite_file(engine)
+    if not earlier or (path is not None and not path.exists()):
+        return
+    runs, _, _ = bookkeeping_tables(sa.MetaData())
+    names = [spec.migration_name, *earlier]
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(runs.name):
+                return
+            found = set(
+                conn.execute(
+                    sa.select(runs.c.migration).where(runs.c.migration.in_(names)).distinct()
+                ).scalars()
+            )
+    except sa.exc.DBAPIError:
+        return  # unreachable: the command's own connection reports it
+    if spec.migration_name in found:
+        return
+    for name in earlier:
+        if name in found:
+            spec.use_recorded_name(name)
+            return
+
+
 class SqlTarget:
     """The target database of one migration."""
 
@@ -347,8 +547,19 @@ class SqlTarget:
         engine: sa.Engine | None = None,
     ) -> None:
         self.spec = spec
+        if engine is None and is_memory_sqlite(spec.target.url):
+            from authmigrate.errors import SpecError
+
+            raise SpecError(
+                "target.url",
+                "an in-memory SQLite database vanishes when the command ends: "
+                "give a file (sqlite:///accounts.db)",
+            )
+        self.engine = engine or make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
+        adopt_recorded_name(spec, self.engine)
         self.migration = spec.migration_name
-        self.engine = engine or make_engine(spec.target.url, path="target.url")
         self.where = safe_url(spec.target.url)
         self.metadata = sa.MetaData()
         self.runs, self.batches, self.rejects = bookkeeping_tables(self.metadata)
@@ -357,7 +568,9 @@ class SqlTarget:
         for stage in self.stages:
             stage.tables(self.metadata)
         self.columns = [c.name for c in self.table.c]
-        self._insert = BulkInsert(self.table, self.engine.dialect)
+        self.key = TargetKey(self.table.c[spec.target_key].type, self.engine.dialect.name)
+        """The key column's codec (its type may be the existing table's, see check_spec)."""
+        self._insert = self._bulk_insert()
         from authmigrate.sinks.state import state_tables
         from authmigrate.transform import source_columns_used
 
@@ -370,6 +583,12 @@ class SqlTarget:
             [c for c in (cred.column, cred.salt_column, cred.scheme_column) if c] if cred else []
         )
         self._lookups: dict[str, InLookup] = {}
+        self._reflected: dict[str, Any] | None = None
+
+    def _bulk_insert(self) -> BulkInsert:
+        # the key is written in the form every later check compares (sinks/keys.py)
+        own: dict[str, Callable[[Any], Any]] = {self.spec.target_key: self.key.stored}
+        return BulkInsert(self.table, self.engine.dialect, own)
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -386,6 +605,8 @@ class SqlTarget:
         for fname, f in spec.fields.items():
             src_type = source_types.get(f.from_ or fname) if f.value is None else None
             typ = column_type(fname, f, src_type, indexed=fname in indexed or fname == key)
+            if fname == key and type(typ) in (sa.Integer, sa.INTEGER):
+                typ = sa.BigInteger()  # SQLite's INTEGER holds 64 bits; PostgreSQL's holds 32
             cols.append(
                 sa.Column(
                     fname,
@@ -400,11 +621,16 @@ class SqlTarget:
         cols.extend(sa.UniqueConstraint(*g) for g in groups if len(g) > 1)
         return sa.Table(name, self.metadata, *cols, schema=schema or None)
 
-    def check_spec(self) -> None:
+    def check_spec(self, source_key: str | None = None) -> None:
         """Refuse a spec whose target table would not hold what the spec maps.
 
+        ``source_key`` is the type tag of the source's keys (``sinks.keys.tag_of``), when known:
+        an existing table's key column must hold them exactly (an integer column cannot hold
+        text keys; a text column holds integer keys as their digits).
+
         Raises:
-            SpecError/TargetError: the key field is missing, or an existing table lacks a column.
+            SpecError/TargetError: the key field is missing, an existing table lacks a column,
+                or its key column cannot hold the source's keys.
         """
         from authmigrate.errors import SpecError
 
@@ -419,25 +645,137 @@ class SqlTarget:
                 f"fields.{key}.from", f"the key field must come from {self.spec.source.key!r}"
             )
         if self.file_missing:
+            folder = self.sqlite_path.parent if self.sqlite_path else None
+            if folder is not None and not folder.is_dir():
+                raise SpecError("target.url", f"the folder {folder} does not exist")
             return  # a new SQLite file: nothing to check, and connecting would create it
+        if self.sqlite_path is not None:
+            check_sqlite_file(self.sqlite_path, "target.url")
         try:
             insp = sa.inspect(self.engine)
             exists = insp.has_table(self.table.name, schema=self.table.schema)
         except sa.exc.OperationalError as exc:
             raise TargetError(f"cannot reach target {self.where}: {first_line(exc)}") from None
+        except sa.exc.DatabaseError as exc:  # SQLite: "file is not a database"
+            raise SpecError("target.url", f"cannot use {self.where}: {first_line(exc)}") from None
         if not exists:
             if not self.spec.target.create:
                 raise SpecError(
                     "target.table", f"no table {self.spec.target.table!r} in {self.where}"
                 )
             return
-        have = {c["name"] for c in insp.get_columns(self.table.name, schema=self.table.schema)}
+        reflected = insp.get_columns(self.table.name, schema=self.table.schema)
+        have: dict[str, Any] = {c["name"]: c for c in reflected}
         for col in self.table.c:
             if col.name not in have:
                 path = f"fields.{col.name}" if col.name in self.spec.fields else "target.table"
                 raise SpecError(
                     path, f"existing table {self.spec.target.table!r} has no column {col.name!r}"
                 )
+        self._use_existing_key_type(have[key]["type"])
+        why = self.key.check(source_key)
+        if why is not None:
+            raise SpecError(
+                f"fields.{key}",
+                f"{why} in existing table {self.spec.target.table!r} (the key type must match; "
+                "a text column holds integer keys as their digits)",
+            )
+        pk = insp.get_pk_constraint(self.table.name, schema=self.table.schema)
+        self._check_unfilled(reflected, list(pk.get("constrained_columns") or []))
+        for col in self.table.c:
+            self._check_column(col, have[col.name])
+
+    def _use_existing_key_type(self, type_: Any) -> None:
+        """Write and compare keys in the existing key column's own type."""
+        if isinstance(type_, sa.types.NullType):
+            return
+        self.table.c[self.spec.target_key].type = type_
+        self.key = TargetKey(type_, self.engine.dialect.name)
+        self._insert = self._bulk_insert()
+        self._lookups.clear()
+
+    def _filled(self) -> set[str]:
+        """Target columns a run fills (``plan`` builds no token stage, so they are added)."""
+        names = {c.name for c in self.table.c}
+        tokens = self.spec.tokens
+        if tokens is not None:
+            names.update(n for n in (tokens.column, tokens.prefix_column) if n)
+        return names
+
+    def _check_unfilled(self, reflected: list[Any], pk: list[str]) -> None:
+        """A NOT NULL column without a default that the spec does not fill would refuse every
+        row, one by one: refuse the spec instead, naming the column."""
+        from authmigrate.errors import SpecError
+
+        filled = self._filled()
+        for c in reflected:
+            name = c["name"]
+            if name in filled or c.get("nullable", True):
+                continue
+            if c.get("default") is not None or c.get("identity") or c.get("computed"):
+                continue
+            if c.get("autoincrement") is True:
+                continue
+            rowid = self.engine.dialect.name == "sqlite" and pk == [name]
+            if rowid and isinstance(c["type"], sa.Integer):
+                continue  # INTEGER PRIMARY KEY: SQLite's rowid fills it
+            raise SpecError(
+                "fields",
+                f"column {name!r} of the existing table {self.spec.target.table!r} is NOT NULL, "
+                f"has no default, and the spec does not fill it: add it to [fields] (e.g. "
+                f"{name} = {{ value = ... }} or {{ from = ... }}) or give it a default",
+            )
+
+    def _check_column(self, col: sa.Column[Any], found: dict[str, Any]) -> None:
+        """Refuse a field whose values the existing column cannot hold: a different kind of
+        type, or text that can be longer than a ``VARCHAR(n)``."""
+        from authmigrate.errors import SpecError
+
+        field = self.spec.fields.get(col.name)
+        path = f"fields.{col.name}" if field is not None else "target.table"
+        theirs = found["type"]
+        ours_kind, theirs_kind = _kind(col.type), _kind(theirs)
+        if (
+            ours_kind
+            and theirs_kind
+            and not _fits(ours_kind, theirs_kind, explicit=self._typed(col.name))
+        ):
+            raise SpecError(
+                path,
+                f"the target column {col.name!r} is {_type_name(theirs)} but the spec writes "
+                f"{ours_kind} there: change the field's type (or the column)",
+            )
+        length = getattr(theirs, "length", None)
+        if field is None or ours_kind != "text" or not isinstance(length, int):
+            return
+        bound = self._text_bound(col, field)
+        if bound is None or bound > length:
+            longest = "of any length" if bound is None else f"up to {bound} characters"
+            raise SpecError(
+                path,
+                f"the target column {col.name!r} is {_type_name(theirs)} but the field's values "
+                f"can be {longest}: set fields.{col.name}.max_length = {length} (longer values "
+                "are then rejected as field.too_long) or widen the column",
+            )
+
+    def _typed(self, name: str) -> bool:
+        """True when the spec says what kind of value goes in ``name``, not the source."""
+        field = self.spec.fields.get(name)
+        if field is None:
+            return True  # a stage's column: the stage decides
+        return "type" in field.model_fields_set or bool(field.normalize or field.template)
+
+    def _text_bound(self, col: sa.Column[Any], field: FieldSpec) -> int | None:
+        """The most characters a text field can hold (None: unbounded)."""
+        bounds = []
+        if field.max_length:
+            bounds.append(field.max_length)
+        if "email" in field.normalize:
+            bounds.append(254)
+        length = getattr(col.type, "length", None)
+        if isinstance(length, int):
+            bounds.append(length)
+        return min(bounds) if bounds else None
 
     def create(self) -> None:
         """Create what is missing: the accounts table, bookkeeping and stage tables."""
@@ -447,14 +785,83 @@ class SqlTarget:
             raise TargetError(f"cannot create tables in {self.where}: {first_line(exc)}") from None
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The file of a SQLite target (None for other databases)."""
+        return sqlite_file(self.engine)
+
+    @property
     def file_missing(self) -> bool:
         """True for a SQLite target whose file does not exist yet."""
-        path = sqlite_file(self.engine)
+        path = self.sqlite_path
         return path is not None and not path.exists()
 
+    def write_problem(self) -> str | None:
+        """Why a run could not write to the target (None: it can, as far as can be told
+        without writing). Checks the file and folder of SQLite, a read-only PostgreSQL server
+        or session and its privileges, and MySQL's ``read_only``."""
+        import os
+
+        path = sqlite_file(self.engine)
+        if path is not None:
+            folder = path.parent if str(path.parent) else Path(".")
+            if not folder.is_dir():
+                return f"the folder {folder} of the target does not exist"
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"the target file {path} is not writable"
+            if not os.access(folder, os.W_OK):
+                return f"the folder {folder} is not writable (SQLite writes its journal there)"
+            return None
+        backend = self.engine.dialect.name
+        try:
+            with self.engine.connect() as conn:
+                if backend == "postgresql":
+                    return self._pg_write_problem(conn)
+                if backend in ("mysql", "mariadb"):
+                    ro = conn.execute(sa.text("SELECT @@global.read_only")).scalar()
+                    return "the server is read-only (read_only = ON)" if ro else None
+        except sa.exc.DBAPIError as exc:
+            return f"cannot check: {first_line(exc)}"
+        return None
+
+    def _pg_write_problem(self, conn: sa.Connection) -> str | None:
+        if conn.execute(sa.text("SELECT pg_is_in_recovery()")).scalar():
+            return "the server is a read-only standby"
+        if conn.execute(sa.text("SHOW transaction_read_only")).scalar() == "on":
+            return "the session is read-only (default_transaction_read_only)"
+        schema = self.table.schema
+        insp = sa.inspect(conn)
+        missing = False
+        for table, label in (
+            (self.table.name, repr(self.spec.target.table)),
+            ("authmigrate_batches", "authmigrate_batches"),
+        ):
+            if not insp.has_table(table, schema=schema if table == self.table.name else None):
+                missing = True
+                continue
+            name = f"{schema}.{table}" if schema and table == self.table.name else table
+            ok = conn.execute(
+                sa.text("SELECT has_table_privilege(CAST(:t AS text), 'INSERT')"), {"t": name}
+            ).scalar()
+            if not ok:
+                return f"no INSERT privilege on {label}"
+        if missing:
+            ok = conn.execute(
+                sa.text(
+                    "SELECT has_schema_privilege("
+                    "COALESCE(CAST(:s AS text), current_schema()), 'CREATE')"
+                ),
+                {"s": schema},
+            ).scalar()
+            if not ok:
+                return "no CREATE privilege in the schema, and the run must create tables there"
+        return None
+
     def exists(self) -> bool:
-        insp = sa.inspect(self.engine)
-        return bool(insp.has_table("authmigrate_batches"))
+        """True when the target has the bookkeeping tables (a run has written to it)."""
+        try:
+            return bool(sa.inspect(self.engine).has_table("authmigrate_batches"))
+        except sa.exc.OperationalError as exc:
+            raise TargetError(f"cannot reach target {self.where}: {first_line(exc)}") from None
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -472,38 +879,48 @@ class SqlTarget:
             return 0, None
         return int(row.batch_no), decode_key(row.last_key)
 
+    def counts(self, run_id: str | None = None) -> Counts:
+        """This migration's counts (or one run's) from the bookkeeping."""
+        with self.engine.connect() as conn:
+            return bookkeeping_counts(conn, self.migration, run_id=run_id)
+
     def totals(self) -> dict[str, int]:
         """Counts over every committed batch of this migration."""
+        return self.counts().totals()
+
+    def batch_recorded(self, number: int) -> bool:
+        """True when batch ``number`` of this migration is committed (its row exists)."""
         b = self.batches
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
-                ).where(b.c.migration == self.migration)
-            ).one()
-        return {
-            "read": int(row[0]),
-            "migrated": int(row[1]),
-            "rejected": int(row[2]),
-            "merged": int(row[3]),
-        }
-
-    def reject_counts(self, outcome: str = "rejected") -> dict[str, int]:
-        """Rows of this migration with ``outcome`` (rejected or merged), by reason code."""
-        r = self.rejects
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(r.c.reason, sa.func.count())
-                .where(r.c.migration == self.migration, r.c.outcome == outcome)
-                .group_by(r.c.reason)
-                .order_by(r.c.reason)
-            ).all()
-        return {reason: int(n) for reason, n in rows}
+            found = conn.execute(
+                sa.select(b.c.batch_no).where(
+                    b.c.migration == self.migration, b.c.batch_no == number
+                )
+            ).first()
+        return found is not None
 
     # -- duplicate and key checks against what the target already holds --------------------
+
+    def existing_keys(self, conn: sa.Connection, keys: Sequence[Any]) -> set[Any]:
+        """The stored forms (``self.key.stored``) of those ``keys`` the target already holds.
+
+        Integer keys are looked up by range (one index scan); other keys by equality
+        (``IN``), since a text range follows the target's collation, which need not be the
+        order the source pages in.
+        """
+        stored = [self.key.stored(k) for k in keys]
+        col = self.key.column(self.table.c[self.spec.target_key])
+        found: set[Any] = set()
+        if self.key.kind == "int":
+            lo, hi = min(stored), max(stored)
+            rows = conn.execute(sa.select(col).where(col >= lo, col <= hi)).scalars()
+            found = {self.key.stored(k) for k in rows}
+        else:
+            for i in range(0, len(stored), _KEY_LIST):
+                part = stored[i : i + _KEY_LIST]
+                rows = conn.execute(sa.select(col).where(col.in_(part))).scalars()
+                found.update(self.key.stored(k) for k in rows)
+        return found.intersection(stored)
 
     def existing(
         self, conn: sa.Connection, group: tuple[str, ...], values: Iterable[Any]
@@ -531,14 +948,70 @@ class SqlTarget:
                 found[tuple(row[:-1])] = row[-1]
         return found
 
-    def find_conflicts(self, batch: Batch) -> dict[Any, str]:
+    def variants(
+        self,
+        conn: sa.Connection,
+        group: tuple[str, ...],
+        normalize: Sequence[Callable[[Any], Any] | None],
+    ) -> dict[Any, Any]:
+        """``{normalized value: key}`` for the target rows whose ``group`` values are not in
+        the normalized form ``normalize`` gives them (one function per column, None for
+        none): rows the new system wrote itself (``User.5@Example.com``), which an exact
+        lookup of a normalized source value would miss. One pass over the table; only the
+        rows that differ are kept.
+        """
+        cols = [self.table.c[c] for c in group]
+        key = self.table.c[self.spec.target_key]
+        stmt = sa.select(*cols, key).where(*(c.is_not(None) for c in cols))
+        maybe = [m for c in cols if (m := self._maybe_unnormalized(c)) is not None]
+        if len(maybe) == len(cols):
+            stmt = stmt.where(sa.or_(*maybe))
+        found: dict[Any, Any] = {}
+        for row in conn.execution_options(yield_per=10_000).execute(stmt):
+            raw = tuple(row[:-1])
+            normed = tuple(v if fn is None else fn(v) for fn, v in zip(normalize, raw, strict=True))
+            if normed != raw and None not in normed:
+                found.setdefault(normed if len(normed) > 1 else normed[0], row[-1])
+        return found
+
+    def _maybe_unnormalized(self, col: sa.Column[Any]) -> sa.ColumnElement[bool] | None:
+        """A condition true for every value of ``col`` its field's ``normalize`` steps could
+        change (a superset: Python decides), so the database skips the rest; None where the
+        database has no such test.
+
+        The steps change only text that holds a space, a control or non-ASCII character
+        (strip, collapse_spaces, nfc, nfkc, email's trim and NFC), or letters of the other
+        case (lower, upper, email's lower-casing).
+        """
+        pattern = {"postgresql": "~", "mysql": "REGEXP", "mariadb": "REGEXP"}
+        backend = self.engine.dialect.name
+        steps = self.spec.fields[col.name].normalize
+        if not steps:
+            return sa.false()  # a column of the group that is compared as it is
+        odd: sa.ColumnElement[bool]
+        if backend == "sqlite":
+            odd = col.op("GLOB")("*[^!-~]*")
+        elif backend in pattern:
+            odd = col.op(pattern[backend])("[^!-~]")
+        else:
+            return None
+        tests: list[sa.ColumnElement[bool]] = [odd]
+        if "lower" in steps or "email" in steps:
+            tests.append(col != sa.func.lower(col))
+        if "upper" in steps:
+            tests.append(col != sa.func.upper(col))
+        return sa.or_(*tests)
+
+    def find_conflicts(self, batch: Batch) -> dict[Any, Refused]:
         """Insert a batch's accounts one by one in a transaction that is rolled back, and
-        return ``{key: the database's reason}`` for each one the target refuses.
+        return ``{key: why}`` for each one the target refuses: a constraint
+        (``target.constraint``) or a value its column cannot hold (``target.too_long``,
+        ``target.invalid_value``, with the column).
 
         PostgreSQL aborts a transaction on error, so each row gets a savepoint there; SQLite
         and MySQL roll back only the failed statement.
         """
-        bad: dict[Any, str] = {}
+        bad: dict[Any, Refused] = {}
         savepoints = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as conn:
             trans = conn.begin()
@@ -549,13 +1022,61 @@ class SqlTarget:
                         self._insert(conn, [rec.values])
                         if sp is not None:
                             sp.commit()
-                    except sa.exc.IntegrityError as exc:
+                    except sa.exc.DBAPIError as exc:
+                        if not refused(exc):
+                            raise
                         if sp is not None:
                             sp.rollback()
-                        bad[rec.key] = _without_values(first_line(exc))
+                        bad[rec.key] = self._refused(conn, rec.values, exc)
             finally:
                 trans.rollback()
         return bad
+
+    def _refused(
+        self, conn: sa.Connection, values: dict[str, Any], exc: sa.exc.DBAPIError
+    ) -> Refused:
+        """Why the target refused one row, and which column, never quoting a value."""
+        column = _column_named(first_line(exc), values)
+        if isinstance(exc, sa.exc.IntegrityError) and column is None:
+            return Refused("target.constraint", None, _without_values(first_line(exc)))
+        columns = self._existing_columns(conn)
+        for name, value in values.items():
+            length = getattr(columns.get(name), "length", None)
+            fits = not (isinstance(value, str) and length and len(value) > length)
+            if column in (None, name) and not fits:
+                return Refused("target.too_long", name, f"longer than {length} characters")
+        if column is None:
+            column = self._column_refusing(conn, values, columns)
+        what = f"the {columns[column]} column" if column in columns else "the target"
+        return Refused("target.invalid_value", column, f"{what} cannot hold this value")
+
+    def _existing_columns(self, conn: sa.Connection) -> dict[str, Any]:
+        """The accounts table's column types as the database has them (reflected once)."""
+        if self._reflected is None:
+            t = self.table
+            insp = sa.inspect(conn)
+            self._reflected = {
+                c["name"]: c["type"] for c in insp.get_columns(t.name, schema=t.schema)
+            }
+        return self._reflected
+
+    def _column_refusing(
+        self, conn: sa.Connection, values: dict[str, Any], columns: dict[str, Any]
+    ) -> str | None:
+        """The driver did not say which column: cast each value to its column's type alone,
+        in a savepoint, and return the first one the database refuses."""
+        for name, value in values.items():
+            typ = columns.get(name)
+            if value is None or typ is None or name not in self.table.c:
+                continue
+            param = sa.bindparam("v", value, type_=self.table.c[name].type)
+            with conn.begin_nested() as sp:
+                try:
+                    conn.execute(sa.select(sa.cast(param, typ)))
+                except sa.exc.DBAPIError:
+                    sp.rollback()
+                    return name
+        return None
 
     # -- the batch transaction --------------------------------------------------------------
 
@@ -675,28 +1196,21 @@ class SqlTarget:
             )
 
     def _mark_crashed(self, conn: sa.Connection) -> None:
-        r, b = self.runs, self.batches
+        r = self.runs
         stale = conn.execute(
             sa.select(r.c.run_id).where(r.c.migration == self.migration, r.c.status == "running")
         ).scalars()
         for run_id in list(stale):
-            done = conn.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(b.c.rows_read), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.migrated), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.rejected), 0),
-                    sa.func.coalesce(sa.func.sum(b.c.merged), 0),
-                ).where(b.c.migration == self.migration, b.c.run_id == run_id)
-            ).one()
+            done = bookkeeping_counts(conn, self.migration, run_id=run_id)
             conn.execute(
                 r.update()
                 .where(r.c.run_id == run_id)
                 .values(
                     status="crashed",
-                    rows_read=int(done[0]),
-                    migrated=int(done[1]),
-                    rejected=int(done[2]),
-                    merged=int(done[3]),
+                    rows_read=done.read,
+                    migrated=done.migrated,
+                    rejected=done.rejected,
+                    merged=done.merged,
                     error="ended without recording its end (killed or lost); "
                     "its committed batches are kept",
                 )
@@ -764,6 +1278,10 @@ class SqlTarget:
     def end_run(
         self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
     ) -> None:
+        """Record the end of a run with its counts from the bookkeeping (``counts``, what the
+        run process tallied, only when the target cannot be read any more)."""
+        with contextlib.suppress(sa.exc.DBAPIError):
+            counts = self.counts(run_id).totals()
         with contextlib.suppress(sa.exc.DBAPIError), self.engine.begin() as conn:
             conn.execute(
                 self.runs.update()
@@ -787,9 +1305,18 @@ _SECRET_WORDS = ("pass", "pwd", "secret", "token", "hash", "salt", "key", "crypt
 _SECRET_NAMES = re.compile(r"^(pw|pin|otp|pw_.*|.*_pw)$")
 
 
+RAW_VALUE_CAP = 1024
+"""Characters of one value kept in a reject's raw row (bytes: half as many, in hex)."""
+RAW_ROW_CAP = 16_384
+"""Characters of values kept in one reject's raw row; the values past it are left out."""
+
+
 def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
-    """The source row as JSON for the rejects table, credential-like columns redacted."""
+    """The source row as JSON for the rejects table, credential-like columns redacted, each
+    value cut at :data:`RAW_VALUE_CAP` and the row at :data:`RAW_ROW_CAP` characters (said
+    so in the value: ``… [truncated: 307,200 bytes]``)."""
     out: dict[str, Any] = {}
+    size = 0
     for name, value in source.items():
         low = name.lower()
         secret = (
@@ -798,14 +1325,66 @@ def raw_row(source: dict[str, Any], redact: frozenset[str]) -> str:
             or _SECRET_NAMES.match(low) is not None
         )
         if secret and value is not None and low != "key":
-            out[name] = REDACTED
+            shown: Any = REDACTED
         elif isinstance(value, bytes | bytearray | memoryview):
-            out[name] = bytes(value).hex()
-        elif isinstance(value, str | int | float | bool) or value is None:
-            out[name] = value
+            shown = _capped_bytes(bytes(value))
+        elif isinstance(value, InvalidValue):
+            shown = _capped_bytes(value.raw) if value.raw is not None else str(value)
+        elif isinstance(value, int | float | bool) or value is None:
+            shown = value
         else:
-            out[name] = str(value)
+            shown = _capped_text(value if isinstance(value, str) else str(value))
+        size += len(shown) if isinstance(shown, str) else 8
+        if size > RAW_ROW_CAP:
+            shown = f"[truncated: the raw row is kept up to {RAW_ROW_CAP:,} characters]"
+        out[name] = shown
     return json.dumps(out, ensure_ascii=True, default=str)
+
+
+def _capped_text(text: str) -> str:
+    if len(text) <= RAW_VALUE_CAP:
+        return text
+    return f"{text[:RAW_VALUE_CAP]}… [truncated: {len(text):,} characters]"
+
+
+def _capped_bytes(data: bytes) -> str:
+    keep = RAW_VALUE_CAP // 2
+    if len(data) <= keep:
+        return data.hex()
+    return f"{data[:keep].hex()}… [truncated: {len(data):,} bytes]"
+
+
+def refused(exc: sa.exc.DBAPIError) -> bool:
+    """The target refused a row (a constraint, or a value its column cannot hold), as
+    opposed to a lost connection or a statement that fails whatever the values."""
+    return isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why the target refused one account: a reject reason, the column if known, a detail
+    that names no value."""
+
+    reason: str
+    column: str | None
+    detail: str
+
+
+_COLUMN_IN_MESSAGE = (
+    # MySQL/MariaDB: Data too long for column 'x' / Incorrect ... for column `db`.`t`.`x`
+    re.compile(r"for column (?:[`'\"]?\w+[`'\"]?\.)*[`'\"]?(\w+)"),
+    # SQLite STRICT tables: cannot store TEXT value in INTEGER column t.x
+    re.compile(r"cannot store \w+ value in \w+ column (?:\w+\.)?(\w+)"),
+)
+
+
+def _column_named(message: str, values: dict[str, Any]) -> str | None:
+    """The column a driver's message names, if it is one of the row's."""
+    for pattern in _COLUMN_IN_MESSAGE:
+        m = pattern.search(message)
+        if m is not None and m.group(1) in values:
+            return m.group(1)
+    return None
 
 
 def _without_values(message: str) -> str:

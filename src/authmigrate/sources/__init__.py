@@ -6,7 +6,7 @@ pagination, never OFFSET), so a batch can be re-read exactly after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from authmigrate.spec import SourceSpec
@@ -17,6 +17,11 @@ class Source(Protocol):
 
     columns: list[str]
     """Column names, in source order."""
+
+    def only(self, columns: Iterable[str]) -> None:
+        """From now on, read only these columns (and the key): the ones the spec uses, so an
+        unmapped BLOB is never fetched."""
+        ...
 
     def count(self) -> int:
         """Number of rows in the source (all of them, NULL keys included)."""
@@ -37,6 +42,11 @@ class Source(Protocol):
 
     def column_types(self) -> dict[str, Any]:
         """SQLAlchemy types of the columns, where the source knows them."""
+        ...
+
+    def key_value_types(self) -> list[str]:
+        """SQLite storage classes of the non-NULL keys (``integer``, ``text``...), where a
+        column can hold several; empty for databases whose columns hold one type."""
         ...
 
     def close(self) -> None:

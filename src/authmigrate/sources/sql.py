@@ -1,15 +1,20 @@
-"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query."""
+"""A source read through SQLAlchemy: a table (reflected, so names are quoted) or a query.
+
+The source is only ever read: its engine is read-only at the database level (see
+:func:`authmigrate.db.make_engine`), and a query is one statement (``source.query``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line, make_engine, safe_url, sqlite_file
+from authmigrate.batch import InvalidValue
+from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
 
@@ -19,11 +24,13 @@ class SqlSource:
 
     def __init__(self, spec: SourceSpec, engine: sa.Engine | None = None) -> None:
         self.spec = spec
-        self.engine = engine or make_engine(spec.url, path="source.url")
+        self.engine = engine or make_engine(spec.url, path="source.url", readonly=True)
         path = sqlite_file(self.engine)
         if path is not None and not path.is_file():
             # connecting would create an empty database where the legacy one was expected
             raise SpecError("source.url", f"no such SQLite file: {path}")
+        if path is not None:
+            check_sqlite_file(path, "source.url")
         self._selectable = self._open()
         self.columns = [c.name for c in self._selectable.c]
         if spec.key not in self.columns:
@@ -33,6 +40,12 @@ class SqlSource:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise SpecError("source.key", f"source has no column {spec.key!r}{hint}")
         self._key = self._selectable.c[spec.key]
+        self._read = list(self._selectable.c)
+
+    def only(self, columns: Iterable[str]) -> None:
+        """Read only ``columns`` (those the source has) and the key from now on."""
+        wanted = {*columns, self.spec.key}
+        self._read = [c for c in self._selectable.c if c.name in wanted]
 
     def _open(self) -> sa.FromClause:
         where = safe_url(self.spec.url)
@@ -57,31 +70,40 @@ class SqlSource:
                 return sub.subquery("src")
         except sa.exc.OperationalError as exc:
             raise SourceError(f"cannot read source {where}: {first_line(exc)}") from None
+        except sa.exc.DatabaseError as exc:  # SQLite: "file is not a database"
+            raise SpecError("source.url", f"cannot read {where}: {first_line(exc)}") from None
 
     def _rows(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
         try:
             with self.engine.connect() as conn:
-                return list(conn.execute(stmt).all())
+                try:
+                    return list(conn.execute(stmt).all())
+                except sa.exc.OperationalError as exc:
+                    if not _undecodable(exc):
+                        raise
+                    return _rows_keeping_bytes(conn, stmt)
         except sa.exc.DBAPIError as exc:
+            # never the driver's text: SQLite's decode error quotes the value itself
+            detail = "text that is not UTF-8" if _undecodable(exc) else first_line(exc)
             raise SourceError(
-                f"reading source {safe_url(self.spec.url)} failed: {first_line(exc)}"
-            ) from exc
+                f"reading source {safe_url(self.spec.url)} failed: {detail}"
+            ) from None
 
     def count(self) -> int:
         stmt = sa.select(sa.func.count()).select_from(self._selectable)
         return int(self._rows(stmt)[0][0])
 
     def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
-        stmt = sa.select(self._selectable).where(self._key.is_not(None))
+        stmt = sa.select(*self._read).where(self._key.is_not(None))
         if after is not None:
             stmt = stmt.where(self._key > after)
         stmt = stmt.order_by(self._key).limit(limit)
-        cols = self.columns
+        cols = [c.name for c in self._read]
         return [dict(zip(cols, row)) for row in self._rows(stmt)]  # noqa: B905 - same width
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
-        stmt = sa.select(self._selectable).where(self._key.is_(None))
-        cols = self.columns
+        stmt = sa.select(*self._read).where(self._key.is_(None))
+        cols = [c.name for c in self._read]
         for row in self._rows(stmt):
             yield dict(zip(cols, row, strict=True))
 
@@ -95,6 +117,18 @@ class SqlSource:
         )
         return [row[0] for row in self._rows(stmt)]
 
+    def key_value_types(self) -> list[str]:
+        """SQLite storage classes of the non-NULL keys, integer and real counted as one
+        (``ORDER BY`` compares them as numbers); empty for other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return []
+        kind = sa.func.typeof(self._key)
+        stmt = sa.select(kind).where(self._key.is_not(None)).group_by(kind).order_by(kind)
+        found = [str(row[0]) for row in self._rows(stmt)]
+        if "integer" in found and "real" in found:
+            found.remove("real")
+        return found
+
     def column_types(self) -> dict[str, Any]:
         """Reflected types of a table; for a query, types guessed from its first rows."""
         known = {
@@ -103,8 +137,9 @@ class SqlSource:
         if self.spec.table or len(known) == len(self.columns):
             return known
         seen: dict[str, type] = {}
-        for row in self._rows(sa.select(self._selectable).limit(200)):
-            for name, value in zip(self.columns, row, strict=True):
+        read = [c.name for c in self._read]
+        for row in self._rows(sa.select(*self._read).limit(200)):
+            for name, value in zip(read, row, strict=True):
                 if value is not None and name not in known:
                     seen.setdefault(name, type(value))
         for name, kind in seen.items():
@@ -115,6 +150,33 @@ class SqlSource:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _undecodable(exc: sa.exc.DBAPIError) -> bool:
+    """SQLite met TEXT that is not UTF-8 (its message quotes the value: never show it)."""
+    return str(exc.orig).startswith("Could not decode to UTF-8")
+
+
+def _text_or_invalid(data: bytes) -> str | InvalidValue:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidValue("field.invalid_encoding", "the bytes are not UTF-8", raw=data)
+
+
+def _rows_keeping_bytes(conn: sa.Connection, stmt: sa.Executable) -> list[sa.Row[Any]]:
+    """Read again with a ``text_factory`` that keeps undecodable TEXT as an
+    :class:`InvalidValue`, so that only the rows holding one are rejected.
+
+    Only a page that failed is read this way: the default factory is C code, much faster.
+    """
+    raw: Any = conn.connection.driver_connection
+    before = raw.text_factory
+    raw.text_factory = _text_or_invalid
+    try:
+        return list(conn.execute(stmt).all())
+    finally:
+        raw.text_factory = before
 
 
 _PY_TYPES: dict[type, Any] = {

@@ -1,0 +1,179 @@
+"""What every provider adapter shares: the verification call, JSON in and out, profiles."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._limits import RateLimit
+from .core import Account, Bridge, Verdict
+
+STARTED = "authmigrate.started"
+"""Key of the request's start time (perf_counter) in the ASGI scope, set by the guard."""
+
+MAX_FIELD_CHARS = 8192
+"""An identifier or password longer than this in a request body is refused (400)."""
+
+
+class BadRequest(Exception):  # noqa: N818 - a control-flow signal answered with 400
+    """The body is not the provider's documented shape."""
+
+
+class Limited(Exception):  # noqa: N818 - answered with 429
+    """The identifier used up its attempts; ``retry_after`` seconds until it may try again."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("rate limited")
+        self.retry_after = retry_after
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response; dates and decimals in account fields are written as text."""
+    body = json.dumps(data, default=str, separators=(",", ":")).encode()
+    return Response(body, status, headers=headers, media_type="application/json")
+
+
+@dataclass
+class Context:
+    """The bridge and its shared limits, given to every adapter."""
+
+    bridge: Bridge
+    per_identifier: RateLimit
+    threads: anyio.CapacityLimiter
+
+    async def check(self, request: Request, identifier: str, password: str) -> Verdict:
+        """Verify in the thread pool; failed answers wait out the floor without a thread.
+
+        Raises:
+            Limited: the identifier is over its rate limit (nothing is verified).
+        """
+        retry = self.per_identifier.hit(identifier.strip().casefold())
+        if retry is not None:
+            raise Limited(retry)
+        started = request.scope.get(STARTED, time.perf_counter())
+        call = partial(self.bridge.check, identifier, password, pad=False)
+        verdict = await anyio.to_thread.run_sync(call, limiter=self.threads)
+        if not verdict.ok:
+            await self.bridge.floor.await_(started)
+        return verdict
+
+    async def find(self, request: Request, identifier: str) -> Account | None:
+        """Look an account up (no password) in the thread pool, rate-limited like a login."""
+        retry = self.per_identifier.hit(identifier.strip().casefold())
+        if retry is not None:
+            raise Limited(retry)
+        return await anyio.to_thread.run_sync(self.bridge.find, identifier, limiter=self.threads)
+
+    def stable_uuid(self, account: Account) -> str:
+        """A UUID that is the same for an account on every call and every restart."""
+        name = f"authmigrate:{self.bridge.spec.target.table}:{account.key}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def limited_response(exc: Limited) -> Response:
+    """429 with Retry-After in whole seconds."""
+    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return json_response({"error": "rate_limited"}, 429, headers)
+
+
+async def body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (BadRequest for anything else)."""
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("not a JSON object")
+    return data
+
+
+def text_at(data: Any, *path: str) -> str:
+    """The string at ``path`` in nested objects (BadRequest when missing or not a string)."""
+    found = optional_text(data, *path)
+    if found is None:
+        raise BadRequest(f"missing {'.'.join(path)}")
+    return found
+
+
+def optional_text(data: Any, *path: str) -> str | None:
+    """The string at ``path``, or None when absent or null (BadRequest when not a string)."""
+    for name in path:
+        if not isinstance(data, dict) or name not in data:
+            return None
+        data = data[name]
+    if data is None:
+        return None
+    if not isinstance(data, str) or len(data) > MAX_FIELD_CHARS:
+        raise BadRequest(f"{'.'.join(path)} must be a string")
+    return data
+
+
+_FIRST = ("first_name", "firstname", "given_name", "name_first")
+_LAST = ("last_name", "lastname", "family_name", "name_last")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An account's mapped fields sorted into what providers call them."""
+
+    email: str | None
+    username: str | None
+    first_name: str | None
+    last_name: str | None
+    email_verified: bool
+    extra: dict[str, Any]
+
+
+def profile(account: Account) -> Profile:
+    """Sort an account's fields: email, username, names, email_verified, and the rest."""
+    fields = dict(account.fields)
+
+    def take(names: tuple[str, ...]) -> Any:
+        for name in names:
+            if name in fields:
+                return fields.pop(name)
+        return None
+
+    email = take(("email",))
+    username = take(("username", "login", "user_login"))
+    first, last = take(_FIRST), take(_LAST)
+    verified = take(("email_verified",))
+    extra = {k: v for k, v in fields.items() if v is not None}
+    return Profile(
+        email=None if email is None else str(email),
+        username=None if username is None else str(username),
+        first_name=None if first is None else str(first),
+        last_name=None if last is None else str(last),
+        email_verified=bool(verified),
+        extra=extra,
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def endpoint(fn: Endpoint) -> Endpoint:
+    """Answer a malformed body with 400 and an identifier over its limit with 429."""
+
+    @functools.wraps(fn)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except BadRequest:
+            return json_response({"error": "bad_request"}, 400)
+        except Limited as exc:
+            return limited_response(exc)
+
+    return wrapped
