@@ -66,8 +66,10 @@ from authmigrate.sinks.state import (
     upsert_states,
     value_fp,
 )
+from authmigrate.sources.sql import SqlSource
 from authmigrate.spec import Spec
 from authmigrate.stages import DuplicateStage, group_value
+from authmigrate.transform import source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -177,79 +179,51 @@ def is_upgraded(credential: str | None) -> bool:
 
 
 class _Source:
-    """Queries on the source beyond the paging every source has (keys only, changed rows,
-    rows by key, the database's clock)."""
+    """What ``sync`` reads from the source beyond the paging every run does (keys only,
+    changed rows, rows by key, the database's clock), through the source's own methods: the
+    source's read-only engine, its error handling, and only the columns the spec reads plus
+    ``[sync]``'s own (see :func:`sync_columns`)."""
 
     def __init__(self, m: Migration) -> None:
         self.m = m
         self.source = m.source
-        sql: Any = getattr(m.source, "_sql", m.source)  # a file source is a SQLite copy inside
-        self.engine: sa.Engine = sql.engine
-        self.selectable: sa.FromClause = sql._selectable  # noqa: SLF001 - same package family
-        self.key: sa.ColumnElement[Any] = sql._key  # noqa: SLF001
-        self.columns: list[str] = list(sql.columns)
         self.is_file = m.spec.source.is_file
 
-    def _all(self, stmt: sa.Executable) -> list[sa.Row[Any]]:
-        from authmigrate.errors import SourceError
-
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(stmt).all())
-        except sa.exc.DBAPIError as exc:
-            raise SourceError(f"reading the source failed: {first_line(exc)}") from None
+    def _sql(self) -> SqlSource:
+        assert isinstance(self.source, SqlSource), "a change column needs a database source"
+        return self.source
 
     def key_pages(self, size: int) -> Iterator[list[Any]]:
         after: Any = None
-        while True:
-            stmt = sa.select(self.key).where(self.key.is_not(None))
-            if after is not None:
-                stmt = stmt.where(self.key > after)
-            keys = [r[0] for r in self._all(stmt.order_by(self.key).limit(size))]
-            if not keys:
-                return
+        while keys := self.source.key_page(after, size):
             yield keys
             after = keys[-1]
 
     def existing(self, keys: list[Any]) -> set[str]:
         """The keys (in :func:`state_key` form) of these that the source still has."""
-        out: set[str] = set()
-        for i in range(0, len(keys), _IN_LIST):
-            stmt = sa.select(self.key).where(self.key.in_(keys[i : i + _IN_LIST]))
-            out.update(state_key(r[0]) for r in self._all(stmt))
-        return out
+        return {state_key(k) for k in self.source.keys_in(keys)}
 
     def rows_by_key(self, keys: list[Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(keys), _IN_LIST):
-            stmt = sa.select(self.selectable).where(self.key.in_(keys[i : i + _IN_LIST]))
-            out.extend(dict(zip(self.columns, r, strict=True)) for r in self._all(stmt))
-        return out
+        return self.source.rows_by_key(keys)
 
     def changed_pages(self, column: str, since: Any, size: int) -> Iterator[list[dict[str, Any]]]:
-        col = self.selectable.c[column]
+        key = self.m.spec.source.key
         after: Any = None
-        while True:
-            stmt = sa.select(self.selectable).where(self.key.is_not(None), col >= since)
-            if after is not None:
-                stmt = stmt.where(self.key > after)
-            rows = self._all(stmt.order_by(self.key).limit(size))
-            if not rows:
-                return
-            yield [dict(zip(self.columns, r, strict=True)) for r in rows]
-            after = rows[-1][self.columns.index(self.m.spec.source.key)]
+        while rows := self._sql().changed_page(column, since, after, size):
+            yield rows
+            after = rows[-1][key]
 
     def clock(self, column: str) -> Any:
         """The source database's current time, in the form ``column`` holds."""
-        backend = self.engine.dialect.name
-        col = self.selectable.c[column]
-        if backend == "sqlite":
-            return self._all(sa.select(sa.text("strftime('%Y-%m-%d %H:%M:%S', 'now')")))[0][0]
-        if backend == "postgresql":
-            aware = isinstance(col.type, sa.DateTime) and bool(col.type.timezone)
-            fn = "CURRENT_TIMESTAMP" if aware else "LOCALTIMESTAMP"
-            return self._all(sa.select(sa.text(fn)))[0][0]
-        return self._all(sa.select(sa.text("NOW(6)")))[0][0]
+        return self._sql().clock(column)
+
+
+def sync_columns(spec: Spec) -> list[str]:
+    """The source columns ``sync`` reads: those the spec maps, and ``[sync]``'s change and
+    password-change columns (read, never fingerprinted: a row whose change time alone moved
+    is no change)."""
+    extra = [spec.sync.changed_column, spec.sync.password_changed_at]
+    return [*source_columns_used(spec), *(c for c in extra if c)]
 
 
 def _shift(mark: Any, seconds: int) -> Any:
@@ -876,6 +850,7 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
     stop = stop or (lambda: False)
     started = time.monotonic()
     m = Migration(spec)
+    m.source.only(sync_columns(spec))
     sync = spec.sync
     if sync.changed_column is not None:
         if spec.source.is_file:
