@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from authmigrate.batch import Batch, Record
 from authmigrate.continuity.sync import is_upgraded
 from authmigrate.errors import SpecError, TargetError
+from authmigrate.sinks.keys import TargetKey
 from authmigrate.sinks.sql import SqlTarget, TargetLock, utcnow
 from authmigrate.sinks.state import key_of
 from authmigrate.spec import Spec
@@ -92,6 +93,7 @@ def sunset(spec: Spec, *, apply: bool = False, now: dt.datetime | None = None) -
             autoload_with=target.engine,
             schema=target.table.schema,
         )
+        target.key = TargetKey(target.table.c[spec.target_key].type, target.engine.dialect.name)
         candidates = _candidates(spec, target, cutoff)
         candidates.sort(key=lambda c: (isinstance(c[0], str), c[0]))  # 2 before 10
         result.keys = [k for k, _ in candidates]
@@ -111,7 +113,7 @@ def _candidates(spec: Spec, target: SqlTarget, cutoff: dt.datetime) -> list[tupl
     cred = spec.credentials
     assert cred is not None
     st, table = target.state, target.table
-    tkey = table.c[spec.target_key]
+    tkey = target.key.column(table.c[spec.target_key])  # keys bound in their stored form
     out: list[tuple[Any, Any]] = []
     after = ""
     with target.engine.connect() as conn:
@@ -136,7 +138,7 @@ def _candidates(spec: Spec, target: SqlTarget, cutoff: dt.datetime) -> list[tupl
             if not page:
                 return out
             after = page[-1]
-            keys = {_tkey(tkey, key_of(k)): key_of(k) for k in page}
+            keys = {target.key.stored(key_of(k)): key_of(k) for k in page}
             rows = conn.execute(
                 sa.select(tkey, table.c[cred.target_column]).where(tkey.in_(list(keys)))
             ).all()
@@ -145,18 +147,12 @@ def _candidates(spec: Spec, target: SqlTarget, cutoff: dt.datetime) -> list[tupl
                     out.append((keys[tk], tk))
 
 
-def _tkey(column: sa.Column[Any], key: Any) -> Any:
-    if isinstance(column.type, sa.String) and not isinstance(key, str):
-        return str(key)
-    return key
-
-
 def _act(spec: Spec, target: SqlTarget, chunk: list[tuple[Any, Any]]) -> int:
     """Apply the action to one chunk in one transaction; returns messages queued."""
     cred = spec.credentials
     assert cred is not None
     table = target.table
-    tkey = table.c[spec.target_key]
+    tkey = target.key.column(table.c[spec.target_key])  # keys bound in their stored form
     tkeys = [tk for _, tk in chunk]
     with target.engine.begin() as conn:
         if spec.sunset.action == "disable":
@@ -183,12 +179,15 @@ def _queue_resets(
     from authmigrate.notify.outbox import OutboxStage, outbox_table
 
     table = target.table
-    tkey = table.c[spec.target_key]
+    tkey = target.key.column(table.c[spec.target_key])  # keys bound in their stored form
     names = [c.name for c in table.c]
     rows = {
-        r[0]: dict(zip(names, r, strict=True))
-        for r in conn.execute(
-            sa.select(*[table.c[n] for n in names]).where(tkey.in_([tk for _, tk in chunk]))
+        target.key.stored(row[spec.target_key]): row
+        for row in (
+            dict(zip(names, r, strict=True))
+            for r in conn.execute(
+                sa.select(*[table.c[n] for n in names]).where(tkey.in_([tk for _, tk in chunk]))
+            )
         )
     }
     outbox = outbox_table(sa.MetaData())
@@ -224,7 +223,10 @@ def _queue_resets(
         conn.execute(
             stmt,
             [
-                {"k_key": r.values[spec.target_key], **{f"v_{c}": r.values[c] for c in cols}}
+                {
+                    "k_key": target.key.stored(r.values[spec.target_key]),
+                    **{f"v_{c}": r.values[c] for c in cols},
+                }
                 for r in records
             ],
         )

@@ -61,7 +61,6 @@ from authmigrate.sinks.state import (
     fingerprint,
     key_of,
     load_states,
-    same_key,
     state_key,
     upsert_states,
     value_fp,
@@ -259,7 +258,10 @@ class _Syncer:
         """Source keys this pass read (every one has a live key state once applied)."""
         self.key = self.spec.source.key
         self.table = self.target.table
-        self.tkey = self.table.c[self.spec.target_key]
+        self.form = self.target.key
+        """The target key column's codec (sinks/keys.py): every key sync compares with the
+        target, or binds against its key column, goes through ``form.stored``, as in ``run``."""
+        self.tkey = self.form.column(self.table.c[self.spec.target_key])
         self.cred = self.spec.credentials
         self._columns = self._target_columns()
         self.dupes = DuplicateStage(self.spec, self._lookup)
@@ -289,10 +291,8 @@ class _Syncer:
         self.table.append_column(sa.Column(name, sa.Boolean))
 
     def _tkey(self, key: Any) -> Any:
-        """A legacy key as the target's key column holds it."""
-        if isinstance(self.tkey.type, sa.String) and not isinstance(key, str):
-            return str(key)
-        return key
+        """A legacy (or bookkeeping, or target) key as the target's key column holds it."""
+        return self.form.stored(key)
 
     def _lookup(self, group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
         with self.target.engine.connect() as conn:
@@ -368,21 +368,22 @@ class _Syncer:
         for row in changed:
             st = states[state_key(row[key])]
             if st.state in ("migrated", "held") or (
-                st.state == "deleted" and str(row[key]) in present
+                st.state == "deleted" and self._tkey(row[key]) in present
             ):
                 updates.append((row, st))
             else:
                 inserts.append(row)
         self._commit(inserts, updates, states)
 
-    def _present(self, keys: list[Any]) -> set[str]:
+    def _present(self, keys: list[Any]) -> set[Any]:
+        """The stored forms of those ``keys`` the target's table holds."""
         if not keys:
             return set()
         with self.target.engine.connect() as conn:
             found = conn.execute(
                 sa.select(self.tkey).where(self.tkey.in_([self._tkey(k) for k in keys]))
             ).scalars()
-            return {str(k) for k in found}
+            return {self._tkey(k) for k in found}
 
     def _commit(
         self,
@@ -491,7 +492,7 @@ class _Syncer:
 
     def _prepare_updates(
         self, number: int, updates: list[tuple[dict[str, Any], Any]]
-    ) -> tuple[list[tuple[Record, Any]], list[Reject], list[Conflict], dict[str, dict[str, Any]]]:
+    ) -> tuple[list[tuple[Record, Any]], list[Reject], list[Conflict], dict[Any, dict[str, Any]]]:
         """Transform changed rows, check credentials and unique values, apply the conflict
         rules. Returns (records to update with the target_fp to keep, or False to take the new
         one), held rejects, conflicts, and the current target values by key id."""
@@ -508,7 +509,11 @@ class _Syncer:
         def lookup(group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
             found = self._lookup(group, values)
             mine = own.get(group, {})
-            return {v: k for v, k in found.items() if not (v in mine and same_key(mine[v], k))}
+            return {
+                v: k
+                for v, k in found.items()
+                if not (v in mine and self._tkey(mine[v]) == self._tkey(k))
+            }
 
         DuplicateStage(self.spec, lookup).process(batch)
         held = [
@@ -521,24 +526,24 @@ class _Syncer:
         conflicts: list[Conflict] = []
         for rec in batch.records:
             st = old_states[state_key(rec.key)]
-            keep, conflict = self._credential_rule(rec, st, current.get(str(rec.key), {}))
+            keep, conflict = self._credential_rule(rec, st, current.get(self._tkey(rec.key), {}))
             if conflict is not None:
                 conflicts.append(conflict)
             out.append((rec, keep))
         return out, held, conflicts, current
 
-    def _current(self, keys: list[Any]) -> dict[str, dict[str, Any]]:
+    def _current(self, keys: list[Any]) -> dict[Any, dict[str, Any]]:
         names = [c for c in self._credential_columns() if c in self._columns]
         if not names or not keys:
             return {}
         cols = [self.table.c[c] if c in self.table.c else sa.column(c) for c in names]
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[Any, dict[str, Any]] = {}
         with self.target.engine.connect() as conn:
             for i in range(0, len(keys), _IN_LIST):
                 part = [self._tkey(k) for k in keys[i : i + _IN_LIST]]
                 stmt = sa.select(self.tkey, *cols).select_from(self.table)
                 for row in conn.execute(stmt.where(self.tkey.in_(part))):
-                    out[str(row[0])] = dict(zip(names, row[1:], strict=True))
+                    out[self._tkey(row[0])] = dict(zip(names, row[1:], strict=True))
         return out
 
     def _credential_columns(self) -> list[str]:
@@ -601,7 +606,7 @@ class _Syncer:
             )
 
     def _write_updates(
-        self, conn: sa.Connection, records: list[Record], current: dict[str, dict[str, Any]]
+        self, conn: sa.Connection, records: list[Record], current: dict[Any, dict[str, Any]]
     ) -> None:
         disabled = self.spec.sync.disabled_column
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -18,9 +18,10 @@ rejects), ``held`` (an account the migration wrote whose later legacy change was
 account keeps its last good values, the change waits in the rejects) and ``deleted`` (the source
 no longer has the key; see ``[sync] on_delete``).
 
-Keys are stored with :func:`state_key`; every comparison of a source key with a bookkeeping or
-target key in ``continuity`` goes through this module, so the canonical key codec replaces it
-in one place.
+Keys are stored with :func:`state_key`, the bookkeeping's typed form (:func:`encode_key` of
+:mod:`authmigrate.sinks.keys`, as in the rejects), and read back typed with :func:`key_of`; a
+key compared with the target's key column goes through the target's :class:`TargetKey`
+(``SqlTarget.key.stored``), as ``run``, ``verify`` and ``rollback`` compare it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.sinks.sql import decode_key, encode_key
+from authmigrate.sinks.keys import decode_key, encode_key
 
 STATE_TABLE = "authmigrate_key_state"
 WATERMARK_TABLE = "authmigrate_watermarks"
@@ -67,20 +68,16 @@ def state_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 def state_key(key: Any) -> str:
-    """A source key as the bookkeeping stores it (the rejects' ``source_key`` form)."""
+    """A source key as the bookkeeping stores it (the rejects' ``source_key`` form: typed,
+    so a UUID, timestamp or numeric key reads back as itself)."""
     if type(key) is int:
         return str(key)  # what encode_key gives, without the JSON encoder
     return encode_key(key)
 
 
 def key_of(stored: str) -> Any:
-    """The source key back from :func:`state_key`."""
+    """The source key back from :func:`state_key`, of its own type."""
     return decode_key(stored)
-
-
-def same_key(a: Any, b: Any) -> bool:
-    """True when a source key and a target (or bookkeeping) key name the same account."""
-    return (a if isinstance(a, str) else str(a)) == (b if isinstance(b, str) else str(b))
 
 
 def _part(value: Any) -> str:
