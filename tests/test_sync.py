@@ -180,6 +180,45 @@ def test_rollback_removes_rows_first_written_by_sync(migrated: tuple[Path, str, 
     assert scalar(url, "SELECT count(*) FROM authmigrate_key_state") == 0
 
 
+def test_rollback_forgets_the_key_state_of_each_batch_it_removes(
+    migrated: tuple[Path, str, Path],
+) -> None:
+    """The key state goes with its batch, in the batch's transaction: a rollback that stops
+    at a key it cannot find keeps the state of exactly what it kept (the batch's remaining
+    keys and rejects), not the whole migration's."""
+    from authmigrate.sinks.state import state_key
+    from tests.helpers_verify import execute
+
+    src, url, spec = migrated
+    legacy(
+        src,
+        "INSERT INTO legacy_users VALUES (1000, 'new@example.com', 'N', "
+        "'2020-01-01 00:00:00', 1, 3, NULL)",
+    )
+    sync_migration(load_spec(spec))
+    # the new system renamed one migrated account's key: rollback cannot find it any more
+    execute(url, "UPDATE accounts SET user_id = 5005 WHERE user_id = 5")
+    partial = rollback(load_spec(spec))
+    assert partial.not_found == 1
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        states = set(
+            conn.execute(sa.text("SELECT source_key FROM authmigrate_key_state")).scalars()
+        )
+        rejects = set(
+            conn.execute(
+                sa.text("SELECT source_key FROM authmigrate_rejects WHERE source_key IS NOT NULL")
+            ).scalars()
+        )
+    engine.dispose()
+    assert states == {state_key(5)} | rejects
+    assert len(states) < 20  # one batch of 50 at most, not the 201 keys
+    execute(url, "UPDATE accounts SET user_id = 5 WHERE user_id = 5005")
+    assert rollback(load_spec(spec)).not_found == 0
+    assert scalar(url, "SELECT count(*) FROM authmigrate_key_state") == 0
+    assert scalar(url, "SELECT count(*) FROM accounts") == 0
+
+
 def test_sync_cli_prints_what_it_did(migrated: tuple[Path, str, Path]) -> None:
     src, url, spec = migrated
     legacy(src, "UPDATE legacy_users SET name = 'Renamed' WHERE user_id = 8")

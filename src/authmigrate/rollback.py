@@ -35,6 +35,7 @@ from authmigrate.sinks.sql import (
     bookkeeping_tables,
     utcnow,
 )
+from authmigrate.sinks.state import state_key
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -193,6 +194,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             outbox = (
                 outbox_table(sa.MetaData()) if sa.inspect(conn).has_table(OUTBOX_TABLE) else None
             )
+            state = key_state_table(conn)
             numbers = list(
                 conn.execute(
                     sa.select(t.batches.c.batch_no)
@@ -203,7 +205,7 @@ def rollback(spec: Spec) -> RollbackCounts:
         for number in numbers:
             with t.engine.begin() as conn:
                 accounts, rejects, messages, not_found = _remove_batch(
-                    conn, t, table, form, number, outbox
+                    conn, t, table, form, number, outbox, state
                 )
             counts.accounts += accounts
             counts.rejects += rejects
@@ -258,9 +260,11 @@ def _remove_batch(
     form: TargetKey,
     number: int,
     outbox: sa.Table | None,
+    state: sa.Table | None = None,
 ) -> tuple[int, int, int, int]:
-    """Remove one batch in the caller's transaction: accounts, their outbox rows, rejects,
-    and the batch row last. Returns (accounts, rejects, outbox rows, keys not found).
+    """Remove one batch in the caller's transaction: accounts, their outbox rows, their
+    ``sync`` key state, rejects (with their key state), and the batch row last. Returns
+    (accounts, rejects, outbox rows, keys not found).
 
     Keys are matched in the key column's stored form (``sinks.keys``). A recorded key that
     matches no row is not forgotten: the batch row stays, holding only those keys, with its
@@ -289,6 +293,7 @@ def _remove_batch(
     left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
     removed = [k for k, s in zip(recorded, keys, strict=True) if s in present]
     messages = _remove_messages(conn, t, outbox, number, removed, merged_too=not left)
+    _remove_states(conn, t, state, [state_key(k) for k in removed])
     if left:
         conn.execute(
             b.update()
@@ -296,6 +301,15 @@ def _remove_batch(
             .values(written_keys=pack_keys(left), migrated=len(left))
         )
         return accounts, 0, messages, len(left)
+    if state is not None:
+        rejected = conn.execute(
+            sa.select(t.rejects.c.source_key).where(
+                t.rejects.c.migration == t.migration,
+                t.rejects.c.batch_no == number,
+                t.rejects.c.source_key.is_not(None),
+            )
+        ).scalars()
+        _remove_states(conn, t, state, list(rejected))  # stored as the rejects store keys
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -307,8 +321,30 @@ def _remove_batch(
     return accounts, rejects, messages, 0
 
 
+def key_state_table(conn: sa.Connection) -> sa.Table | None:
+    """``sync``'s key state table, None on a target written before sync existed."""
+    from authmigrate.sinks.state import STATE_TABLE, state_tables
+
+    if not sa.inspect(conn).has_table(STATE_TABLE):
+        return None
+    return state_tables(sa.MetaData())[0]
+
+
+def _remove_states(
+    conn: sa.Connection, t: _Target, state: sa.Table | None, stored: Sequence[str]
+) -> None:
+    """Delete the key state of these keys (in ``state_key`` form) in the caller's transaction."""
+    if state is None:
+        return
+    for part in _slices(sorted(set(stored)), _IN_LIST):
+        conn.execute(
+            state.delete().where(state.c.migration == t.migration, state.c.source_key.in_(part))
+        )
+
+
 def _remove_key_state(conn: sa.Connection, migration: str) -> None:
-    """Forget ``sync``'s per-key state and watermark: the migration is gone."""
+    """Forget what is left of ``sync``'s key state (the states of keys no batch holds any
+    more, such as keys sync found deleted) and the watermark: the migration is gone."""
     from authmigrate.sinks.state import STATE_TABLE, state_tables
 
     if not sa.inspect(conn).has_table(STATE_TABLE):
