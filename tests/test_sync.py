@@ -162,8 +162,11 @@ def test_deletes_follow_on_delete(tmp_path: Path, action: str) -> None:
     assert v.ok, v.as_dict()
     assert v.deleted_in_source == 2
     assert sync_migration(load_spec(spec)).changes == 0
-    rollback(load_spec(spec))
+    removed = rollback(load_spec(spec))
+    assert removed.not_found == 0  # sync's own deletes are not keys rollback failed to find
     assert scalar(url, "SELECT count(*) FROM accounts") == 0
+    assert scalar(url, "SELECT count(*) FROM authmigrate_batches") == 0
+    assert scalar(url, "SELECT count(*) FROM authmigrate_key_state") == 0
 
 
 def test_rollback_removes_rows_first_written_by_sync(migrated: tuple[Path, str, Path]) -> None:

@@ -292,6 +292,12 @@ def _remove_batch(
         present.update(form.stored(v) for v in gone)
     left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
     removed = [k for k, s in zip(recorded, keys, strict=True) if s in present]
+    if left and state is not None:
+        # accounts ``sync`` deleted itself (the source lost the key, ``on_delete = "delete"``)
+        # are gone by the migration's own hand, not keys rollback failed to find
+        gone_by_sync = _deleted_by_sync(conn, t, state, left)
+        removed += [k for k in left if state_key(k) in gone_by_sync]
+        left = [k for k in left if state_key(k) not in gone_by_sync]
     messages = _remove_messages(conn, t, outbox, number, removed, merged_too=not left)
     _remove_states(conn, t, state, [state_key(k) for k in removed])
     if left:
@@ -328,6 +334,25 @@ def key_state_table(conn: sa.Connection) -> sa.Table | None:
     if not sa.inspect(conn).has_table(STATE_TABLE):
         return None
     return state_tables(sa.MetaData())[0]
+
+
+def _deleted_by_sync(
+    conn: sa.Connection, t: _Target, state: sa.Table, keys: Sequence[Any]
+) -> set[str]:
+    """Those of ``keys`` (in ``state_key`` form) whose key state says ``sync`` found them
+    deleted in the source."""
+    found: set[str] = set()
+    for part in _slices(sorted({state_key(k) for k in keys}), _IN_LIST):
+        found.update(
+            conn.execute(
+                sa.select(state.c.source_key).where(
+                    state.c.migration == t.migration,
+                    state.c.source_key.in_(part),
+                    state.c.state == "deleted",
+                )
+            ).scalars()
+        )
+    return found
 
 
 def _remove_states(
