@@ -7,9 +7,12 @@ Exit codes: 0 success; 1 the migration ran but found problems (rejects, verify m
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -168,6 +171,12 @@ def run(spec: str, report_path: str | None) -> None:
         raise
     result.spec_path = spec
     print_run(result)
+    if result.unsynced:
+        click.echo(
+            f"{result.unsynced:,} source rows are not migrated yet: keys added below the "
+            "checkpoint (or with a NULL key) since the bulk copy read past them; "
+            f"run `authmigrate sync {spec}` to carry them"
+        )
     write_report(path, result.as_dict())
     click.echo(f"report: {path}")
     if result.this_run["rejected"]:
@@ -230,6 +239,157 @@ def report(spec: str, output: str, json_path: str | None, examples: int) -> None
         json_path=Path(json_path) if json_path else None,
     )
     click.echo(f"report: {output} ({data['summary']['source_rows']:,} source rows)")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--full", is_flag=True, help="Compare the fingerprints of every row.")
+@click.option("--follow", is_flag=True, help="Sync every [sync] interval until stopped.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per pass.")
+@handle_errors
+def sync(spec: str, full: bool, follow: bool, as_json: bool) -> None:
+    """Carry what changed on the legacy side: new keys, changed rows, deletes.
+
+    With --follow, SIGINT or SIGTERM ends after the chunk in flight is committed: exit 130
+    after SIGINT, 0 after SIGTERM (a service manager's normal stop).
+    """
+    from authmigrate.continuity import sync as sync_mod
+
+    s = _load(spec)
+
+    def show(result: Any) -> None:
+        if as_json:
+            click.echo(json.dumps(result.as_dict(), default=str))
+        else:
+            _print_sync(result)
+
+    if not follow:
+        result = sync_mod.sync_migration(s, full=full)
+        show(result)
+        sys.exit(1 if result.rejected else 0)
+    got: list[int] = []
+    with _stop_signals(got):
+        sync_mod.follow(s, full=full, stop=lambda: bool(got), each=show)
+    sys.exit(130 if got and got[0] == signal.SIGINT else 0)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--max-passes", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@handle_errors
+def cutover(spec: str, max_passes: int, as_json: bool) -> None:
+    """Sync until a pass finds nothing, verify, print the switch-over checklist.
+
+    Exit 0 only when the last pass found nothing and verify is clean.
+    """
+    from authmigrate.continuity.cutover import cutover as run_cutover
+
+    s = _load(spec)
+    res = run_cutover(s, max_passes=max_passes, on_pass=None if as_json else _print_sync)
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), default=str, indent=2))
+        sys.exit(0 if res.ok else 1)
+    v = res.verify
+    assert v is not None
+    click.echo(f"cutover {res.migration}:")
+    settled = "yes" if res.settled else f"no (after {len(res.passes)} passes)"
+    click.echo(f"  source in step:     {settled}")
+    click.echo(f"  verify:             {'ok' if v.ok else 'PROBLEMS (run authmigrate verify)'}")
+    click.echo(
+        f"  source rows:        {v.source_rows:,} = {v.migrated:,} migrated + "
+        f"{v.rejected:,} rejected + {v.merged:,} merged"
+    )
+    if v.deleted_in_source:
+        click.echo(f"  deleted in source:  {v.deleted_in_source:,}")
+    rejects = ", ".join(f"{r} {n:,}" for r, n in res.open_rejects.items()) or "none"
+    click.echo(f"  open rejects:       {rejects}")
+    c = res.credentials
+    legacy = ", ".join(f"{s_} {n:,}" for s_, n in c.legacy.items()) or "none"
+    click.echo(f"  on a legacy hash:   {legacy}")
+    click.echo(
+        f"  wrapped {c.wrapped:,}, upgraded {c.upgraded:,}, reset required "
+        f"{c.reset_required:,}, disabled {c.disabled:,}"
+    )
+    click.echo("next steps:")
+    for i, step in enumerate(res.next_steps, 1):
+        click.echo(f"  {i}. {step}")
+    click.echo("cutover ready" if res.ok else "cutover NOT ready")
+    sys.exit(0 if res.ok else 1)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--apply", "apply_", is_flag=True, help="Act (the default is a dry run).")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@handle_errors
+def sunset(spec: str, apply_: bool, as_json: bool) -> None:
+    """After [sunset] after_days, act on accounts still on a legacy hash (dry run by default)."""
+    from authmigrate.continuity.sunset import sunset as run_sunset
+
+    res = run_sunset(_load(spec), apply=apply_)
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), default=str, indent=2))
+        return
+    verb = {"reset": "reset", "disable": "disable", "keep": "keep"}[res.action]
+    head = "" if res.applied else "dry run: would "
+    click.echo(
+        f"sunset {res.migration}: {head}{verb} {len(res.keys):,} accounts still on a legacy "
+        f"hash after {res.after_days} days"
+    )
+    _keys_line("accounts", res.keys)
+    if res.notified:
+        click.echo(f"  reset messages queued: {res.notified:,} (send them with authmigrate notify)")
+    if not res.applied and res.keys and res.action != "keep":
+        click.echo("  run again with --apply to act")
+
+
+SHOWN = 20
+"""Keys listed per kind on the terminal (the --json output has them all)."""
+
+
+def _keys_line(title: str, keys: list[Any], *, raw: bool = False) -> None:
+    if not keys:
+        return
+    shown = ", ".join(k if raw else repr(k) for k in keys[:SHOWN])
+    more = f" ... and {len(keys) - SHOWN:,} more" if len(keys) > SHOWN else ""
+    click.echo(f"  {title} ({len(keys):,}): {shown}{more}")
+
+
+def _print_sync(result: Any) -> None:
+    click.echo(
+        f"sync {result.migration}: {result.mode} pass, {result.compared:,} rows compared, "
+        f"{result.changes:,} change{'' if result.changes == 1 else 's'}, "
+        f"{result.seconds:.2f} s ({result.status})"
+    )
+    _keys_line("new", [k for k in result.inserted if k not in set(result.retried)])
+    _keys_line("rejected before, migrated now", result.retried)
+    _keys_line("updated", result.updated)
+    _keys_line("back in the source", result.restored)
+    _keys_line("rejected", [f"{k!r} {r}" for k, r in result.rejected.items()], raw=True)
+    _keys_line("deleted in the source", [f"{k!r} {a}" for k, a in result.deleted.items()], raw=True)
+    _keys_line(
+        "password conflicts",
+        [f"{c.key!r} {c.winner} wins ({c.reason})" for c in result.conflicts],
+        raw=True,
+    )
+    if result.null_key_rows:
+        click.echo(f"  rows with a NULL key: {result.null_key_rows:+,} (rejected, as in run)")
+
+
+@contextlib.contextmanager
+def _stop_signals(got: list[int]) -> Iterator[None]:
+    """SIGINT/SIGTERM set a flag instead of interrupting: the chunk in flight finishes."""
+
+    def handler(signum: int, frame: Any) -> None:
+        got.append(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 @main.command()

@@ -68,6 +68,10 @@ class RunResult:
     seconds: float = 0.0
     this_run: dict[str, int] = field(default_factory=dict)
     source_rows: int = 0
+    unsynced: int = 0
+    """Source rows the migration has not accounted for after this run: keys added below the
+    checkpoint (text keys, UUIDs, gaps, reused rowids) or with a NULL key since the run read
+    past them; ``sync`` carries them. Counted from the source's keys at the end of the run."""
     error: str | None = None
     """Why a failed or interrupted run stopped (no value, no password)."""
     rejects: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -123,6 +127,7 @@ class RunResult:
             "this_run_segments": self.segments,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
+            "unsynced": self.unsynced,
             "error": self.error,
             "rejects": self._rejects_with_fixes(),
             "bookkeeping": bookkeeping(self.migration),
@@ -244,6 +249,8 @@ class Migration:
             self.source.close()
             raise
         self.redact = frozenset().union(*(s.secret_columns for s in [*self.early, *self.late]))
+        self.skip_synced = False
+        """Set when ``sync`` has written to this target: run then skips keys it carried."""
         self._variants: dict[tuple[str, ...], dict[Any, Any]] = {}
 
     def _probe_credentials(self) -> None:
@@ -377,6 +384,8 @@ class Migration:
                     if (why := conflicts.get(r.key)) is not None
                 ]
             )
+        if conn is not None and self.skip_synced:
+            self._skip_synced(conn, batch)
         if conn is not None and batch.records:
             self._reject_existing_keys(conn, batch)
         for stage in self.early:
@@ -404,6 +413,20 @@ class Migration:
                 if all(record.values.get(f) in allowed for f, allowed in when.items()):
                     record.segment = name
                     break
+
+    def _skip_synced(self, conn: sa.Connection, batch: Batch) -> None:
+        """Leave out rows ``sync`` has already accounted for (new keys past the checkpoint it
+        carried before this run): they are neither read again nor counted twice."""
+        from authmigrate.sinks.state import load_states, state_key
+
+        keys = [r.key for r in batch.records] + [j.key for j in batch.rejects if j.key is not None]
+        known = load_states(conn, self.target.state, self.target.migration, keys)
+        if not known:
+            return
+        before = len(batch.records) + len(batch.rejects)
+        batch.records = [r for r in batch.records if state_key(r.key) not in known]
+        batch.rejects = [j for j in batch.rejects if j.key is None or state_key(j.key) not in known]
+        batch.rows_read -= before - len(batch.records) - len(batch.rejects)
 
     def _reject_existing_keys(self, conn: sa.Connection, batch: Batch) -> None:
         """A key already in the target was not written by us: reject, never overwrite.
@@ -525,6 +548,8 @@ def run_migration(
         number, after = m.resume_point()
         m.target.create()
         m.target.start_run(run_id, command)
+        m.target.backfill_state()
+        m.skip_synced = m.target.has_synced()
         total = m.source.count()
         done = m.target.totals()["read"]
         if progress:
@@ -687,6 +712,10 @@ def _result(
         with m.target.engine.connect() as conn:
             res.rejects = reject_examples(conn, m.target.migration, limit=EXAMPLES)
         res.source_rows = m.source.count()
+        if status == "done":
+            from authmigrate.continuity.sync import count_unsynced
+
+            res.unsynced = count_unsynced(m)
     except (sa.exc.DBAPIError, AuthmigrateError):
         pass
     return res

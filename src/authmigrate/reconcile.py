@@ -121,6 +121,14 @@ class VerifyResult:
     wrapped_checked: int = 0
     wrapped_total: int = 0
     tokens_checked: int = 0
+    owned_by_new_system: int = 0
+    """Credentials the new system changed after the migration wrote them (an upgrade on
+    login, a reset): the new system's business, not a mismatch."""
+    deleted_in_source: int = 0
+    """Keys the migration wrote that ``sync`` found deleted in the source."""
+    held: int = 0
+    """Accounts whose latest legacy change ``sync`` rejected: they keep their last good
+    values and are counted with the rejects."""
     chunks: int = 0
     chunks_bisected: int = 0
     checksums: str = "streamed"
@@ -170,6 +178,9 @@ class VerifyResult:
             "credentials_checked": self.credentials_checked,
             "wrapped_checked": self.wrapped_checked,
             "tokens_checked": self.tokens_checked,
+            "owned_by_new_system": self.owned_by_new_system,
+            "deleted_in_source": self.deleted_in_source,
+            "held": self.held,
             "chunks": self.chunks,
             "chunks_bisected": self.chunks_bisected,
             "checksums": self.checksums,
@@ -549,6 +560,10 @@ class _Verifier:
         """Key ids of merged duplicates (each one has a ``merged`` message when enabled)."""
         self.notified: list[Any] = []
         """Key ids of every written row, for the outbox check."""
+        self.held: set[Any] = set()
+        """Key ids of accounts ``sync`` holds at their last good values (see
+        :mod:`authmigrate.sinks.state`): counted as rejected, their target row not compared."""
+        self.has_state = False
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
 
@@ -561,6 +576,7 @@ class _Verifier:
             sa.select(batches.c.written_keys).where(batches.c.migration == name)
         ):
             self.written.update(self.target.key_value(k) for k in unpack_keys(blob))
+        self._load_key_state(conn)
         res = self.result
         reasons: dict[str, str] = {}  # one string object per reason code, not one per row
         doubled: dict[Any, Any] = {}
@@ -584,6 +600,29 @@ class _Verifier:
         res.doubled.extend(doubled.values())
         if self.spec.notify is not None:
             self.notified = sorted(self.written)
+
+    def _load_key_state(self, conn: sa.Connection) -> None:
+        """Keys ``sync`` found deleted, or holds, are no longer counted as migrated."""
+        from authmigrate.sinks.state import STATE_TABLE, key_of, state_tables
+
+        if not sa.inspect(conn).has_table(STATE_TABLE):
+            return
+        self.has_state = True
+        state, _ = state_tables(sa.MetaData())
+        for stored, kind in conn.execute(
+            sa.select(state.c.source_key, state.c.state).where(
+                state.c.migration == self.spec.migration_name,
+                state.c.state.in_(("deleted", "held")),
+            )
+        ):
+            kid = self.target.key_value(key_of(stored))
+            if kind == "deleted" and kid in self.written:
+                self.written.discard(kid)
+                self.result.deleted_in_source += 1
+            elif kind == "held":
+                self.written.discard(kid)
+                self.held.add(kid)
+                self.result.held += 1
 
     # -- the pass over the source ---------------------------------------------------------
 
@@ -632,7 +671,7 @@ class _Verifier:
                     chunk.values[kid] = canon
                     chunk.hashes[kid] = text_hash(row_text(canon), self.target.checksum_key)
                     chunk.expected_rows.append(row)
-            elif self.rejects.get(kid) == "target.key_exists":
+            elif self.rejects.get(kid) == "target.key_exists" or kid in self.held:
                 continue
             elif kid not in self.rejects:
                 chunk.unaccounted.append(k)
@@ -848,6 +887,40 @@ class _Verifier:
             if problem:
                 res.credential_problems.append(CredentialProblem(k, cred.target_column, problem))
         self._run_digest_checks(digest_jobs)
+        self._accept_new_system_changes(there)
+
+    def _accept_new_system_changes(self, there: dict[Any, dict[str, Any]]) -> None:
+        """A credential the new system changed after the migration wrote it is the new
+        system's, not a mismatch, when it is what the new system writes: a plain argon2id hash
+        (``verify_and_update`` on login, also inside a ``$login-rule$`` form) or no hash with
+        the reset flag (a reset, ``sunset``). It is counted in ``owned_by_new_system``. Any
+        other change (a truncated hash, another account's credential) stays a problem."""
+        from authmigrate.continuity.sync import is_upgraded
+        from authmigrate.sinks.state import load_states, state_key, state_tables, value_fp
+
+        cred = self.spec.credentials
+        res = self.result
+        if cred is None or not self.has_state or not res.credential_problems:
+            return
+        mine = [p for p in res.credential_problems if p.column == cred.target_column]
+        fresh = [p for p in mine if self.target.key_value(p.key) in there]
+        if not fresh:
+            return
+        state, _ = state_tables(sa.MetaData())
+        name = self.spec.migration_name
+        known = load_states(self.target.conn, state, name, [p.key for p in fresh])
+        owned: set[int] = set()
+        for p in fresh:
+            row = known.get(state_key(p.key))
+            stored = there[self.target.key_value(p.key)].get(cred.target_column)
+            if row is None or row.target_fp is None or value_fp(stored) == row.target_fp:
+                continue
+            reset = bool(there[self.target.key_value(p.key)].get(cred.reset_column))
+            if is_upgraded(stored) or (stored is None and reset):
+                owned.add(id(p))
+        if owned:
+            res.credential_problems = [p for p in res.credential_problems if id(p) not in owned]
+            res.owned_by_new_system += len(owned)
 
     def _credential_problem(
         self,

@@ -35,6 +35,7 @@ from authmigrate.sinks.sql import (
     bookkeeping_tables,
     utcnow,
 )
+from authmigrate.sinks.state import state_key
 from authmigrate.spec import Spec
 
 _IN_LIST = 1000
@@ -195,6 +196,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             outbox = (
                 outbox_table(sa.MetaData()) if sa.inspect(conn).has_table(OUTBOX_TABLE) else None
             )
+            state = key_state_table(conn)
             numbers = list(
                 conn.execute(
                     sa.select(t.batches.c.batch_no)
@@ -205,7 +207,7 @@ def rollback(spec: Spec) -> RollbackCounts:
         for number in numbers:
             with t.engine.begin() as conn:
                 accounts, rejects, messages, not_found = _remove_batch(
-                    conn, t, table, form, number, outbox
+                    conn, t, table, form, number, outbox, state
                 )
             counts.accounts += accounts
             counts.rejects += rejects
@@ -215,6 +217,7 @@ def rollback(spec: Spec) -> RollbackCounts:
         if counts.not_found:
             return counts  # the bookkeeping of what was not removed stays, runs unchanged
         with t.engine.begin() as conn:
+            _remove_key_state(conn, t.migration)
             counts.outbox += rollback_outbox(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(
@@ -259,9 +262,11 @@ def _remove_batch(
     form: TargetKey,
     number: int,
     outbox: sa.Table | None,
+    state: sa.Table | None = None,
 ) -> tuple[int, int, int, int]:
-    """Remove one batch in the caller's transaction: accounts, their outbox rows, rejects,
-    and the batch row last. Returns (accounts, rejects, outbox rows, keys not found).
+    """Remove one batch in the caller's transaction: accounts, their outbox rows, their
+    ``sync`` key state, rejects (with their key state), and the batch row last. Returns
+    (accounts, rejects, outbox rows, keys not found).
 
     Keys are matched in the key column's stored form (``sinks.keys``). A recorded key that
     matches no row is not forgotten: the batch row stays, holding only those keys, with its
@@ -289,7 +294,14 @@ def _remove_batch(
         present.update(form.stored(v) for v in gone)
     left = [k for k, s in zip(recorded, keys, strict=True) if s not in present]
     removed = [k for k, s in zip(recorded, keys, strict=True) if s in present]
+    if left and state is not None:
+        # accounts ``sync`` deleted itself (the source lost the key, ``on_delete = "delete"``)
+        # are gone by the migration's own hand, not keys rollback failed to find
+        gone_by_sync = _deleted_by_sync(conn, t, state, left)
+        removed += [k for k in left if state_key(k) in gone_by_sync]
+        left = [k for k in left if state_key(k) not in gone_by_sync]
     messages = _remove_messages(conn, t, outbox, number, removed, merged_too=not left)
+    _remove_states(conn, t, state, [state_key(k) for k in removed])
     if left:
         conn.execute(
             b.update()
@@ -297,6 +309,15 @@ def _remove_batch(
             .values(written_keys=pack_keys(left), migrated=len(left))
         )
         return accounts, 0, messages, len(left)
+    if state is not None:
+        rejected = conn.execute(
+            sa.select(t.rejects.c.source_key).where(
+                t.rejects.c.migration == t.migration,
+                t.rejects.c.batch_no == number,
+                t.rejects.c.source_key.is_not(None),
+            )
+        ).scalars()
+        _remove_states(conn, t, state, list(rejected))  # stored as the rejects store keys
     rejects = _rowcount(
         conn.execute(
             t.rejects.delete().where(
@@ -306,6 +327,57 @@ def _remove_batch(
     )
     conn.execute(b.delete().where(b.c.migration == t.migration, b.c.batch_no == number))
     return accounts, rejects, messages, 0
+
+
+def key_state_table(conn: sa.Connection) -> sa.Table | None:
+    """``sync``'s key state table, None on a target written before sync existed."""
+    from authmigrate.sinks.state import STATE_TABLE, state_tables
+
+    if not sa.inspect(conn).has_table(STATE_TABLE):
+        return None
+    return state_tables(sa.MetaData())[0]
+
+
+def _deleted_by_sync(
+    conn: sa.Connection, t: _Target, state: sa.Table, keys: Sequence[Any]
+) -> set[str]:
+    """Those of ``keys`` (in ``state_key`` form) whose key state says ``sync`` found them
+    deleted in the source."""
+    found: set[str] = set()
+    for part in _slices(sorted({state_key(k) for k in keys}), _IN_LIST):
+        found.update(
+            conn.execute(
+                sa.select(state.c.source_key).where(
+                    state.c.migration == t.migration,
+                    state.c.source_key.in_(part),
+                    state.c.state == "deleted",
+                )
+            ).scalars()
+        )
+    return found
+
+
+def _remove_states(
+    conn: sa.Connection, t: _Target, state: sa.Table | None, stored: Sequence[str]
+) -> None:
+    """Delete the key state of these keys (in ``state_key`` form) in the caller's transaction."""
+    if state is None:
+        return
+    for part in _slices(sorted(set(stored)), _IN_LIST):
+        conn.execute(
+            state.delete().where(state.c.migration == t.migration, state.c.source_key.in_(part))
+        )
+
+
+def _remove_key_state(conn: sa.Connection, migration: str) -> None:
+    """Forget what is left of ``sync``'s key state (the states of keys no batch holds any
+    more, such as keys sync found deleted) and the watermark: the migration is gone."""
+    from authmigrate.sinks.state import STATE_TABLE, state_tables
+
+    if not sa.inspect(conn).has_table(STATE_TABLE):
+        return  # a target written before sync existed
+    for table in state_tables(sa.MetaData()):
+        conn.execute(table.delete().where(table.c.migration == migration))
 
 
 def _remove_messages(

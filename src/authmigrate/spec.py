@@ -656,6 +656,60 @@ class RunSpec(_Model):
     workers: int | None = Field(default=None, ge=1)
 
 
+class SyncSpec(_Model):
+    """``[sync]``: how ``authmigrate sync`` finds what changed on the legacy side."""
+
+    changed_column: str | None = None
+    """A source column the platform sets on every change (Magento ``updated_at``); rows with
+    ``changed_column >= watermark - overlap`` are read, the watermark taken from the source
+    database's clock. Without it every sync compares fingerprints of all rows."""
+    overlap: str = "5m"
+    """How far before the watermark to read again: clock skew and late commits."""
+    on_delete: Literal["disable", "delete", "keep"] = "disable"
+    """A key the source no longer has: set ``disabled_column`` (default), delete the target
+    row, or keep it as it is. Every case is reported by key."""
+    disabled_column: str = "disabled"
+    interval: str = "30s"
+    """``sync --follow``: time between passes."""
+    password_changed_at: str | None = None
+    """A source column with the time of the legacy password's last change."""
+    target_password_changed_at: str = "password_changed_at"
+    """The target column where the new system records its own password changes (read only)."""
+
+    @field_validator("changed_column", "disabled_column", "password_changed_at")
+    @classmethod
+    def _ident(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v)
+
+    @field_validator("target_password_changed_at")
+    @classmethod
+    def _target_ident(cls, v: str) -> str:
+        return check_identifier(v)
+
+    @field_validator("overlap", "interval")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def overlap_seconds(self) -> int:
+        return parse_duration(self.overlap)
+
+    @property
+    def interval_seconds(self) -> int:
+        return max(1, parse_duration(self.interval))
+
+
+class SunsetSpec(_Model):
+    """``[sunset]``: what happens to accounts still on a legacy hash after the grace period."""
+
+    after_days: int = Field(default=90, ge=0)
+    action: Literal["reset", "keep", "disable"] = "reset"
+    notify: bool = False
+    """Queue the notify outbox's ``reset`` message for each account reset (exactly once)."""
+
+
 class BridgeSpec(_Model):
     """The login-time password bridge (``authmigrate bridge``): see docs/bridge.md."""
 
@@ -704,6 +758,8 @@ class Spec(_Model):
     notify: NotifySpec | None = None
     bridge: BridgeSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+    sync: SyncSpec = Field(default_factory=SyncSpec)
+    sunset: SunsetSpec = Field(default_factory=SunsetSpec)
     verify: VerifySpec = Field(default_factory=VerifySpec)
     _base_dir: Path | None = PrivateAttr(default=None)
     _recorded_name: str | None = PrivateAttr(default=None)

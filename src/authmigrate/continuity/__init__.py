@@ -1,1 +1,2 @@
-"""Keeping the new store in step with the legacy one: status (sync, cutover, sunset to come)."""
+"""The shop stays open: carry legacy changes after the bulk copy (``sync``), switch over
+(``cutover``), see where the move stands (``status``) and retire legacy hashes (``sunset``)."""

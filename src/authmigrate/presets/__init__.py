@@ -126,6 +126,10 @@ def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
     if not source.get("table") and not source.get("query"):
         source["query"] = preset.render_query(prefix)
         source.setdefault("key", preset.key)
+        if preset.changed_column:  # the platform's "updated at", unless the spec says otherwise
+            sync = out.setdefault("sync", {})
+            if isinstance(sync, dict):
+                sync.setdefault("changed_column", preset.changed_column)
     if isinstance(source.get("url"), str):
         source["url"] = with_mysql_charset(source["url"])
 

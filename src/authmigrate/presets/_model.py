@@ -50,6 +50,7 @@ class Preset:
         target_unique: target fields that identify an account on this platform.
         notes: comment lines written at the top of an ``init`` spec.
         aliases: other names accepted for this preset.
+        changed_column: the platform's "updated at" column in the query, if it has one.
     """
 
     name: str
@@ -68,6 +69,9 @@ class Preset:
     key: str = "legacy_id"
     key_type: str = "bigint"
     """Type of the key field: the platform's id, kept to link the new account back."""
+    changed_column: str | None = None
+    """A column of the query the platform sets on every change of the account, for
+    ``[sync] changed_column`` (Magento ``updated_at``, PrestaShop ``date_upd``)."""
     sources: tuple[str, ...] = field(default=())
     """Where the table definitions come from (published install SQL), for the docs."""
 

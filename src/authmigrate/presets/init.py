@@ -410,4 +410,11 @@ def render_spec(
         'duplicates = "reject"    # or "merge"',
         "",
     ]
+    if preset.changed_column:
+        lines += [
+            "[sync]                   # authmigrate sync: what changed since the bulk copy",
+            f"changed_column = {_toml(preset.changed_column)}",
+            'on_delete = "disable"',
+            "",
+        ]
     return "\n".join(lines)

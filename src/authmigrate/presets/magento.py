@@ -47,7 +47,8 @@ SELECT e.entity_id AS legacy_id,
        {zero_date("e.created_at")} AS created_at,
        {_eav("firstname", "firstname")},
        {_eav("lastname", "lastname")},
-       {_eav("password_hash", "password_hash")}
+       {_eav("password_hash", "password_hash")},
+       e.updated_at
 FROM {{p}}customer_entity e
 """
 
@@ -62,7 +63,8 @@ SELECT e.entity_id AS legacy_id,
        e.is_active,
        {zero_date("e.created_at")} AS created_at,
        e.lock_expires,
-       e.password_hash
+       e.password_hash,
+       e.updated_at
 FROM {{p}}customer_entity e
 """
 
@@ -100,6 +102,7 @@ MAGENTO1 = Preset(
     refine=_is_magento1,
     bonus_tables=("core_config_data", "core_website"),
     query=MAGENTO1_QUERY,
+    changed_column="updated_at",
     fields=_FIELDS,
     # md5/sha256/sha512 hash:salt, and password_hash() bcrypt from 1.9.3+ / OpenMage
     credentials={"column": "password_hash", "scheme": ["magento1", "auto"]},
@@ -125,6 +128,7 @@ MAGENTO2 = Preset(
     },
     bonus_tables=("store_website", "customer_grid_flat", "setup_module"),
     query=MAGENTO2_QUERY,
+    changed_column="updated_at",
     fields={
         **_FIELDS,
         "locked_until": datetime_field("lock_expires"),

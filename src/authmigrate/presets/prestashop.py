@@ -31,7 +31,8 @@ _TAIL = f"""
        c.id_default_group,
        c.active,
        c.newsletter,
-       {zero_date("c.date_add")} AS date_add
+       {zero_date("c.date_add")} AS date_add,
+       c.date_upd
 FROM {{p}}customer c
 WHERE c.is_guest = 0 AND c.deleted = 0
 """
@@ -90,6 +91,7 @@ PRESTASHOP16 = Preset(
     refine=_md5_column,
     bonus_tables=("customer_group", "guest"),
     query=QUERY_16,
+    changed_column="date_upd",
     fields=_FIELDS,
     credentials={
         "column": "passwd",
@@ -113,6 +115,7 @@ PRESTASHOP = Preset(
     refine=_bcrypt_column,
     bonus_tables=("customer_group", "guest", "customer_session"),
     query=QUERY,
+    changed_column="date_upd",
     fields=_FIELDS,
     credentials={"column": "passwd", "scheme": "auto", "keys": {"prestashop": "env:PS_COOKIE_KEY"}},
     notes=(

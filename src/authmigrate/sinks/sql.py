@@ -571,6 +571,17 @@ class SqlTarget:
         self.key = TargetKey(self.table.c[spec.target_key].type, self.engine.dialect.name)
         """The key column's codec (its type may be the existing table's, see check_spec)."""
         self._insert = self._bulk_insert()
+        from authmigrate.sinks.state import state_tables
+        from authmigrate.transform import source_columns_used
+
+        self.state, self.watermarks = state_tables(self.metadata)
+        self._insert_state = BulkInsert(self.state, self.engine.dialect)
+        self.fp_columns = list(source_columns_used(spec))
+        """The source columns a row's fingerprint covers: every column the spec reads."""
+        cred = spec.credentials
+        self.cred_columns = (
+            [c for c in (cred.column, cred.salt_column, cred.scheme_column) if c] if cred else []
+        )
         self._lookups: dict[str, InLookup] = {}
         self._reflected: dict[str, Any] | None = None
 
@@ -1127,6 +1138,45 @@ class SqlTarget:
                 "committed_at": utcnow(),
             },
         )
+        states = self.state_rows(batch)
+        if states:
+            self._insert_state(conn, states)
+
+    def state_rows(self, batch: Batch) -> list[dict[str, Any]]:
+        """The key-state rows of a batch's accounts and rejects (see :mod:`.state`)."""
+        from authmigrate.sinks.state import fingerprint, state_key, value_fp
+
+        now = utcnow()
+        cols, creds = self.fp_columns, self.cred_columns
+        target = self.spec.credentials.target_column if self.spec.credentials else None
+        rows = [
+            {
+                "migration": self.migration,
+                "source_key": state_key(r.key),
+                "state": "migrated",
+                "fingerprint": fingerprint(r.source, cols),
+                "credential_fp": fingerprint(r.source, creds) if creds else None,
+                "target_fp": value_fp(r.values.get(target)) if target else None,
+                "changed_at": now,
+            }
+            for r in batch.records
+        ]
+        rows.extend(
+            {
+                "migration": self.migration,
+                "source_key": state_key(j.key),
+                "state": j.outcome,
+                "fingerprint": fingerprint(j.source, cols),
+                "credential_fp": fingerprint(j.source, creds) if creds else None,
+                "target_fp": None,
+                "changed_at": now,
+            }
+            for j in batch.rejects
+            if j.key is not None
+        )
+        if len({r["source_key"] for r in rows}) < len(rows):  # a key seen twice: the last wins
+            rows = list({r["source_key"]: r for r in rows}.values())
+        return rows
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -1175,6 +1225,65 @@ class SqlTarget:
                     "its committed batches are kept",
                 )
             )
+
+    def backfill_state(self) -> int:
+        """Give a migration written before the key state existed its state rows.
+
+        When batches exist but no key state does, every written key is recorded as migrated
+        and every keyed reject as rejected or merged, with an empty fingerprint, so that the
+        first ``sync`` compares each row once (and finds it changed) instead of taking the
+        whole table for new keys. Returns the rows added."""
+        from authmigrate.sinks.state import state_key
+
+        st, b, r = self.state, self.batches, self.rejects
+        with self.engine.begin() as conn:
+            has_state = conn.execute(
+                sa.select(st.c.source_key).where(st.c.migration == self.migration).limit(1)
+            ).first()
+            has_batches = conn.execute(
+                sa.select(b.c.batch_no).where(b.c.migration == self.migration).limit(1)
+            ).first()
+            if has_state is not None or has_batches is None:
+                return 0
+            now = utcnow()
+            rows: dict[str, dict[str, Any]] = {}
+            for (blob,) in conn.execute(
+                sa.select(b.c.written_keys).where(b.c.migration == self.migration)
+            ):
+                for k in unpack_keys(blob):
+                    rows[state_key(k)] = {"state": "migrated"}
+            for key, outcome in conn.execute(
+                sa.select(r.c.source_key, r.c.outcome).where(
+                    r.c.migration == self.migration, r.c.source_key.is_not(None)
+                )
+            ):
+                rows.setdefault(key, {"state": outcome})
+            out = [
+                {
+                    "migration": self.migration,
+                    "source_key": k,
+                    "state": v["state"],
+                    "fingerprint": "",
+                    "credential_fp": None,
+                    "target_fp": None,
+                    "changed_at": now,
+                }
+                for k, v in rows.items()
+            ]
+            for i in range(0, len(out), 5000):
+                self._insert_state(conn, out[i : i + 5000])
+        return len(out)
+
+    def has_synced(self) -> bool:
+        """True when a ``sync`` of this migration has run against this target."""
+        r = self.runs
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(r.c.run_id)
+                .where(r.c.migration == self.migration, r.c.command == "sync")
+                .limit(1)
+            ).first()
+        return found is not None
 
     def end_run(
         self, run_id: str, status: str, counts: dict[str, int], error: str | None = None

@@ -6,7 +6,7 @@ pagination, never OFFSET), so a batch can be re-read exactly after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from authmigrate.spec import SourceSpec
@@ -30,6 +30,19 @@ class Source(Protocol):
     def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` rows whose key is greater than ``after`` (None: from the start),
         in key order."""
+        ...
+
+    def key_page(self, after: Any, limit: int) -> list[Any]:
+        """Up to ``limit`` non-NULL keys greater than ``after`` (None: from the start), in key
+        order, reading the key column alone."""
+        ...
+
+    def keys_in(self, keys: Sequence[Any]) -> list[Any]:
+        """Those of ``keys`` the source has (the key column alone, any order)."""
+        ...
+
+    def rows_by_key(self, keys: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of those of ``keys`` the source has (read columns only, any order)."""
         ...
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:

@@ -22,7 +22,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -247,6 +247,15 @@ class FileSource:
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
         return (_with_invalid(row) for row in self._sql.null_key_rows())
+
+    def key_page(self, after: Any, limit: int) -> list[Any]:
+        return self._sql.key_page(after, limit)
+
+    def keys_in(self, keys: Sequence[Any]) -> list[Any]:
+        return self._sql.keys_in(keys)
+
+    def rows_by_key(self, keys: Sequence[Any]) -> list[dict[str, Any]]:
+        return [_with_invalid(row) for row in self._sql.rows_by_key(keys)]
 
     def duplicate_keys(self, limit: int = 5) -> list[Any]:
         return self._sql.duplicate_keys(limit)

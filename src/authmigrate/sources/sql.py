@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +17,9 @@ from authmigrate.batch import InvalidValue
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
 from authmigrate.spec import SourceSpec
+
+_IN_LIST = 500
+"""Keys per ``IN`` list of :meth:`SqlSource.rows_by_key`."""
 
 
 class SqlSource:
@@ -100,6 +103,55 @@ class SqlSource:
         stmt = stmt.order_by(self._key).limit(limit)
         cols = [c.name for c in self._read]
         return [dict(zip(cols, row)) for row in self._rows(stmt)]  # noqa: B905 - same width
+
+    def key_page(self, after: Any, limit: int) -> list[Any]:
+        """Up to ``limit`` non-NULL keys greater than ``after`` (None: from the start), in
+        key order: the key column alone."""
+        stmt = sa.select(self._key).where(self._key.is_not(None))
+        if after is not None:
+            stmt = stmt.where(self._key > after)
+        return [row[0] for row in self._rows(stmt.order_by(self._key).limit(limit))]
+
+    def rows_by_key(self, keys: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows (read columns only) of those of ``keys`` the source has."""
+        cols = [c.name for c in self._read]
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), _IN_LIST):
+            stmt = sa.select(*self._read).where(self._key.in_(keys[i : i + _IN_LIST]))
+            out.extend(dict(zip(cols, row, strict=True)) for row in self._rows(stmt))
+        return out
+
+    def keys_in(self, keys: Sequence[Any]) -> list[Any]:
+        """Those of ``keys`` the source has (the key column alone)."""
+        out: list[Any] = []
+        for i in range(0, len(keys), _IN_LIST):
+            stmt = sa.select(self._key).where(self._key.in_(keys[i : i + _IN_LIST]))
+            out.extend(row[0] for row in self._rows(stmt))
+        return out
+
+    def changed_page(self, column: str, since: Any, after: Any, limit: int) -> list[dict[str, Any]]:
+        """Like :meth:`page`, of the rows whose ``column`` is at least ``since`` (``sync``)."""
+        stmt = sa.select(*self._read).where(
+            self._key.is_not(None), self._selectable.c[column] >= since
+        )
+        if after is not None:
+            stmt = stmt.where(self._key > after)
+        cols = [c.name for c in self._read]
+        rows = self._rows(stmt.order_by(self._key).limit(limit))
+        return [dict(zip(cols, row, strict=True)) for row in rows]
+
+    def clock(self, column: str) -> Any:
+        """The source database's current time, in the form ``column`` holds (naive or
+        aware as the column is): the reference of ``sync``'s watermark."""
+        backend = self.engine.dialect.name
+        if backend == "sqlite":
+            return self._rows(sa.select(sa.text("strftime('%Y-%m-%d %H:%M:%S', 'now')")))[0][0]
+        if backend == "postgresql":
+            col = self._selectable.c[column]
+            aware = isinstance(col.type, sa.DateTime) and bool(col.type.timezone)
+            fn = "CURRENT_TIMESTAMP" if aware else "LOCALTIMESTAMP"
+            return self._rows(sa.select(sa.text(fn)))[0][0]
+        return self._rows(sa.select(sa.text("NOW(6)")))[0][0]
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
         stmt = sa.select(*self._read).where(self._key.is_(None))
