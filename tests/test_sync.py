@@ -161,6 +161,10 @@ def test_deletes_follow_on_delete(tmp_path: Path, action: str) -> None:
     v = verify_migration(load_spec(spec))
     assert v.ok, v.as_dict()
     assert v.deleted_in_source == 2
+    from authmigrate.continuity.status import migration_status
+
+    st = migration_status(load_spec(spec), record=False)
+    assert st.deleted_in_source == 2 and st.pending == 0  # sync counted the two gone keys out
     assert sync_migration(load_spec(spec)).changes == 0
     removed = rollback(load_spec(spec))
     assert removed.not_found == 0  # sync's own deletes are not keys rollback failed to find

@@ -116,8 +116,8 @@ class LastRun:
 class MigrationStatus:
     """The answer of :func:`migration_status` (``authmigrate status``).
 
-    ``deleted_in_source`` and ``changed`` are ``None``: they need ``sync``'s key and
-    fingerprint passes, which do not exist yet.
+    ``deleted_in_source`` counts the keys ``sync`` found gone from the source (``None`` before
+    any sync has kept per-key state); ``changed`` is ``None``: only a sync pass knows it.
     """
 
     migration: str
@@ -464,9 +464,11 @@ def _status(
     by_reason: dict[str, dict[str, int]] = {"rejected": {}, "merged": {}}
     last_run: LastRun | None = None
     dormant = 0
+    deleted: int | None = None
     credentials = CredentialCounts()
     if started:
         with engine.connect() as conn:
+            deleted = _deleted_in_source(conn, name)
             row = conn.execute(
                 sa.select(*(sa.func.coalesce(sa.func.sum(batches.c[k]), 0) for k in totals)).where(
                     batches.c.migration == name
@@ -495,6 +497,7 @@ def _status(
             not_upgraded = credentials.legacy_total + credentials.wrapped_total
             with engine.connect() as conn:
                 dormant = _dormant(conn, spec, table, batches, cutoff, not_upgraded)
+    # sync's batch rows count a deleted key as -1: the totals stand for rows the source has
     accounted = totals["migrated"] + totals["rejected"] + totals["merged"]
     status = MigrationStatus(
         migration=name,
@@ -510,11 +513,28 @@ def _status(
         dormant=dormant,
         dormant_days=dormant_days,
         last_run=last_run,
+        deleted_in_source=deleted,
     )
     if record and started:
         snapshots.create(engine, checkfirst=True)
         record_snapshot(engine, snapshots, status, command)
     return status
+
+
+def _deleted_in_source(conn: sa.Connection, migration: str) -> int | None:
+    """Keys ``sync`` found gone from the source (None when no per-key state is kept)."""
+    from authmigrate.sinks.state import STATE_TABLE, state_tables
+
+    if not sa.inspect(conn).has_table(STATE_TABLE):
+        return None
+    state, _ = state_tables(sa.MetaData())
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                state.c.migration == migration, state.c.state == "deleted"
+            )
+        ).scalar_one()
+    )
 
 
 def record_snapshot(

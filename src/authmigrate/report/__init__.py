@@ -227,7 +227,8 @@ def print_status(status: MigrationStatus) -> None:
     for reason, n in status.merged_by_reason.items():
         t.add_row(Text(f"  {reason}"), f"{n:,}")
     t.add_row("pending (not yet migrated)", f"{status.pending:,}")
-    t.add_row("deleted in source", "n/a (needs sync)")
+    deleted = status.deleted_in_source
+    t.add_row("deleted in source", "n/a (no sync yet)" if deleted is None else f"{deleted:,}")
     cred = status.credentials
     t.add_row("on a legacy hash", f"{cred.legacy_total:,}")
     for scheme, n in cred.legacy.items():
