@@ -158,9 +158,9 @@ def build_late_stages(spec: Spec) -> list[Stage]:
     """Stages after duplicate handling: tokens, then the notification outbox."""
     stages: list[Stage] = []
     if spec.tokens is not None:
-        from authmigrate.tokens import TokenStage
+        from authmigrate.tokens import TokenStage, token_segments
 
-        stages.append(TokenStage(spec.tokens))
+        stages.append(TokenStage(spec.tokens, segments=token_segments(spec)))
     if spec.notify is not None:
         from authmigrate.notify.outbox import OutboxStage
 
@@ -746,6 +746,9 @@ class PlanResult:
     """Accounts whose weak credential ``policy = "wrap"`` wraps in argon2id."""
     reset: int = 0
     """Accounts migrated without a usable password (they must reset it)."""
+    tokens: int | None = None
+    """Accounts that would get a token (``[tokens]``; None without it): with ``[notify]``,
+    those of a segment whose message carries the token."""
     target: dict[str, Any] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     """Environment variables the spec names, all found set."""
@@ -795,6 +798,7 @@ class PlanResult:
             "rejected": self.rejected,
             "merged": self.merged,
             "accounts": {"kept": self.kept, "wrapped": self.wrapped, "reset": self.reset},
+            **({"tokens": self.tokens} if self.tokens is not None else {}),
             "by_reason": self.by_reason,
             "rejects": {
                 reason: {
@@ -869,11 +873,18 @@ def plan_migration(
         samples: list[str] = []
 
         exports = _export_plan(spec)
+        tokened = None
+        if spec.tokens is not None:
+            from authmigrate.tokens import token_segments
+
+            tokened, res.tokens = token_segments(spec), 0
 
         def tally(batch: Batch) -> None:
             if exports is not None:
                 exports.tally(batch)
             res.would_migrate += len(batch.records)
+            if res.tokens is not None:
+                res.tokens += sum(tokened is None or r.segment in tokened for r in batch.records)
             schemes.update(r.scheme for r in batch.records if r.scheme)
             for r in batch.records:
                 if cred is None:

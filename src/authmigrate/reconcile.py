@@ -24,7 +24,8 @@ target a run is writing to):
    source hash imported again, a wrapped one must have been made from it (scheme, kept part
    and argon2id over the legacy digest, see :mod:`authmigrate.verify_credentials`) — every
    one, or a random sample of ``sample`` wrapped credentials; a token must be a well-formed
-   stored token.
+   stored token, present exactly on the accounts whose message carries one (with ``[notify]``)
+   and NULL on the others.
 
 Which target rows are the migration's business: rows whose key is a source key. A target row
 with a key the source never had (a sign-up in the live new system) is not reported; a target
@@ -541,6 +542,14 @@ class _Chunk:
     """Source key of each target key value (reports name the source's key)."""
 
 
+def _token_segments(spec: Spec) -> frozenset[str] | None:
+    if spec.tokens is None:
+        return None
+    from authmigrate.tokens import token_segments
+
+    return token_segments(spec)
+
+
 class _Verifier:
     def __init__(
         self, spec: Spec, source: Source, target: _Target, sample: int | None, chunk: int
@@ -566,6 +575,8 @@ class _Verifier:
         self.has_state = False
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
+        self.token_segments = _token_segments(spec)
+        """Segments whose accounts hold a token; None: every account (``tokens.token_segments``)."""
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -838,7 +849,8 @@ class _Verifier:
             return
         key = self.spec.source.key
         keys = [self.target.key_value(r[key]) for r in chunk.expected_rows]
-        there = self.target.select(keys, columns)
+        extra = self._segment_columns() if tok is not None and self.spec.notify else []
+        there = self.target.select(keys, list(dict.fromkeys([*columns, *extra])))
         if cred is not None and {cred.target_column, cred.reset_column} <= set(columns):
             self._check_credentials(chunk.expected_rows, there)
         if tok is not None and tok.column in columns:
@@ -1010,6 +1022,7 @@ class _Verifier:
 
         tok = self.spec.tokens
         assert tok is not None
+        segments = self.token_segments
         key = self.spec.source.key
         for row in rows:
             got = there.get(self.target.key_value(row[key]))
@@ -1017,6 +1030,13 @@ class _Verifier:
                 continue
             self.result.tokens_checked += 1
             stored = got[tok.column]
+            if segments is not None and self._segment(got) not in segments:
+                # no message carries a token to this account: it must hold none
+                if stored is not None:
+                    self.result.credential_problems.append(
+                        CredentialProblem(row[key], tok.column, "token.undelivered")
+                    )
+                continue
             try:
                 parsed = parse_stored(stored)
             except MalformedHashError:

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from authmigrate.batch import Batch
 from authmigrate.errors import MalformedHashError, MissingKeyError
-from authmigrate.spec import TokensSpec, parse_duration, resolve_secret
+from authmigrate.spec import Spec, TokensSpec, parse_duration, resolve_secret
 
 TOKEN_BYTES = 32
 """Random bytes per token: 256 bits, twice the 128-bit floor."""
@@ -199,15 +199,37 @@ def verify_token(
     return match and fresh and right_purpose
 
 
+def token_segments(spec: Spec) -> frozenset[str] | None:
+    """The notification segments whose accounts get a token; None when every account does.
+
+    A token is of use only to a user who receives it, so with ``[notify]`` only the accounts
+    of a segment whose message carries the token (enabled, and its templates use ``token`` or
+    ``reset_link``) get one; the others get NULL. With ``tokens.delivery = "none"`` (no
+    ``[notify]``) every account gets one, as the spec asks.
+
+    Raises:
+        SpecError: a template of the spec cannot be read or does not compile.
+    """
+    if spec.notify is None:
+        return None
+    from authmigrate.notify.templates import Templates
+
+    templates = Templates(spec.notify, base_dir=spec.base_dir)
+    return frozenset(s for s in templates.enabled if templates.needs_token(s))
+
+
 class TokenStage:
-    """Pipeline stage: gives every record a new token (implements ``batch.Stage``).
+    """Pipeline stage: gives each record a new token (implements ``batch.Stage``).
 
     Fills ``spec.column`` with the stored hash string and, when configured,
     ``spec.prefix_column`` with the lookup prefix. The plaintext goes on ``record.token`` only,
     for the outbox stage; it is not a target value and is never written to the target.
+    A record outside ``segments`` gets no token: NULL in both columns.
 
     Args:
         spec: the ``[tokens]`` section.
+        segments: the notification segments whose messages carry the token
+            (:func:`token_segments`); None (the default) gives every record a token.
         server_key: the HMAC key itself; by default it is read from ``spec.server_key``
             (an ``env:NAME`` reference) when that is set.
         now: clock for the expiry (tests); default :func:`time.time`.
@@ -224,8 +246,10 @@ class TokenStage:
         *,
         server_key: str | bytes | None = None,
         now: Any = None,
+        segments: frozenset[str] | None = None,
     ) -> None:
         self.spec = spec
+        self.segments = segments
         self.ttl_seconds = parse_duration(spec.expires_in)
         if server_key is None and spec.server_key is not None:
             server_key = resolve_secret(spec.server_key, path="tokens.server_key")
@@ -247,9 +271,15 @@ class TokenStage:
         """No side table: the hash lives in the target table."""
 
     def process(self, batch: Batch) -> None:
-        """Issue one token per record of the batch."""
+        """Issue one token per record of the batch whose message will carry it."""
         now = self._now()
         for record in batch.records:
+            if self.segments is not None and record.segment not in self.segments:
+                record.token = None
+                record.values[self.spec.column] = None
+                if self.spec.prefix_column:
+                    record.values[self.spec.prefix_column] = None
+                continue
             token, stored = issue_token(
                 self.spec.purpose, self.ttl_seconds, self._server_key, now=now
             )

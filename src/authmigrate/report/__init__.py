@@ -174,6 +174,8 @@ def print_plan(result: PlanResult) -> None:
         t.add_row("  password kept", f"{result.kept:,}")
         t.add_row("  password wrapped (argon2id)", f"{result.wrapped:,}")
         t.add_row("  password reset (none usable)", f"{result.reset:,}")
+    if result.tokens is not None:
+        t.add_row("  get a token", f"{result.tokens:,}")
     # each reason under its outcome, as in the run's table
     for outcome, label, total in (
         ("rejected", "would reject", result.rejected),
