@@ -402,8 +402,8 @@ def render_spec(
         lines += [f"{_key(k)} = {_toml(v)}" for k, v in keys.items()]
     lines += [
         "",
-        "# [tokens]                # a new activation token per user, stored only hashed",
-        '# column = "auth_token"',
+        "# [tokens]                # stored only hashed; the plaintext goes out in the [notify]",
+        '# column = "auth_token"   # message (docs/notify.md), or say delivery = "none"',
         "",
         "[run]",
         "batch_size = 5000",
