@@ -279,6 +279,8 @@ def needs_update(credential: str, *, profile: str | Profile | None = None) -> bo
 
     Raises:
         UnknownSchemeError: the credential is not recognised.
+        MalformedHashError: the credential is recognised but does not parse (a broken
+            ``$login-rule$`` form, an argon2 string with invalid parameters).
     """
     credential = rules.split_rules(credential)[1]
     phc = _argon2_phc(credential)
