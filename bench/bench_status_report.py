@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import sqlite3
 import subprocess
@@ -22,6 +23,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# the synthetic store wraps with the cheap TEST profile (a bench, not a migration)
+os.environ.setdefault("AUTHMIGRATE_ALLOW_TEST_PROFILE", "1")
 
 SPEC = """
 name = "bench"

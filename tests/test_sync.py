@@ -111,9 +111,13 @@ def test_email_change_onto_another_accounts_email_is_a_reject(
     assert account(url, 3) == "user.3@example.com"  # kept its last good values
     assert account(url, 4) == "user.4@example.com"  # not overwritten
     assert verify_migration(load_spec(spec)).ok
+    from authmigrate.continuity.status import migration_status
+
+    assert migration_status(load_spec(spec), record=False).changed == 1  # held back
     legacy(src, "UPDATE legacy_users SET email = 'fixed.3@example.com' WHERE user_id = 3")
     res = sync_migration(load_spec(spec))
     assert res.updated == [3]
+    assert migration_status(load_spec(spec), record=False).changed == 0
     assert account(url, 3) == "fixed.3@example.com"
     n = scalar(url, "SELECT count(*) FROM authmigrate_rejects WHERE source_key = '3'")
     assert n == 0

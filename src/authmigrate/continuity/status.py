@@ -116,8 +116,10 @@ class LastRun:
 class MigrationStatus:
     """The answer of :func:`migration_status` (``authmigrate status``).
 
-    ``deleted_in_source`` counts the keys ``sync`` found gone from the source (``None`` before
-    any sync has kept per-key state); ``changed`` is ``None``: only a sync pass knows it.
+    ``deleted_in_source`` counts the keys ``sync`` found gone from the source; ``changed`` the
+    accounts whose legacy change the last sync could not apply (``held``: the change waits in
+    the rejects, the account keeps its last good values). Both are ``None`` on a target
+    without per-key state (written before sync existed, until its next run or sync).
     """
 
     migration: str
@@ -465,10 +467,11 @@ def _status(
     last_run: LastRun | None = None
     dormant = 0
     deleted: int | None = None
+    held: int | None = None
     credentials = CredentialCounts()
     if started:
         with engine.connect() as conn:
-            deleted = _deleted_in_source(conn, name)
+            deleted, held = _key_states(conn, name)
             row = conn.execute(
                 sa.select(*(sa.func.coalesce(sa.func.sum(batches.c[k]), 0) for k in totals)).where(
                     batches.c.migration == name
@@ -514,6 +517,7 @@ def _status(
         dormant_days=dormant_days,
         last_run=last_run,
         deleted_in_source=deleted,
+        changed=held,
     )
     if record and started:
         snapshots.create(engine, checkfirst=True)
@@ -521,20 +525,22 @@ def _status(
     return status
 
 
-def _deleted_in_source(conn: sa.Connection, migration: str) -> int | None:
-    """Keys ``sync`` found gone from the source (None when no per-key state is kept)."""
+def _key_states(conn: sa.Connection, migration: str) -> tuple[int | None, int | None]:
+    """(keys ``sync`` found gone from the source, accounts whose legacy change is held), or
+    (None, None) when no per-key state is kept."""
     from authmigrate.sinks.state import STATE_TABLE, state_tables
 
     if not sa.inspect(conn).has_table(STATE_TABLE):
-        return None
+        return None, None
     state, _ = state_tables(sa.MetaData())
-    return int(
+    counts: dict[str, int] = dict(
         conn.execute(
-            sa.select(sa.func.count()).where(
-                state.c.migration == migration, state.c.state == "deleted"
-            )
-        ).scalar_one()
+            sa.select(state.c.state, sa.func.count())
+            .where(state.c.migration == migration, state.c.state.in_(("deleted", "held")))
+            .group_by(state.c.state)
+        ).all()
     )
+    return int(counts.get("deleted", 0)), int(counts.get("held", 0))
 
 
 def record_snapshot(

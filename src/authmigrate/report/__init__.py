@@ -231,6 +231,8 @@ def print_status(status: MigrationStatus) -> None:
     t.add_row("pending (not yet migrated)", f"{status.pending:,}")
     deleted = status.deleted_in_source
     t.add_row("deleted in source", "n/a (no sync yet)" if deleted is None else f"{deleted:,}")
+    if status.changed:
+        t.add_row("changed, held back by sync", f"{status.changed:,}")
     cred = status.credentials
     t.add_row("on a legacy hash", f"{cred.legacy_total:,}")
     for scheme, n in cred.legacy.items():
