@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import authmigrate.pipeline as pipeline
+import authmigrate.pipeline.run as pipeline
+import authmigrate.pipeline.stages as stages
 import authmigrate.sinks.sql as sink
 import authmigrate.sources.sql as source
-import authmigrate.stages as stages
 from authmigrate.spec import load_spec
 
 spent: Counter[str] = Counter()

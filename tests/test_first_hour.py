@@ -484,8 +484,8 @@ def test_plan_says_when_wrapping_takes_hours_and_offers_keep(tmp_path: Path) -> 
     keep + upgrade-on-login alternative is shown."""
     from passlib.hash import md5_crypt
 
-    from authmigrate.advice import cores
-    from authmigrate.pipeline import PlanResult, _estimate
+    from authmigrate.pipeline.advice import cores
+    from authmigrate.pipeline.run import PlanResult, _estimate
     from authmigrate.spec import load_spec_text
 
     spec = load_spec_text(PLAN_SPEC)

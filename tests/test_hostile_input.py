@@ -281,8 +281,8 @@ def test_any_file_rows_with_invalid_bytes_are_migrated_or_rejected(
 
 
 def test_out_of_range_numbers_and_timestamps_are_rejected_not_raised() -> None:
+    from authmigrate.pipeline.transform import FieldReject, compile_field
     from authmigrate.spec import FieldSpec
-    from authmigrate.transform import FieldReject, compile_field
 
     as_int = compile_field("n", FieldSpec(**{"from": "n", "type": "integer"}))
     as_big = compile_field("n", FieldSpec(**{"from": "n", "type": "bigint"}))
@@ -302,8 +302,8 @@ def test_out_of_range_numbers_and_timestamps_are_rejected_not_raised() -> None:
 def test_aware_datetimes_are_stored_as_utc_on_every_target() -> None:
     import datetime as dt
 
+    from authmigrate.pipeline.transform import compile_field
     from authmigrate.spec import FieldSpec
-    from authmigrate.transform import compile_field
 
     as_dt = compile_field("d", FieldSpec(**{"from": "d", "type": "datetime"}))
     assert as_dt({"d": "2020-01-01T02:00:00+02:00"}) == dt.datetime(2020, 1, 1, 0, 0)

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record
 from authmigrate.pipeline import run_migration
+from authmigrate.pipeline.batch import Batch, Record
+from authmigrate.pipeline.stages import DuplicateStage
 from authmigrate.reconcile import verify_migration
 from authmigrate.rollback import rollback
 from authmigrate.sinks.sql import SqlTarget
 from authmigrate.spec import load_spec, load_spec_text
-from authmigrate.stages import DuplicateStage
 from tests.helpers_verify import (
     OUTBOX_KEY,
     cli,

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 import authmigrate
 from authmigrate.credentials import identify, verify, verify_and_update, wrap
 from authmigrate.errors import CredentialError, MalformedHashError
+from authmigrate.pipeline.stages import prepare_credentials
 from authmigrate.presets import get_preset
 from authmigrate.spec import CredentialsSpec
-from authmigrate.stages import prepare_credentials
 
 FIXTURE = json.loads(
     (Path(__file__).parent / "fixtures" / "platform_logins.json").read_text(encoding="utf-8")

@@ -73,7 +73,7 @@ def test_in_database_checksum_matches_the_python_one(target_url: str) -> None:
     )
     import sqlalchemy as sa
 
-    from authmigrate.reconcile import _Target
+    from authmigrate.reconcile.target import _Target
     from authmigrate.spec import load_spec_text
 
     spec = load_spec_text(
@@ -183,7 +183,7 @@ def test_check_wrapped_needs_the_argon2_hash_over_the_legacy_digest() -> None:
         parse_wrapped,
         wrap_credential,
     )
-    from authmigrate.verify_credentials import check_wrapped
+    from authmigrate.reconcile.credentials import check_wrapped
 
     legacy = "$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/"
     good = wrap_credential("md5_crypt", legacy, profile=TEST)

@@ -15,7 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from authmigrate.pipeline import run_migration
-from authmigrate.reconcile import _Target, verify_migration
+from authmigrate.reconcile import verify_migration
+from authmigrate.reconcile.target import _Target
 from authmigrate.spec import load_spec
 from tests.helpers_verify import cli, execute
 

@@ -75,7 +75,7 @@ def __getattr__(name: str) -> object:
     if name in _CREDENTIALS:
         module = "credentials"
     elif name == "verify_token":
-        module = "tokens"
+        module = "pipeline.tokens"
     else:
         module = "errors"
     return getattr(importlib.import_module(f"authmigrate.{module}"), name)
@@ -105,4 +105,4 @@ if TYPE_CHECKING:
         TargetError,
         UnknownSchemeError,
     )
-    from authmigrate.tokens import verify_token
+    from authmigrate.pipeline.tokens import verify_token

@@ -14,11 +14,14 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from authmigrate.errors import AuthmigrateError, SpecError
+
+if TYPE_CHECKING:
+    from authmigrate.spec import Spec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -130,7 +133,7 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
     Exit 1 when rows would be rejected (each reason is shown with its likely fix)."""
     import json
 
-    from authmigrate.pipeline import plan_migration
+    from authmigrate.pipeline.run import plan_migration
     from authmigrate.report import print_plan, progress_reporter
 
     s = _load(spec)
@@ -153,7 +156,7 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
 @handle_errors
 def run(spec: str, report_path: str | None) -> None:
     """Run or resume the migration: batches, one transaction each, checkpointed."""
-    from authmigrate.pipeline import run_migration
+    from authmigrate.pipeline.run import run_migration
     from authmigrate.report import print_run, progress_reporter, write_report
 
     s = _load(spec)
@@ -192,9 +195,18 @@ def run(spec: str, report_path: str | None) -> None:
 @handle_errors
 def verify(spec: str, sample: int | None, as_json: bool) -> None:
     """Reconcile source and target: counts, chunk checksums, wrapped credentials."""
-    from authmigrate.reconcile import verify_command
+    from authmigrate.reconcile import verify_migration, verify_report
+    from authmigrate.report.verify import print_verify
 
-    sys.exit(verify_command(_load(spec), sample=sample, as_json=as_json, spec_path=spec))
+    loaded = _load(spec)
+    res = verify_migration(loaded, sample=sample)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(verify_report(loaded, res, spec), indent=2, default=str))
+    else:
+        print_verify(loaded, res, spec)
+    sys.exit(0 if res.ok else 1)
 
 
 @main.command()
@@ -398,9 +410,51 @@ def _stop_signals(got: list[int]) -> Iterator[None]:
 @handle_errors
 def rollback(spec: str, yes: bool) -> None:
     """Remove exactly what this migration wrote, nothing else."""
-    from authmigrate.rollback import rollback_command
+    sys.exit(_rollback_command(_load(spec), yes=yes))
 
-    sys.exit(rollback_command(_load(spec), yes=yes))
+
+def _rollback_command(spec: Spec, *, yes: bool) -> int:
+    """``authmigrate rollback``: show what would go, ask (on a terminal), remove, report.
+
+    Returns:
+        0 when the rollback ran, 1 when the operator declined or recorded keys were not found.
+
+    Raises:
+        SpecError: not on a terminal and ``--yes`` not given (exit code 2, nothing removed).
+    """
+    from authmigrate.db import safe_url
+    from authmigrate.report import console
+    from authmigrate.rollback import rollback, rollback_preview
+
+    preview = rollback_preview(spec)
+    where = safe_url(spec.target.url)
+    console.print(
+        f"rollback of {spec.migration_name!r} in {where}: {preview.accounts:,} accounts, "
+        f"{preview.rejected:,} rejected and {preview.merged:,} merged rows, "
+        f"{preview.batches:,} batches, {preview.outbox:,} outbox rows"
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise SpecError("--yes", "not on a terminal: pass --yes to confirm the rollback")
+        if not click.confirm(
+            "Remove them? Rows that were in the target before stay.", default=False
+        ):
+            console.print("rollback cancelled; nothing removed")
+            return 1
+    done = rollback(spec)
+    console.print(
+        f"removed {done.accounts:,} accounts, {done.rejected:,} rejected and {done.merged:,} "
+        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
+        f"{done.runs:,} runs marked rolled_back"
+    )
+    if done.not_found:
+        console.print(
+            f"problem: {done.not_found:,} keys recorded as written by this migration are not in "
+            f"{spec.target.table!r}; their batches stay recorded (with those keys only) and "
+            "the runs are not marked rolled_back. Check whether the new system deleted them."
+        )
+        return 1
+    return 0
 
 
 @main.command()

@@ -211,7 +211,7 @@ def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sampl
     """Build, migrate, verify and report; returns the exit code (0 when every check holds)."""
     from rich.text import Text
 
-    from authmigrate.pipeline import plan_migration, run_migration
+    from authmigrate.pipeline.run import plan_migration, run_migration
     from authmigrate.report import (
         make_console,
         print_plan,
@@ -252,9 +252,12 @@ def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sampl
     write_report(work / "migration.report.json", result.as_dict())
 
     console.print("[bold]4. verify[/] (source = migrated + rejected + merged, every row compared)")
-    from authmigrate.reconcile import verify_command
+    from authmigrate.reconcile import verify_migration
+    from authmigrate.report.verify import print_verify
 
-    ok = verify_command(spec, sample=sample) == 0
+    verified = verify_migration(spec, sample=sample)
+    print_verify(spec, verified)
+    ok = verified.ok
     console.print("[bold]5. logins[/] (as the new system's login path would do them)")
     logins_ok, upgraded, checked = _login_sample(work / "new_accounts.db", sample)
     console.print(

@@ -368,7 +368,7 @@ class FieldSpec(_Model):
     @classmethod
     def _plain_template(cls, v: str | None) -> str | None:
         if v is not None:
-            from authmigrate.transform import template_fields
+            from authmigrate.pipeline.transform import template_fields
 
             template_fields(v)
         return v
@@ -738,6 +738,8 @@ class BridgeSpec(_Model):
         for name in v:
             check_identifier(name)
         return v
+
+
 class VerifySpec(_Model):
     """How ``verify`` reads."""
 
@@ -836,6 +838,7 @@ class Spec(_Model):
                 'tokens.delivery: "none", but [notify] is there to send the tokens; '
                 'remove one of the two (the default, "notify", sends them)'
             )
+
     @field_validator("name")
     @classmethod
     def _printable_name(cls, v: str | None) -> str | None:

@@ -110,7 +110,7 @@ class Bridge:
     ) -> None:
         if spec.credentials is None:
             raise SpecError("credentials", "the bridge verifies passwords: add [credentials]")
-        from authmigrate.stages import load_keyring
+        from authmigrate.pipeline.stages import load_keyring
 
         self.spec = spec
         self.settings = spec.bridge or BridgeSpec(secret="env:BRIDGE_SECRET")
@@ -290,7 +290,7 @@ def _normalizer(spec: Spec, name: str, column: sa.Column[Any]) -> Callable[[str]
     fspec = spec.fields[name]
     if fspec.template is not None or fspec.value is not None or not fspec.normalize:
         return lambda text: text
-    from authmigrate.transform import FieldReject, compile_field
+    from authmigrate.pipeline.transform import FieldReject, compile_field
 
     compiled = compile_field(name, fspec)
     source = fspec.from_ or name

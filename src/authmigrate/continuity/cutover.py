@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from authmigrate.continuity.sync import SyncResult, is_upgraded, sync_migration
 from authmigrate.db import make_engine
-from authmigrate.reconcile import VerifyResult, verify_migration
+from authmigrate.reconcile.verify import VerifyResult, verify_migration
 from authmigrate.spec import Spec
 
 _PAGE = 10_000

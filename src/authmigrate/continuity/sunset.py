@@ -23,9 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record
 from authmigrate.continuity.sync import is_upgraded
 from authmigrate.errors import SpecError, TargetError
+from authmigrate.pipeline.batch import Batch, Record
 from authmigrate.sinks.keys import TargetKey
 from authmigrate.sinks.sql import SqlTarget, TargetLock, utcnow
 from authmigrate.sinks.state import key_of
@@ -72,7 +72,7 @@ def sunset(spec: Spec, *, apply: bool = False, now: dt.datetime | None = None) -
         raise SpecError("sunset", "the spec has no [credentials]: there is no hash to retire")
     if cfg.notify and spec.notify is None:
         raise SpecError("sunset.notify", "notify = true needs a [notify] section (the outbox)")
-    from authmigrate.pipeline import build_late_stages, build_stages
+    from authmigrate.pipeline.run import build_late_stages, build_stages
 
     late = build_late_stages(spec) if apply and cfg.action == "reset" and cfg.notify else []
     target = SqlTarget(spec, stages=[*build_stages(spec, dry=True), *late])
@@ -243,7 +243,7 @@ def _is_outbox(stage: object) -> bool:
 
 
 def _is_late(stage: object) -> bool:
-    from authmigrate.tokens import TokenStage
+    from authmigrate.pipeline.tokens import TokenStage
 
     return _is_outbox(stage) or isinstance(stage, TokenStage)
 

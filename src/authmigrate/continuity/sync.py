@@ -51,10 +51,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Record, Reject
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SpecError, TargetError
-from authmigrate.pipeline import Migration
+from authmigrate.pipeline.batch import Batch, Record, Reject
+from authmigrate.pipeline.run import Migration
+from authmigrate.pipeline.stages import DuplicateStage, group_value
+from authmigrate.pipeline.transform import source_columns_used
 from authmigrate.sinks.sql import SqlTarget, TargetLock, encode_key, pack_keys, raw_row, utcnow
 from authmigrate.sinks.state import (
     FingerprintLookup,
@@ -67,8 +69,6 @@ from authmigrate.sinks.state import (
 )
 from authmigrate.sources.sql import SqlSource
 from authmigrate.spec import Spec
-from authmigrate.stages import DuplicateStage, group_value
-from authmigrate.transform import source_columns_used
 
 log = logging.getLogger("authmigrate")
 

@@ -31,11 +31,11 @@ import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from authmigrate.batch import Batch
 from authmigrate.errors import AuthmigrateError, SpecError
 from authmigrate.notify.templates import Templates
+from authmigrate.pipeline.batch import Batch
+from authmigrate.pipeline.tokens import parse_stored
 from authmigrate.spec import NotifySpec, Spec, resolve_secret
-from authmigrate.tokens import parse_stored
 
 OUTBOX_TABLE = "authmigrate_outbox"
 STATUSES = ("queued", "sending", "sent", "failed")

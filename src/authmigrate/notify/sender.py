@@ -74,6 +74,7 @@ from authmigrate.notify.senders import (
     in_doubt_filter,
 )
 from authmigrate.notify.templates import Rendered, Templates
+from authmigrate.pipeline.tokens import issue_token, parse_stored, stored_form, token_prefix
 from authmigrate.spec import (
     NotifySpec,
     SmtpSpec,
@@ -82,7 +83,6 @@ from authmigrate.spec import (
     parse_duration,
     resolve_secret,
 )
-from authmigrate.tokens import issue_token, parse_stored, stored_form, token_prefix
 
 log = logging.getLogger("authmigrate.notify")
 

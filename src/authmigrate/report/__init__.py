@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from authmigrate.pipeline import PlanResult, RunResult
+from authmigrate.pipeline.run import PlanResult, RunResult
 
 if TYPE_CHECKING:
     from authmigrate.continuity.status import MigrationStatus
@@ -154,7 +154,7 @@ def print_run(result: RunResult) -> None:
 
 def print_plan(result: PlanResult) -> None:
     """The summary of a dry run: what the run will do, how long it takes, what to fix."""
-    from authmigrate.advice import human_duration
+    from authmigrate.pipeline.advice import human_duration
 
     t = Table(
         title=f"authmigrate plan: {result.migration}", show_header=False, title_justify="left"
@@ -263,6 +263,8 @@ def _duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60} min"
     return f"{s} s"
+
+
 def _print_routes(result: PlanResult) -> None:
     """How the accounts would log in at each provider (the spec's provider first)."""
     names = list(result.routes)

@@ -26,7 +26,6 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, InvalidValue, Stage
 from authmigrate.db import (
     check_sqlite_file,
     first_line,
@@ -36,6 +35,7 @@ from authmigrate.db import (
     sqlite_file,
 )
 from authmigrate.errors import LockError, TargetError
+from authmigrate.pipeline.batch import Batch, InvalidValue, Stage
 from authmigrate.sinks.keys import TargetKey, encode_key, pack_keys
 from authmigrate.sinks.keys import decode_key as decode_key
 from authmigrate.sinks.keys import unpack_keys as unpack_keys
@@ -571,8 +571,8 @@ class SqlTarget:
         self.key = TargetKey(self.table.c[spec.target_key].type, self.engine.dialect.name)
         """The key column's codec (its type may be the existing table's, see check_spec)."""
         self._insert = self._bulk_insert()
+        from authmigrate.pipeline.transform import source_columns_used
         from authmigrate.sinks.state import state_tables
-        from authmigrate.transform import source_columns_used
 
         self.state, self.watermarks = state_tables(self.metadata)
         self._insert_state = BulkInsert(self.state, self.engine.dialect)
@@ -595,7 +595,7 @@ class SqlTarget:
     def _declare_table(self, source_types: dict[str, Any]) -> sa.Table:
         spec = self.spec
         schema, _, name = spec.target.table.rpartition(".")
-        from authmigrate.stages import unique_groups
+        from authmigrate.pipeline.stages import unique_groups
 
         groups = unique_groups(spec)
         unique = {g[0] for g in groups if len(g) == 1}

@@ -9,7 +9,7 @@ Parsing is strict: a malformed file (a row with more or fewer values than the he
 that never closes, a repeated or empty column name, a JSON key given twice) stops with a
 :class:`SourceError` naming the line, before anything is written. A value that cannot be read
 (a JSON ``NaN``, an integer beyond 64 bits, a lone surrogate) becomes an
-:class:`~authmigrate.batch.InvalidValue`, so only its row is rejected.
+:class:`~authmigrate.pipeline.batch.InvalidValue`, so only its row is rejected.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import InvalidValue
 from authmigrate.errors import SourceError, SpecError
+from authmigrate.pipeline.batch import InvalidValue
 from authmigrate.sources.sql import SqlSource
 from authmigrate.spec import SourceSpec
 

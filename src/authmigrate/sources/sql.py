@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import InvalidValue
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SourceError, SpecError
+from authmigrate.pipeline.batch import InvalidValue
 from authmigrate.spec import SourceSpec
 
 _IN_LIST = 500

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from authmigrate.batch import Batch
+from authmigrate.pipeline.batch import Batch
 
 from . import PROVIDERS, provider_named, route
 from ._model import ROUTES

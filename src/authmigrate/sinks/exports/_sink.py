@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authmigrate.batch import Batch, Record
 from authmigrate.errors import TargetError
+from authmigrate.pipeline.batch import Batch, Record
 
 from . import Routed, provider_named, route
 from ._model import Account, Provider
@@ -97,7 +97,7 @@ class ExportSink:
     @classmethod
     def from_spec(cls, spec: Any, hidden: Iterable[str] = ()) -> ExportSink:
         """The sink a spec's ``[target] export``/``dir``/``provider`` describe."""
-        from authmigrate.stages import load_keyring
+        from authmigrate.pipeline.stages import load_keyring
 
         cred = spec.credentials
         keyring = load_keyring(cred) if cred is not None and cred.keys else {}

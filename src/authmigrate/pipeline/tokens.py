@@ -34,8 +34,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch
 from authmigrate.errors import MalformedHashError, MissingKeyError
+from authmigrate.pipeline.batch import Batch
 from authmigrate.spec import Spec, TokensSpec, parse_duration, resolve_secret
 
 TOKEN_BYTES = 32

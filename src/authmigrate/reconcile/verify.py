@@ -22,7 +22,7 @@ target a run is writing to):
 3. **Credentials and tokens.** Columns whose values are random per run (tokens) or salted by
    wrapping cannot be checksummed; they are checked apart: a kept credential must equal the
    source hash imported again, a wrapped one must have been made from it (scheme, kept part
-   and argon2id over the legacy digest, see :mod:`authmigrate.verify_credentials`) — every
+   and argon2id over the legacy digest, see :mod:`authmigrate.reconcile.credentials`) — every
    one, or a random sample of ``sample`` wrapped credentials; a token must be a well-formed
    stored token, present exactly on the accounts whose message carries one (with ``[notify]``)
    and NULL on the others.
@@ -38,13 +38,10 @@ bytes per key).
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
 import random
-import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +51,18 @@ import sqlalchemy as sa
 
 from authmigrate.db import check_sqlite_file, first_line, make_engine, safe_url, sqlite_file
 from authmigrate.errors import SpecError, TargetError
-from authmigrate.sinks.keys import KeyTypeError, TargetKey, decode_key, unpack_keys
+from authmigrate.pipeline.transform import FieldReject, RowTransformer, source_columns_used
+from authmigrate.reconcile.checksum import (
+    _NO_ROW,
+    Digest,
+    RowHash,
+    add_hashes,
+    canonical,
+    row_text,
+    text_hash,
+)
+from authmigrate.reconcile.target import IN_LIST, _slices, _Target
+from authmigrate.sinks.keys import decode_key, unpack_keys
 from authmigrate.sinks.sql import (
     TargetLock,
     adopt_recorded_name,
@@ -63,21 +71,11 @@ from authmigrate.sinks.sql import (
 )
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
-from authmigrate.transform import FieldReject, RowTransformer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
 LEAF_ROWS = 16
 """Bisection stops at this many keys and compares the rows themselves."""
-
-IN_LIST = 1000
-"""Keys per ``IN (...)`` list (SQLite and some drivers limit bound parameters)."""
-
-_PARTS = 4
-"""The 128-bit row hash is summed as four 32-bit parts: 128 bits compared, and the sums of a
-chunk stay far below 2**63 in every database."""
-_IN_DB_KINDS = frozenset({"text", "int", "bool", "datetime", "date"})
-_SQLITE_DIGEST_FN = "authmigrate_digest"
 
 
 @dataclass
@@ -192,325 +190,6 @@ class VerifyResult:
 # -- canonical values ----------------------------------------------------------------------
 
 
-def column_kind(type_: Any) -> str:
-    """The canonical kind of a target column type: text, int, bool, datetime, date, number."""
-    if isinstance(type_, sa.Boolean):
-        return "bool"
-    if isinstance(type_, sa.Integer):
-        return "int"
-    if isinstance(type_, sa.DateTime):
-        return "datetime"
-    if isinstance(type_, sa.Date):
-        return "date"
-    if isinstance(type_, sa.Float | sa.Numeric):
-        return "number"
-    if isinstance(type_, sa.String):
-        return "text"
-    return "other"
-
-
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off", ""}
-
-
-def canonical(kind: str, value: Any) -> str | None:  # noqa: C901 - one branch per kind
-    """One value as the text both sides hash: the same for SQLite and PostgreSQL.
-
-    >>> canonical("bool", True), canonical("int", "42"), canonical("datetime", "2020-01-02")
-    ('1', '42', '2020-01-02 00:00:00.000000')
-    """
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value).decode("utf-8", "replace")
-    if kind == "int":
-        if isinstance(value, bool):
-            return str(int(value))
-        if isinstance(value, int):
-            return str(value)
-        try:
-            return str(int(str(value).strip()))
-        except ValueError:
-            return str(value)
-    if kind == "bool":
-        if isinstance(value, bool | int):
-            return "1" if value else "0"
-        s = str(value).strip().lower()
-        return "1" if s in _TRUE else "0" if s in _FALSE else str(value)
-    if kind == "datetime":
-        if isinstance(value, str):
-            try:
-                value = dt.datetime.fromisoformat(value.strip())
-            except ValueError:
-                return value
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is not None:
-                value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return f"{value.year:04d}-{value:%m-%d %H:%M:%S.%f}"  # %Y drops zeros before 1000
-        if isinstance(value, dt.date):
-            return f"{value.isoformat()} 00:00:00.000000"
-        return str(value)
-    if kind == "date":
-        if isinstance(value, dt.datetime):
-            return value.date().isoformat()
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        return str(value)[:10]
-    if kind == "number":
-        try:
-            return repr(float(value))
-        except (TypeError, ValueError):
-            return str(value)
-    return str(value)
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def row_text(values: Sequence[str | None]) -> str:
-    """The canonical values of one row joined: ``N`` for NULL, ``v<escaped>`` otherwise."""
-    return "|".join("N" if v is None else "v" + _escape(v) for v in values)
-
-
-RowHash = tuple[int, ...]
-"""A row's 128-bit keyed hash as four 32-bit parts."""
-
-Digest = tuple[int, ...]
-"""(rows, then the sum of each part of the row hashes) over a set of keys."""
-
-
-_NO_ROW: RowHash = (-1,) * _PARTS
-"""The hash of a row that no longer transforms: no target row hashes to negative parts."""
-
-
-def new_checksum_key() -> str:
-    """A random key for one verify run's row hashes (128 bits, as hex text)."""
-    return secrets.token_hex(16)
-
-
-def text_hash(text: str, key: str) -> RowHash:
-    """The keyed row hash: MD5 of ``key`` followed by ``text`` (as PostgreSQL computes
-    ``md5(key || text)``), as four 32-bit parts."""
-    return bytes_hash(text.encode("utf-8", "surrogatepass"), key)
-
-
-def bytes_hash(raw: bytes, key: str) -> RowHash:
-    """:func:`text_hash` of a row's bytes as the database holds them (a TEXT value that is
-    not UTF-8 hashes as its bytes, unlike any text a source gives)."""
-    hexed = hashlib.md5(key.encode("ascii") + raw, usedforsecurity=False).hexdigest()
-    return tuple(int(hexed[i * 8 : i * 8 + 8], 16) for i in range(_PARTS))
-
-
-def add_hashes(hashes: Iterable[RowHash]) -> Digest:
-    """(rows, sum of each part) of row hashes."""
-    count, sums = 0, [0] * _PARTS
-    for h in hashes:
-        count += 1
-        for i in range(_PARTS):
-            sums[i] += h[i]
-    return (count, *sums)
-
-
-def _sqlite_digest(key: str) -> type:
-    """A SQLite aggregate summing the keyed row hashes, as text (SQLite integers are 64-bit)."""
-
-    class _Digest:
-        def __init__(self) -> None:
-            self.sums = [0] * _PARTS
-
-        def step(self, raw: bytes | None) -> None:
-            # bytes (the row is cast to BLOB): sqlite3 cannot pass TEXT that is not UTF-8
-            if raw is None:
-                return
-            for i, part in enumerate(bytes_hash(raw, key)):
-                self.sums[i] += part
-
-        def finalize(self) -> str:
-            return ",".join(map(str, self.sums))
-
-    return _Digest
-
-
-UNREADABLE = "\udfff(a value the driver cannot read)"
-"""A target value that cannot be loaded, as :meth:`_Target.rows` gives it: a lone surrogate,
-which no source value holds (sources reject text that is not valid Unicode)."""
-
-
-def _era(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """PostgreSQL: `` BC`` after a date before year 1 (``to_char``'s ``YYYY`` drops the era,
-    so 2020 BC would read as 2020 AD), nothing otherwise: no source value is BC."""
-    return sa.case(
-        (sa.func.to_char(col, "BC") == "BC", sa.literal(" BC", sa.Text)),
-        else_=sa.literal("", sa.Text),
-    )
-
-
-def _surrogate_text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-# -- the two sides -------------------------------------------------------------------------
-
-
-class _Target:
-    """The target table seen by verify: reflected, with checksum queries over key lists."""
-
-    def __init__(self, spec: Spec, engine: sa.Engine, conn: sa.Connection) -> None:
-        self.spec = spec
-        self.engine = engine
-        self.conn = conn
-        schema, _, name = spec.target.table.rpartition(".")
-        self.table = sa.Table(name, sa.MetaData(), autoload_with=conn, schema=schema or None)
-        key = spec.target_key
-        self.key_form = TargetKey(self.table.c[key].type, engine.dialect.name)
-        self.key = self.key_form.column(self.table.c[key])
-        """The key column, bound and read in its stored form (``sinks.keys``)."""
-        self.columns = [c for c in spec.fields if c in self.table.c]
-        self.kinds = [column_kind(self.table.c[c].type) for c in self.columns]
-        self.checksum_key = new_checksum_key()
-        if self.engine.dialect.name == "sqlite":
-            # a tampered TEXT value that is not UTF-8 reads as text that differs, not an error
-            raw: Any = conn.connection.driver_connection
-            raw.text_factory = _surrogate_text
-        self.in_db = self._can_hash_in_db()
-
-    def _can_hash_in_db(self) -> bool:
-        backend = self.engine.dialect.name
-        if not set(self.kinds) <= _IN_DB_KINDS:
-            return False
-        if backend == "sqlite":
-            raw: Any = self.conn.connection.driver_connection
-            raw.create_aggregate(_SQLITE_DIGEST_FN, 1, _sqlite_digest(self.checksum_key))
-            return True
-        if backend == "postgresql":
-            enc = self.conn.execute(sa.text("SHOW server_encoding")).scalar()
-            return str(enc).upper() in ("UTF8", "SQL_ASCII")
-        return False
-
-    def key_value(self, key: Any) -> Any:
-        """A key (from the source, the bookkeeping or the target) as the target's key column
-        holds it; a key the column cannot hold is returned as it is (it matches no row)."""
-        try:
-            return self.key_form.stored(key)
-        except KeyTypeError:
-            return key
-
-    def _piece(self, col: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[Any]:
-        pg = self.engine.dialect.name == "postgresql"
-        text: sa.ColumnElement[Any]
-        if kind == "bool":
-            text = sa.case((col, sa.literal("1", sa.Text)), else_=sa.literal("0", sa.Text))
-        elif kind == "datetime" and pg:
-            if getattr(col.type, "timezone", False):
-                col = sa.func.timezone("UTC", col)  # the instant, not the session's wall time
-            text = sa.func.to_char(col, "YYYY-MM-DD HH24:MI:SS.US", type_=sa.Text) + _era(col)
-        elif kind == "date" and pg:
-            text = sa.func.to_char(col, "YYYY-MM-DD", type_=sa.Text) + _era(col)
-        else:
-            text = sa.cast(col, sa.Text)
-        esc = sa.func.replace(
-            sa.func.replace(text, "\\", "\\\\", type_=sa.Text), "|", "\\|", type_=sa.Text
-        )
-        return sa.case(
-            (col.is_(None), sa.literal("N", sa.Text)), else_=sa.literal("v", sa.Text) + esc
-        )
-
-    def _row_expr(self) -> sa.ColumnElement[Any]:
-        pieces = [
-            self._piece(self.table.c[c], k) for c, k in zip(self.columns, self.kinds, strict=True)
-        ]
-        row = pieces[0]
-        for piece in pieces[1:]:
-            row = row + sa.literal("|", sa.Text) + piece
-        return row
-
-    def _digest_statement(self, keys: Sequence[Any]) -> Any:
-        row = self._row_expr()
-        if self.engine.dialect.name == "sqlite":
-            agg = sa.func.authmigrate_digest(sa.cast(row, sa.LargeBinary), type_=sa.Text)
-            return sa.select(sa.func.count(), agg).where(self.key.in_(keys))
-        from sqlalchemy.dialects.postgresql import BIT
-
-        keyed = sa.literal(self.checksum_key, sa.Text) + row
-        hashed = sa.select(sa.func.md5(keyed).label("h")).where(self.key.in_(keys)).subquery()
-        parts = [
-            sa.cast(
-                sa.cast(
-                    sa.literal("x", sa.Text) + sa.func.substr(hashed.c.h, 1 + 8 * i, 8), BIT(32)
-                ),
-                sa.BigInteger,
-            )
-            for i in range(_PARTS)
-        ]
-        sums = [sa.func.coalesce(sa.func.sum(p), 0) for p in parts]
-        return sa.select(sa.func.count(), *sums).select_from(hashed)
-
-    def digest(self, keys: Sequence[Any]) -> Digest:
-        """(rows, sums of the keyed row hashes' parts) of the target rows with these keys."""
-        if not keys:
-            return add_hashes([])
-        if not self.in_db:
-            rows = self.rows(keys)
-            return add_hashes(text_hash(row_text(v), self.checksum_key) for v in rows.values())
-        count, sums = 0, [0] * _PARTS
-        for part in _slices(keys, IN_LIST):
-            found = self.conn.execute(self._digest_statement(part)).one()
-            count += int(found[0])
-            if found[1] is None:  # SQLite: an aggregate over no row is NULL, not finalize()
-                continue
-            values = found[1].split(",") if isinstance(found[1], str) else found[1:]
-            for i, v in enumerate(values):
-                sums[i] += int(v)
-        return (count, *sums)
-
-    def rows(self, keys: Sequence[Any]) -> dict[Any, list[str | None]]:
-        """Canonical values of the target rows with these keys, by key id.
-
-        A value the driver cannot load (PostgreSQL's ``2020-01-03 BC``: Python has no year
-        before 1) reads as :data:`UNREADABLE`, which no source value equals.
-        """
-        cols = [self.table.c[c] for c in self.columns]
-        out: dict[Any, list[str | None]] = {}
-        for part in _slices(keys, IN_LIST):
-            found: list[Any]
-            try:
-                found = list(
-                    self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part)))
-                )
-            except sa.exc.DataError:
-                found = self._rows_one_value_at_a_time(part)
-            for row in found:
-                out[self.key_value(row[0])] = [
-                    v if v is UNREADABLE else canonical(k, v)
-                    for k, v in zip(self.kinds, row[1:], strict=True)
-                ]
-        return out
-
-    def _rows_one_value_at_a_time(self, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
-        for key in self.conn.execute(sa.select(self.key).where(self.key.in_(keys))).scalars():
-            values: list[Any] = [key]
-            for c in self.columns:
-                stmt = sa.select(self.table.c[c]).where(self.key == key)
-                try:
-                    values.append(self.conn.execute(stmt).scalar())
-                except sa.exc.DataError:
-                    values.append(UNREADABLE)
-            out.append(tuple(values))
-        return out
-
-    def select(self, keys: Sequence[Any], columns: Sequence[str]) -> dict[Any, dict[str, Any]]:
-        """The given columns (and the key, as ``""``) of the target rows with these keys."""
-        cols = [self.table.c[c] for c in columns]
-        out: dict[Any, dict[str, Any]] = {}
-        for part in _slices(keys, IN_LIST):
-            for row in self.conn.execute(sa.select(self.key, *cols).where(self.key.in_(part))):
-                kid = self.key_value(row[0])
-                out[kid] = {"": row[0], **dict(zip(columns, row[1:], strict=True))}
-        return out
-
-
 def _loose(value: Any) -> Any:
     """A value as a ``when`` rule compares it: booleans and numbers read back from a database
     (``1`` for true, ``3.0`` for 3) compare equal to the spec's."""
@@ -519,11 +198,6 @@ def _loose(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 @dataclass
@@ -545,7 +219,7 @@ class _Chunk:
 def _token_segments(spec: Spec) -> frozenset[str] | None:
     if spec.tokens is None:
         return None
-    from authmigrate.tokens import token_segments
+    from authmigrate.pipeline.tokens import token_segments
 
     return token_segments(spec)
 
@@ -813,7 +487,7 @@ class _Verifier:
         return [n for n in dict.fromkeys(names) if n in self.target.table.c]
 
     def _segment(self, row: dict[str, Any]) -> str:
-        from authmigrate.verify_credentials import is_wrapped
+        from authmigrate.reconcile.credentials import is_wrapped
 
         cred, notify = self.spec.credentials, self.spec.notify
         assert notify is not None
@@ -860,7 +534,7 @@ class _Verifier:
         self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]
     ) -> None:
         from authmigrate.credentials import default_weak
-        from authmigrate.stages import prepare_credentials, row_format
+        from authmigrate.pipeline.stages import prepare_credentials, row_format
 
         cred = self.spec.credentials
         assert cred is not None
@@ -947,7 +621,7 @@ class _Verifier:
         import hmac
 
         from authmigrate.credentials import Prepared
-        from authmigrate.verify_credentials import check_wrapped, is_wrapped
+        from authmigrate.reconcile.credentials import check_wrapped, is_wrapped
 
         cred = self.spec.credentials
         assert cred is not None
@@ -1000,7 +674,7 @@ class _Verifier:
         if not jobs:
             return
         from authmigrate.credentials._batch import default_workers
-        from authmigrate.verify_credentials import check_wrapped
+        from authmigrate.reconcile.credentials import check_wrapped
 
         def one(job: tuple[Any, str, str, str]) -> str:
             return check_wrapped(job[1], job[2], job[3]).reason
@@ -1018,7 +692,7 @@ class _Verifier:
 
     def _check_tokens(self, rows: list[dict[str, Any]], there: dict[Any, dict[str, Any]]) -> None:
         from authmigrate.errors import MalformedHashError
-        from authmigrate.tokens import parse_stored
+        from authmigrate.pipeline.tokens import parse_stored
 
         tok = self.spec.tokens
         assert tok is not None
@@ -1183,16 +857,13 @@ def _verify(
     return result
 
 
-# -- the command ---------------------------------------------------------------------------
-
-SHOWN = 20
-"""Keys listed per kind of problem on the terminal (the JSON has them all)."""
+# -- the JSON body -------------------------------------------------------------------------
 
 
 def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -> dict[str, Any]:
     """The JSON body of a verify: its result, the rejects by reason with example keys, where
     the rest is, and the next step (notify, done, or fix-and-rerun)."""
-    from authmigrate.advice import bookkeeping, fix_for, next_step
+    from authmigrate.pipeline.advice import bookkeeping, fix_for, next_step
 
     body = res.as_dict()
     body["rejects"] = {}
@@ -1222,99 +893,3 @@ def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -
         step = next_step("done", "every account is in place", spec_path)
     body["next_step"] = step
     return body
-
-
-def verify_command(
-    spec: Spec, sample: int | None, *, as_json: bool = False, spec_path: str | None = None
-) -> int:
-    """``authmigrate verify``: run :func:`verify_migration` and print what it found (as JSON
-    with ``as_json``).
-
-    Returns:
-        0 when every check holds, 1 otherwise (the problems are listed).
-    """
-    from rich.table import Table
-
-    from authmigrate.report import console
-
-    res = verify_migration(spec, sample=sample)
-    if as_json:
-        import json
-
-        import click
-
-        click.echo(json.dumps(verify_report(spec, res, spec_path), indent=2, default=str))
-        return 0 if res.ok else 1
-    t = Table(title=f"authmigrate verify: {res.migration}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column(justify="right")
-    t.add_row("source rows", f"{res.source_rows:,}")
-    t.add_row("migrated", f"{res.migrated:,}")
-    t.add_row("rejected", f"{res.rejected:,}")
-    t.add_row("merged", f"{res.merged:,}")
-    total = res.migrated + res.rejected + res.merged
-    sign = "=" if res.reconciled else "≠"
-    t.add_row(
-        "reconciliation",
-        f"{res.source_rows:,} {sign} {res.migrated:,} + {res.rejected:,} + {res.merged:,}"
-        + ("" if res.reconciled else f" (= {total:,})"),
-    )
-    t.add_row(
-        "chunks checksummed", f"{res.chunks:,} ({res.checksums}), {res.chunks_bisected:,} bisected"
-    )
-    t.add_row(
-        "rows missing / extra / different",
-        f"{len(res.missing)} / {len(res.extra)} / {len(res.different)}",
-    )
-    if res.doubled:
-        t.add_row("keys counted twice", f"{len(res.doubled):,}")
-    if spec.credentials is not None:
-        t.add_row("credentials compared", f"{res.credentials_checked:,}")
-        if res.wrapped_total:
-            t.add_row(
-                "wrapped, argon2id checked", f"{res.wrapped_checked:,} of {res.wrapped_total:,}"
-            )
-    if spec.tokens is not None:
-        t.add_row("tokens checked", f"{res.tokens_checked:,}")
-    if spec.notify is not None:
-        t.add_row("outbox rows checked", f"{res.outbox_checked:,}")
-    t.add_row("time", f"{res.seconds:.2f} s")
-    console.print(t)
-    for note in res.notes:
-        console.print(f"[bold red]problem:[/] {note}")
-    _print_keys("missing (should be in the target, are not)", res.missing)
-    _print_keys("extra (in the target, should not be)", res.extra)
-    _print_keys("counted twice (written and in the rejects, or rejected twice)", res.doubled)
-    _print_keys(
-        "different (mapped values differ)",
-        [f"{d.key!r}: {', '.join(d.columns)}" for d in res.different],
-        raw=True,
-    )
-    _print_keys("accounts without their message in the outbox", res.unnotified)
-    _print_keys(
-        "credentials and tokens",
-        [f"{p.key!r}: {p.column} {p.reason}" for p in res.credential_problems],
-        raw=True,
-    )
-    console.print("[bold green]verify ok[/]" if res.ok else "[bold red]verify found problems[/]")
-    if spec_path is not None:
-        from rich.text import Text
-
-        step = verify_report(spec, res, spec_path)["next_step"]
-        if step["command"]:
-            console.print(Text(f"next: {step['command']}  ({step['why']})"))
-    return 0 if res.ok else 1
-
-
-def _print_keys(title: str, items: Sequence[Any], *, raw: bool = False) -> None:
-    from rich.markup import escape
-
-    from authmigrate.report import console
-
-    if not items:
-        return
-    console.print(f"[bold red]{escape(title)}:[/] {len(items):,}")
-    for item in items[:SHOWN]:
-        console.print(f"  {escape(item if raw else repr(item))}")
-    if len(items) > SHOWN:
-        console.print(f"  ... and {len(items) - SHOWN:,} more")

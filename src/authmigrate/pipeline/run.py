@@ -22,16 +22,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, InvalidValue, Record, Reject, Stage
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
+from authmigrate.pipeline.batch import Batch, InvalidValue, Record, Reject, Stage
+from authmigrate.pipeline.stages import CredentialStage, DuplicateStage
+from authmigrate.pipeline.transform import (
+    FieldReject,
+    RowTransformer,
+    normalizer,
+    source_columns_used,
+)
 from authmigrate.sinks.keys import KeyTypeError, coerce_key, tag_name, tag_of, type_tag
 from authmigrate.sinks.sql import Refused, SqlTarget, reject_examples
 from authmigrate.sinks.sql import refused as refused_by_target
 from authmigrate.sources import Source, open_source
 from authmigrate.spec import Spec
-from authmigrate.stages import CredentialStage, DuplicateStage
-from authmigrate.transform import FieldReject, RowTransformer, normalizer, source_columns_used
 
 log = logging.getLogger("authmigrate")
 
@@ -89,7 +94,7 @@ class RunResult:
     @property
     def next_step(self) -> dict[str, str]:
         """What to do after this run."""
-        from authmigrate.advice import next_step
+        from authmigrate.pipeline.advice import next_step
 
         if self.status != "done":
             return next_step(
@@ -107,7 +112,7 @@ class RunResult:
         return next_step("verify", why, self.spec_path)
 
     def as_dict(self) -> dict[str, Any]:
-        from authmigrate.advice import bookkeeping
+        from authmigrate.pipeline.advice import bookkeeping
 
         return {
             "run_id": self.run_id,
@@ -135,7 +140,7 @@ class RunResult:
         }
 
     def _rejects_with_fixes(self) -> dict[str, dict[str, Any]]:
-        from authmigrate.advice import fix_for
+        from authmigrate.pipeline.advice import fix_for
 
         return {
             reason: {
@@ -158,7 +163,7 @@ def build_late_stages(spec: Spec) -> list[Stage]:
     """Stages after duplicate handling: tokens, then the notification outbox."""
     stages: list[Stage] = []
     if spec.tokens is not None:
-        from authmigrate.tokens import TokenStage, token_segments
+        from authmigrate.pipeline.tokens import TokenStage, token_segments
 
         stages.append(TokenStage(spec.tokens, segments=token_segments(spec)))
     if spec.notify is not None:
@@ -260,7 +265,7 @@ class Migration:
         cred = self.spec.credentials
         if cred is None or cred.policy == "reset" or cred.schemes == ["auto"]:
             return
-        from authmigrate.stages import prepare_credentials, row_format
+        from authmigrate.pipeline.stages import prepare_credentials, row_format
 
         rows = self.source.page(None, 50)
         items: list[tuple[str | None, str | None]] = []
@@ -766,14 +771,14 @@ class PlanResult:
     @property
     def fixes(self) -> dict[str, str]:
         """The likely fix of each reason that rejects rows (merges are not a problem)."""
-        from authmigrate.advice import fixes
+        from authmigrate.pipeline.advice import fixes
 
         return fixes([r for r, o in self.outcomes.items() if o == "rejected"])
 
     @property
     def next_step(self) -> dict[str, str]:
         """What to do after this plan."""
-        from authmigrate.advice import next_step
+        from authmigrate.pipeline.advice import next_step
 
         path = self.spec_path
         if self.self_tests and not all(self.self_tests.values()):
@@ -788,7 +793,7 @@ class PlanResult:
         return next_step("run", "nothing would be rejected", path)
 
     def as_dict(self) -> dict[str, Any]:
-        from authmigrate.advice import bookkeeping
+        from authmigrate.pipeline.advice import bookkeeping
 
         return {
             "migration": self.migration,
@@ -875,7 +880,7 @@ def plan_migration(
         exports = _export_plan(spec)
         tokened = None
         if spec.tokens is not None:
-            from authmigrate.tokens import token_segments
+            from authmigrate.pipeline.tokens import token_segments
 
             tokened, res.tokens = token_segments(spec), 0
 
@@ -968,8 +973,8 @@ def _wrapped_schemes(spec: Spec) -> frozenset[str]:
 def _estimate(spec: Spec, res: PlanResult, samples: list[str]) -> None:
     """How long the run will take here: plan's own pass (reading and transforming every row)
     plus the wrapping, measured now on a few of the credentials, spread over the cores."""
-    from authmigrate.advice import SLOW_WRAP_SECONDS, cores, human_duration
-    from authmigrate.advice import wrap_seconds_per_account as measure
+    from authmigrate.pipeline.advice import SLOW_WRAP_SECONDS, cores, human_duration
+    from authmigrate.pipeline.advice import wrap_seconds_per_account as measure
 
     n = min(spec.run.workers or cores(), cores())
     per = (

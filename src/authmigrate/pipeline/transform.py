@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from authmigrate.batch import InvalidValue
 from authmigrate.errors import SpecError
+from authmigrate.pipeline.batch import InvalidValue
 from authmigrate.spec import FieldSpec, Spec
 
 Row = Mapping[str, Any]

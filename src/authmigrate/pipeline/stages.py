@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, InvalidValue, Record, Reject
+from authmigrate.pipeline.batch import Batch, InvalidValue, Record, Reject
 from authmigrate.spec import CredentialsSpec, Spec, resolve_secret
 
 
