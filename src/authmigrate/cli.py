@@ -82,7 +82,7 @@ def _check_writable(path: Path, option: str) -> None:
 
 
 def _load(spec_path: str) -> Any:
-    from authmigrate.spec import load_spec
+    from authmigrate.load import load_spec
 
     return load_spec(spec_path)
 

@@ -211,6 +211,7 @@ def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sampl
     """Build, migrate, verify and report; returns the exit code (0 when every check holds)."""
     from rich.text import Text
 
+    from authmigrate.load import load_spec
     from authmigrate.pipeline.run import plan_migration, run_migration
     from authmigrate.report import (
         make_console,
@@ -219,7 +220,6 @@ def run_demo(users: int = DEFAULT_USERS, directory: Path | None = None, *, sampl
         progress_reporter,
         write_report,
     )
-    from authmigrate.spec import load_spec
 
     console = make_console()
     work = directory or Path(tempfile.mkdtemp(prefix="authmigrate-demo-"))

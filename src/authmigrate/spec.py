@@ -3,6 +3,7 @@ r"""The spec file: one TOML document that describes a migration, loaded into a t
 Every section is a pydantic model that forbids unknown keys, so a typo such as ``normalise``
 is refused with the key path at fault before anything is written::
 
+    >>> from authmigrate.load import load_spec_text
     >>> load_spec_text(
     ...     '[source]\nurl = "sqlite://"\nkey = "id"\ntable = "u"\n'
     ...     '[target]\nurl = "sqlite://"\ntable = "n"\n[fields]\nid = {frm = "id"}'
@@ -20,7 +21,7 @@ import difflib
 import hashlib
 import os
 import re
-import tomllib
+import string
 import types
 import typing
 from pathlib import Path
@@ -158,6 +159,28 @@ def env_ref(value: str) -> str:
     if not is_env_ref(value):
         raise ValueError("must be an env:NAME reference, not a value")
     return value
+
+
+def template_fields(template: str) -> list[str]:
+    """Source column names a ``{first} {last}`` template uses.
+
+    Only plain ``{column}`` fields: a format spec or conversion (``{n:d}``, ``{x!r}``) would
+    fail on some rows' values, so it is refused when the spec is read.
+    """
+    names = []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a template: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"template field {name!r} is not a column name")
+        if spec or conversion:
+            raise ValueError(f"template field {{{name}}} takes no format spec or conversion")
+        names.append(name)
+    return names
 
 
 class _Model(BaseModel):
@@ -368,8 +391,6 @@ class FieldSpec(_Model):
     @classmethod
     def _plain_template(cls, v: str | None) -> str | None:
         if v is not None:
-            from authmigrate.pipeline.transform import template_fields
-
             template_fields(v)
         return v
 
@@ -1065,21 +1086,15 @@ def _format(err: ValidationError) -> SpecError:
     return SpecError(path, msg)
 
 
-def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
-    """Parse and validate a spec from TOML text.
+def spec_from_data(data: dict[str, Any], *, base_dir: Path | None = None) -> Spec:
+    """Validate a spec's data: a parsed TOML document whose preset, if it names one, is
+    already rendered (:func:`authmigrate.load.load_spec_text` does both). Relative file URLs
+    and an export's ``dir`` are taken from ``base_dir``.
 
     Raises:
-        SpecError: invalid TOML, an unknown key, a wrong type or an inconsistent value; the
-            message names the key path.
+        SpecError: an unknown key, a wrong type or an inconsistent value; the message names
+            the key path.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError("", f"not valid TOML: {exc}") from None
-    if "source" in data and isinstance(data["source"], dict) and data["source"].get("preset"):
-        from authmigrate.presets import apply_preset
-
-        data = apply_preset(data)
     _check_export_keys(data)
     if base_dir is not None:
         data = _resolve_export_dir(data, base_dir)
@@ -1100,6 +1115,16 @@ def load_spec_text(text: str, *, base_dir: Path | None = None) -> Spec:
     return spec
 
 
+def __getattr__(name: str) -> Any:
+    # ``from authmigrate.spec import load_spec`` keeps working: the loader lives above the
+    # spec (it renders presets before validating), in authmigrate.load
+    if name in ("load_spec", "load_spec_text"):
+        import importlib
+
+        return getattr(importlib.import_module("authmigrate.load"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _check_export_settings(target: TargetSpec) -> None:
     """``[target.provider]`` keys must be settings of the chosen provider."""
     from authmigrate.sinks.exports import PROVIDERS
@@ -1118,21 +1143,6 @@ def _check_export_settings(target: TargetSpec) -> None:
         allowed = getattr(PROVIDERS[target.export], "choices", {}).get(key)
         if allowed and target.provider[key] not in allowed:
             raise SpecError(f"target.provider.{key}", f"must be one of {', '.join(allowed)}")
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate the spec file at ``path``; relative file URLs are taken from its folder."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError("", f"cannot read spec file {p}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
-        raise SpecError(
-            "", f"spec file {p} is not UTF-8 text (line {line}); save it as UTF-8"
-        ) from None
-    return load_spec_text(text, base_dir=p.resolve().parent)
 
 
 def _check_export_keys(data: dict[str, Any]) -> None:

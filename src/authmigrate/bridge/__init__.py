@@ -43,7 +43,7 @@ def default_bridge() -> Bridge:
             path = os.environ.get(SPEC_ENV)
             if not path:
                 raise SpecError(SPEC_ENV, "environment variable is not set (the spec file)")
-            from authmigrate.spec import load_spec
+            from authmigrate.load import load_spec
 
             _default = Bridge(load_spec(path))
         return _default

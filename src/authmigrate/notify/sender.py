@@ -54,6 +54,7 @@ from rich.table import Table
 
 from authmigrate.db import make_engine
 from authmigrate.errors import AuthmigrateError, SpecError
+from authmigrate.load import load_spec
 from authmigrate.notify.outbox import (
     OUTBOX_TABLE,
     STATUSES,
@@ -79,7 +80,6 @@ from authmigrate.spec import (
     NotifySpec,
     SmtpSpec,
     Spec,
-    load_spec,
     parse_duration,
     resolve_secret,
 )

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import math
 import re
-import string
 import unicodedata
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -24,7 +23,7 @@ from typing import Any
 
 from authmigrate.errors import SpecError
 from authmigrate.pipeline.batch import InvalidValue
-from authmigrate.spec import FieldSpec, Spec
+from authmigrate.spec import FieldSpec, Spec, template_fields
 
 Row = Mapping[str, Any]
 FieldFn = Callable[[Row], Any]
@@ -347,28 +346,6 @@ def _coerce(kind: str, column: str) -> Callable[[Any], Any]:  # noqa: C901 - one
         "json": json_,
     }
     return table[kind]
-
-
-def template_fields(template: str) -> list[str]:
-    """Source column names a ``{first} {last}`` template uses.
-
-    Only plain ``{column}`` fields: a format spec or conversion (``{n:d}``, ``{x!r}``) would
-    fail on some rows' values, so it is refused when the spec is read.
-    """
-    names = []
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"not a template: {exc}") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if not name.isidentifier():
-            raise ValueError(f"template field {name!r} is not a column name")
-        if spec or conversion:
-            raise ValueError(f"template field {{{name}}} takes no format spec or conversion")
-        names.append(name)
-    return names
 
 
 def compile_field(name: str, spec: FieldSpec) -> FieldFn:

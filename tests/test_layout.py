@@ -1,0 +1,64 @@
+"""The house's import directions (issue 17): the spec is the contract and depends on nothing
+above it; presets and transforms depend on the spec, never the other way round."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import authmigrate
+
+ABOVE_THE_SPEC = (
+    "authmigrate.presets",
+    "authmigrate.transform",
+    "authmigrate.pipeline",
+    "authmigrate.load",
+    "authmigrate.reconcile",
+    "authmigrate.report",
+    "authmigrate.cli",
+)
+"""Modules built on the spec: the spec imports none of them, not even inside a function."""
+
+
+def _above(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in ABOVE_THE_SPEC)
+
+
+def test_spec_module_imports_nothing_built_on_it() -> None:
+    source = Path(authmigrate.__file__).with_name("spec.py").read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert sorted(m for m in imported if _above(m)) == []
+
+
+def test_validating_a_spec_loads_no_preset_and_no_transform() -> None:
+    """A fresh interpreter: the spec module validates a spec with a template, normalizers and
+    credentials, and nothing above the spec gets imported on the way."""
+    code = """
+import json, sys
+from authmigrate.spec import Spec
+spec = Spec.model_validate({
+    "source": {"url": "sqlite:///legacy.db", "table": "users", "key": "id"},
+    "target": {"url": "sqlite:///new.db", "table": "accounts"},
+    "fields": {
+        "email": {"from": "mail", "normalize": ["strip", "email"]},
+        "name": {"template": "{first} {last}"},
+    },
+    "credentials": {"column": "pw", "scheme": "auto"},
+})
+assert spec.fields["name"].template == "{first} {last}"
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("authmigrate"))))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    loaded = json.loads(out)
+    assert "authmigrate.spec" in loaded
+    assert [m for m in loaded if _above(m)] == []
