@@ -62,3 +62,40 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("authmigrate"))))
     loaded = json.loads(out)
     assert "authmigrate.spec" in loaded
     assert [m for m in loaded if _above(m)] == []
+
+
+PRINTS = {"cli.py", "__main__.py", "demo.py", "notify/sender.py"}
+"""Modules that may print besides ``report/``: the command line, the demo's printed tour, and
+``notify_command`` (its printing is still in the notify package; see docs/architecture.md)."""
+
+
+def _prints(source: str) -> list[str]:
+    """What in a module's source talks to the terminal: rich, click.echo, print(), a console."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "rich" or node.module.startswith("rich."):
+                found.append(f"from {node.module} import")
+            if node.module == "authmigrate.report" and any(
+                a.name in ("console", "err_console", "make_console") for a in node.names
+            ):
+                found.append("authmigrate.report's console")
+        elif isinstance(node, ast.Attribute) and node.attr == "echo":
+            found.append("click.echo")
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+            found.append("print()")
+    return found
+
+
+def test_the_library_prints_nothing() -> None:
+    """All console output lives in cli.py and report/: library functions return results."""
+    root = Path(authmigrate.__file__).parent
+    printing = {}
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name.startswith("report/") or name in PRINTS:
+            continue
+        found = _prints(path.read_text(encoding="utf-8"))
+        if found:
+            printing[name] = sorted(set(found))
+    assert printing == {}

@@ -22,13 +22,13 @@ import pytest
 import sqlalchemy as sa
 
 import authmigrate
+from authmigrate.cli import init_command
 from authmigrate.pipeline import run_migration
 from authmigrate.presets import (
     PRESETS,
     apply_preset,
     detect,
     get_preset,
-    init_command,
     list_presets,
     write_init_spec,
 )

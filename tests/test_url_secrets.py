@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from authmigrate.cli import init_command
 from authmigrate.db import safe_url, scrub
 from authmigrate.errors import SourceError
 from authmigrate.pipeline import run_migration
-from authmigrate.presets.init import init_command
 from authmigrate.spec import load_spec, load_spec_text
 from tests.helpers_verify import cli, execute, scalar
 

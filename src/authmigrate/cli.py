@@ -410,10 +410,10 @@ def _stop_signals(got: list[int]) -> Iterator[None]:
 @handle_errors
 def rollback(spec: str, yes: bool) -> None:
     """Remove exactly what this migration wrote, nothing else."""
-    sys.exit(_rollback_command(_load(spec), yes=yes))
+    sys.exit(rollback_command(_load(spec), yes=yes))
 
 
-def _rollback_command(spec: Spec, *, yes: bool) -> int:
+def rollback_command(spec: Spec, *, yes: bool) -> int:
     """``authmigrate rollback``: show what would go, ask (on a terminal), remove, report.
 
     Returns:
@@ -523,9 +523,56 @@ def bridge(spec: str, listen: str, certfile: str | None, keyfile: str | None) ->
 @handle_errors
 def init(from_url: str, to_url: str, preset: str | None, output: str) -> None:
     """Inspect a source, detect the platform and write a starting spec."""
-    from authmigrate.presets import init_command
-
     sys.exit(init_command(from_url, to_url, preset, Path(output)))
+
+
+def init_command(from_url: str, to_url: str | None, preset: str | None, out: Path) -> int:
+    """The ``authmigrate init`` command: write the spec, print what was found.
+
+    Returns:
+        0 on success, 2 on bad input (URL, preset, unreachable source, unknown platform).
+    """
+    from rich.markup import escape
+
+    from authmigrate.presets.init import _guessed_table, _read_back, secret_free, write_init_spec
+    from authmigrate.report import make_console
+
+    console = make_console(stderr=True)
+    try:
+        path = write_init_spec(from_url, to_url, preset, Path(out))
+    except AuthmigrateError as exc:
+        console.print("authmigrate: error: ", end="", highlight=False, markup=False)
+        console.print(str(exc), highlight=False, markup=False, emoji=False, soft_wrap=True)
+        return 2
+    for section, url in (("source", from_url), ("target", to_url or "")):
+        _, env, what = secret_free(url, section)
+        if env is not None:
+            console.print(
+                f"  before running: export {env}=...   ({what} of the {section}, kept out of "
+                "the spec)",
+                highlight=False,
+            )
+    found = _read_back(path)
+    if found is None:
+        table = _guessed_table(path)
+        which = escape(f"the table {table!r}") if table else "a home-grown table"
+        console.print(
+            f"No shop platform recognised: wrote [bold]{path}[/] for {which} (the most "
+            "account-like one); check the guesses in it, and its table if you meant another.",
+            highlight=False,
+        )
+        console.print(f"  next: authmigrate plan {path}")
+        return 0
+    chosen, prefix = found
+    console.print(
+        f"Found [bold]{chosen.title}[/] (table prefix [cyan]{prefix or '(none)'}[/]); "
+        f"wrote [bold]{path}[/].",
+        highlight=False,
+    )
+    for key_id, ref in chosen.credentials.get("keys", {}).items():
+        console.print(f"  before running: export {ref[4:]}=...   (secret for key {key_id!r})")
+    console.print(f"  next: authmigrate plan {path}")
+    return 0
 
 
 @main.command()

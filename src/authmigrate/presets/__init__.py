@@ -35,7 +35,6 @@ __all__ = [
     "detect",
     "detect_schema",
     "get_preset",
-    "init_command",
     "list_presets",
     "write_init_spec",
 ]
@@ -204,4 +203,4 @@ def detect(url: str) -> tuple[str, str]:
     return name, prefix
 
 
-from authmigrate.presets.init import init_command, write_init_spec  # noqa: E402
+from authmigrate.presets.init import write_init_spec  # noqa: E402

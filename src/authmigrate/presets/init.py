@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from authmigrate.errors import AuthmigrateError, SourceError, SpecError
+from authmigrate.errors import SourceError, SpecError
 from authmigrate.presets import (
     Preset,
     detect_schema,
@@ -232,54 +232,6 @@ def _generic(from_url: str, to_url: str) -> str:
         raise SourceError(f"no known shop platform found in the source tables, and {exc}") from None
     finally:
         engine.dispose()
-
-
-def init_command(from_url: str, to_url: str | None, preset: str | None, out: Path) -> int:
-    """The ``authmigrate init`` command: write the spec, print what was found.
-
-    Returns:
-        0 on success, 2 on bad input (URL, preset, unreachable source, unknown platform).
-    """
-    from rich.markup import escape
-
-    from authmigrate.report import make_console
-
-    console = make_console(stderr=True)
-    try:
-        path = write_init_spec(from_url, to_url, preset, Path(out))
-    except AuthmigrateError as exc:
-        console.print("authmigrate: error: ", end="", highlight=False, markup=False)
-        console.print(str(exc), highlight=False, markup=False, emoji=False, soft_wrap=True)
-        return 2
-    for section, url in (("source", from_url), ("target", to_url or "")):
-        _, env, what = secret_free(url, section)
-        if env is not None:
-            console.print(
-                f"  before running: export {env}=...   ({what} of the {section}, kept out of "
-                "the spec)",
-                highlight=False,
-            )
-    found = _read_back(path)
-    if found is None:
-        table = _guessed_table(path)
-        which = escape(f"the table {table!r}") if table else "a home-grown table"
-        console.print(
-            f"No shop platform recognised: wrote [bold]{path}[/] for {which} (the most "
-            "account-like one); check the guesses in it, and its table if you meant another.",
-            highlight=False,
-        )
-        console.print(f"  next: authmigrate plan {path}")
-        return 0
-    chosen, prefix = found
-    console.print(
-        f"Found [bold]{chosen.title}[/] (table prefix [cyan]{prefix or '(none)'}[/]); "
-        f"wrote [bold]{path}[/].",
-        highlight=False,
-    )
-    for key_id, ref in chosen.credentials.get("keys", {}).items():
-        console.print(f"  before running: export {ref[4:]}=...   (secret for key {key_id!r})")
-    console.print(f"  next: authmigrate plan {path}")
-    return 0
 
 
 def _read_back(path: Path) -> tuple[Preset, str] | None:
