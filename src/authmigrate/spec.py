@@ -759,8 +759,6 @@ class BridgeSpec(_Model):
         for name in v:
             check_identifier(name)
         return v
-
-
 class VerifySpec(_Model):
     """How ``verify`` reads."""
 
@@ -859,7 +857,6 @@ class Spec(_Model):
                 'tokens.delivery: "none", but [notify] is there to send the tokens; '
                 'remove one of the two (the default, "notify", sends them)'
             )
-
     @field_validator("name")
     @classmethod
     def _printable_name(cls, v: str | None) -> str | None:
