@@ -216,6 +216,22 @@ class _Source:
         """The source database's current time, in the form ``column`` holds."""
         return self._sql().clock(column)
 
+    def mark(self, column: str) -> Any:
+        """The watermark of a pass starting now: the source database's clock, or the newest
+        value ``column`` holds when that is earlier. A shop that stamps its rows in its own
+        zone behind UTC (PrestaShop's ``date_upd`` from PHP's ``date()``, a ``timestamp``
+        column filled with ``LOCALTIMESTAMP`` in a New York database), or from an app server
+        whose clock lags, writes times below the database's UTC clock: a watermark on that
+        clock would pass over every change of the next hours."""
+        clock = self.clock(column)
+        newest = self._sql().newest(column)
+        if newest is None:
+            return clock
+        try:
+            return newest if _as_time(newest) < _as_time(clock) else clock
+        except (TypeError, ValueError, OverflowError):
+            return clock
+
 
 def sync_columns(spec: Spec) -> list[str]:
     """The source columns ``sync`` reads: those the spec maps, and ``[sync]``'s change and
@@ -883,7 +899,7 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         mark: Any = None
         since: Any = None
         if sync.changed_column is not None:
-            mark = s.src.clock(sync.changed_column)
+            mark = s.src.mark(sync.changed_column)
             previous = s.watermark()
             if previous is not None and not full:
                 since = _shift(_decode_mark(previous, mark), sync.overlap_seconds)

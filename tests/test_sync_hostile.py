@@ -1,0 +1,129 @@
+"""A hostile user's sync: change columns stamped in a shop's own zone, epoch-second change
+columns, and other ways a live shop's changes slip past a watermark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from authmigrate.continuity.sync import sync_migration
+from authmigrate.pipeline import run_migration
+from authmigrate.reconcile import verify_migration
+from authmigrate.spec import load_spec
+from tests.mariadb_server import fresh_database
+from tests.pg_server import PgServer
+
+SPEC = """
+name = "hostile"
+
+[source]
+url = "{src}"
+table = "legacy_users"
+key = "user_id"
+
+[target]
+url = "{dst}"
+table = "accounts"
+
+[fields]
+user_id = "user_id"
+email = {{ from = "email", normalize = "email", required = true }}
+name = "name"
+
+[run]
+batch_size = 10
+
+[sync]
+{sync}
+"""
+
+
+def spec_file(folder: Path, src: str, dst: str, sync: str = "") -> Path:
+    path = folder / "m.toml"
+    path.write_text(SPEC.format(src=src, dst=dst, sync=sync), encoding="utf-8")
+    return path
+
+
+def shop(url: str, *statements: str, params: dict[str, object] | None = None) -> None:
+    """The shop's own session (its own time zone, not authmigrate's UTC one)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for stmt in statements:
+            conn.execute(sa.text(stmt), params or {})
+    engine.dispose()
+
+
+def target_value(url: str, key: int, column: str = "email") -> object:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.text(f"SELECT {column} FROM accounts WHERE user_id = :k"), {"k": key}
+        ).scalar()
+    engine.dispose()
+    return value
+
+
+# the shop stamps updated_at with its own local time, five hours behind UTC (New York):
+# PostgreSQL's LOCALTIMESTAMP in a database whose timezone is New York, MariaDB's NOW() in a
+# session at -05:00 into a DATETIME (PrestaShop's date_upd), SQLite's datetime() of a PHP/Python
+# app that writes local time
+LOCAL_NOW = {
+    "sqlite": "datetime('now', '-5 hours')",
+    "postgresql": "LOCALTIMESTAMP",
+    "mariadb": "NOW()",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def zoned_source(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, str]:
+    """(source URL, backend, the shop's session setup) for a source in New York's time."""
+    backend = request.param
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/legacy.db", backend, ""
+    if backend == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.create_database("src")
+        name = sa.make_url(url).database
+        shop(server.admin_url, f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'")
+        return url, backend, ""
+    server_url: str = request.getfixturevalue("mariadb_url")
+    return fresh_database(server_url), backend, "SET time_zone = '-05:00'"
+
+
+def test_a_change_column_in_the_shops_own_zone_behind_utc_misses_nothing(
+    tmp_path: Path, zoned_source: tuple[str, str, str]
+) -> None:
+    src, backend, session = zoned_source
+    kind = "DATETIME" if backend == "mariadb" else "TIMESTAMP"
+    now = LOCAL_NOW[backend]
+    setup = [session] if session else []
+    shop(
+        src,
+        *setup,
+        f"CREATE TABLE legacy_users (user_id INTEGER PRIMARY KEY, email VARCHAR(100),"
+        f" name VARCHAR(100), updated_at {kind})",
+    )
+    for k in range(1, 21):
+        shop(
+            src,
+            *setup,
+            f"INSERT INTO legacy_users VALUES (:k, :e, 'n', {now})",
+            params={"k": k, "e": f"u{k}@example.com"},
+        )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, 'changed_column = "updated_at"')
+    run_migration(load_spec(spec))
+    assert sync_migration(load_spec(spec)).mode == "full"  # sets the first watermark
+    shop(
+        src,
+        *setup,
+        f"UPDATE legacy_users SET email = 'moved@example.com', updated_at = {now}"
+        " WHERE user_id = 7",
+    )
+    res = sync_migration(load_spec(spec))
+    assert res.mode == "changed"
+    assert res.updated == [7]
+    assert target_value(dst, 7) == "moved@example.com"
+    assert verify_migration(load_spec(spec)).ok
