@@ -3,6 +3,7 @@ columns, and other ways a live shop's changes slip past a watermark."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -126,4 +127,81 @@ def test_a_change_column_in_the_shops_own_zone_behind_utc_misses_nothing(
     assert res.mode == "changed"
     assert res.updated == [7]
     assert target_value(dst, 7) == "moved@example.com"
+    assert verify_migration(load_spec(spec)).ok
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/legacy.db"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database("src")
+
+
+def test_an_epoch_seconds_change_column_misses_nothing(tmp_path: Path, source_url: str) -> None:
+    """Drupal's ``users_field_data.changed`` and many PHP apps keep the change time as Unix
+    seconds in an integer column."""
+    import time
+
+    src = source_url
+    shop(
+        src,
+        "CREATE TABLE legacy_users (user_id INTEGER PRIMARY KEY, email VARCHAR(100),"
+        " name VARCHAR(100), changed BIGINT)",
+    )
+    stamp = int(time.time())
+    for k in range(1, 21):
+        shop(
+            src,
+            "INSERT INTO legacy_users VALUES (:k, :e, 'n', :t)",
+            params={"k": k, "e": f"u{k}@example.com", "t": stamp - 3600},
+        )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, 'changed_column = "changed"')
+    run_migration(load_spec(spec))
+    assert sync_migration(load_spec(spec)).mode == "full"
+    shop(
+        src,
+        "UPDATE legacy_users SET email = 'moved@example.com', changed = :t WHERE user_id = 7",
+        params={"t": int(time.time())},
+    )
+    res = sync_migration(load_spec(spec))
+    assert res.mode == "changed"
+    assert res.updated == [7]
+    assert target_value(dst, 7) == "moved@example.com"
+    assert sync_migration(load_spec(spec)).changes == 0
+    assert verify_migration(load_spec(spec)).ok
+
+
+def test_a_text_change_column_ahead_of_utc_is_compared_as_text(
+    tmp_path: Path, source_url: str
+) -> None:
+    """ISO text stamps written by an app in Berlin (ahead of UTC): the watermark is the
+    database's clock, and it is bound as text, in the column's own form."""
+    src = source_url
+    shop(
+        src,
+        "CREATE TABLE legacy_users (user_id INTEGER PRIMARY KEY, email VARCHAR(100),"
+        " name VARCHAR(100), updated_at VARCHAR(40))",
+    )
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(tzinfo=None)
+    for k in range(1, 21):
+        shop(
+            src,
+            "INSERT INTO legacy_users VALUES (:k, :e, 'n', :t)",
+            params={"k": k, "e": f"u{k}@example.com", "t": ahead.isoformat()},
+        )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, 'changed_column = "updated_at"')
+    run_migration(load_spec(spec))
+    assert sync_migration(load_spec(spec)).mode == "full"
+    later = ahead + dt.timedelta(seconds=5)
+    shop(
+        src,
+        "UPDATE legacy_users SET email = 'moved@example.com', updated_at = :t WHERE user_id = 3",
+        params={"t": later.isoformat()},
+    )
+    res = sync_migration(load_spec(spec))
+    assert res.mode == "changed"
+    assert res.updated == [3]
     assert verify_migration(load_spec(spec)).ok

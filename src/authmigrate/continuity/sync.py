@@ -41,6 +41,7 @@ Keys are the legacy key, never an email: an email change updates the same accoun
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import logging
 import time
 import uuid
@@ -225,12 +226,23 @@ class _Source:
         clock would pass over every change of the next hours."""
         clock = self.clock(column)
         newest = self._sql().newest(column)
+        if _is_number(newest):
+            # a Unix time (Drupal's ``changed``): the clock in the column's own units
+            seconds = _as_time(clock).replace(tzinfo=dt.UTC).timestamp()
+            now = int(seconds) * _epoch_units(newest)
+            return newest if newest < now else now
         if newest is None:
-            return clock
+            return None  # no row has a change time yet: every pass is a full one until then
         try:
-            return newest if _as_time(newest) < _as_time(clock) else clock
+            earlier = _as_time(newest) < _as_time(clock)
         except (TypeError, ValueError, OverflowError):
             return clock
+        if earlier:
+            return newest
+        if isinstance(newest, str) and not isinstance(clock, str):
+            # a text column is compared with text (PostgreSQL has no text >= timestamp)
+            return _as_time(clock).strftime("%Y-%m-%d %H:%M:%S")
+        return clock
 
 
 def sync_columns(spec: Spec) -> list[str]:
@@ -241,12 +253,38 @@ def sync_columns(spec: Spec) -> list[str]:
     return [*source_columns_used(spec), *(c for c in extra if c)]
 
 
+_EPOCH_MS = 10**11
+"""A Unix time above this is in milliseconds (10**11 seconds is the year 5138)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
+
+
+def _epoch_units(value: Any) -> int:
+    """1 for a Unix time in seconds, 1000 for one in milliseconds."""
+    return 1000 if abs(value) >= _EPOCH_MS else 1
+
+
 def _shift(mark: Any, seconds: int) -> Any:
-    """A source clock value moved back by ``seconds`` (text stays text, in the same form)."""
+    """A source clock value moved back by ``seconds`` (text stays text, in the same form; a
+    Unix time stays a number in its own units)."""
     if isinstance(mark, dt.datetime):
         return mark - dt.timedelta(seconds=seconds)
+    if _is_number(mark):
+        return mark - seconds * _epoch_units(mark)
     parsed = dt.datetime.fromisoformat(str(mark))
     return (parsed - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _since(previous: str, mark: Any, overlap: int) -> Any:
+    """Where a changed pass starts: the previous watermark less the overlap, or None (a full
+    pass, which sets a new watermark) when the previous one is of another form than the
+    column holds now (its values changed from times to Unix seconds, or back)."""
+    try:
+        return _shift(_decode_mark(previous, mark), overlap)
+    except (ValueError, TypeError, ArithmeticError):
+        return None
 
 
 def _encode_mark(mark: Any) -> str:
@@ -256,6 +294,8 @@ def _encode_mark(mark: Any) -> str:
 def _decode_mark(text: str, like: Any) -> Any:
     if isinstance(like, dt.datetime):
         return dt.datetime.fromisoformat(text)
+    if _is_number(like):
+        return decimal.Decimal(text) if "." in text else int(text)
     return text
 
 
@@ -901,8 +941,8 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         if sync.changed_column is not None:
             mark = s.src.mark(sync.changed_column)
             previous = s.watermark()
-            if previous is not None and not full:
-                since = _shift(_decode_mark(previous, mark), sync.overlap_seconds)
+            if previous is not None and mark is not None and not full:
+                since = _since(previous, mark, sync.overlap_seconds)
         result.mode = "full" if since is None else "changed"
         complete = s.full_pass() if since is None else s.changed_pass(since) and s.key_pass()
         if complete:
