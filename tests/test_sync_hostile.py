@@ -205,3 +205,55 @@ def test_a_text_change_column_ahead_of_utc_is_compared_as_text(
     assert res.mode == "changed"
     assert res.updated == [3]
     assert verify_migration(load_spec(spec)).ok
+
+
+def _users(url: str, n: int) -> None:
+    shop(
+        url,
+        "CREATE TABLE legacy_users (user_id INTEGER PRIMARY KEY, email VARCHAR(100),"
+        " name VARCHAR(100))",
+    )
+    for k in range(1, n + 1):
+        shop(
+            url,
+            "INSERT INTO legacy_users VALUES (:k, :e, 'n')",
+            params={"k": k, "e": f"u{k}@example.com"},
+        )
+
+
+@pytest.mark.parametrize("duplicates", ["merge", "reject"])
+def test_a_key_changed_on_the_shop_leaves_an_account_under_the_new_key(
+    tmp_path: Path, source_url: str, duplicates: str
+) -> None:
+    """The shop renumbers a customer (``UPDATE ... SET user_id``) and another closes their
+    account and signs up again with the same email: in one pass the new key meets the old
+    account's email, which ``on_delete = "delete"`` removes at the end of the same pass. The
+    customer must end with an account, not merged into (or rejected against) one that is gone."""
+    src = source_url
+    _users(src, 20)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, 'on_delete = "delete"')
+    spec.write_text(
+        spec.read_text().replace("[run]\n", f'[run]\nduplicates = "{duplicates}"\n'),
+        encoding="utf-8",
+    )
+    run_migration(load_spec(spec))
+    shop(
+        src,
+        "UPDATE legacy_users SET user_id = 105 WHERE user_id = 5",
+        "DELETE FROM legacy_users WHERE user_id = 9",
+        "INSERT INTO legacy_users VALUES (109, 'U9@example.com', 'again')",
+        # and an existing customer takes the email of one who leaves
+        "UPDATE legacy_users SET email = 'u4@example.com' WHERE user_id = 3",
+        "DELETE FROM legacy_users WHERE user_id = 4",
+    )
+    res = sync_migration(load_spec(spec))
+    assert res.deleted == {4: "deleted", 5: "deleted", 9: "deleted"}
+    assert target_value(dst, 3) == "u4@example.com"
+    assert target_value(dst, 105) == "u5@example.com"
+    assert target_value(dst, 109) == "u9@example.com"
+    assert target_value(dst, 5) is None and target_value(dst, 9) is None
+    v = verify_migration(load_spec(spec))
+    assert v.ok, v.as_dict()
+    assert v.migrated == 19 and v.rejected == 0 and v.merged == 0
+    assert sync_migration(load_spec(spec)).changes == 0

@@ -393,8 +393,9 @@ class _Syncer:
 
     # -- one chunk ------------------------------------------------------------------------
 
-    def apply(self, rows: list[dict[str, Any]]) -> None:
-        """Compare a chunk with its key state and apply what changed, in one transaction."""
+    def apply(self, rows: list[dict[str, Any]], *, force: bool = False) -> None:
+        """Compare a chunk with its key state and apply what changed, in one transaction
+        (``force``: every row, changed or not)."""
         if not rows:
             return
         cols, key = self.target.fp_columns, self.key
@@ -408,7 +409,7 @@ class _Syncer:
             got = known.get(sk)
             if got is None:
                 fresh.append(row)
-            elif got[0] == "deleted" or got[1] != fingerprint(row, cols):
+            elif force or got[0] == "deleted" or got[1] != fingerprint(row, cols):
                 changed.append(row)
         if not fresh and not changed:
             return
@@ -573,7 +574,15 @@ class _Syncer:
 
         DuplicateStage(self.spec, lookup).process(batch)
         held = [
-            Reject(j.key, j.reason, j.column, j.detail, j.source, outcome="rejected")
+            Reject(
+                j.key,
+                j.reason,
+                j.column,
+                j.detail,
+                j.source,
+                outcome="rejected",
+                merged_into=j.merged_into,
+            )
             for j in batch.rejects
         ]
         current = self._current([r.key for r in batch.records])
@@ -806,6 +815,34 @@ class _Syncer:
                 done if r.state in ("migrated", "held") else "reject cleared"
             )
 
+    def retry_duplicates(self) -> None:
+        """Rows merged into, or rejected as duplicates of, an account that is gone from the
+        target now (its key deleted in the source, with ``on_delete = "delete"``) are tried
+        again: a key the shop renumbered, or a customer who closed their account and signed up
+        again with the same email, ends with an account of their own, not merged into one
+        that no longer exists."""
+        rj, st = self.target.rejects, self.target.state
+        with self.target.engine.connect() as conn:
+            pairs = conn.execute(
+                sa.select(rj.c.source_key, rj.c.merged_into)
+                .join(
+                    st,
+                    sa.and_(st.c.migration == rj.c.migration, st.c.source_key == rj.c.merged_into),
+                )
+                .where(
+                    rj.c.migration == self.target.migration,
+                    rj.c.reason.like("duplicate.%"),
+                    rj.c.source_key.is_not(None),
+                    st.c.state == "deleted",
+                )
+            ).all()
+        if not pairs:
+            return
+        present = self._present([key_of(holder) for _, holder in pairs])
+        keys = [key_of(k) for k, holder in pairs if self._tkey(key_of(holder)) not in present]
+        for i in range(0, len(keys), CHUNK):
+            self.apply(self.src.rows_by_key(keys[i : i + CHUNK]), force=True)
+
     def null_keys(self) -> None:
         """NULL-key rows are rejected, as in ``run``; the set is replaced when it changed."""
         rows = list(self.m.source.null_key_rows())
@@ -947,6 +984,7 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         complete = s.full_pass() if since is None else s.changed_pass(since) and s.key_pass()
         if complete:
             s.deletes()
+            s.retry_duplicates()
             s.null_keys()
             if mark is not None:
                 s.save_watermark(mark)
