@@ -257,3 +257,39 @@ def test_a_key_changed_on_the_shop_leaves_an_account_under_the_new_key(
     assert v.ok, v.as_dict()
     assert v.migrated == 19 and v.rejected == 0 and v.merged == 0
     assert sync_migration(load_spec(spec)).changes == 0
+
+
+def test_sync_after_a_rollback_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    """A ``sync --follow`` left running (or a cron job) after the operator rolled the migration
+    back must not put every account back: sync carries changes after a run, it is no run."""
+    from authmigrate.errors import TargetError
+    from authmigrate.rollback import rollback
+    from tests.helpers_verify import cli, scalar
+
+    src = f"sqlite:///{tmp_path}/legacy.db"
+    _users(src, 20)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst)
+    run_migration(load_spec(spec))
+    rollback(load_spec(spec))
+    runs = scalar(dst, "SELECT count(*) FROM authmigrate_runs")
+    with pytest.raises(TargetError, match="authmigrate run"):
+        sync_migration(load_spec(spec))
+    out = cli("sync", str(spec), "--follow", cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "rolled back" in out.stderr and "authmigrate run" in out.stderr
+    assert cli("cutover", str(spec), cwd=tmp_path, timeout=60).returncode == 2
+    assert scalar(dst, "SELECT count(*) FROM accounts") == 0
+    assert scalar(dst, "SELECT count(*) FROM authmigrate_runs") == runs  # nothing written
+
+
+def test_sync_before_any_run_refuses_and_creates_nothing(tmp_path: Path) -> None:
+    from tests.helpers_verify import cli
+
+    src = f"sqlite:///{tmp_path}/legacy.db"
+    _users(src, 5)
+    spec = spec_file(tmp_path, src, f"sqlite:///{tmp_path}/t.db")
+    out = cli("sync", str(spec), cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "authmigrate run" in out.stderr
+    assert not (tmp_path / "t.db").exists()

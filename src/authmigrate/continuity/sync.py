@@ -53,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Record, Reject
-from authmigrate.db import first_line
+from authmigrate.db import first_line, sqlite_file
 from authmigrate.errors import AuthmigrateError, SpecError, TargetError
 from authmigrate.pipeline import Migration
 from authmigrate.sinks.sql import SqlTarget, TargetLock, encode_key, pack_keys, raw_row, utcnow
@@ -961,6 +961,11 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         if sync.changed_column not in m.source.columns:
             m.close()
             raise SpecError("sync.changed_column", f"source has no column {sync.changed_column!r}")
+    try:
+        _require_a_run(m)
+    except BaseException:
+        m.close()
+        raise
     lock = TargetLock(m.target.engine, m.target.migration)
     run_id = str(uuid.uuid4())
     result = SyncResult(migration=m.target.migration, run_id=run_id)
@@ -1010,6 +1015,45 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         m.close()
         result.seconds = time.monotonic() - started
     return result
+
+
+def _require_a_run(m: Migration) -> None:
+    """``sync`` carries what changed after ``run``: a target holding nothing of the migration
+    (never run, or rolled back) is refused before anything is written, so a ``sync --follow``
+    or a cron job left running after a rollback does not put every account back.
+
+    Raises:
+        TargetError: no batch of this migration is in the target (exit 2).
+    """
+    target = m.target
+    path = sqlite_file(target.engine)
+    runs, batches = target.runs, target.batches
+    last: str | None = None
+    found = False
+    if path is None or path.exists():  # never create a SQLite file by looking at it
+        with target.engine.connect() as conn:
+            if sa.inspect(conn).has_table(batches.name, schema=batches.schema):
+                found = (
+                    conn.execute(
+                        sa.select(batches.c.batch_no)
+                        .where(batches.c.migration == target.migration)
+                        .limit(1)
+                    ).first()
+                    is not None
+                )
+                last = conn.execute(
+                    sa.select(runs.c.command)
+                    .where(runs.c.migration == target.migration)
+                    .order_by(runs.c.started_at.desc())
+                    .limit(1)
+                ).scalar()
+    if found:
+        return
+    why = "was rolled back" if last == "rollback" else "has not been run"
+    raise TargetError(
+        f"migration {target.migration!r} {why}: {target.where} holds none of its accounts; "
+        "run `authmigrate run SPEC` first (sync carries what changes after a run)"
+    )
 
 
 def follow(
