@@ -293,3 +293,59 @@ def test_sync_before_any_run_refuses_and_creates_nothing(tmp_path: Path) -> None
     assert out.returncode == 2, out.stderr
     assert "authmigrate run" in out.stderr
     assert not (tmp_path / "t.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "named"),
+    [
+        ('disabled_column = "name"', "sync.disabled_column", "name"),  # a mapped field
+        ('disabled_column = "note"', "sync.disabled_column", "note"),  # text, not a flag
+        ('password_changed_at = "pw_changed"', "sync.password_changed_at", "pw_changed"),
+    ],
+)
+def test_sync_columns_that_do_not_fit_are_refused_before_anything_is_written(
+    tmp_path: Path, extra: str, path: str, named: str
+) -> None:
+    """``disabled_column`` naming a field the migration fills made every updated account's
+    ``name`` False (and a deleted one's True); a ``password_changed_at`` the source lacks was
+    silently read as 'no time'. Both: exit 2 naming the key and the column, nothing written."""
+    from tests.helpers_verify import cli, scalar, table_rows
+
+    src = f"sqlite:///{tmp_path}/legacy.db"
+    _users(src, 10)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, extra)
+    run_migration(load_spec(spec))
+    shop(dst, "ALTER TABLE accounts ADD COLUMN note TEXT")
+    shop(
+        src,
+        "UPDATE legacy_users SET name = 'renamed' WHERE user_id = 2",
+        "DELETE FROM legacy_users WHERE user_id = 3",
+    )
+    before = table_rows(dst, "accounts", "user_id")
+    runs = scalar(dst, "SELECT count(*) FROM authmigrate_runs")
+    out = cli("sync", str(spec), cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert path in out.stderr and repr(named) in out.stderr
+    assert "internal error" not in out.stderr
+    assert table_rows(dst, "accounts", "user_id") == before
+    assert scalar(dst, "SELECT count(*) FROM authmigrate_runs") == runs
+
+
+def test_sunset_disable_refuses_a_disabled_column_the_migration_fills(tmp_path: Path) -> None:
+    from tests.helpers_verify import cli, make_source, table_rows, write_spec
+
+    src = tmp_path / "legacy.db"
+    make_source(src, 20, hashes=True)
+    spec = write_spec(tmp_path / "m.toml", src, f"sqlite:///{tmp_path}/t.db", credentials="keep")
+    spec.write_text(
+        spec.read_text()
+        + '\n[sync]\ndisabled_column = "visits"\n[sunset]\nafter_days = 0\naction = "disable"\n',
+        encoding="utf-8",
+    )
+    run_migration(load_spec(spec))
+    before = table_rows(f"sqlite:///{tmp_path}/t.db", "accounts", "user_id")
+    out = cli("sunset", str(spec), "--apply", cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "sync.disabled_column" in out.stderr and "'visits'" in out.stderr
+    assert table_rows(f"sqlite:///{tmp_path}/t.db", "accounts", "user_id") == before

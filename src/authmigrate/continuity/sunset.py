@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Record
-from authmigrate.continuity.sync import is_upgraded
+from authmigrate.continuity.sync import check_disabled_column, is_upgraded
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.sinks.keys import TargetKey
 from authmigrate.sinks.sql import SqlTarget, TargetLock, utcnow
@@ -76,6 +76,12 @@ def sunset(spec: Spec, *, apply: bool = False, now: dt.datetime | None = None) -
 
     late = build_late_stages(spec) if apply and cfg.action == "reset" and cfg.notify else []
     target = SqlTarget(spec, stages=[*build_stages(spec, dry=True), *late])
+    if cfg.action == "disable":
+        try:
+            check_disabled_column(spec, target.engine)
+        except SpecError:
+            target.close()
+            raise
     result = SunsetResult(
         migration=target.migration, action=cfg.action, applied=apply, after_days=cfg.after_days
     )

@@ -962,6 +962,12 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
             m.close()
             raise SpecError("sync.changed_column", f"source has no column {sync.changed_column!r}")
     try:
+        if sync.password_changed_at and sync.password_changed_at not in m.source.columns:
+            raise SpecError(
+                "sync.password_changed_at",
+                f"source has no column {sync.password_changed_at!r}",
+            )
+        check_disabled_column(spec, m.target.engine)
         _require_a_run(m)
     except BaseException:
         m.close()
@@ -1015,6 +1021,49 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         m.close()
         result.seconds = time.monotonic() - started
     return result
+
+
+def check_disabled_column(spec: Spec, engine: sa.Engine) -> None:
+    """``[sync] disabled_column`` must be a flag of its own: ``sync`` sets it to false on every
+    account it updates and to true on one deleted in the source, so a column the migration
+    fills (a mapped field, the credential, a token) or one of another type would be
+    overwritten.
+
+    Raises:
+        SpecError: the column is one the migration fills, or the target's column of that name
+            is not a boolean (or integer) column.
+    """
+    name = spec.sync.disabled_column
+    filled = {f"fields.{f}": f for f in spec.fields}
+    filled["source.key"] = spec.target_key
+    if spec.credentials is not None:
+        filled["credentials.target_column"] = spec.credentials.target_column
+        filled["credentials.reset_column"] = spec.credentials.reset_column
+    if spec.tokens is not None:
+        filled["tokens.column"] = spec.tokens.column
+        if spec.tokens.prefix_column:
+            filled["tokens.prefix_column"] = spec.tokens.prefix_column
+    for where, column in filled.items():
+        if column == name:
+            raise SpecError(
+                "sync.disabled_column",
+                f"{name!r} is filled by {where}: sync would overwrite it with true/false; "
+                "name a column of its own (it is added to the target if missing)",
+            )
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        return
+    schema, _, table = spec.target.table.rpartition(".")
+    insp = sa.inspect(engine)
+    if not insp.has_table(table, schema=schema or None):
+        return
+    for col in insp.get_columns(table, schema=schema or None):
+        if col["name"] == name and not isinstance(col["type"], sa.Boolean | sa.Integer):
+            raise SpecError(
+                "sync.disabled_column",
+                f"target column {name!r} is {col['type']}, not a boolean flag; "
+                "name a column of its own (it is added to the target if missing)",
+            )
 
 
 def _require_a_run(m: Migration) -> None:
