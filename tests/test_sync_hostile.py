@@ -349,3 +349,44 @@ def test_sunset_disable_refuses_a_disabled_column_the_migration_fills(tmp_path: 
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "sync.disabled_column" in out.stderr and "'visits'" in out.stderr
     assert table_rows(f"sqlite:///{tmp_path}/t.db", "accounts", "user_id") == before
+
+
+def test_sync_follow_waits_out_a_lock_held_by_another_command(tmp_path: Path) -> None:
+    """An operator runs ``verify`` or a ``run`` while ``sync --follow`` runs as a service: the
+    follow waits for the lock and carries on, instead of dying with exit 2."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from authmigrate.sinks.sql import TargetLock
+
+    src = f"sqlite:///{tmp_path}/legacy.db"
+    _users(src, 10)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, 'interval = "1s"')
+    run_migration(load_spec(spec))
+    engine = sa.create_engine(dst)
+    lock = TargetLock(engine, "hostile")
+    lock.acquire()  # another command of this migration is writing
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authmigrate", "sync", str(spec), "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, proc.communicate()
+        shop(src, "UPDATE legacy_users SET email = 'later@example.com' WHERE user_id = 2")
+    finally:
+        lock.release()
+        engine.dispose()
+    deadline = time.monotonic() + 30
+    while target_value(dst, 2) != "later@example.com" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert target_value(dst, 2) == "later@example.com"
+    assert "another run" in err and "waiting" in err

@@ -54,7 +54,7 @@ import sqlalchemy as sa
 
 from authmigrate.batch import Batch, Record, Reject
 from authmigrate.db import first_line, sqlite_file
-from authmigrate.errors import AuthmigrateError, SpecError, TargetError
+from authmigrate.errors import AuthmigrateError, LockError, SpecError, TargetError
 from authmigrate.pipeline import Migration
 from authmigrate.sinks.sql import SqlTarget, TargetLock, encode_key, pack_keys, raw_row, utcnow
 from authmigrate.sinks.state import (
@@ -1113,13 +1113,23 @@ def follow(
     each: Callable[[SyncResult], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """``sync --follow``: a pass every ``[sync] interval`` until ``stop()``; returns passes."""
+    """``sync --follow``: a pass every ``[sync] interval`` until ``stop()``; returns passes.
+
+    A pass that finds the migration's lock held (a ``run``, ``verify`` or ``rollback`` the
+    operator started meanwhile) is skipped with a warning, and the next one tried after the
+    interval: a follow running as a service outlives the commands run beside it.
+    """
     passes = 0
     while not stop():
-        result = sync_migration(spec, full=full, stop=stop)
-        passes += 1
-        if each is not None:
-            each(result)
+        try:
+            result = sync_migration(spec, full=full, stop=stop)
+        except LockError as exc:
+            log.warning("%s; waiting %s s for it", exc, spec.sync.interval_seconds)
+            result = None
+        if result is not None:
+            passes += 1
+            if each is not None:
+                each(result)
         waited = 0.0
         while not stop() and waited < spec.sync.interval_seconds:
             sleep(0.2)
