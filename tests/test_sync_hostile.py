@@ -390,3 +390,28 @@ def test_sync_follow_waits_out_a_lock_held_by_another_command(tmp_path: Path) ->
     assert proc.returncode == 0, err
     assert target_value(dst, 2) == "later@example.com"
     assert "another run" in err and "waiting" in err
+
+
+def test_sunset_includes_an_account_whose_later_legacy_change_is_held(tmp_path: Path) -> None:
+    """An account whose email change collided (state ``held``) is still a live account on its
+    imported legacy hash: past the grace period it is sunset like every other, not skipped
+    forever."""
+    import datetime as _dt
+
+    from authmigrate.continuity.sunset import sunset
+    from tests.helpers_verify import make_source, scalar, write_spec
+
+    src = tmp_path / "legacy.db"
+    url = f"sqlite:///{tmp_path}/t.db"
+    make_source(src, 20, hashes=True)
+    spec = write_spec(tmp_path / "m.toml", src, url, credentials="keep")
+    run_migration(load_spec(spec))
+    shop(
+        f"sqlite:///{src}", "UPDATE legacy_users SET email = 'user.4@example.com' WHERE user_id = 3"
+    )
+    assert sync_migration(load_spec(spec)).rejected == {3: "duplicate.email"}
+    later = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) + _dt.timedelta(days=120)
+    found = sunset(load_spec(spec), now=later)
+    on_legacy = scalar(url, "SELECT count(*) FROM accounts WHERE password LIKE '$%'")
+    assert 3 in found.keys
+    assert len(found.keys) == on_legacy

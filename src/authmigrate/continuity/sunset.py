@@ -131,7 +131,9 @@ def _candidates(spec: Spec, target: SqlTarget, cutoff: dt.datetime) -> list[tupl
                     sa.select(st.c.source_key)
                     .where(
                         st.c.migration == target.migration,
-                        st.c.state == "migrated",
+                        # a held account (its later legacy change waits in the rejects)
+                        # is a live account on its imported hash too
+                        st.c.state.in_(("migrated", "held")),
                         st.c.changed_at < cutoff,
                         st.c.source_key > after,
                     )
