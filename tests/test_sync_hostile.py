@@ -415,3 +415,44 @@ def test_sunset_includes_an_account_whose_later_legacy_change_is_held(tmp_path: 
     on_legacy = scalar(url, "SELECT count(*) FROM accounts WHERE password LIKE '$%'")
     assert 3 in found.keys
     assert len(found.keys) == on_legacy
+
+
+def test_sync_follow_with_a_change_column_keeps_up_with_a_changing_source(
+    tmp_path: Path, source_url: str
+) -> None:
+    """The live-shop test of test_sync_live, with the change column in play: every pass after
+    the first is a changed pass (watermark, overlap, key pass), while a thread inserts,
+    changes emails and hashes (stamping updated_at) and deletes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_sync_live import Churn, assert_in_step, make_legacy
+    from tests.test_sync_live import spec_file as live_spec
+
+    src = source_url
+    dst = f"sqlite:///{tmp_path}/target.db"
+    make_legacy(src, 200)
+    spec = live_spec(tmp_path, src, dst, 'changed_column = "updated_at"')
+    run_migration(load_spec(spec))
+    churn = Churn(src, seed=11)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authmigrate", "sync", str(spec), "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    churn.start()
+    time.sleep(6)
+    churn.halt.set()
+    churn.join()
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert '"mode": "changed"' in out  # the passes after the first used the change column
+    assert min(churn.done.values()) > 0
+    res = sync_migration(load_spec(spec))
+    assert res.mode == "changed"
+    assert_in_step(src, dst, spec)
