@@ -456,3 +456,30 @@ def test_sync_follow_with_a_change_column_keeps_up_with_a_changing_source(
     res = sync_migration(load_spec(spec))
     assert res.mode == "changed"
     assert_in_step(src, dst, spec)
+
+
+def test_a_held_email_change_goes_through_once_the_other_account_lets_go(
+    tmp_path: Path, source_url: str
+) -> None:
+    """Customer 3 takes customer 4's email on the shop before 4 has moved to a new one: held.
+    When 4's change arrives in a later pass, 3's waiting change must follow; it did not (3's
+    row had not changed again, so nothing looked at it) and 3 stayed held for good."""
+    src = source_url
+    _users(src, 10)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst)
+    run_migration(load_spec(spec))
+    shop(src, "UPDATE legacy_users SET email = 'u4@example.com' WHERE user_id = 3")
+    assert sync_migration(load_spec(spec)).rejected == {3: "duplicate.email"}
+    shop(src, "UPDATE legacy_users SET name = 'renamed' WHERE user_id = 4")
+    res = sync_migration(load_spec(spec))
+    assert (res.updated, res.rejected) == ([4], {})  # 3 tried again, still held: no news
+    shop(src, "UPDATE legacy_users SET email = 'four@example.com' WHERE user_id = 4")
+    res = sync_migration(load_spec(spec))
+    assert sorted(res.updated) == [3, 4]
+    assert res.rejected == {}
+    assert target_value(dst, 3) == "u4@example.com"
+    assert target_value(dst, 4) == "four@example.com"
+    v = verify_migration(load_spec(spec))
+    assert v.ok and v.rejected == 0, v.as_dict()
+    assert sync_migration(load_spec(spec)).changes == 0

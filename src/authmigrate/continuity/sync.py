@@ -524,6 +524,7 @@ class _Syncer:
             upsert_states(conn, self.target.state, self.target.migration, list(new_states.values()))
         res = self.result
         for rec in fresh.records:
+            res.rejected.pop(rec.key, None)  # tried again later in the pass, and through now
             old = states.get(state_key(rec.key))
             if old is not None and old.state == "deleted":
                 res.restored.append(rec.key)
@@ -532,11 +533,19 @@ class _Syncer:
                 if old is not None:
                     res.retried.append(rec.key)
         for rec, _ in changed:
+            again = res.rejected.pop(rec.key, None) is not None
             old = states.get(state_key(rec.key))
-            (res.restored if old is not None and old.state == "deleted" else res.updated).append(
-                rec.key
-            )
+            done = res.restored if old is not None and old.state == "deleted" else res.updated
+            if not (again and rec.key in done):
+                done.append(rec.key)
         for j in [*fresh.rejects, *held]:
+            sk = state_key(j.key)
+            old, new = states.get(sk), new_states[sk]
+            if old is not None and (old.state, old.fingerprint) == (
+                new["state"],
+                new["fingerprint"],
+            ):
+                continue  # tried again unchanged (retry_duplicates) and the same outcome: no news
             res.rejected[j.key] = j.reason
         res.conflicts.extend(conflicts)
 
@@ -816,11 +825,39 @@ class _Syncer:
             )
 
     def retry_duplicates(self) -> None:
-        """Rows merged into, or rejected as duplicates of, an account that is gone from the
-        target now (its key deleted in the source, with ``on_delete = "delete"``) are tried
-        again: a key the shop renumbered, or a customer who closed their account and signed up
-        again with the same email, ends with an account of their own, not merged into one
-        that no longer exists."""
+        """Rows merged into, held or rejected as duplicates of an account whose value may be
+        free now are tried again:
+
+        - the account is gone from the target (its key deleted in the source, with
+          ``on_delete = "delete"``): a key the shop renumbered, or a customer who closed their
+          account and signed up again with the same email, ends with an account of their own,
+          not merged into one that no longer exists;
+        - the account was updated or deleted by this pass: an email change that waited for
+          the other account to move to a new email goes through in the pass that carries
+          that move, not never.
+        """
+        rj = self.target.rejects
+        moved = sorted({state_key(k) for k in [*self.result.updated, *self.result.deleted]})
+        keys: dict[str, Any] = {}
+        with self.target.engine.connect() as conn:
+            for i in range(0, len(moved), _IN_LIST):
+                for k in conn.execute(
+                    sa.select(rj.c.source_key).where(
+                        rj.c.migration == self.target.migration,
+                        rj.c.reason.like("duplicate.%"),
+                        rj.c.source_key.is_not(None),
+                        rj.c.merged_into.in_(moved[i : i + _IN_LIST]),
+                    )
+                ).scalars():
+                    keys.setdefault(k, key_of(k))
+        keys.update((k, key_of(k)) for k in self._duplicates_of_gone_accounts())
+        todo = list(keys.values())
+        for i in range(0, len(todo), CHUNK):
+            self.apply(self.src.rows_by_key(todo[i : i + CHUNK]), force=True)
+
+    def _duplicates_of_gone_accounts(self) -> list[str]:
+        """Stored keys of duplicates whose first account's key was deleted in the source and
+        whose account is gone from the target."""
         rj, st = self.target.rejects, self.target.state
         with self.target.engine.connect() as conn:
             pairs = conn.execute(
@@ -837,11 +874,9 @@ class _Syncer:
                 )
             ).all()
         if not pairs:
-            return
+            return []
         present = self._present([key_of(holder) for _, holder in pairs])
-        keys = [key_of(k) for k, holder in pairs if self._tkey(key_of(holder)) not in present]
-        for i in range(0, len(keys), CHUNK):
-            self.apply(self.src.rows_by_key(keys[i : i + CHUNK]), force=True)
+        return [k for k, holder in pairs if self._tkey(key_of(holder)) not in present]
 
     def null_keys(self) -> None:
         """NULL-key rows are rejected, as in ``run``; the set is replaced when it changed."""
