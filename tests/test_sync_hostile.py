@@ -483,3 +483,57 @@ def test_a_held_email_change_goes_through_once_the_other_account_lets_go(
     v = verify_migration(load_spec(spec))
     assert v.ok and v.rejected == 0, v.as_dict()
     assert sync_migration(load_spec(spec)).changes == 0
+
+
+def test_a_zero_or_unreadable_legacy_password_time_is_no_time(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    """MySQL's ``'0000-00-00 00:00:00'`` (the driver hands it over as text) in the
+    ``password_changed_at`` column, met by a login upgrade on the new system: the rule without
+    a time applies (the new system wins, listed), instead of sync failing on the value."""
+    import authmigrate
+    from tests.test_sync_live import HASHES
+
+    src = fresh_database(mariadb_url)
+    zero = "SET sql_mode = ''"
+    shop(
+        src,
+        zero,
+        "CREATE TABLE legacy_users (user_id INTEGER PRIMARY KEY, email VARCHAR(100),"
+        " name VARCHAR(100), password_hash VARCHAR(200), pw_changed DATETIME)",
+    )
+    for k in range(1, 6):
+        shop(
+            src,
+            zero,
+            "INSERT INTO legacy_users VALUES (:k, :e, 'n', :h, '0000-00-00 00:00:00')",
+            params={"k": k, "e": f"u{k}@example.com", "h": HASHES[k]},
+        )
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst, 'password_changed_at = "pw_changed"')
+    spec.write_text(
+        spec.read_text().replace(
+            "[run]\n", '[credentials]\ncolumn = "password_hash"\npolicy = "keep"\n\n[run]\n'
+        ),
+        encoding="utf-8",
+    )
+    run_migration(load_spec(spec))
+    shop(dst, "ALTER TABLE accounts ADD COLUMN password_changed_at TIMESTAMP")
+    ok, new = authmigrate.verify_and_update("pw-2", str(target_value(dst, 2, "password")))
+    assert ok and new is not None
+    shop(
+        dst,
+        "UPDATE accounts SET password = :p, password_changed_at = '2026-01-01 10:00:00'"
+        " WHERE user_id = 2",
+        params={"p": new},
+    )
+    shop(
+        src,
+        zero,
+        "UPDATE legacy_users SET password_hash = :h WHERE user_id = 2",
+        params={"h": HASHES[7]},
+    )
+    res = sync_migration(load_spec(spec))
+    assert [(c.key, c.winner) for c in res.conflicts] == [(2, "new-system")]
+    assert target_value(dst, 2, "password") == new
+    assert verify_migration(load_spec(spec)).ok

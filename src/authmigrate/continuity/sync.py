@@ -648,14 +648,14 @@ class _Syncer:
         )
         if not changed_there:
             return False, None  # the target still holds what we wrote: replace it
-        legacy_at = (
+        legacy_at = _time_or_none(
             rec.source.get(self.spec.sync.password_changed_at)
             if self.spec.sync.password_changed_at
             else None
         )
-        target_at = now.get(self.spec.sync.target_password_changed_at)
+        target_at = _time_or_none(now.get(self.spec.sync.target_password_changed_at))
         if legacy_at is not None and target_at is not None:
-            newer = _as_time(legacy_at) > _as_time(target_at)
+            newer = legacy_at > target_at
             if newer:
                 return False, Conflict(
                     rec.key, "legacy", "changed on both sides; the legacy change is newer"
@@ -961,6 +961,18 @@ def _as_time(value: Any) -> dt.datetime:
     if isinstance(value, int | float):
         return dt.datetime.fromtimestamp(value, dt.UTC).replace(tzinfo=None)
     return _as_time(dt.datetime.fromisoformat(str(value).strip()))
+
+
+def _time_or_none(value: Any) -> dt.datetime | None:
+    """A password-change time as naive UTC, or None for NULL and for a value that is no time
+    (MySQL's zero date ``0000-00-00 00:00:00``, which the driver hands over as text; an empty
+    string): such a side carries no time, and the rule without times applies."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return _as_time(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) -> SyncResult:
