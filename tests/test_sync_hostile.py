@@ -256,6 +256,11 @@ def test_a_key_changed_on_the_shop_leaves_an_account_under_the_new_key(
     v = verify_migration(load_spec(spec))
     assert v.ok, v.as_dict()
     assert v.migrated == 19 and v.rejected == 0 and v.merged == 0
+    from authmigrate.continuity.status import migration_status
+
+    st = migration_status(load_spec(spec), record=False)
+    assert (st.source_rows, st.migrated, st.rejected, st.merged, st.pending) == (19, 19, 0, 0, 0)
+    assert (st.deleted_in_source, st.changed) == (3, 0)
     assert sync_migration(load_spec(spec)).changes == 0
 
 
@@ -482,6 +487,10 @@ def test_a_held_email_change_goes_through_once_the_other_account_lets_go(
     assert target_value(dst, 4) == "four@example.com"
     v = verify_migration(load_spec(spec))
     assert v.ok and v.rejected == 0, v.as_dict()
+    from authmigrate.continuity.status import migration_status
+
+    st = migration_status(load_spec(spec), record=False)
+    assert (st.migrated, st.rejected, st.pending, st.changed) == (10, 0, 0, 0)
     assert sync_migration(load_spec(spec)).changes == 0
 
 
