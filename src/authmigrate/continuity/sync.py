@@ -1082,7 +1082,7 @@ def check_disabled_column(spec: Spec, engine: sa.Engine) -> None:
     """
     name = spec.sync.disabled_column
     filled = {f"fields.{f}": f for f in spec.fields}
-    filled["source.key"] = spec.target_key
+    filled["target.key" if spec.target.key else "source.key"] = spec.target_key
     if spec.credentials is not None:
         filled["credentials.target_column"] = spec.credentials.target_column
         filled["credentials.reset_column"] = spec.credentials.reset_column
