@@ -546,3 +546,44 @@ def test_a_zero_or_unreadable_legacy_password_time_is_no_time(
     assert [(c.key, c.winner) for c in res.conflicts] == [(2, "new-system")]
     assert target_value(dst, 2, "password") == new
     assert verify_migration(load_spec(spec)).ok
+
+
+def test_an_account_sunset_disabled_stays_disabled_when_its_legacy_row_changes(
+    tmp_path: Path,
+) -> None:
+    """``sunset`` with ``action = "disable"`` turned off a dormant account; the old shop, still
+    open in the grace period, then touched the customer's row (a name). sync set
+    ``disabled = false`` on every account it updated, silently undoing the sunset. Only an
+    account sync disabled itself (its key deleted in the source) is enabled again, when the key
+    comes back."""
+    from authmigrate.continuity.sunset import sunset
+    from tests.helpers_verify import make_source, write_spec
+
+    src = tmp_path / "legacy.db"
+    url = f"sqlite:///{tmp_path}/t.db"
+    make_source(src, 20, hashes=True)
+    spec = write_spec(tmp_path / "m.toml", src, url, credentials="keep")
+    spec.write_text(
+        spec.read_text() + '\n[sunset]\nafter_days = 0\naction = "disable"\n', encoding="utf-8"
+    )
+    run_migration(load_spec(spec))
+    assert sync_migration(load_spec(spec)).changes == 0  # adds the disabled column
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=5)
+    assert 2 in sunset(load_spec(spec), apply=True, now=later).keys
+    assert target_value(url, 2, "disabled") in (1, True)
+    shop(
+        f"sqlite:///{src}",
+        "UPDATE legacy_users SET name = 'Renamed' WHERE user_id = 2",
+        "DELETE FROM legacy_users WHERE user_id = 5",
+    )
+    res = sync_migration(load_spec(spec))
+    assert res.updated == [2] and res.deleted == {5: "disabled"}
+    assert target_value(url, 2, "name") == "Renamed"
+    assert target_value(url, 2, "disabled") in (1, True)  # still sunset
+    shop(
+        f"sqlite:///{src}",
+        "INSERT INTO legacy_users VALUES (5, 'user.5@example.com', 'Back',"
+        " '2020-01-01 00:00:00', 1, 3, NULL)",
+    )
+    assert sync_migration(load_spec(spec)).restored == [5]
+    assert target_value(url, 5, "disabled") in (0, False)  # sync's own disable undone

@@ -516,7 +516,12 @@ class _Syncer:
             self._clear_rejects(conn, [k for k in new_states if k in states])
             if fresh.records:
                 self.target._insert(conn, [r.values for r in fresh.records])  # noqa: SLF001
-            self._write_updates(conn, [rec for rec, _ in changed], current)
+            back = {
+                state_key(rec.key)
+                for rec, _ in changed
+                if (old := states.get(state_key(rec.key))) is not None and old.state == "deleted"
+            }
+            self._write_updates(conn, [rec for rec, _ in changed], back)
             self._write_rejects(conn, number, [*fresh.rejects, *held])
             for stage in self.target.stages:
                 stage.write(conn, fresh, self.run_id)
@@ -679,14 +684,15 @@ class _Syncer:
                 )
             )
 
-    def _write_updates(
-        self, conn: sa.Connection, records: list[Record], current: dict[Any, dict[str, Any]]
-    ) -> None:
+    def _write_updates(self, conn: sa.Connection, records: list[Record], back: set[str]) -> None:
+        """Update changed accounts; ``back`` (stored keys) are keys deleted in the source
+        earlier and back now: only they are enabled again (an account disabled by ``sunset``
+        or by the new system stays disabled when its legacy row changes)."""
         disabled = self.spec.sync.disabled_column
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for rec in records:
             values = {c: v for c, v in rec.values.items() if c != self.spec.target_key}
-            if disabled in self._columns:
+            if disabled in self._columns and state_key(rec.key) in back:
                 values[disabled] = False
             names = tuple(sorted(values))
             params = {f"v_{c}": values[c] for c in names}
