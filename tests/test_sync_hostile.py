@@ -77,7 +77,7 @@ LOCAL_NOW = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=["sqlite", "postgresql", pytest.param("mariadb", marks=pytest.mark.mariadb)])
 def zoned_source(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, str]:
     """(source URL, backend, the shop's session setup) for a source in New York's time."""
     backend = request.param
@@ -494,6 +494,7 @@ def test_a_held_email_change_goes_through_once_the_other_account_lets_go(
     assert sync_migration(load_spec(spec)).changes == 0
 
 
+@pytest.mark.mariadb
 def test_a_zero_or_unreadable_legacy_password_time_is_no_time(
     tmp_path: Path, mariadb_url: str
 ) -> None:
