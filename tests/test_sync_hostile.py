@@ -588,3 +588,36 @@ def test_an_account_sunset_disabled_stays_disabled_when_its_legacy_row_changes(
     )
     assert sync_migration(load_spec(spec)).restored == [5]
     assert target_value(url, 5, "disabled") in (0, False)  # sync's own disable undone
+
+
+def test_dormant_dates_accounts_sync_wrote_by_their_own_batch(tmp_path: Path) -> None:
+    """``status``'s dormant counts accounts not upgraded N days after the batch that wrote
+    them. Accounts sync wrote (new keys below the checkpoint: UUIDs, gaps; and above) were
+    dated by the run's key range instead: a sign-up synced today with a low key counted as
+    dormant, and one synced 40 days ago above the checkpoint never did."""
+    from authmigrate.continuity.status import migration_status
+    from tests.helpers_verify import execute, make_source, scalar, write_spec
+
+    src = tmp_path / "legacy.db"
+    url = f"sqlite:///{tmp_path}/t.db"
+    make_source(src, 60, hashes=True)
+    spec = write_spec(tmp_path / "m.toml", src, url, credentials="keep")
+    run_migration(load_spec(spec))
+    old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=40)
+    execute(url, "UPDATE authmigrate_batches SET committed_at = :t", params={"t": old})
+    hashed = scalar(url, "SELECT password FROM accounts WHERE user_id = 2")
+    insert = "INSERT INTO legacy_users VALUES (:k, :e, 'N', '2020-01-01 00:00:00', 1, 1, :h)"
+    for k in (5000, 5001):
+        shop(f"sqlite:///{src}", insert, params={"k": k, "e": f"above{k}@example.com", "h": hashed})
+    assert sync_migration(load_spec(spec)).inserted == [5000, 5001]
+    execute(  # that sync was 40 days ago
+        url,
+        "UPDATE authmigrate_batches SET committed_at = :t WHERE written_keys IS NOT NULL",
+        params={"t": old},
+    )
+    shop(f"sqlite:///{src}", insert, params={"k": 0, "e": "below@example.com", "h": hashed})
+    assert sync_migration(load_spec(spec)).inserted == [0]  # today, below the checkpoint
+    on_legacy = scalar(url, "SELECT count(*) FROM accounts WHERE password LIKE '$%'")
+    st = migration_status(load_spec(spec), record=False, dormant_days=30)
+    assert st.credentials.legacy_total == on_legacy
+    assert st.dormant == on_legacy - 1  # all but key 0, synced today
