@@ -621,3 +621,25 @@ def test_dormant_dates_accounts_sync_wrote_by_their_own_batch(tmp_path: Path) ->
     st = migration_status(load_spec(spec), record=False, dormant_days=30)
     assert st.credentials.legacy_total == on_legacy
     assert st.dormant == on_legacy - 1  # all but key 0, synced today
+
+
+def test_a_target_password_changed_at_the_target_lacks_is_refused(tmp_path: Path) -> None:
+    """Named in the spec but missing from the target (a typo): sync read it as 'no time' and
+    let the new system win every conflict; now exit 2 naming the key and the column. The
+    default name, when the target has no such column, stays optional."""
+    from tests.helpers_verify import cli, scalar
+
+    src = f"sqlite:///{tmp_path}/legacy.db"
+    _users(src, 5)
+    dst = f"sqlite:///{tmp_path}/t.db"
+    spec = spec_file(tmp_path, src, dst)
+    run_migration(load_spec(spec))
+    assert cli("sync", str(spec), cwd=tmp_path, timeout=60).returncode == 0
+    spec.write_text(
+        spec.read_text() + 'target_password_changed_at = "pw_changed_on"\n', encoding="utf-8"
+    )
+    runs = scalar(dst, "SELECT count(*) FROM authmigrate_runs")
+    out = cli("sync", str(spec), cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "sync.target_password_changed_at" in out.stderr and "'pw_changed_on'" in out.stderr
+    assert scalar(dst, "SELECT count(*) FROM authmigrate_runs") == runs

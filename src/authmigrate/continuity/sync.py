@@ -1021,6 +1021,7 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
                 f"source has no column {sync.password_changed_at!r}",
             )
         check_disabled_column(spec, m.target.engine)
+        _check_password_time_column(spec, m.target.engine)
         _require_a_run(m)
     except BaseException:
         m.close()
@@ -1117,6 +1118,27 @@ def check_disabled_column(spec: Spec, engine: sa.Engine) -> None:
                 f"target column {name!r} is {col['type']}, not a boolean flag; "
                 "name a column of its own (it is added to the target if missing)",
             )
+
+
+def _check_password_time_column(spec: Spec, engine: sa.Engine) -> None:
+    """``[sync] target_password_changed_at``, when the spec names it, must be a column of the
+    target: a typo would read as 'no time' and hand every conflict to the new system. The
+    default name stays optional."""
+    name = spec.sync.target_password_changed_at
+    if "target_password_changed_at" not in spec.sync.model_fields_set:
+        return
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        return
+    schema, _, table = spec.target.table.rpartition(".")
+    insp = sa.inspect(engine)
+    if not insp.has_table(table, schema=schema or None):
+        return
+    if name not in {c["name"] for c in insp.get_columns(table, schema=schema or None)}:
+        raise SpecError(
+            "sync.target_password_changed_at",
+            f"target table {spec.target.table!r} has no column {name!r}",
+        )
 
 
 def _require_a_run(m: Migration) -> None:
