@@ -368,13 +368,15 @@ def _dormant(
     batches: sa.Table,
     cutoff: dt.datetime,
     not_upgraded: int,
+    runs: sa.Table,
 ) -> int:
     """Accounts not yet upgraded whose batch was committed before ``cutoff``.
 
     Batches are read in key order, so the accounts of the batches committed before the cutoff
     are those up to the last such batch's last key. With every batch old enough that is all
     ``not_upgraded`` accounts and with none 0, so only a migration that straddles the cutoff
-    costs a count.
+    costs a count. Accounts ``sync`` wrote (their keys anywhere, also below the checkpoint)
+    are dated by the sync batch that wrote them.
     """
     b = batches
     newest = conn.execute(
@@ -393,13 +395,49 @@ def _dormant(
     if last is None:
         return 0
     column = spec.credentials.target_column if spec.credentials else ""
-    where = sa.and_(
-        _not_upgraded(conn.dialect.name, table, column),
-        table.c[spec.target_key] <= decode_key(last),
+    not_up = _not_upgraded(conn.dialect.name, table, column)
+    within = table.c[spec.target_key] <= decode_key(last)
+    dormant = int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(table).where(sa.and_(not_up, within))
+        ).scalar_one()
     )
-    return int(
-        conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
-    )
+    # accounts sync wrote are dated by their own batch, not by the run's key range: a key
+    # below the checkpoint synced after the cutoff is too young, one above it synced before
+    # the cutoff is old enough
+    old, young = _synced_keys(conn, spec.migration_name, batches, runs, cutoff)
+    key = table.c[spec.target_key]
+    for keys, extra, sign in ((old, sa.not_(within), 1), (young, within, -1)):
+        for i in range(0, len(keys), _IN_LIST):
+            where = sa.and_(not_up, extra, key.in_(keys[i : i + _IN_LIST]))
+            n = conn.execute(sa.select(sa.func.count()).select_from(table).where(where))
+            dormant += sign * int(n.scalar_one())
+    return dormant
+
+
+_IN_LIST = 500
+
+
+def _synced_keys(
+    conn: sa.Connection, migration: str, batches: sa.Table, runs: sa.Table, cutoff: dt.datetime
+) -> tuple[list[Any], list[Any]]:
+    """Keys ``sync`` wrote, by the date of the last batch that wrote each: (on or before
+    ``cutoff``, after it)."""
+    from authmigrate.sinks.keys import unpack_keys
+
+    b = batches
+    when: dict[Any, dt.datetime] = {}
+    for committed, blob in conn.execute(
+        sa.select(b.c.committed_at, b.c.written_keys)
+        .select_from(b.join(runs, runs.c.run_id == b.c.run_id))
+        .where(b.c.migration == migration, runs.c.command == "sync", b.c.written_keys.is_not(None))
+        .order_by(b.c.batch_no)
+    ):
+        for k in unpack_keys(blob):
+            when[k] = committed
+    old = [k for k, t in when.items() if t <= cutoff]
+    young = [k for k, t in when.items() if t > cutoff]
+    return old, young
 
 
 def migration_status(
@@ -499,7 +537,7 @@ def _status(
             cutoff = now - dt.timedelta(days=dormant_days)
             not_upgraded = credentials.legacy_total + credentials.wrapped_total
             with engine.connect() as conn:
-                dormant = _dormant(conn, spec, table, batches, cutoff, not_upgraded)
+                dormant = _dormant(conn, spec, table, batches, cutoff, not_upgraded, runs)
     # sync's batch rows count a deleted key as -1: the totals stand for rows the source has
     accounted = totals["migrated"] + totals["rejected"] + totals["merged"]
     status = MigrationStatus(

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.continuity.sync import is_upgraded
+from authmigrate.continuity.sync import check_disabled_column, is_upgraded
 from authmigrate.errors import SpecError, TargetError
 from authmigrate.pipeline.batch import Batch, Record
 from authmigrate.sinks.keys import TargetKey
@@ -76,6 +76,12 @@ def sunset(spec: Spec, *, apply: bool = False, now: dt.datetime | None = None) -
 
     late = build_late_stages(spec) if apply and cfg.action == "reset" and cfg.notify else []
     target = SqlTarget(spec, stages=[*build_stages(spec, dry=True), *late])
+    if cfg.action == "disable":
+        try:
+            check_disabled_column(spec, target.engine)
+        except SpecError:
+            target.close()
+            raise
     result = SunsetResult(
         migration=target.migration, action=cfg.action, applied=apply, after_days=cfg.after_days
     )
@@ -125,7 +131,9 @@ def _candidates(spec: Spec, target: SqlTarget, cutoff: dt.datetime) -> list[tupl
                     sa.select(st.c.source_key)
                     .where(
                         st.c.migration == target.migration,
-                        st.c.state == "migrated",
+                        # a held account (its later legacy change waits in the rejects)
+                        # is a live account on its imported hash too
+                        st.c.state.in_(("migrated", "held")),
                         st.c.changed_at < cutoff,
                         st.c.source_key > after,
                     )

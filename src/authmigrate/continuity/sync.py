@@ -41,6 +41,7 @@ Keys are the legacy key, never an email: an email change updates the same accoun
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import logging
 import time
 import uuid
@@ -51,8 +52,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from authmigrate.db import first_line
-from authmigrate.errors import AuthmigrateError, SpecError, TargetError
+from authmigrate.db import first_line, sqlite_file
+from authmigrate.errors import AuthmigrateError, LockError, SpecError, TargetError
 from authmigrate.pipeline.batch import Batch, Record, Reject
 from authmigrate.pipeline.run import Migration
 from authmigrate.pipeline.stages import DuplicateStage, group_value
@@ -216,6 +217,33 @@ class _Source:
         """The source database's current time, in the form ``column`` holds."""
         return self._sql().clock(column)
 
+    def mark(self, column: str) -> Any:
+        """The watermark of a pass starting now: the source database's clock, or the newest
+        value ``column`` holds when that is earlier. A shop that stamps its rows in its own
+        zone behind UTC (PrestaShop's ``date_upd`` from PHP's ``date()``, a ``timestamp``
+        column filled with ``LOCALTIMESTAMP`` in a New York database), or from an app server
+        whose clock lags, writes times below the database's UTC clock: a watermark on that
+        clock would pass over every change of the next hours."""
+        clock = self.clock(column)
+        newest = self._sql().newest(column)
+        if _is_number(newest):
+            # a Unix time (Drupal's ``changed``): the clock in the column's own units
+            seconds = _as_time(clock).replace(tzinfo=dt.UTC).timestamp()
+            now = int(seconds) * _epoch_units(newest)
+            return newest if newest < now else now
+        if newest is None:
+            return None  # no row has a change time yet: every pass is a full one until then
+        try:
+            earlier = _as_time(newest) < _as_time(clock)
+        except (TypeError, ValueError, OverflowError):
+            return clock
+        if earlier:
+            return newest
+        if isinstance(newest, str) and not isinstance(clock, str):
+            # a text column is compared with text (PostgreSQL has no text >= timestamp)
+            return _as_time(clock).strftime("%Y-%m-%d %H:%M:%S")
+        return clock
+
 
 def sync_columns(spec: Spec) -> list[str]:
     """The source columns ``sync`` reads: those the spec maps, and ``[sync]``'s change and
@@ -225,12 +253,38 @@ def sync_columns(spec: Spec) -> list[str]:
     return [*source_columns_used(spec), *(c for c in extra if c)]
 
 
+_EPOCH_MS = 10**11
+"""A Unix time above this is in milliseconds (10**11 seconds is the year 5138)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
+
+
+def _epoch_units(value: Any) -> int:
+    """1 for a Unix time in seconds, 1000 for one in milliseconds."""
+    return 1000 if abs(value) >= _EPOCH_MS else 1
+
+
 def _shift(mark: Any, seconds: int) -> Any:
-    """A source clock value moved back by ``seconds`` (text stays text, in the same form)."""
+    """A source clock value moved back by ``seconds`` (text stays text, in the same form; a
+    Unix time stays a number in its own units)."""
     if isinstance(mark, dt.datetime):
         return mark - dt.timedelta(seconds=seconds)
+    if _is_number(mark):
+        return mark - seconds * _epoch_units(mark)
     parsed = dt.datetime.fromisoformat(str(mark))
     return (parsed - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _since(previous: str, mark: Any, overlap: int) -> Any:
+    """Where a changed pass starts: the previous watermark less the overlap, or None (a full
+    pass, which sets a new watermark) when the previous one is of another form than the
+    column holds now (its values changed from times to Unix seconds, or back)."""
+    try:
+        return _shift(_decode_mark(previous, mark), overlap)
+    except (ValueError, TypeError, ArithmeticError):
+        return None
 
 
 def _encode_mark(mark: Any) -> str:
@@ -240,6 +294,8 @@ def _encode_mark(mark: Any) -> str:
 def _decode_mark(text: str, like: Any) -> Any:
     if isinstance(like, dt.datetime):
         return dt.datetime.fromisoformat(text)
+    if _is_number(like):
+        return decimal.Decimal(text) if "." in text else int(text)
     return text
 
 
@@ -337,8 +393,9 @@ class _Syncer:
 
     # -- one chunk ------------------------------------------------------------------------
 
-    def apply(self, rows: list[dict[str, Any]]) -> None:
-        """Compare a chunk with its key state and apply what changed, in one transaction."""
+    def apply(self, rows: list[dict[str, Any]], *, force: bool = False) -> None:
+        """Compare a chunk with its key state and apply what changed, in one transaction
+        (``force``: every row, changed or not)."""
         if not rows:
             return
         cols, key = self.target.fp_columns, self.key
@@ -352,7 +409,7 @@ class _Syncer:
             got = known.get(sk)
             if got is None:
                 fresh.append(row)
-            elif got[0] == "deleted" or got[1] != fingerprint(row, cols):
+            elif force or got[0] == "deleted" or got[1] != fingerprint(row, cols):
                 changed.append(row)
         if not fresh and not changed:
             return
@@ -459,7 +516,12 @@ class _Syncer:
             self._clear_rejects(conn, [k for k in new_states if k in states])
             if fresh.records:
                 self.target._insert(conn, [r.values for r in fresh.records])  # noqa: SLF001
-            self._write_updates(conn, [rec for rec, _ in changed], current)
+            back = {
+                state_key(rec.key)
+                for rec, _ in changed
+                if (old := states.get(state_key(rec.key))) is not None and old.state == "deleted"
+            }
+            self._write_updates(conn, [rec for rec, _ in changed], back)
             self._write_rejects(conn, number, [*fresh.rejects, *held])
             for stage in self.target.stages:
                 stage.write(conn, fresh, self.run_id)
@@ -467,6 +529,7 @@ class _Syncer:
             upsert_states(conn, self.target.state, self.target.migration, list(new_states.values()))
         res = self.result
         for rec in fresh.records:
+            res.rejected.pop(rec.key, None)  # tried again later in the pass, and through now
             old = states.get(state_key(rec.key))
             if old is not None and old.state == "deleted":
                 res.restored.append(rec.key)
@@ -475,11 +538,19 @@ class _Syncer:
                 if old is not None:
                     res.retried.append(rec.key)
         for rec, _ in changed:
+            again = res.rejected.pop(rec.key, None) is not None
             old = states.get(state_key(rec.key))
-            (res.restored if old is not None and old.state == "deleted" else res.updated).append(
-                rec.key
-            )
+            done = res.restored if old is not None and old.state == "deleted" else res.updated
+            if not (again and rec.key in done):
+                done.append(rec.key)
         for j in [*fresh.rejects, *held]:
+            sk = state_key(j.key)
+            old, new = states.get(sk), new_states[sk]
+            if old is not None and (old.state, old.fingerprint) == (
+                new["state"],
+                new["fingerprint"],
+            ):
+                continue  # tried again unchanged (retry_duplicates) and the same outcome: no news
             res.rejected[j.key] = j.reason
         res.conflicts.extend(conflicts)
 
@@ -517,7 +588,15 @@ class _Syncer:
 
         DuplicateStage(self.spec, lookup).process(batch)
         held = [
-            Reject(j.key, j.reason, j.column, j.detail, j.source, outcome="rejected")
+            Reject(
+                j.key,
+                j.reason,
+                j.column,
+                j.detail,
+                j.source,
+                outcome="rejected",
+                merged_into=j.merged_into,
+            )
             for j in batch.rejects
         ]
         current = self._current([r.key for r in batch.records])
@@ -574,14 +653,14 @@ class _Syncer:
         )
         if not changed_there:
             return False, None  # the target still holds what we wrote: replace it
-        legacy_at = (
+        legacy_at = _time_or_none(
             rec.source.get(self.spec.sync.password_changed_at)
             if self.spec.sync.password_changed_at
             else None
         )
-        target_at = now.get(self.spec.sync.target_password_changed_at)
+        target_at = _time_or_none(now.get(self.spec.sync.target_password_changed_at))
         if legacy_at is not None and target_at is not None:
-            newer = _as_time(legacy_at) > _as_time(target_at)
+            newer = legacy_at > target_at
             if newer:
                 return False, Conflict(
                     rec.key, "legacy", "changed on both sides; the legacy change is newer"
@@ -605,14 +684,15 @@ class _Syncer:
                 )
             )
 
-    def _write_updates(
-        self, conn: sa.Connection, records: list[Record], current: dict[Any, dict[str, Any]]
-    ) -> None:
+    def _write_updates(self, conn: sa.Connection, records: list[Record], back: set[str]) -> None:
+        """Update changed accounts; ``back`` (stored keys) are keys deleted in the source
+        earlier and back now: only they are enabled again (an account disabled by ``sunset``
+        or by the new system stays disabled when its legacy row changes)."""
         disabled = self.spec.sync.disabled_column
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for rec in records:
             values = {c: v for c, v in rec.values.items() if c != self.spec.target_key}
-            if disabled in self._columns:
+            if disabled in self._columns and state_key(rec.key) in back:
                 values[disabled] = False
             names = tuple(sorted(values))
             params = {f"v_{c}": values[c] for c in names}
@@ -750,6 +830,60 @@ class _Syncer:
                 done if r.state in ("migrated", "held") else "reject cleared"
             )
 
+    def retry_duplicates(self) -> None:
+        """Rows merged into, held or rejected as duplicates of an account whose value may be
+        free now are tried again:
+
+        - the account is gone from the target (its key deleted in the source, with
+          ``on_delete = "delete"``): a key the shop renumbered, or a customer who closed their
+          account and signed up again with the same email, ends with an account of their own,
+          not merged into one that no longer exists;
+        - the account was updated or deleted by this pass: an email change that waited for
+          the other account to move to a new email goes through in the pass that carries
+          that move, not never.
+        """
+        rj = self.target.rejects
+        moved = sorted({state_key(k) for k in [*self.result.updated, *self.result.deleted]})
+        keys: dict[str, Any] = {}
+        with self.target.engine.connect() as conn:
+            for i in range(0, len(moved), _IN_LIST):
+                for k in conn.execute(
+                    sa.select(rj.c.source_key).where(
+                        rj.c.migration == self.target.migration,
+                        rj.c.reason.like("duplicate.%"),
+                        rj.c.source_key.is_not(None),
+                        rj.c.merged_into.in_(moved[i : i + _IN_LIST]),
+                    )
+                ).scalars():
+                    keys.setdefault(k, key_of(k))
+        keys.update((k, key_of(k)) for k in self._duplicates_of_gone_accounts())
+        todo = list(keys.values())
+        for i in range(0, len(todo), CHUNK):
+            self.apply(self.src.rows_by_key(todo[i : i + CHUNK]), force=True)
+
+    def _duplicates_of_gone_accounts(self) -> list[str]:
+        """Stored keys of duplicates whose first account's key was deleted in the source and
+        whose account is gone from the target."""
+        rj, st = self.target.rejects, self.target.state
+        with self.target.engine.connect() as conn:
+            pairs = conn.execute(
+                sa.select(rj.c.source_key, rj.c.merged_into)
+                .join(
+                    st,
+                    sa.and_(st.c.migration == rj.c.migration, st.c.source_key == rj.c.merged_into),
+                )
+                .where(
+                    rj.c.migration == self.target.migration,
+                    rj.c.reason.like("duplicate.%"),
+                    rj.c.source_key.is_not(None),
+                    st.c.state == "deleted",
+                )
+            ).all()
+        if not pairs:
+            return []
+        present = self._present([key_of(holder) for _, holder in pairs])
+        return [k for k, holder in pairs if self._tkey(key_of(holder)) not in present]
+
     def null_keys(self) -> None:
         """NULL-key rows are rejected, as in ``run``; the set is replaced when it changed."""
         rows = list(self.m.source.null_key_rows())
@@ -835,6 +969,18 @@ def _as_time(value: Any) -> dt.datetime:
     return _as_time(dt.datetime.fromisoformat(str(value).strip()))
 
 
+def _time_or_none(value: Any) -> dt.datetime | None:
+    """A password-change time as naive UTC, or None for NULL and for a value that is no time
+    (MySQL's zero date ``0000-00-00 00:00:00``, which the driver hands over as text; an empty
+    string): such a side carries no time, and the rule without times applies."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return _as_time(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) -> SyncResult:
     """One sync pass: carry new, changed and deleted legacy rows into the target.
 
@@ -868,6 +1014,18 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         if sync.changed_column not in m.source.columns:
             m.close()
             raise SpecError("sync.changed_column", f"source has no column {sync.changed_column!r}")
+    try:
+        if sync.password_changed_at and sync.password_changed_at not in m.source.columns:
+            raise SpecError(
+                "sync.password_changed_at",
+                f"source has no column {sync.password_changed_at!r}",
+            )
+        check_disabled_column(spec, m.target.engine)
+        _check_password_time_column(spec, m.target.engine)
+        _require_a_run(m)
+    except BaseException:
+        m.close()
+        raise
     lock = TargetLock(m.target.engine, m.target.migration)
     run_id = str(uuid.uuid4())
     result = SyncResult(migration=m.target.migration, run_id=run_id)
@@ -883,14 +1041,15 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
         mark: Any = None
         since: Any = None
         if sync.changed_column is not None:
-            mark = s.src.clock(sync.changed_column)
+            mark = s.src.mark(sync.changed_column)
             previous = s.watermark()
-            if previous is not None and not full:
-                since = _shift(_decode_mark(previous, mark), sync.overlap_seconds)
+            if previous is not None and mark is not None and not full:
+                since = _since(previous, mark, sync.overlap_seconds)
         result.mode = "full" if since is None else "changed"
         complete = s.full_pass() if since is None else s.changed_pass(since) and s.key_pass()
         if complete:
             s.deletes()
+            s.retry_duplicates()
             s.null_keys()
             if mark is not None:
                 s.save_watermark(mark)
@@ -918,6 +1077,109 @@ def sync_migration(spec: Spec, *, full: bool = False, stop: Stop | None = None) 
     return result
 
 
+def check_disabled_column(spec: Spec, engine: sa.Engine) -> None:
+    """``[sync] disabled_column`` must be a flag of its own: ``sync`` sets it to false on every
+    account it updates and to true on one deleted in the source, so a column the migration
+    fills (a mapped field, the credential, a token) or one of another type would be
+    overwritten.
+
+    Raises:
+        SpecError: the column is one the migration fills, or the target's column of that name
+            is not a boolean (or integer) column.
+    """
+    name = spec.sync.disabled_column
+    filled = {f"fields.{f}": f for f in spec.fields}
+    filled["target.key" if spec.target.key else "source.key"] = spec.target_key
+    if spec.credentials is not None:
+        filled["credentials.target_column"] = spec.credentials.target_column
+        filled["credentials.reset_column"] = spec.credentials.reset_column
+    if spec.tokens is not None:
+        filled["tokens.column"] = spec.tokens.column
+        if spec.tokens.prefix_column:
+            filled["tokens.prefix_column"] = spec.tokens.prefix_column
+    for where, column in filled.items():
+        if column == name:
+            raise SpecError(
+                "sync.disabled_column",
+                f"{name!r} is filled by {where}: sync would overwrite it with true/false; "
+                "name a column of its own (it is added to the target if missing)",
+            )
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        return
+    schema, _, table = spec.target.table.rpartition(".")
+    insp = sa.inspect(engine)
+    if not insp.has_table(table, schema=schema or None):
+        return
+    for col in insp.get_columns(table, schema=schema or None):
+        if col["name"] == name and not isinstance(col["type"], sa.Boolean | sa.Integer):
+            raise SpecError(
+                "sync.disabled_column",
+                f"target column {name!r} is {col['type']}, not a boolean flag; "
+                "name a column of its own (it is added to the target if missing)",
+            )
+
+
+def _check_password_time_column(spec: Spec, engine: sa.Engine) -> None:
+    """``[sync] target_password_changed_at``, when the spec names it, must be a column of the
+    target: a typo would read as 'no time' and hand every conflict to the new system. The
+    default name stays optional."""
+    name = spec.sync.target_password_changed_at
+    if "target_password_changed_at" not in spec.sync.model_fields_set:
+        return
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        return
+    schema, _, table = spec.target.table.rpartition(".")
+    insp = sa.inspect(engine)
+    if not insp.has_table(table, schema=schema or None):
+        return
+    if name not in {c["name"] for c in insp.get_columns(table, schema=schema or None)}:
+        raise SpecError(
+            "sync.target_password_changed_at",
+            f"target table {spec.target.table!r} has no column {name!r}",
+        )
+
+
+def _require_a_run(m: Migration) -> None:
+    """``sync`` carries what changed after ``run``: a target holding nothing of the migration
+    (never run, or rolled back) is refused before anything is written, so a ``sync --follow``
+    or a cron job left running after a rollback does not put every account back.
+
+    Raises:
+        TargetError: no batch of this migration is in the target (exit 2).
+    """
+    target = m.target
+    path = sqlite_file(target.engine)
+    runs, batches = target.runs, target.batches
+    last: str | None = None
+    found = False
+    if path is None or path.exists():  # never create a SQLite file by looking at it
+        with target.engine.connect() as conn:
+            if sa.inspect(conn).has_table(batches.name, schema=batches.schema):
+                found = (
+                    conn.execute(
+                        sa.select(batches.c.batch_no)
+                        .where(batches.c.migration == target.migration)
+                        .limit(1)
+                    ).first()
+                    is not None
+                )
+                last = conn.execute(
+                    sa.select(runs.c.command)
+                    .where(runs.c.migration == target.migration)
+                    .order_by(runs.c.started_at.desc())
+                    .limit(1)
+                ).scalar()
+    if found:
+        return
+    why = "was rolled back" if last == "rollback" else "has not been run"
+    raise TargetError(
+        f"migration {target.migration!r} {why}: {target.where} holds none of its accounts; "
+        "run `authmigrate run SPEC` first (sync carries what changes after a run)"
+    )
+
+
 def follow(
     spec: Spec,
     *,
@@ -926,13 +1188,23 @@ def follow(
     each: Callable[[SyncResult], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """``sync --follow``: a pass every ``[sync] interval`` until ``stop()``; returns passes."""
+    """``sync --follow``: a pass every ``[sync] interval`` until ``stop()``; returns passes.
+
+    A pass that finds the migration's lock held (a ``run``, ``verify`` or ``rollback`` the
+    operator started meanwhile) is skipped with a warning, and the next one tried after the
+    interval: a follow running as a service outlives the commands run beside it.
+    """
     passes = 0
     while not stop():
-        result = sync_migration(spec, full=full, stop=stop)
-        passes += 1
-        if each is not None:
-            each(result)
+        try:
+            result = sync_migration(spec, full=full, stop=stop)
+        except LockError as exc:
+            log.warning("%s; waiting %s s for it", exc, spec.sync.interval_seconds)
+            result = None
+        if result is not None:
+            passes += 1
+            if each is not None:
+                each(result)
         waited = 0.0
         while not stop() and waited < spec.sync.interval_seconds:
             sleep(0.2)

@@ -153,6 +153,11 @@ class SqlSource:
             return self._rows(sa.select(sa.text(fn)))[0][0]
         return self._rows(sa.select(sa.text("NOW(6)")))[0][0]
 
+    def newest(self, column: str) -> Any:
+        """The largest value of ``column`` (``sync``'s change column), None when it has none:
+        the newest change time as the shop wrote it, in its own zone and form."""
+        return self._rows(sa.select(sa.func.max(self._selectable.c[column])))[0][0]
+
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
         stmt = sa.select(*self._read).where(self._key.is_(None))
         cols = [c.name for c in self._read]
