@@ -102,7 +102,8 @@ def _import_one(value: str | None, salt: str | None, policy: CredentialPolicy) -
     text = str(value)
     try:
         canonical, found = _import(policy.scheme, text, salt=salt, **dict(policy.params))
-        canonical = with_rules(canonical, policy.rules)
+        if policy.rules:
+            canonical = with_rules(canonical, policy.rules)
         inner = split_rules(canonical)[1]
         if policy.scheme == "auto" and inner == text.strip():
             # what identify(inner) would say: "auto" identified this very string

@@ -418,9 +418,10 @@ def _run_descriptor(params: dict[str, object], *, has_salt: bool) -> Descriptor:
     ``1 == True`` but ``iterations = true`` is an error; parameters of other types than plain
     scalars are not cached, nor are errors (each row raises its own).
     """
-    if not all(type(v) in _PLAIN_PARAMS for v in params.values()):
+    types = tuple(map(type, params.values()))
+    if not _PLAIN_PARAMS.issuperset(types):
         return descriptor_from_params(dict(params), has_salt=has_salt)
-    key = (has_salt, *((name, type(v), v) for name, v in params.items()))
+    key = (has_salt, tuple(params.items()), types)
     found = _DESCRIPTORS.get(key)
     if found is None:
         found = descriptor_from_params(dict(params), has_salt=has_salt)
