@@ -294,9 +294,10 @@ def _import_one_slow(value: str, salt: str | None, policy: creds.CredentialPolic
         if not str(value).strip():
             raise CredentialError("no credential in the row", code="credential.missing")
         try:
-            canonical = creds.import_hash(
-                policy.scheme, str(value), salt=salt, **dict(policy.params)
-            )
+            scheme = policy.scheme
+            if scheme == "auto":  # what import_hash("auto", ...) did, over the ordered walk
+                scheme = identify_slow(str(value).strip())
+            canonical = creds.import_hash(scheme, str(value), salt=salt, **dict(policy.params))
             canonical = with_rules(canonical, policy.rules)
             try:
                 scheme_id = identify_slow(split_rules(canonical)[1])
