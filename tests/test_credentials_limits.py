@@ -258,14 +258,14 @@ def test_an_unexpected_error_in_a_worker_is_that_items_reject(
 def test_an_unexpected_error_while_importing_is_that_items_reject(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = _batch.import_hash
+    real = _batch._import
 
-    def flaky(scheme: str, value: str, **kw: object) -> str:
+    def flaky(scheme: str, value: str, **kw: object) -> tuple[str, str]:
         if value == "explode":
             raise OverflowError("int too large")
         return real(scheme, value, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_batch, "import_hash", flaky)
+    monkeypatch.setattr(_batch, "_import", flaky)
     good = "md5$s$" + hashlib.md5(b"spw").hexdigest()
     out = creds.prepare_batch(
         [(good, None), ("explode", None), (good, None)], creds.CredentialPolicy(policy="keep")

@@ -43,6 +43,7 @@ from . import shops as shops
 from . import unixcrypt as unixcrypt
 from . import werkzeug as werkzeug
 from ._base import Example, Keyring, Scheme, all_schemes, get
+from ._index import candidates
 from ._limits import MAX_PASSWORD_BYTES, MEMORY_GATE, argon2_memory, check_argon2, login_length
 from ._login import (
     CredentialHook,
@@ -96,7 +97,8 @@ def identify(credential: str) -> str:
     """
     if not isinstance(credential, str) or not credential:
         raise UnknownSchemeError("empty or non-text credential")
-    for scheme in all_schemes():
+    # the schemes in priority order, less those whose declared prefixes rule them out
+    for scheme in candidates(credential):
         try:
             if scheme.identify(credential):
                 return scheme.id
@@ -122,17 +124,25 @@ def import_hash(scheme: str, hash: str, *, salt: str | None = None, **params: ob
         >>> import_hash("django_unsalted_md5", "5F4DCC3B5AA765D61D8327DEB882CF99")
         'md5$$5f4dcc3b5aa765d61d8327deb882cf99'
     """
+    return _import(scheme, hash, salt=salt, **params)[0]
+
+
+def _import(
+    scheme: str, hash: str, *, salt: str | None = None, **params: object
+) -> tuple[str, str]:
+    """:func:`import_hash`, and the id of the scheme that imported (``scheme``, or the one
+    ``auto`` identified in the stripped ``hash``), so that a caller need not identify again."""
     if not isinstance(hash, str) or not hash.strip():
         raise MalformedHashError("empty credential")
     value = hash.strip()
     scheme_id = identify(value) if scheme == "auto" else scheme
     target = _scheme_for(scheme_id)
     try:
-        return target.import_hash(value, salt=salt, **params)
+        return target.import_hash(value, salt=salt, **params), scheme_id
     except CredentialError as exc:
         if exc.code == "credential.bad_params" and salt is None and _is_canonical(target, value):
             # already canonical (a preset's query built our form): its params are inside it
-            return value
+            return value, scheme_id
         raise
     except _PARSE_ERRORS:
         raise MalformedHashError(f"not a valid {scheme_id} credential") from None

@@ -19,7 +19,7 @@ from typing import Literal
 
 from authmigrate.errors import CredentialError, MalformedHashError, UnknownSchemeError
 
-from . import default_weak, identify, import_hash, verify
+from . import _import, default_weak, identify, import_hash, verify
 from ._base import Example, Keyring, get
 from ._examples import KNOWN_ANSWERS
 from ._unusable import UNUSABLE, UNUSABLE_SCHEME, is_unusable
@@ -99,14 +99,21 @@ def _import_one(value: str | None, salt: str | None, policy: CredentialPolicy) -
         raise CredentialError("no credential in the row", code="credential.missing")
     if is_unusable(str(value)):
         raise CredentialError("the platform marks the password unusable", code=UNUSABLE)
+    text = str(value)
     try:
-        canonical = import_hash(policy.scheme, str(value), salt=salt, **dict(policy.params))
-        canonical = with_rules(canonical, policy.rules)
-        try:
-            scheme_id = identify(split_rules(canonical)[1])
-        except UnknownSchemeError:
-            # A named scheme whose canonical form is ambiguous on its own: trust the spec.
-            scheme_id = policy.scheme
+        canonical, found = _import(policy.scheme, text, salt=salt, **dict(policy.params))
+        if policy.rules:
+            canonical = with_rules(canonical, policy.rules)
+        inner = split_rules(canonical)[1]
+        if policy.scheme == "auto" and inner == text.strip():
+            # what identify(inner) would say: "auto" identified this very string
+            scheme_id = found
+        else:
+            try:
+                scheme_id = identify(inner)
+            except UnknownSchemeError:
+                # A named scheme whose canonical form is ambiguous on its own: trust the spec.
+                scheme_id = policy.scheme
     except CredentialError:
         raise
     except Exception:  # noqa: BLE001 - one hostile row must not end the batch

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from functools import cache
 
 from ._common import b64decode, malformed
 
@@ -97,6 +98,12 @@ def without_digest(credential: str, nfields: int) -> str:
     return credential.rsplit("$", 1)[0] if credential.count("$") == nfields + 1 else credential
 
 
+@cache  # one per scheme id; claims() asks for it on every value identified
+def prefix(scheme_id: str) -> str:
+    """``$<ident>$``: what every string of this scheme starts with."""
+    return "$" + ident(scheme_id) + "$"
+
+
 def claims(scheme_id: str, credential: str) -> bool:
     """True when ``credential`` starts with this scheme's PHC ident."""
-    return credential.startswith("$" + ident(scheme_id) + "$")
+    return credential.startswith(prefix(scheme_id))

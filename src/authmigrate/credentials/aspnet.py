@@ -71,6 +71,7 @@ class _AspNet(DigestScheme):
     """Shared parsing of both format markers."""
 
     version: int
+    prefixes = ("A",)  # base64 of a first byte 0x00 or 0x01 (strict: validate=True)
 
     def _blob(self, credential: str) -> _Blob:
         blob = _parse(_decode(credential))

@@ -46,6 +46,11 @@ class _Pbkdf2(DigestScheme):
             raise malformed(self.id)
         return iterations, parts[2], parts[3]
 
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """What :meth:`identify` looks for (see :mod:`._index`)."""
+        return (self.algorithm + "$",)
+
     def identify(self, credential: str) -> bool:
         """True for ``pbkdf2_<digest>$...``."""
         return credential.startswith(self.algorithm + "$")
@@ -107,6 +112,7 @@ class DjangoArgon2(NeverWrapped):
     id = "django_argon2"
     description = "Django argon2$argon2id$v=19$m=..,t=..,p=..$salt$hash (argon2 PHC after 'argon2')"
     weak = False
+    prefixes = ("argon2$argon2",)
 
     def identify(self, credential: str) -> bool:
         """True for ``argon2$argon2...``."""
@@ -146,6 +152,11 @@ class _DjangoBcrypt:
         if not credential.startswith(prefix):
             raise malformed(self.id)
         return credential[len(prefix) :]
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """What :meth:`identify` looks for (see :mod:`._index`)."""
+        return (self.algorithm + "$$2",)
 
     def identify(self, credential: str) -> bool:
         """True for ``<algorithm>$$2...``."""
@@ -209,6 +220,7 @@ class DjangoScrypt(DigestScheme):
     id = "django_scrypt"
     description = "Django scrypt$n$salt$r$p$base64"
     weak = False
+    prefixes = ("scrypt$",)
 
     def _split(self, credential: str) -> tuple[int, str, int, int, str]:
         parts = credential.split("$")
@@ -272,6 +284,11 @@ class _SaltedHex(DigestScheme):
         if bool(parts[1]) != self.salted:
             raise malformed(self.id, "salt")
         return parts[1], parts[2]
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """What :meth:`identify` looks for (see :mod:`._index`)."""
+        return (self.algorithm + "$",)
 
     def identify(self, credential: str) -> bool:
         """True for ``<algorithm>$<salt or nothing>$<hex>`` of this scheme's saltedness."""

@@ -83,6 +83,7 @@ class FirebaseScrypt(DigestScheme):
     id: ClassVar[str] = "firebase_scrypt"
     description: ClassVar[str] = "Firebase Auth modified scrypt (signer key by id)"
     weak: ClassVar[bool] = False
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("firebase_scrypt"),)
     examples: ClassVar[tuple[Example, ...]] = (
         # the example of Firebase's documentation for importing scrypt users (public key)
         Example(
@@ -186,6 +187,7 @@ class _Ldap(DigestScheme):
     algorithm: ClassVar[str]
     salted: ClassVar[bool]
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = ("{",)  # any case: only "{" upper-cases to "{"
 
     def identify(self, credential: str) -> bool:
         """True for this scheme's ``{...}`` prefix (any case)."""
@@ -343,6 +345,7 @@ class Mysql41(DigestScheme):
     id: ClassVar[str] = "mysql41"
     description: ClassVar[str] = "MySQL 4.1+ PASSWORD() *HEX (sha1 of sha1)"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = ("*",)
     examples: ClassVar[tuple[Example, ...]] = (
         Example("password", "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"),  # MariaDB PASSWORD()
     )
@@ -392,6 +395,7 @@ class PostgresMd5(DigestScheme):
     id: ClassVar[str] = "postgres_md5"
     description: ClassVar[str] = "PostgreSQL md5 role password (md5 of password + username)"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("postgres_md5"),)
     examples: ClassVar[tuple[Example, ...]] = (
         # role "alice", from PostgreSQL 15's pg_authid
         Example("password", "$postgres-md5$YWxpY2U$dc9478eb4e94a7dcf2bda02360188a52"),

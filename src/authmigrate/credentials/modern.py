@@ -130,6 +130,11 @@ class _Argon2(NeverWrapped):
     prefix: ClassVar[str]
     type: ClassVar[argon2.Type]
 
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """What :meth:`identify` looks for (see :mod:`._index`)."""
+        return (self.prefix,)
+
     def identify(self, credential: str) -> bool:
         """True for this variant's PHC prefix."""
         return credential.startswith(self.prefix)
@@ -189,6 +194,7 @@ class Bcrypt:
     id = "bcrypt"
     description = "bcrypt $2a$/$2b$/$2y$ (passwords cut to their first 72 bytes, as PHP does)"
     weak = False
+    prefixes = ("$2a$", "$2b$", "$2y$")  # _BCRYPT_RE
 
     def identify(self, credential: str) -> bool:
         """True for a 60-character modular-crypt bcrypt string."""
@@ -293,6 +299,7 @@ class Scrypt(_Passlib):
     id = "scrypt"
     description = "scrypt PHC string $scrypt$ln=..,r=..,p=..$salt$hash (libpass)"
     handler = _ph.scrypt
+    prefixes = ("$scrypt$", "$7$")  # the handler's ident
 
     def _check_cost(self, parsed: Any) -> None:
         """N = 2^ln, r and p within the scrypt bounds."""
@@ -346,6 +353,7 @@ class Pbkdf2Sha1(_Pbkdf2):
     id = "pbkdf2_sha1"
     description = "PBKDF2-HMAC-SHA1 $pbkdf2$rounds$salt$hash (libpass, adapted base64)"
     handler = _ph.pbkdf2_sha1
+    prefixes = ("$pbkdf2$",)  # the handler's ident
     hash_name = "sha1"
 
 
@@ -356,6 +364,7 @@ class Pbkdf2Sha256(_Pbkdf2):
     id = "pbkdf2_sha256"
     description = "PBKDF2-HMAC-SHA256 $pbkdf2-sha256$rounds$salt$hash (libpass)"
     handler = _ph.pbkdf2_sha256
+    prefixes = ("$pbkdf2-sha256$",)  # the handler's ident
     hash_name = "sha256"
 
 
@@ -366,6 +375,7 @@ class Pbkdf2Sha512(_Pbkdf2):
     id = "pbkdf2_sha512"
     description = "PBKDF2-HMAC-SHA512 $pbkdf2-sha512$rounds$salt$hash (libpass)"
     handler = _ph.pbkdf2_sha512
+    prefixes = ("$pbkdf2-sha512$",)  # the handler's ident
     hash_name = "sha512"
 
 
@@ -376,6 +386,7 @@ class Sha256Crypt(_ShaCrypt):
     id = "sha256_crypt"
     description = "SHA-256-crypt $5$[rounds=N$]salt$hash (glibc crypt)"
     handler = _ph.sha256_crypt
+    prefixes = ("$5$",)  # the handler's ident
     hash_name = "sha256"
 
 
@@ -386,6 +397,7 @@ class Sha512Crypt(_ShaCrypt):
     id = "sha512_crypt"
     description = "SHA-512-crypt $6$[rounds=N$]salt$hash (glibc crypt)"
     handler = _ph.sha512_crypt
+    prefixes = ("$6$",)  # the handler's ident
     hash_name = "sha512"
 
 
@@ -397,6 +409,7 @@ class Md5Crypt(_Passlib):
     description = "MD5-crypt $1$salt$hash (weak: wrapped by policy wrap)"
     weak = True
     handler = _ph.md5_crypt
+    prefixes = ("$1$",)  # the handler's ident
 
 
 @register(priority=27)
@@ -407,3 +420,4 @@ class AprMd5Crypt(_Passlib):
     description = "Apache MD5-crypt $apr1$salt$hash (htpasswd; weak: wrapped by policy wrap)"
     weak = True
     handler = _ph.apr_md5_crypt
+    prefixes = ("$apr1$",)  # the handler's ident

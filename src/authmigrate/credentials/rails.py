@@ -33,6 +33,7 @@ class DeviseBcrypt:
     description = "Devise $devise-bcrypt$k=<key id>$<bcrypt of password+pepper>"
     weak = False
     prefix = "$devise-bcrypt$k="
+    prefixes = (prefix,)
     examples = (
         # PHP's crypt() over "correct horse" + pepper, as Devise::Encryptor hashes.
         Example(
@@ -117,6 +118,7 @@ class AuthlogicSha512(DigestScheme):
         "Authlogic SHA-512 $authlogic-sha512$r=20$salt$digest: 20 x sha512 hex chain (weak)"
     )
     weak = True
+    prefixes = ("$authlogic-sha512$",)
     examples = (
         # Authlogic's own test vector (test/crypto_provider_test/sha512_test.rb).
         Example(

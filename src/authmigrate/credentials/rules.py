@@ -177,6 +177,8 @@ class LoginRule:
         ),
     )
 
+    prefixes: ClassVar[tuple[str, ...]] = (PREFIX,)
+
     def identify(self, credential: str) -> bool:
         """True for the ``$login-rule$`` prefix."""
         return credential.startswith(PREFIX)

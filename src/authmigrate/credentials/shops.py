@@ -192,6 +192,7 @@ class Phpass(DigestScheme):
     id: ClassVar[str] = "phpass"
     description: ClassVar[str] = "phpass portable $P$/$H$ (WordPress < 6.8, WooCommerce, phpBB)"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = ("$P$", "$H$")
 
     def identify(self, credential: str) -> bool:
         """True for the ``$P$``/``$H$`` prefix (a broken one is then reported malformed)."""
@@ -261,6 +262,7 @@ class WordPressBcrypt(DigestScheme):
     id: ClassVar[str] = "wordpress_bcrypt"
     description: ClassVar[str] = "WordPress 6.8+ $wp$2y$: bcrypt over base64 HMAC-SHA384"
     weak: ClassVar[bool] = False
+    prefixes: ClassVar[tuple[str, ...]] = ("$wp$",)
 
     def identify(self, credential: str) -> bool:
         """True for the ``$wp$`` prefix (a broken one is then reported malformed)."""
@@ -339,6 +341,7 @@ class Drupal7(DigestScheme):
     id: ClassVar[str] = "drupal7"
     description: ClassVar[str] = "Drupal 7 $S$ (sha512 phpass-style) and md5-upgraded U$S$"
     weak: ClassVar[bool] = False
+    prefixes: ClassVar[tuple[str, ...]] = ("$S$", "U$S$", "U$P$", "U$H$")
 
     def _parts(self, credential: str) -> tuple[bool, str, str, str]:
         """(md5 first?, algorithm, 12-character setting, encoded checksum or '')."""
@@ -422,6 +425,7 @@ class Magento1(DigestScheme):
     id: ClassVar[str] = "magento1"
     description: ClassVar[str] = "Magento 1 md5(salt+password):salt, or sha256 (EE), sha512"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("magento1"),)
 
     def identify(self, credential: str) -> bool:
         """True for ``$magento1$...``."""
@@ -518,6 +522,7 @@ class Magento2(DigestScheme):
     id: ClassVar[str] = "magento2"
     description: ClassVar[str] = "Magento 2 hash:salt:version (md5, sha256, argon2id13, chains)"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = tuple("0123456789abcdefABCDEF:")  # _M2
 
     def _parse(self, credential: str) -> tuple[str, bytes, list[str]]:
         m = _M2.fullmatch(credential)
@@ -614,6 +619,7 @@ class PrestaShop(DigestScheme):
     id: ClassVar[str] = "prestashop"
     description: ClassVar[str] = "PrestaShop 1.6 md5(_COOKIE_KEY_ + password), key by id"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("prestashop"),)
 
     def identify(self, credential: str) -> bool:
         """True for ``$prestashop$...``."""
@@ -674,6 +680,7 @@ class OpenCart(DigestScheme):
     id: ClassVar[str] = "opencart"
     description: ClassVar[str] = "OpenCart 1.5-3 sha1(salt+sha1(salt+sha1(pw))) or md5 fallback"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("opencart"),)
 
     def identify(self, credential: str) -> bool:
         """True for ``$opencart$...``."""
@@ -739,6 +746,7 @@ class Joomla(DigestScheme):
     id: ClassVar[str] = "joomla"
     description: ClassVar[str] = "Joomla 1.5-2.5 md5(password+salt):salt"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("joomla"),)
 
     def identify(self, credential: str) -> bool:
         """True for ``$joomla$...``."""
@@ -788,6 +796,7 @@ class JoomlaSha256(DigestScheme):
     id: ClassVar[str] = "joomla_sha256"
     description: ClassVar[str] = "Joomla 3.2 {SHA256}sha256(password+salt):salt"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = ("{SHA256}",)
     examples: ClassVar[tuple[Example, ...]] = (
         # PHP: '{SHA256}' . hash('sha256', $password . $salt) . ':' . $salt
         Example(
@@ -849,6 +858,7 @@ class Shopware5Sha256(DigestScheme):
     id: ClassVar[str] = "shopware5_sha256"
     description: ClassVar[str] = "Shopware 5 Sha256 encoder iterations:salt:hash"
     weak: ClassVar[bool] = True
+    # no ``prefixes``: the ``\d`` of _SW_SHA256 is any Unicode decimal digit
 
     def _parse(self, credential: str) -> tuple[str, bytes, str]:
         m = _SW_SHA256.fullmatch(credential)
@@ -919,6 +929,7 @@ class Shopware5Md5(DigestScheme):
     id: ClassVar[str] = "shopware5_md5"
     description: ClassVar[str] = "Shopware 5 Md5 encoder (customers) and LegacyBackendMd5"
     weak: ClassVar[bool] = True
+    prefixes: ClassVar[tuple[str, ...]] = (_phc.prefix("shopware5_md5"),)
 
     def identify(self, credential: str) -> bool:
         """True for ``$shopware5-md5$...``."""

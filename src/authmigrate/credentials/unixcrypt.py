@@ -143,6 +143,7 @@ class Yescrypt:
     id: ClassVar[str] = "yescrypt"
     description: ClassVar[str] = "yescrypt $y$ (libxcrypt crypt(3); credential.unsupported without)"
     weak: ClassVar[bool] = False
+    prefixes: ClassVar[tuple[str, ...]] = ("$y$",)
     examples: ClassVar[tuple[Example, ...]] = (
         # the first $y$ hash of the yescrypt reference implementation's TESTS-OK
         Example(
@@ -237,6 +238,7 @@ class DesCrypt(_Passlib):
     weak = True
     handler = _ph.des_crypt
     examples = (Example("password", "abJnggxhB/yWI"),)  # glibc / libxcrypt crypt("password", "ab")
+    prefixes = tuple("./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # _DES
 
     def identify(self, credential: str) -> bool:
         """True for exactly 13 characters of the crypt alphabet."""
@@ -280,6 +282,7 @@ class LdapCrypt:
     description: ClassVar[str] = "LDAP {CRYPT}<crypt(3) string>; imported as the crypt string"
     weak: ClassVar[bool] = False
     prefix: ClassVar[str] = "{CRYPT}"
+    prefixes: ClassVar[tuple[str, ...]] = ("{",)  # any case: only "{" upper-cases to "{"
     examples: ClassVar[tuple[Example, ...]] = (
         Example("password", "{CRYPT}$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/"),  # crypt(3)
     )

@@ -22,6 +22,11 @@ class _Werkzeug(DigestScheme):
     method: ClassVar[str]
     pattern: ClassVar[re.Pattern[str]]
 
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """What :attr:`pattern` starts with (see :mod:`._index`)."""
+        return (self.method + ":",)
+
     def identify(self, credential: str) -> bool:
         """True for ``<method>:<args>$<salt>$<hex>``."""
         return self.pattern.match(credential) is not None

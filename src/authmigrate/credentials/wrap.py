@@ -212,6 +212,7 @@ class Wrapped:
         "$wrap$<scheme>$argon2id$...$<legacy minus digest>: argon2id over a legacy digest"
     )
     weak: ClassVar[bool] = False
+    prefixes: ClassVar[tuple[str, ...]] = (WRAP_PREFIX,)
 
     def identify(self, credential: str) -> bool:
         """True for the ``$wrap$`` prefix."""

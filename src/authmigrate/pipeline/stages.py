@@ -56,7 +56,7 @@ class CredentialStage:
         for rec in batch.records:
             raw = rec.source.get(self.spec.column)
             salt = rec.source.get(self.spec.salt_column) if self.spec.salt_column else None
-            bad = next((v for v in (raw, salt) if type(v) is InvalidValue), None)
+            bad = raw if type(raw) is InvalidValue else salt if type(salt) is InvalidValue else None
             if bad is not None:
                 column = self.spec.column if bad is raw else self.spec.salt_column
                 doomed.append((rec, Reject(rec.key, bad.reason, column, bad.detail, rec.source)))
