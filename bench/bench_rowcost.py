@@ -50,14 +50,14 @@ def auto_samples() -> list[str]:
 
 
 def _records(values: list[str]) -> list[object]:
-    from authmigrate.batch import Record
+    from authmigrate.pipeline.batch import Record
 
     return [Record(i, {"password_hash": v}, {}) for i, v in enumerate(values)]
 
 
 def _per_row(process: Callable[[object], None], values: list[str]) -> float:
     """CPU seconds per row of ``process`` over ``values`` cut into batches of 5,000."""
-    from authmigrate.batch import Batch
+    from authmigrate.pipeline.batch import Batch
 
     batches = []
     for start in range(0, len(values), BATCH):
@@ -74,9 +74,9 @@ def _per_row(process: Callable[[object], None], values: list[str]) -> float:
 
 def measure(rows: int) -> dict[str, float]:
     """One measurement of each case, in microseconds per row."""
+    from authmigrate.pipeline.stages import CredentialStage
+    from authmigrate.pipeline.tokens import TokenStage
     from authmigrate.spec import CredentialsSpec, TokensSpec
-    from authmigrate.stages import CredentialStage
-    from authmigrate.tokens import TokenStage
 
     md5 = [hashlib.md5(f"password{i}".encode()).hexdigest() for i in range(rows)]
     samples = auto_samples()

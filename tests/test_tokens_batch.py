@@ -12,10 +12,9 @@ import re
 
 import pytest
 
-import authmigrate.tokens as tokens
-from authmigrate.batch import Batch, Record
-from authmigrate.spec import TokensSpec
-from authmigrate.tokens import (
+import authmigrate.pipeline.tokens as tokens
+from authmigrate.pipeline.batch import Batch, Record
+from authmigrate.pipeline.tokens import (
     PREFIX_LENGTH,
     TOKEN_BYTES,
     TokenStage,
@@ -26,6 +25,7 @@ from authmigrate.tokens import (
     token_prefix,
     verify_token,
 )
+from authmigrate.spec import TokensSpec
 
 NOW = 1_800_000_000
 # URL-safe base64 of 32 bytes, unpadded: 43 characters, the last one holding 4 bits (and two
