@@ -584,11 +584,23 @@ class SqlTarget:
         )
         self._lookups: dict[str, InLookup] = {}
         self._reflected: dict[str, Any] | None = None
+        self._fast: Any = None
 
     def _bulk_insert(self) -> BulkInsert:
         # the key is written in the form every later check compares (sinks/keys.py)
         own: dict[str, Callable[[Any], Any]] = {self.spec.target_key: self.key.stored}
         return BulkInsert(self.table, self.engine.dialect, own)
+
+    def accounts_writer(self) -> Callable[[sa.Connection, list[dict[str, Any]]], None]:
+        """What writes a batch's accounts: the dialect's bulk path where it has one (binary
+        COPY on PostgreSQL, :mod:`.postgres`), which falls back to :class:`BulkInsert`."""
+        if self.engine.dialect.name != "postgresql":
+            return self._insert
+        if self._fast is None or self._fast.fallback is not self._insert:
+            from authmigrate.sinks.postgres import CopyInsert
+
+            self._fast = CopyInsert(self.table, self._insert)
+        return self._fast  # type: ignore[no-any-return]
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -1099,7 +1111,7 @@ class SqlTarget:
         self, conn: sa.Connection, batch: Batch, run_id: str, redact: frozenset[str]
     ) -> None:
         if batch.records:
-            self._insert(conn, [r.values for r in batch.records])
+            self.accounts_writer()(conn, [r.values for r in batch.records])
         if batch.rejects:
             conn.execute(
                 self.rejects.insert(),
