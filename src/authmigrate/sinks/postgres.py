@@ -12,12 +12,12 @@ hold, a row the live system wrote since the check), the savepoint is rolled back
 is written by today's ``INSERT`` path, whose error the run handles as before (retry, then each
 refused row rejected with its reason and column). COPY never decides a reject.
 
-Binary COPY sends each value in the column's own binary form, so only values of exactly the
-Python type the column's binary form is made from take it (``int`` for ``bigint``, naive
-``datetime`` for ``timestamp``...). A batch holding any other value (text ``"42"`` for an
-integer column, a float for a numeric one) is written by the ``INSERT`` path, which lets the
-server convert it as it always did; so is every batch of a table with a column type this
-module does not list (json, arrays, enums, domains...).
+Binary COPY sends each value in the column's own binary form, so only values of the Python
+type that form is made from take it (``int`` for ``bigint``, naive ``datetime`` for
+``timestamp``...). A batch holding any other value (text ``"42"`` for an integer column, a
+float for a numeric one, an aware timestamp for a ``timestamp`` column) is written by the
+``INSERT`` path, which lets the server convert it as it always did; so is every batch of a
+table with a column type this module does not list (json, arrays, enums, domains...).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
+import operator
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -52,28 +53,26 @@ _BINARY: dict[str, tuple[type, ...]] = {
 """Column types written in binary, and the Python types (exactly) their values may have."""
 
 
+_CHECKED = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric", "bool"})
+"""Column types whose binary dumpers take a value INSERT would refuse (``True`` for an
+integer, ``1`` for a boolean): their values are checked before the COPY. The other dumpers
+refuse any value not of their type themselves (a TypeError, and the batch takes INSERT)."""
+
+
 class _Column:
     """One column of the COPY: its type name and the check its values must pass."""
 
-    __slots__ = ("name", "type_name", "allowed", "naive", "aware")
+    __slots__ = ("index", "name", "type_name", "allowed")
 
-    def __init__(self, name: str, type_name: str) -> None:
+    def __init__(self, index: int, name: str, type_name: str) -> None:
+        self.index = index
         self.name = name
         self.type_name = type_name
         self.allowed = frozenset(_BINARY[type_name]) | {type(None)}
-        self.naive = type_name == "timestamp"
-        """``timestamp``: an aware value would lose its offset (INSERT converts it)."""
-        self.aware = type_name == "timestamptz"
-        """``timestamptz``: a naive value is UTC to INSERT; binary COPY needs the offset."""
 
-    def fits(self, values: tuple[Any, ...]) -> bool:
-        if not set(map(type, values)) <= self.allowed:
-            return False
-        if self.naive:
-            return all(v is None or v.tzinfo is None for v in values)
-        if self.aware:
-            return all(v is None or v.tzinfo is not None for v in values)
-        return True
+    def fits(self, params: list[tuple[Any, ...]]) -> bool:
+        """True when every value of this column in ``params`` is of an allowed type."""
+        return set(map(type, map(operator.itemgetter(self.index), params))) <= self.allowed
 
 
 class CopyInsert:
@@ -88,7 +87,8 @@ class CopyInsert:
         self.table = table
         self.fallback = fallback
         self.names: list[str] = list(fallback.names)
-        self._columns: list[_Column] | None = None
+        self._types: list[str] = []
+        self._checked: list[_Column] = []
         self._usable: bool | None = None
         self.copied = 0
         """Rows written by COPY so far (the rest went through ``fallback``)."""
@@ -120,7 +120,10 @@ class CopyInsert:
             log.debug("%s: no binary COPY (column types of %s)", name, ", ".join(missing))
             self._usable = False
             return False
-        self._columns = [_Column(n, types[n]) for n in self.names]
+        self._types = [types[n] for n in self.names]
+        self._checked = [
+            _Column(i, n, types[n]) for i, n in enumerate(self.names) if types[n] in _CHECKED
+        ]
         cols = ", ".join(preparer.quote(n) for n in self.names)
         self._copy = f"COPY {quoted} ({cols}) FROM STDIN (FORMAT BINARY)"
         self._usable = True
@@ -133,19 +136,15 @@ class CopyInsert:
         except KeyError:  # a stage left a column unset: it is NULL
             params = [tuple(r.get(n) for n in self.names) for r in rows]
         procs: list[tuple[int, Callable[[Any], Any]]] = fb.procs
-        if procs:
-            params = [list(values) for values in params]
-            for values in params:
-                for i, proc in procs:
-                    values[i] = proc(values[i])
-            params = [tuple(values) for values in params]
+        for i, proc in procs:
+            column = list(map(operator.itemgetter(i), params))
+            done = list(map(proc, column))
+            if done != column:  # the key's stored form is mostly the key itself
+                params = [(*t[:i], v, *t[i + 1 :]) for t, v in zip(params, done, strict=True)]
         return params
 
     def _fits(self, params: list[tuple[Any, ...]]) -> bool:
-        columns = self._columns or []
-        return all(
-            col.fits(values) for col, values in zip(columns, zip(*params, strict=True), strict=True)
-        )
+        return all(col.fits(params) for col in self._checked)
 
     def __call__(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -163,19 +162,63 @@ class CopyInsert:
         if not isinstance(raw, psycopg.Connection):  # another driver: INSERT it is
             self.fallback(conn, rows)
             return
-        columns = self._columns or []
         savepoint = conn.begin_nested()
         try:
             with raw.cursor() as cur, cur.copy(self._copy) as copy:
-                copy.set_types([c.type_name for c in columns])
+                copy.set_types(self._types)
                 for values in params:
                     copy.write_row(values)
-        except (psycopg.Error, TypeError, ValueError, OverflowError) as exc:
+        except (psycopg.Error, TypeError, ValueError, OverflowError, AttributeError) as exc:
             # refused (a constraint, a value): today's INSERT path writes the batch, or fails
             # with the error the run knows how to handle, naming no value
             log.debug("COPY refused a batch (%s); writing it with INSERT", type(exc).__name__)
             savepoint.rollback()
+            if not isinstance(exc, psycopg.Error):
+                self._usable = False  # values of a type its binary form refuses: INSERT from now on
             self.fallback(conn, rows)
             return
         savepoint.commit()
         self.copied += len(params)
+
+
+class AnyLookup:
+    """``SELECT column, key WHERE column = ANY(:values)``: one short statement per lookup,
+    however many values (the same answers as :class:`~authmigrate.sinks.sql.InLookup`).
+
+    An ``IN`` list of thousands of placeholders costs psycopg more to parse on every call (a
+    statement that long is not cached) than the index probes cost the server; an array is one
+    parameter, and the statement is prepared once.
+    """
+
+    def __init__(self, column: sa.Column[Any], key: sa.Column[Any], dialect: sa.Dialect) -> None:
+        from sqlalchemy.dialects import postgresql
+
+        self.dialect = dialect
+        array = sa.cast(sa.bindparam("values"), postgresql.ARRAY(column.type))
+        stmt = sa.select(column, key).where(column == sa.any_(array))
+        self.sql = str(stmt.compile(dialect=dialect))
+        impl = column.type.dialect_impl(dialect)
+        self.proc = impl.bind_processor(dialect)
+        self._impls = (impl, key.type.dialect_impl(dialect))
+        self._results: tuple[Any, Any] | None = None
+
+    def __call__(self, conn: sa.Connection, values: list[Any]) -> list[tuple[Any, Any]]:
+        if self.proc is not None:
+            values = [self.proc(v) for v in values]
+        result = conn.exec_driver_sql(self.sql, {"values": values})
+        if self._results is None:
+            codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
+            self._results = (
+                self._impls[0].result_processor(self.dialect, codes[0]),
+                self._impls[1].result_processor(self.dialect, codes[1]),
+            )
+        value_of, key_of = self._results
+        rows = [tuple(r) for r in result]
+        if value_of is None and key_of is None:
+            return rows
+        value_of, key_of = value_of or _identity, key_of or _identity
+        return [(value_of(v), key_of(k)) for v, k in rows]
+
+
+def _identity(value: Any) -> Any:
+    return value

@@ -399,6 +399,19 @@ class InLookup:
         return out
 
 
+Lookup = Callable[[sa.Connection, list[Any]], list[tuple[Any, Any]]]
+"""``(conn, values) -> [(value, key)]`` for the target rows holding one of ``values``."""
+
+
+def _lookup(column: sa.Column[Any], key: sa.Column[Any], dialect: sa.Dialect) -> Lookup:
+    """The value lookup for ``column``: an array parameter on PostgreSQL, else an IN list."""
+    if dialect.name == "postgresql":
+        from authmigrate.sinks.postgres import AnyLookup
+
+        return AnyLookup(column, key, dialect)
+    return InLookup(column, key, dialect)
+
+
 class TargetLock:
     """Held while a run writes, so a second run of the same migration is refused.
 
@@ -575,14 +588,19 @@ class SqlTarget:
         from authmigrate.transform import source_columns_used
 
         self.state, self.watermarks = state_tables(self.metadata)
+        self._insert_state: Callable[[sa.Connection, list[dict[str, Any]]], None]
         self._insert_state = BulkInsert(self.state, self.engine.dialect)
+        if self.engine.dialect.name == "postgresql":
+            from authmigrate.sinks.postgres import CopyInsert
+
+            self._insert_state = CopyInsert(self.state, self._insert_state)
         self.fp_columns = list(source_columns_used(spec))
         """The source columns a row's fingerprint covers: every column the spec reads."""
         cred = spec.credentials
         self.cred_columns = (
             [c for c in (cred.column, cred.salt_column, cred.scheme_column) if c] if cred else []
         )
-        self._lookups: dict[str, InLookup] = {}
+        self._lookups: dict[str, Lookup] = {}
         self._reflected: dict[str, Any] | None = None
         self._fast: Any = None
 
@@ -600,7 +618,7 @@ class SqlTarget:
             from authmigrate.sinks.postgres import CopyInsert
 
             self._fast = CopyInsert(self.table, self._insert)
-        return self._fast  # type: ignore[no-any-return]
+        return self._fast
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -958,7 +976,7 @@ class SqlTarget:
         if len(cols) == 1:
             lookup = self._lookups.get(group[0])
             if lookup is None:
-                lookup = self._lookups[group[0]] = InLookup(cols[0], key, self.engine.dialect)
+                lookup = self._lookups[group[0]] = _lookup(cols[0], key, self.engine.dialect)
             for value, k in lookup(conn, vals):
                 found[value] = k
             return found

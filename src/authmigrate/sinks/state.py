@@ -139,6 +139,18 @@ class FingerprintLookup:
     WIDTH = _IN_LIST
 
     def __init__(self, table: sa.Table, migration: str, dialect: sa.Dialect) -> None:
+        self.array = dialect.name == "postgresql"
+        """PostgreSQL: one array parameter (``= ANY``), a short statement psycopg caches."""
+        if self.array:
+            from sqlalchemy.dialects import postgresql
+
+            keys = sa.cast(sa.bindparam("keys"), postgresql.ARRAY(table.c.source_key.type))
+            stmt = sa.select(table.c.source_key, table.c.state, table.c.fingerprint).where(
+                table.c.migration == sa.bindparam("m", type_=sa.String()),
+                table.c.source_key == sa.any_(keys),
+            )
+            self.sql, self.migration = str(stmt.compile(dialect=dialect)), migration
+            return
         names = [f"k{i}" for i in range(self.WIDTH)]
         stmt = sa.select(table.c.source_key, table.c.state, table.c.fingerprint).where(
             table.c.migration == sa.bindparam("m", type_=sa.String()),
@@ -153,6 +165,9 @@ class FingerprintLookup:
 
     def __call__(self, conn: sa.Connection, stored: list[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
+        if self.array:
+            rows = conn.exec_driver_sql(self.sql, {"m": self.migration, "keys": stored})
+            return {k: (st, fp) for k, st, fp in rows}
         for i in range(0, len(stored), self.WIDTH):
             part: list[str | None] = list(stored[i : i + self.WIDTH])
             part += [None] * (self.WIDTH - len(part))
