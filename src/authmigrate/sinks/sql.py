@@ -39,6 +39,7 @@ from authmigrate.errors import LockError, TargetError
 from authmigrate.sinks.keys import TargetKey, encode_key, pack_keys
 from authmigrate.sinks.keys import decode_key as decode_key
 from authmigrate.sinks.keys import unpack_keys as unpack_keys
+from authmigrate.sinks.mysql import column_type as mysql_column_type
 from authmigrate.spec import FieldSpec, Spec
 
 REDACTED = "[redacted]"
@@ -637,6 +638,7 @@ class SqlTarget:
             typ = column_type(fname, f, src_type, indexed=fname in indexed or fname == key)
             if fname == key and type(typ) in (sa.Integer, sa.INTEGER):
                 typ = sa.BigInteger()  # SQLite's INTEGER holds 64 bits; PostgreSQL's holds 32
+            typ = mysql_column_type(typ, key=fname == key, unique=fname in indexed)
             cols.append(
                 sa.Column(
                     fname,

@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.sinks.keys import decode_key, encode_key
+from authmigrate.sinks.mysql import exact_text
 
 STATE_TABLE = "authmigrate_key_state"
 WATERMARK_TABLE = "authmigrate_watermarks"
@@ -50,7 +51,7 @@ def state_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         STATE_TABLE,
         metadata,
         sa.Column("migration", sa.String(200), primary_key=True),
-        sa.Column("source_key", sa.String(500), primary_key=True),
+        sa.Column("source_key", exact_text(500), primary_key=True),
         sa.Column("state", sa.String(10), nullable=False),
         sa.Column("fingerprint", sa.String(32), nullable=False),
         sa.Column("credential_fp", sa.String(32)),
