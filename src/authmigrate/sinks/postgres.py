@@ -156,10 +156,13 @@ class CopyInsert:
         if not self._fits(params):
             self.fallback(conn, rows)
             return
-        import psycopg
-
+        try:
+            import psycopg
+        except ImportError:  # psycopg2, pg8000...: INSERT it is
+            self.fallback(conn, rows)
+            return
         raw = conn.connection.driver_connection
-        if not isinstance(raw, psycopg.Connection):  # another driver: INSERT it is
+        if not isinstance(raw, psycopg.Connection):
             self.fallback(conn, rows)
             return
         savepoint = conn.begin_nested()
@@ -196,7 +199,9 @@ class AnyLookup:
         self.dialect = dialect
         array = sa.cast(sa.bindparam("values"), postgresql.ARRAY(column.type))
         stmt = sa.select(column, key).where(column == sa.any_(array))
-        self.sql = str(stmt.compile(dialect=dialect))
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
         impl = column.type.dialect_impl(dialect)
         self.proc = impl.bind_processor(dialect)
         self._impls = (impl, key.type.dialect_impl(dialect))
@@ -205,7 +210,8 @@ class AnyLookup:
     def __call__(self, conn: sa.Connection, values: list[Any]) -> list[tuple[Any, Any]]:
         if self.proc is not None:
             values = [self.proc(v) for v in values]
-        result = conn.exec_driver_sql(self.sql, {"values": values})
+        params: Any = (values,) if self.positional else {"values": values}
+        result = conn.exec_driver_sql(self.sql, params)
         if self._results is None:
             codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
             self._results = (

@@ -150,7 +150,9 @@ class FingerprintLookup:
                 table.c.migration == sa.bindparam("m", type_=sa.String()),
                 table.c.source_key == sa.any_(keys),
             )
-            self.sql, self.migration = str(stmt.compile(dialect=dialect)), migration
+            compiled = stmt.compile(dialect=dialect)
+            self.sql, self.migration = str(compiled), migration
+            self.order = list(compiled.positiontup or []) if compiled.positional else []
             return
         names = [f"k{i}" for i in range(self.WIDTH)]
         stmt = sa.select(table.c.source_key, table.c.state, table.c.fingerprint).where(
@@ -167,7 +169,9 @@ class FingerprintLookup:
     def __call__(self, conn: sa.Connection, stored: list[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
         if self.array:
-            rows = conn.exec_driver_sql(self.sql, {"m": self.migration, "keys": stored})
+            named: dict[str, Any] = {"m": self.migration, "keys": stored}
+            bound: Any = tuple(named[n] for n in self.order) if self.order else named
+            rows = conn.exec_driver_sql(self.sql, bound)
             return {k: (st, fp) for k, st, fp in rows}
         for i in range(0, len(stored), self.WIDTH):
             part: list[str | None] = list(stored[i : i + self.WIDTH])
