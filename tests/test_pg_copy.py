@@ -157,3 +157,49 @@ def test_batch_copy_refuses_falls_back_and_rejects_each_row_with_its_reason(
 def _lost_in_first(clean: str) -> int:
     """Rows of the first batch that were rejected or merged (not accounts) in the clean run."""
     return BATCH - int(scalar(clean, f"SELECT count(*) FROM accounts WHERE user_id <= {BATCH}"))
+
+
+def test_values_binary_copy_cannot_send_take_the_insert_path(tmp_path: Path, pg_url: str) -> None:
+    # floats for an existing numeric column: binary COPY cannot send a float as numeric (its
+    # digits would be the float's exact binary value), INSERT lets the server convert it
+    import decimal
+    import sqlite3
+
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE legacy_users (id INTEGER PRIMARY KEY, email TEXT, visits REAL)")
+    conn.executemany(
+        "INSERT INTO legacy_users VALUES (?, ?, ?)",
+        [(i, f"u{i}@example.com", 40 + i / 10) for i in range(1, 8)],
+    )
+    conn.commit()
+    conn.close()
+    execute(
+        pg_url,
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, email text UNIQUE, visits numeric(6,2))",
+    )
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        f"""
+[source]
+url = "sqlite:///{src}"
+table = "legacy_users"
+key = "id"
+[target]
+url = "{pg_url}"
+table = "accounts"
+[fields]
+id = "id"
+email = {{ from = "email", normalize = "email" }}
+visits = {{ from = "visits", type = "float" }}
+[run]
+batch_size = 3
+""",
+        encoding="utf-8",
+    )
+    res = run_migration(load_spec(spec))
+    assert (res.status, res.migrated, res.rejected) == ("done", 7, 0)
+    assert table_rows(pg_url, "accounts", "id") == [
+        (f"u{i}@example.com", i, decimal.Decimal(f"40.{i}0")) for i in range(1, 8)
+    ]
+    assert verify_migration(load_spec(spec)).ok
