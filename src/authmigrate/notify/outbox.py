@@ -67,7 +67,15 @@ def source_key_type(key_type: Any | None = None) -> Any:
     length = getattr(key_type, "length", None) or (255 if key_type is not None else 512)
     if isinstance(key_type, sa.Integer | sa.Numeric | sa.DateTime | sa.Date | sa.Uuid):
         length = 255
-    return sa.Text().with_variant(sa.String(min(max(length, 255), 512)), "mysql", "mariadb")
+    from sqlalchemy.dialects import mysql
+
+    from authmigrate.sinks.mysql import BINARY_COLLATION
+
+    # compared exactly: MySQL's default collation takes 'Bob' and 'bob' for one key
+    size = min(max(length, 255), 512)
+    return sa.Text().with_variant(
+        mysql.VARCHAR(size, collation=BINARY_COLLATION), "mysql", "mariadb"
+    )
 
 
 def outbox_table(metadata: sa.MetaData, key_type: Any | None = None) -> sa.Table:

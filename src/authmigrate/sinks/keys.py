@@ -228,6 +228,7 @@ _COMPATIBLE: dict[str, frozenset[str]] = {
     "float": frozenset({"float", "int"}),
     "uuid": frozenset({"uuid"}),
     "uuid_hex": frozenset({"uuid", "str"}),
+    "uuid_text": frozenset({"uuid", "str"}),
     "datetime": frozenset({"datetime"}),
     "date": frozenset({"date"}),
     "bytes": frozenset({"bytes"}),
@@ -253,7 +254,9 @@ class TargetKey:
             # SQLAlchemy's Uuid is CHAR(32) of hex digits where the database has no uuid type
             kind = "uuid_hex" if isinstance(type_, sa.CHAR | sa.Uuid) else kind
         if kind == "uuid" and dialect not in ("postgresql", "mssql"):
-            kind = "uuid_hex"
+            # MariaDB's native UUID column holds (and returns) the dashed form
+            native = dialect in ("mysql", "mariadb") and isinstance(type_, sa.UUID)
+            kind = "uuid_text" if native else "uuid_hex"
         self.kind = kind
         self.timezone = bool(getattr(type_, "timezone", False))
 
@@ -263,7 +266,7 @@ class TargetKey:
     @property
     def name(self) -> str:
         """The column's kind in words."""
-        return "text" if self.kind == "uuid_hex" else tag_name(self.kind)
+        return {"uuid_hex": "text", "uuid_text": "UUID"}.get(self.kind) or tag_name(self.kind)
 
     def check(self, source_tag: str | None) -> str | None:
         """Why keys of type ``source_tag`` cannot be compared exactly in this column (None: they
@@ -296,14 +299,14 @@ class TargetKey:
             if isinstance(key, bool) or not isinstance(key, int | uuid.UUID):
                 raise KeyTypeError(f"a {tag_name(tag_of(key))} key in a text column")
             return str(key)
-        if kind == "uuid_hex":
-            if isinstance(key, uuid.UUID):
-                return key.hex
+        if kind in ("uuid_hex", "uuid_text"):
             if isinstance(key, str):
                 try:
-                    return uuid.UUID(key).hex
+                    key = uuid.UUID(key)
                 except ValueError:
                     return key  # a text key that is no UUID
+            if isinstance(key, uuid.UUID):
+                return key.hex if kind == "uuid_hex" else str(key)
             raise KeyTypeError(f"a {tag_name(tag_of(key))} key in a UUID column")
         if kind == "int":
             if isinstance(key, bool) or not isinstance(key, int | str):

@@ -39,6 +39,7 @@ from authmigrate.pipeline.batch import Batch, InvalidValue, Stage
 from authmigrate.sinks.keys import TargetKey, encode_key, pack_keys
 from authmigrate.sinks.keys import decode_key as decode_key
 from authmigrate.sinks.keys import unpack_keys as unpack_keys
+from authmigrate.sinks.mysql import column_type as mysql_column_type
 from authmigrate.spec import FieldSpec, Spec
 
 REDACTED = "[redacted]"
@@ -399,6 +400,19 @@ class InLookup:
         return out
 
 
+Lookup = Callable[[sa.Connection, list[Any]], list[tuple[Any, Any]]]
+"""``(conn, values) -> [(value, key)]`` for the target rows holding one of ``values``."""
+
+
+def _lookup(column: sa.Column[Any], key: sa.Column[Any], dialect: sa.Dialect) -> Lookup:
+    """The value lookup for ``column``: an array parameter on PostgreSQL, else an IN list."""
+    if dialect.name == "postgresql":
+        from authmigrate.sinks.postgres import AnyLookup
+
+        return AnyLookup(column, key, dialect)
+    return InLookup(column, key, dialect)
+
+
 class TargetLock:
     """Held while a run writes, so a second run of the same migration is refused.
 
@@ -575,20 +589,37 @@ class SqlTarget:
         from authmigrate.sinks.state import state_tables
 
         self.state, self.watermarks = state_tables(self.metadata)
+        self._insert_state: Callable[[sa.Connection, list[dict[str, Any]]], None]
         self._insert_state = BulkInsert(self.state, self.engine.dialect)
+        if self.engine.dialect.name == "postgresql":
+            from authmigrate.sinks.postgres import CopyInsert
+
+            self._insert_state = CopyInsert(self.state, self._insert_state)
         self.fp_columns = list(source_columns_used(spec))
         """The source columns a row's fingerprint covers: every column the spec reads."""
         cred = spec.credentials
         self.cred_columns = (
             [c for c in (cred.column, cred.salt_column, cred.scheme_column) if c] if cred else []
         )
-        self._lookups: dict[str, InLookup] = {}
+        self._lookups: dict[str, Lookup] = {}
         self._reflected: dict[str, Any] | None = None
+        self._fast: Any = None
 
     def _bulk_insert(self) -> BulkInsert:
         # the key is written in the form every later check compares (sinks/keys.py)
         own: dict[str, Callable[[Any], Any]] = {self.spec.target_key: self.key.stored}
         return BulkInsert(self.table, self.engine.dialect, own)
+
+    def accounts_writer(self) -> Callable[[sa.Connection, list[dict[str, Any]]], None]:
+        """What writes a batch's accounts: the dialect's bulk path where it has one (binary
+        COPY on PostgreSQL, :mod:`.postgres`), which falls back to :class:`BulkInsert`."""
+        if self.engine.dialect.name != "postgresql":
+            return self._insert
+        if self._fast is None or self._fast.fallback is not self._insert:
+            from authmigrate.sinks.postgres import CopyInsert
+
+            self._fast = CopyInsert(self.table, self._insert)
+        return self._fast
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -607,6 +638,7 @@ class SqlTarget:
             typ = column_type(fname, f, src_type, indexed=fname in indexed or fname == key)
             if fname == key and type(typ) in (sa.Integer, sa.INTEGER):
                 typ = sa.BigInteger()  # SQLite's INTEGER holds 64 bits; PostgreSQL's holds 32
+            typ = mysql_column_type(typ, key=fname == key, unique=fname in indexed)
             cols.append(
                 sa.Column(
                     fname,
@@ -946,7 +978,7 @@ class SqlTarget:
         if len(cols) == 1:
             lookup = self._lookups.get(group[0])
             if lookup is None:
-                lookup = self._lookups[group[0]] = InLookup(cols[0], key, self.engine.dialect)
+                lookup = self._lookups[group[0]] = _lookup(cols[0], key, self.engine.dialect)
             for value, k in lookup(conn, vals):
                 found[value] = k
             return found
@@ -1099,7 +1131,7 @@ class SqlTarget:
         self, conn: sa.Connection, batch: Batch, run_id: str, redact: frozenset[str]
     ) -> None:
         if batch.records:
-            self._insert(conn, [r.values for r in batch.records])
+            self.accounts_writer()(conn, [r.values for r in batch.records])
         if batch.rejects:
             conn.execute(
                 self.rejects.insert(),

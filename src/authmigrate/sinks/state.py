@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authmigrate.sinks.keys import decode_key, encode_key
+from authmigrate.sinks.mysql import exact_text
 
 STATE_TABLE = "authmigrate_key_state"
 WATERMARK_TABLE = "authmigrate_watermarks"
@@ -50,7 +51,7 @@ def state_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         STATE_TABLE,
         metadata,
         sa.Column("migration", sa.String(200), primary_key=True),
-        sa.Column("source_key", sa.String(500), primary_key=True),
+        sa.Column("source_key", exact_text(500), primary_key=True),
         sa.Column("state", sa.String(10), nullable=False),
         sa.Column("fingerprint", sa.String(32), nullable=False),
         sa.Column("credential_fp", sa.String(32)),
@@ -139,6 +140,20 @@ class FingerprintLookup:
     WIDTH = _IN_LIST
 
     def __init__(self, table: sa.Table, migration: str, dialect: sa.Dialect) -> None:
+        self.array = dialect.name == "postgresql"
+        """PostgreSQL: one array parameter (``= ANY``), a short statement psycopg caches."""
+        if self.array:
+            from sqlalchemy.dialects import postgresql
+
+            keys = sa.cast(sa.bindparam("keys"), postgresql.ARRAY(table.c.source_key.type))
+            stmt = sa.select(table.c.source_key, table.c.state, table.c.fingerprint).where(
+                table.c.migration == sa.bindparam("m", type_=sa.String()),
+                table.c.source_key == sa.any_(keys),
+            )
+            compiled = stmt.compile(dialect=dialect)
+            self.sql, self.migration = str(compiled), migration
+            self.order = list(compiled.positiontup or []) if compiled.positional else []
+            return
         names = [f"k{i}" for i in range(self.WIDTH)]
         stmt = sa.select(table.c.source_key, table.c.state, table.c.fingerprint).where(
             table.c.migration == sa.bindparam("m", type_=sa.String()),
@@ -153,6 +168,11 @@ class FingerprintLookup:
 
     def __call__(self, conn: sa.Connection, stored: list[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
+        if self.array:
+            named: dict[str, Any] = {"m": self.migration, "keys": stored}
+            bound: Any = tuple(named[n] for n in self.order) if self.order else named
+            rows = conn.exec_driver_sql(self.sql, bound)
+            return {k: (st, fp) for k, st, fp in rows}
         for i in range(0, len(stored), self.WIDTH):
             part: list[str | None] = list(stored[i : i + self.WIDTH])
             part += [None] * (self.WIDTH - len(part))
