@@ -18,6 +18,7 @@ twice and none is skipped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -30,6 +31,7 @@ from authmigrate.batch import Batch, Record
 from authmigrate.errors import TargetError
 
 from . import Routed, provider_named, route
+from ._files import batch_files
 from ._model import Account, Provider
 from ._selftest import group_passes
 
@@ -171,27 +173,39 @@ class ExportSink:
         for g, (config, chunks) in enumerate(chunked, start=1):
             for part, (chunk, chunk_keys) in enumerate(chunks, start=1):
                 name = f"{self.provider.name}-b{batch.number:08d}-g{g:02d}-{part:03d}.json"
-                data = json.dumps(self.provider.document(chunk), ensure_ascii=False, default=str)
-                _write_atomic(self.dir / name, data.encode())
+                data = json.dumps(
+                    self.provider.document(chunk), ensure_ascii=False, default=str
+                ).encode()
+                _write_atomic(self.dir / name, data)
                 out.files.append(
-                    {"file": name, "users": len(chunk), "keys": chunk_keys, "config": dict(config)}
+                    {
+                        "file": name,
+                        "users": len(chunk),
+                        "keys": chunk_keys,
+                        "config": dict(config),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
                 )
+        bridge_sha = ""
         if out.bridge:
             name = f"bridge-b{batch.number:08d}.jsonl"
             lines = "".join(
                 json.dumps(b, ensure_ascii=False, default=str) + "\n" for b in out.bridge
             )
             _write_atomic(self.dir / name, lines.encode())
-        manifest = {
+            bridge_sha = hashlib.sha256(lines.encode()).hexdigest()
+        manifest: dict[str, Any] = {
             "provider": self.provider.name,
             "batch": batch.number,
             "files": out.files,
             "bridge": [b["key"] for b in out.bridge],
             "routes": dict(out.routes),
         }
+        if out.bridge:
+            manifest["bridge_sha256"] = bridge_sha
         _write_atomic(self.dir / _manifest_name(batch.number), json.dumps(manifest).encode())
         if self.provider.name == "firebase":
-            self._write_script()
+            write_firebase_script(self.dir)
         _fsync_dir(self.dir)
         return out
 
@@ -230,22 +244,32 @@ class ExportSink:
             yield chunk, chunk_keys
 
     def _remove_batch(self, number: int) -> None:
-        for path in self.dir.glob(f"*-b{number:08d}*"):
+        """The files an earlier, uncommitted attempt of batch ``number`` left (by their exact
+        names: a file of the user's is never touched)."""
+        for path in batch_files(self.dir, self.provider.name, [number]):
             path.unlink()
 
-    def _write_script(self) -> None:
-        """``import.sh``: one ``firebase auth:import`` per file with that file's flags."""
-        lines = [
-            "#!/bin/sh",
-            "# Written by authmigrate: imports every file with its own hash flags.",
-            "set -eu",
-            'cd "$(dirname "$0")"',
-        ]
-        for manifest in read_manifests(self.dir):
-            for f in manifest["files"]:
-                flags = " ".join(_flag(k, v) for k, v in f["config"].items())
-                lines.append(f"firebase auth:import {f['file']} {flags}".rstrip())
-        _write_atomic(self.dir / "import.sh", ("\n".join(lines) + "\n").encode(), mode=0o755)
+
+def write_firebase_script(directory: Path) -> Path | None:
+    """``import.sh``: one ``firebase auth:import`` per file the manifests list, with that
+    file's flags; None (and nothing written) when no manifest lists a file."""
+    lines = [
+        "#!/bin/sh",
+        "# Written by authmigrate: imports every file with its own hash flags.",
+        "set -eu",
+        'cd "$(dirname "$0")"',
+    ]
+    commands = 0
+    for manifest in read_manifests(directory):
+        for f in manifest["files"]:
+            flags = " ".join(_flag(k, v) for k, v in f["config"].items())
+            lines.append(f"firebase auth:import {f['file']} {flags}".rstrip())
+            commands += 1
+    if not commands:
+        return None
+    path = directory / "import.sh"
+    _write_atomic(path, ("\n".join(lines) + "\n").encode(), mode=0o755)
+    return path
 
 
 def _flag(name: str, value: str) -> str:
