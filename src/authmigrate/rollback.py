@@ -154,9 +154,9 @@ def _export_files(spec: Spec) -> list[Any]:
     """Every file the export wrote in ``[target] dir`` (what a full rollback removes)."""
     from pathlib import Path
 
-    from authmigrate.sinks.exports._files import unbooked_files
+    from authmigrate.sinks.exports._files import owned_files
 
-    return unbooked_files(Path(str(spec.target.dir)), str(spec.target.export), set())
+    return owned_files(Path(str(spec.target.dir)), str(spec.target.export), spec.migration_name)
 
 
 def _remove_export_files(spec: Spec, t: _Target) -> int:
@@ -173,7 +173,9 @@ def _remove_export_files(spec: Spec, t: _Target) -> int:
                 sa.select(t.batches.c.batch_no).where(t.batches.c.migration == t.migration)
             ).scalars()
         )
-    return remove_unbooked(Path(str(spec.target.dir)), str(spec.target.export), kept)
+    return remove_unbooked(
+        Path(str(spec.target.dir)), str(spec.target.export), kept, spec.migration_name
+    )
 
 
 def _outbox_count(conn: sa.Connection, migration: str) -> int:

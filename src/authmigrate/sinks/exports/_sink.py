@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authmigrate.batch import Batch, Record
+from authmigrate.batch import Batch, Record, Reject
 from authmigrate.errors import TargetError
 
 from . import Routed, provider_named, route
-from ._files import batch_files
+from ._files import batch_files, check_dir, write_marker
 from ._model import Account, Provider
 from ._selftest import group_passes
 
@@ -88,8 +88,10 @@ class ExportSink:
         credential_column: str | None,
         hidden: Iterable[str] = (),
         keyring: Mapping[str, bytes | str] | None = None,
+        migration: str = "",
     ) -> None:
         self.provider = provider
+        self.migration = migration
         self.dir = directory
         self.credential_column = credential_column
         self.hidden = frozenset(hidden)
@@ -103,12 +105,14 @@ class ExportSink:
 
         cred = spec.credentials
         keyring = load_keyring(cred) if cred is not None and cred.keys else {}
+        check_dir(Path(spec.target.dir), spec.migration_name, spec.target.export)
         return cls(
             provider_named(spec.target.export, spec.target.provider),
             Path(spec.target.dir),
             credential_column=None if cred is None else cred.target_column,
             hidden=hidden,
             keyring=keyring,
+            migration=spec.migration_name,
         )
 
     # -- routes ------------------------------------------------------------------------------
@@ -146,13 +150,19 @@ class ExportSink:
         """Self-test, then write the batch's files durably (see the module docstring)."""
         routed = self._checked(batch)
         self.dir.mkdir(parents=True, exist_ok=True)
+        write_marker(self.dir, self.migration, self.provider.name)
         self._remove_batch(batch.number)
         out = BatchFiles(batch.number)
         groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
         keys: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        doomed: list[tuple[Record, Reject]] = []
         for record, r in routed:
-            out.routes[r.route] += 1
             account = account_of(record, self.credential_column, self.hidden)
+            problem = self._refusal(record, account, r)
+            if problem is not None:
+                doomed.append((record, problem))
+                continue
+            out.routes[r.route] += 1
             if r.route == "bridge" and not r.fields:
                 out.bridge.append(
                     {
@@ -166,6 +176,7 @@ class ExportSink:
             user = self.provider.user(account, r.fields)
             groups.setdefault(r.config, []).append(user)
             keys.setdefault(r.config, []).append(str(record.key))
+        batch.drop(doomed)  # rejected with their reason, in the batch's bookkeeping commit
         # every chunk is cut before the first file is written: a refusal writes nothing
         chunked = [
             (config, list(self._split(users, keys[config]))) for config, users in groups.items()
@@ -208,6 +219,35 @@ class ExportSink:
             write_firebase_script(self.dir)
         _fsync_dir(self.dir)
         return out
+
+    def _refusal(self, record: Record, account: Account, r: Routed) -> Reject | None:
+        """The reject of an account the provider cannot take whatever its credential (no
+        value in the detail), or None."""
+        limit = getattr(self.provider, "max_key_chars", None)
+        if limit is not None and len(str(record.key)) > limit:
+            return Reject(
+                record.key,
+                "export.invalid_key",
+                None,
+                f"{self.provider.name} takes ids of at most {limit} characters",
+                record.source,
+            )
+        if self.provider.max_bytes is None or (r.route == "bridge" and not r.fields):
+            return None
+        user = self.provider.user(account, r.fields)
+        size = len(
+            json.dumps(self.provider.document([user]), ensure_ascii=False, default=str).encode()
+        )
+        if size > self.provider.max_bytes:
+            return Reject(
+                record.key,
+                "export.too_large",
+                None,
+                f"the {self.provider.name} user object is {size:,} bytes; "
+                f"{self.provider.name} takes files of at most {self.provider.max_bytes:,} bytes",
+                record.source,
+            )
+        return None
 
     def _split(
         self, users: list[dict[str, Any]], keys: list[str]

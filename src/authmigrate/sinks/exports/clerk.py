@@ -126,7 +126,8 @@ class Clerk:
         return None
 
     def user(self, account: Account, credential: dict[str, Any]) -> dict[str, Any]:
-        """A create-user body; the legacy key is ``external_id``."""
+        """A create-user body; the legacy key is ``external_id``; the full name (Clerk has
+        first and last name only) is ``private_metadata.name``."""
         return drop_none(
             {
                 "external_id": str(account.key),
@@ -134,7 +135,9 @@ class Clerk:
                 "first_name": account.given_name,
                 "last_name": account.family_name,
                 "username": account.username,
-                "private_metadata": {"legacy_key": str(account.key), **account.metadata},
+                "private_metadata": drop_none(
+                    {"legacy_key": str(account.key), "name": account.name, **account.metadata}
+                ),
                 "skip_password_checks": True if credential else None,
                 "skip_password_requirement": None if credential else True,
                 **credential,
