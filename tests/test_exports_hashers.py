@@ -93,6 +93,7 @@ CASES: list[tuple[str, str, tuple[str, Any, str], str]] = [
         ),
         "sha1",
     ),
+    ("auth0", "Devise bcrypt + pepper", known("devise_bcrypt"), "bcrypt"),
     (
         "okta",
         "pbkdf2-sha256 (Django, 4096 rounds)",

@@ -272,7 +272,7 @@ def test_secrets_land_only_in_the_files_whose_provider_format_needs_them(
     _source(tmp_path / "legacy.db", rows)
     keys = '{ fb_project = "env:T_SIGNER", devise_pepper = "env:T_PEPPER", mac = "env:T_MAC" }'
     needs = {  # documented: the provider's format carries the key
-        "auth0": {mac_key},
+        "auth0": {mac_key, pepper},
         "kratos": {signer},
         "supabase": {signer},
         "clerk": {signer, pepper},

@@ -95,7 +95,13 @@ def auth0(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
     algorithm, h = custom["algorithm"], custom["hash"]
     pw = password.encode(_AUTH0_PASSWORD[custom.get("password", {}).get("encoding", "utf8")])
     if algorithm == "bcrypt":
-        return _bcrypt(pw, h["value"])
+        salt = custom.get("salt")
+        if (
+            salt is not None
+        ):  # "hash.salt is allowed in conjunction with salt encoding and position"
+            raw = _decode(salt["value"], salt.get("encoding", "utf8"))
+            pw = raw + pw if salt.get("position", "prefix") == "prefix" else pw + raw
+        return h.get("encoding", "utf8") == "utf8" and _bcrypt(pw, h["value"])
     if algorithm == "argon2":
         return h["encoding"] == "utf8" and _argon2(pw, h["value"])
     if algorithm == "ldap":

@@ -12,6 +12,9 @@ tests/fixtures/auth0_bulk_import_schema.json, taken from auth0/docs-v2
   (RFC 2307 ``{MD5}``/``{SMD5}``/``{SHA}``/``{SSHA}``), ``md5``/``sha1``/``sha256``/``sha512``
   (hash base64, salt base64 with ``position`` prefix/suffix, ``password.encoding`` utf8, or
   latin1/utf16le for a ``digest`` whose password is written so).
+- ``bcrypt`` with a salt: Devise's bcrypt over password + pepper, the pepper from the keyring as
+  ``salt`` (utf8, ``position`` suffix), as Auth0's bcrypt takes it (the pepper is then in the
+  file: protect ``dir``).
 - ``scrypt``: hash and salt base64, ``keylen`` the digest's length, ``cost`` N, ``blockSize`` r,
   ``parallelization`` p (our scrypt, Django's and Werkzeug's).
 - ``hmac``: an HMAC of the password alone, ``hash.digest`` its function and ``hash.key`` the key:
@@ -77,6 +80,21 @@ class Auth0:
                     "encoding": "base64",
                     "position": parts.salt_position,
                 }
+            return Encoded("re-encoded", custom)
+        if parts.kind == "peppered_bcrypt":
+            pepper = keyring_secret(keyring, parts.key_id)
+            try:
+                text = None if not pepper else pepper.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is None:
+                return None
+            custom = _custom("bcrypt", {"value": parts.mcf, "encoding": "utf8"})
+            custom["custom_password_hash"]["salt"] = {
+                "value": text,
+                "encoding": "utf8",
+                "position": "suffix",
+            }
             return Encoded("re-encoded", custom)
         if parts.kind == "scrypt":
             custom = _custom("scrypt", {"value": b64(parts.hash), "encoding": "base64"})
