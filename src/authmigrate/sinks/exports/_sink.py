@@ -155,15 +155,19 @@ class ExportSink:
         out = BatchFiles(batch.number)
         groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
         keys: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        sizes: dict[tuple[tuple[str, str], ...], list[int]] = {}
         doomed: list[tuple[Record, Reject]] = []
         for record, r in routed:
             account = account_of(record, self.credential_column, self.hidden)
-            problem = self._refusal(record, account, r)
+            apart = r.route == "bridge" and not r.fields
+            user = None if apart else self.provider.user(account, r.fields)
+            size = self._size(user)
+            problem = self._refusal(record, size)
             if problem is not None:
                 doomed.append((record, problem))
                 continue
             out.routes[r.route] += 1
-            if r.route == "bridge" and not r.fields:
+            if user is None:
                 out.bridge.append(
                     {
                         "key": str(record.key),
@@ -173,13 +177,14 @@ class ExportSink:
                     }
                 )
                 continue
-            user = self.provider.user(account, r.fields)
             groups.setdefault(r.config, []).append(user)
             keys.setdefault(r.config, []).append(str(record.key))
+            sizes.setdefault(r.config, []).append(size)
         batch.drop(doomed)  # rejected with their reason, in the batch's bookkeeping commit
         # every chunk is cut before the first file is written: a refusal writes nothing
         chunked = [
-            (config, list(self._split(users, keys[config]))) for config, users in groups.items()
+            (config, list(self._split(users, keys[config], sizes[config])))
+            for config, users in groups.items()
         ]
         for g, (config, chunks) in enumerate(chunked, start=1):
             for part, (chunk, chunk_keys) in enumerate(chunks, start=1):
@@ -220,7 +225,15 @@ class ExportSink:
         _fsync_dir(self.dir)
         return out
 
-    def _refusal(self, record: Record, account: Account, r: Routed) -> Reject | None:
+    def _size(self, user: dict[str, Any] | None) -> int:
+        """Bytes ``user`` takes in a file of a provider that limits file sizes (0 otherwise,
+        or for an account listed apart)."""
+        if user is None or self.provider.max_bytes is None:
+            return 0
+        one = json.dumps(self.provider.document([user]), ensure_ascii=False, default=str)
+        return len(one.encode())
+
+    def _refusal(self, record: Record, size: int) -> Reject | None:
         """The reject of an account the provider cannot take whatever its credential (no
         value in the detail), or None."""
         limit = getattr(self.provider, "max_key_chars", None)
@@ -232,48 +245,35 @@ class ExportSink:
                 f"{self.provider.name} takes ids of at most {limit} characters",
                 record.source,
             )
-        if self.provider.max_bytes is None or (r.route == "bridge" and not r.fields):
-            return None
-        user = self.provider.user(account, r.fields)
-        size = len(
-            json.dumps(self.provider.document([user]), ensure_ascii=False, default=str).encode()
-        )
-        if size > self.provider.max_bytes:
+        most = self.provider.max_bytes
+        if most is not None and size + 2 > most:
             return Reject(
                 record.key,
                 "export.too_large",
                 None,
                 f"the {self.provider.name} user object is {size:,} bytes; "
-                f"{self.provider.name} takes files of at most {self.provider.max_bytes:,} bytes",
+                f"{self.provider.name} takes files of at most {most:,} bytes",
                 record.source,
             )
         return None
 
     def _split(
-        self, users: list[dict[str, Any]], keys: list[str]
+        self, users: list[dict[str, Any]], keys: list[str], sizes: list[int]
     ) -> Iterable[tuple[list[dict[str, Any]], list[str]]]:
-        """Chunks within the provider's users-per-file and bytes-per-file limits."""
+        """Chunks within the provider's users-per-file and bytes-per-file limits (``sizes``:
+        each user's bytes, from :meth:`_size`)."""
         limit_bytes = self.provider.max_bytes
         chunk: list[dict[str, Any]] = []
         chunk_keys: list[str] = []
         size = 2
-        for user, key in zip(users, keys, strict=True):
-            one = (
-                len(
-                    json.dumps(
-                        self.provider.document([user]), ensure_ascii=False, default=str
-                    ).encode()
-                )
-                if limit_bytes
-                else 0
-            )
+        for user, key, one in zip(users, keys, sizes, strict=True):
             if chunk and (
                 len(chunk) >= self.provider.max_users
                 or (limit_bytes and size + one + 1 > limit_bytes)
             ):
                 yield chunk, chunk_keys
                 chunk, chunk_keys, size = [], [], 2
-            if limit_bytes and one + 2 > limit_bytes:
+            if limit_bytes and one + 2 > limit_bytes:  # _refusal rejected these already
                 raise ExportRefused(
                     f"account {key!r} alone is larger than {self.provider.name}'s file limit"
                 )
