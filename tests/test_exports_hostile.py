@@ -295,3 +295,51 @@ def test_secrets_land_only_in_the_files_whose_provider_format_needs_them(
                 if secret in allowed:
                     continue
                 assert not any(s in text for s in shapes), (provider, f.name)
+
+
+def test_a_zitadel_hash_over_200_characters_goes_to_the_bridge_not_into_the_file() -> None:
+    # ZITADEL's hashedPassword.hash takes at most 200 characters; passlib's pbkdf2-sha512 with a
+    # long salt is longer: it must not be written (ZITADEL would refuse the user)
+    from passlib.hash import pbkdf2_sha512
+
+    from authmigrate import credentials
+    from authmigrate.sinks.exports import provider_named, route
+
+    short = credentials.import_hash(
+        "pbkdf2_sha512", pbkdf2_sha512.using(rounds=1000, salt=b"s" * 16).hash("password")
+    )
+    long = credentials.import_hash(
+        "pbkdf2_sha512", pbkdf2_sha512.using(rounds=1000, salt=b"s" * 80).hash("password")
+    )
+    zitadel = provider_named("zitadel")
+    assert len(route(zitadel, short).fields["hashedPassword"]["hash"]) <= 200
+    assert len(long) > 200
+    assert route(zitadel, long).route == "bridge"
+
+
+def test_a_dir_that_is_a_file_is_refused_with_exit_2(tmp_path: Path) -> None:
+    make_source(tmp_path / "legacy.db", mixed_rows(3))
+    (tmp_path / "out").write_text("not a directory")
+    spec = tmp_path / "m.toml"
+    spec.write_text(spec_for(tmp_path, "auth0"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "run", str(spec)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "target.dir" in proc.stderr and "internal error" not in proc.stderr
+    assert (tmp_path / "out").read_text() == "not a directory"
+
+
+def test_a_symlink_planted_under_a_temporary_name_is_never_followed(tmp_path: Path) -> None:
+    # someone with write access to dir plants <file>.tmp -> a file of the operator's; writing
+    # the export must not truncate or overwrite the link's target
+    from authmigrate.sinks.exports._sink import _write_atomic
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "auth0-b00000001-g01-001.json.tmp").symlink_to(victim)
+    with pytest.raises(OSError):
+        _write_atomic(out / "auth0-b00000001-g01-001.json", b"[]")
+    assert victim.read_text() == "keep me"

@@ -113,7 +113,7 @@ def write_marker(directory: Path, migration: str, provider: str) -> None:
         return
     path = directory / MARKER
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"migration": migration, "provider": provider}, f)
         f.flush()
