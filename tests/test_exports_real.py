@@ -10,8 +10,8 @@
 - Firebase scrypt: the vectors tests/vectors/firebase.json were made by the npm package
   ``firebase-scrypt`` (tests/vectors/gen_firebase.js); each is exported and must come out as the
   very ``passwordHash``/``salt``/flags Firebase's own export holds, and verify in Kratos's and
-  Clerk's encodings. (The npm package is not installed at test time; its answers are in the
-  vector file.)
+  Clerk's encodings. The package itself also runs at test time
+  (tests/test_exports_firebase_node.py).
 """
 
 from __future__ import annotations

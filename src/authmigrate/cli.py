@@ -432,6 +432,7 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
         f"rollback of {spec.migration_name!r} in {where}: {preview.accounts:,} accounts, "
         f"{preview.rejected:,} rejected and {preview.merged:,} merged rows, "
         f"{preview.batches:,} batches, {preview.outbox:,} outbox rows"
+        + (f", {preview.export_files:,} export files" if spec.target.export else "")
     )
     if not yes:
         if not sys.stdin.isatty():
@@ -444,7 +445,9 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
     done = rollback(spec)
     console.print(
         f"removed {done.accounts:,} accounts, {done.rejected:,} rejected and {done.merged:,} "
-        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows; "
+        f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows"
+        + (f", {done.export_files:,} export files" if spec.target.export else "")
+        + "; "
         f"{done.runs:,} runs marked rolled_back"
     )
     if done.not_found:

@@ -57,6 +57,9 @@ class RollbackCounts:
     not_found: int = 0
     """Keys the batches recorded that were not in the target: their batches' bookkeeping is
     kept (with those keys only), so nothing is forgotten that was not removed."""
+    export_files: int = 0
+    """Export files (``[target] export``) of the batches removed: import files, bridge lists,
+    manifests (docs/exports.md)."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
@@ -69,6 +72,7 @@ class RollbackCounts:
             "outbox": self.outbox,
             "runs": self.runs,
             "not_found": self.not_found,
+            "export_files": self.export_files,
         }
 
 
@@ -137,11 +141,41 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
                     )
                 ).scalar_one()
             )
+        if spec.target.export is not None:
+            counts.export_files = len(_export_files(spec))
     except sa.exc.DatabaseError as exc:
         raise _connect_error(spec, exc) from None
     finally:
         t.engine.dispose()
     return counts
+
+
+def _export_files(spec: Spec) -> list[Any]:
+    """Every file the export wrote in ``[target] dir`` (what a full rollback removes)."""
+    from pathlib import Path
+
+    from authmigrate.sinks.exports._files import owned_files
+
+    return owned_files(Path(str(spec.target.dir)), str(spec.target.export), spec.migration_name)
+
+
+def _remove_export_files(spec: Spec, t: _Target) -> int:
+    """Remove the export files of every batch the bookkeeping no longer holds (the batches
+    this rollback removed, and any a crashed run wrote but never committed): exactly the
+    files the export wrote, by their names; nothing else in ``dir``."""
+    from pathlib import Path
+
+    from authmigrate.sinks.exports._files import remove_unbooked
+
+    with t.engine.connect() as conn:
+        kept = set(
+            conn.execute(
+                sa.select(t.batches.c.batch_no).where(t.batches.c.migration == t.migration)
+            ).scalars()
+        )
+    return remove_unbooked(
+        Path(str(spec.target.dir)), str(spec.target.export), kept, spec.migration_name
+    )
 
 
 def _outbox_count(conn: sa.Connection, migration: str) -> int:
@@ -214,6 +248,8 @@ def rollback(spec: Spec) -> RollbackCounts:
             counts.outbox += messages
             counts.not_found += not_found
             counts.batches += 0 if not_found else 1
+        if spec.target.export is not None:
+            counts.export_files = _remove_export_files(spec, t)
         if counts.not_found:
             return counts  # the bookkeeping of what was not removed stays, runs unchanged
         with t.engine.begin() as conn:

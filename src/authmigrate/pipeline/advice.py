@@ -58,6 +58,11 @@ FIXES: dict[str, str] = {
         "reject's detail and fit the spec or the table"
     ),
     "source.null_key": "rows whose key is NULL: give them a key in the source",
+    "export.too_large": (
+        "accounts whose user object alone exceeds the provider's file limit: shorten the "
+        "fields that carry long values (usually custom fields going to metadata)"
+    ),
+    "export.invalid_key": "legacy keys longer than the provider's ids: see docs/exports.md",
 }
 """The likely fix of each reject reason, in one line."""
 

@@ -74,6 +74,16 @@ def _decode(value: str, encoding: str) -> bytes:
 
 # -- Auth0: bulk import schema and "Supported hash algorithms" -------------------------------
 
+_AUTH0_PASSWORD = {
+    "utf8": "utf-8",
+    "ascii": "ascii",
+    "latin1": "latin-1",
+    "binary": "latin-1",
+    "utf16le": "utf-16-le",
+    "ucs2": "utf-16-le",
+}
+"""Auth0's ``password.encoding`` names (Node.js Buffer encodings) as Python codecs."""
+
 
 def auth0(fields: dict[str, Any], config: dict[str, str], password: str) -> bool:
     """Auth0's ``password_hash`` (bcrypt $2a$/$2b$) or ``custom_password_hash``."""
@@ -83,11 +93,15 @@ def auth0(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
         return value[:4] in ("$2a$", "$2b$") and _bcrypt(pw, value)
     custom = fields["custom_password_hash"]
     algorithm, h = custom["algorithm"], custom["hash"]
-    pw = password.encode(
-        custom.get("password", {}).get("encoding", "utf8").replace("utf8", "utf-8")
-    )
+    pw = password.encode(_AUTH0_PASSWORD[custom.get("password", {}).get("encoding", "utf8")])
     if algorithm == "bcrypt":
-        return _bcrypt(pw, h["value"])
+        salt = custom.get("salt")
+        if (
+            salt is not None
+        ):  # "hash.salt is allowed in conjunction with salt encoding and position"
+            raw = _decode(salt["value"], salt.get("encoding", "utf8"))
+            pw = raw + pw if salt.get("position", "prefix") == "prefix" else pw + raw
+        return h.get("encoding", "utf8") == "utf8" and _bcrypt(pw, h["value"])
     if algorithm == "argon2":
         return h["encoding"] == "utf8" and _argon2(pw, h["value"])
     if algorithm == "ldap":
@@ -99,6 +113,24 @@ def auth0(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
         digest, rounds, length = m.group(1), int(m.group(2)), int(m.group(3))
         got = hashlib.pbkdf2_hmac(digest, pw, _b64(m.group(4)), rounds, length)
         return hmac.compare_digest(got, _b64(m.group(5)))
+    if algorithm == "scrypt":
+        salt = custom["salt"]
+        want = _decode(h["value"], h["encoding"])
+        got = hashlib.scrypt(
+            pw,
+            salt=_decode(salt["value"], salt.get("encoding", "utf8")),
+            n=custom.get("cost", 16384),
+            r=custom.get("blockSize", 8),
+            p=custom.get("parallelization", 1),
+            maxmem=2**31 - 1,
+            dklen=custom["keylen"],
+        )
+        return h["encoding"] in ("hex", "base64") and hmac.compare_digest(got, want)
+    if algorithm == "hmac":
+        key = h["key"]
+        mac = hmac.new(_decode(key["value"], key.get("encoding", "utf8")), pw, h["digest"])
+        want = _decode(h["value"], h["encoding"])
+        return h["encoding"] in ("hex", "base64") and hmac.compare_digest(mac.digest(), want)
     if algorithm in ("md5", "sha1", "sha256", "sha512"):
         salt = custom.get("salt")
         raw_salt = _decode(salt["value"], salt.get("encoding", "utf8")) if salt else b""
@@ -270,6 +302,11 @@ def okta(fields: dict[str, Any], config: dict[str, str], password: str) -> bool:
     pw = password.encode()
     if h["algorithm"] == "BCRYPT":
         return _bcrypt(pw, f"$2b${h['workFactor']:02d}${h['salt']}{h['value']}")
+    if h["algorithm"] == "PBKDF2":
+        name = {"SHA256_HMAC": "sha256", "SHA512_HMAC": "sha512"}[h["digestAlgorithm"]]
+        rounds = h["iterationCount"]
+        got = hashlib.pbkdf2_hmac(name, pw, base64.b64decode(h["salt"]), rounds, h["keySize"])
+        return rounds >= 4096 and hmac.compare_digest(got, base64.b64decode(h["value"]))
     name = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}[h["algorithm"]]
     salt = base64.b64decode(h.get("salt", ""))
     return _salted(name, pw, salt, h.get("saltOrder", "PREFIX"), base64.b64decode(h["value"]))
@@ -347,13 +384,34 @@ def clerk(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
         from passlib.hash import phpass
 
         return bool(phpass.verify(password, value))
-    if hasher in ("pbkdf2_sha256", "pbkdf2_sha256_django", "pbkdf2_sha1"):
+    if hasher in ("pbkdf2_sha256", "pbkdf2_sha256_django"):
         _, rounds, salt, digest = value.split("$")
-        name = "sha1" if hasher == "pbkdf2_sha1" else "sha256"
         raw_salt = base64.b64decode(salt) if hasher == "pbkdf2_sha256" else salt.encode()
-        want = bytes.fromhex(digest) if hasher == "pbkdf2_sha1" else base64.b64decode(digest)
-        got = hashlib.pbkdf2_hmac(name, pw, raw_salt, int(rounds), len(want))
+        want = base64.b64decode(digest)
+        got = hashlib.pbkdf2_hmac("sha256", pw, raw_salt, int(rounds), len(want))
         return hmac.compare_digest(got, want)
+    if hasher == "pbkdf2_sha1":
+        # "pbkdf2_sha1$<iterations>$<salt>$<hash hex>[$<key length>]": the salt is read as hex
+        # when it is valid hex, else its raw bytes; the key length defaults to 32
+        fields_ = value.split("$")
+        rounds, salt, digest = fields_[1:4]
+        keylen = int(fields_[4]) if len(fields_) == 5 else 32
+        try:
+            raw_salt = bytes.fromhex(salt)
+        except ValueError:
+            raw_salt = salt.encode()
+        got = hashlib.pbkdf2_hmac("sha1", pw, raw_salt, int(rounds), keylen)
+        return hmac.compare_digest(got, bytes.fromhex(digest))
+    if hasher == "pbkdf2_sha512_hex":
+        _, rounds, salt, digest = value.split("$")
+        want = bytes.fromhex(digest)
+        got = hashlib.pbkdf2_hmac("sha512", pw, bytes.fromhex(salt), int(rounds), len(want))
+        return hmac.compare_digest(got, want)
+    if hasher == "bcrypt_peppered":
+        # "$<version>$<cost>$<salt & hash>$<pepper>": bcrypt of the password with the pepper
+        # appended
+        mcf, sep, pepper = value[:60], value[60:61], value[61:]
+        return sep == "$" and bool(pepper) and _bcrypt(pw + pepper.encode(), mcf)
     if hasher == "scrypt_werkzeug":
         method, salt, digest = value.split("$")
         _, n, r, p = method.split(":")
@@ -377,13 +435,28 @@ def clerk(fields: dict[str, Any], config: dict[str, str], password: str) -> bool
 
 
 def fusionauth(fields: dict[str, Any], config: dict[str, str], password: str) -> bool:
-    """FusionAuth's bcrypt and salted-pbkdf2-hmac-sha256."""
+    """FusionAuth's encryption schemes as its "Password Hashing Algorithms" page gives them."""
     pw = password.encode()
-    if fields["encryptionScheme"] == "bcrypt":
-        return _bcrypt(pw, f"$2a${fields['factor']:02d}${fields['salt']}{fields['password']}")
-    want = base64.b64decode(fields["password"])
-    got = hashlib.pbkdf2_hmac("sha256", pw, base64.b64decode(fields["salt"]), fields["factor"], 32)
-    return hmac.compare_digest(got, want)
+    scheme, factor = fields["encryptionScheme"], fields["factor"]
+    if scheme == "bcrypt":
+        return _bcrypt(pw, f"$2a${factor:02d}${fields['salt']}{fields['password']}")
+    salt, want = base64.b64decode(fields["salt"]), base64.b64decode(fields["password"])
+    pbkdf2 = {
+        "salted-pbkdf2-hmac-sha256": ("sha256", 32),
+        "salted-pbkdf2-hmac-sha256-512": ("sha256", 64),
+        "salted-pbkdf2-hmac-sha512-512": ("sha512", 64),
+    }
+    if scheme in pbkdf2:
+        name, size = pbkdf2[scheme]
+        return hmac.compare_digest(hashlib.pbkdf2_hmac(name, pw, salt, factor, size), want)
+    if scheme in ("salted-md5", "salted-sha256"):
+        result = pw + salt  # join(bytes(password), base64Decode(salt)), then factor rounds
+        for _ in range(factor):
+            result = hashlib.new(scheme.removeprefix("salted-"), result).digest()
+        return factor >= 1 and hmac.compare_digest(result, want)
+    if scheme == "salted-hmac-sha256":
+        return hmac.compare_digest(hmac.new(salt, pw, "sha256").digest(), want)
+    return False
 
 
 CHECKERS: dict[str, Checker] = {

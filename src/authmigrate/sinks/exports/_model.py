@@ -104,6 +104,15 @@ def firebase_signer(keyring: Mapping[str, bytes | str] | None, key_id: str) -> b
         return raw
 
 
+def keyring_secret(keyring: Mapping[str, bytes | str] | None, key_id: str) -> bytes | None:
+    """The keyring's key ``key_id`` as the bytes the credential engine uses (a text key as
+    UTF-8), or None when the keyring lacks it."""
+    if keyring is None or key_id not in keyring:
+        return None
+    secret = keyring[key_id]
+    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+
 def drop_none(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` without its None values."""
     return {k: v for k, v in obj.items() if v is not None}

@@ -28,8 +28,11 @@ class Parts:
 
     Attributes:
         kind: ``bcrypt``, ``argon2``, ``pbkdf2``, ``scrypt``, ``crypt`` (md5/sha-crypt MCF),
-            ``salted`` (one plain digest over salt and password), ``firebase_scrypt``, ``named``
-            (a scheme only some providers know by name: phpass, Django's bcrypt_sha256).
+            ``salted`` (one plain digest over salt and password), ``salted_encoded`` (the same
+            over a latin-1 or UTF-16LE password), ``hmac`` (an HMAC of the password),
+            ``peppered_bcrypt`` (bcrypt of password + pepper, Devise), ``firebase_scrypt``,
+            ``named`` (a scheme only some providers know by name: phpass, Django's
+            bcrypt_sha256).
         scheme: our scheme id.
         mcf: the standard string when the kind has one (bcrypt, argon2 PHC, crypt).
         credential: our canonical credential these parts came from.
@@ -40,7 +43,12 @@ class Parts:
         salt_position: ``prefix`` (salt + password) or ``suffix`` (password + salt) for salted;
             empty when unsalted.
         n, r, p: scrypt cost, block size, parallelism (firebase_scrypt: n is mem_cost, r rounds).
-        key_id, separator: firebase_scrypt's signer key id and salt separator.
+        key_id, separator: firebase_scrypt's signer key id and salt separator; for ``hmac``
+            and ``peppered_bcrypt`` the keyring id of the key or pepper.
+        key_mode: ``hmac`` (keyed with the keyring's key) or ``hmac-salt`` (keyed with the
+            salt) for kind ``hmac``.
+        password_encoding: how the password is turned into bytes (``utf8``, or ``latin1`` /
+            ``utf16le`` for kind ``salted_encoded``).
     """
 
     kind: str
@@ -57,6 +65,8 @@ class Parts:
     p: int = 0
     key_id: str = ""
     separator: bytes = b""
+    key_mode: str = ""
+    password_encoding: str = "utf8"
 
     def __repr__(self) -> str:
         return f"Parts(kind={self.kind!r}, scheme={self.scheme!r})"
@@ -77,6 +87,8 @@ class Parts:
             self.p,
             self.key_id,
             self.separator,
+            self.key_mode,
+            self.password_encoding,
             self.salt_position,
             len(self.hash),
             self._mcf_params(),
@@ -85,7 +97,7 @@ class Parts:
     def _mcf_params(self) -> str:
         """The parameters an MCF string carries: bcrypt's variant and cost, crypt(3)'s rounds,
         argon2's version."""
-        if self.kind == "bcrypt":
+        if self.kind in ("bcrypt", "peppered_bcrypt"):
             return self.mcf[:7]
         if self.kind == "crypt":
             return "$".join(self.mcf.split("$")[:-2])
@@ -308,17 +320,49 @@ def _digest(scheme: str, cred: str) -> Parts | None:
     position = {None: "", "before": "prefix", "after": "suffix"}.get(kv.pop("s", None))
     kv.pop("e", None)
     name = kv.pop("a", "")
+    encoding = kv.pop("p", "utf8")
+    mode, key_id = kv.pop("m", ""), kv.pop("k", "")
     salt = _b64(salt_b64) if salt_b64 else b""
-    if kv or position is None or name not in DIGESTS or bool(salt) != bool(position):
-        return None  # keyed, peppered, templated or chained: no provider runs it
+    if kv or position is None or name not in DIGESTS or encoding not in _PASSWORD_ENCODINGS:
+        return None  # templated, peppered or chained: no provider runs it
+    stored = get(scheme).stored_digest(cred)
+    if mode in ("hmac", "hmac-salt"):
+        # HMAC over the password alone, keyed with the keyring's key or with the salt
+        if position or (mode == "hmac") != bool(key_id) or (mode == "hmac-salt") != bool(salt):
+            return None
+        return Parts(
+            "hmac",
+            scheme,
+            digest=name,
+            salt=salt,
+            hash=stored,
+            key_id=key_id,
+            key_mode=mode,
+            password_encoding=encoding,
+        )
+    if mode or key_id or bool(salt) != bool(position):
+        return None
     return Parts(
-        "salted",
+        "salted" if encoding == "utf8" else "salted_encoded",
         scheme,
         digest=name,
         salt=salt,
-        hash=get(scheme).stored_digest(cred),
+        hash=stored,
         salt_position=position,
+        password_encoding=encoding,
     )
+
+
+_PASSWORD_ENCODINGS = ("utf8", "latin1", "utf16le")
+
+
+def _devise(scheme: str, cred: str) -> Parts:
+    """Devise's bcrypt over password + pepper: the bcrypt string and the pepper's key id."""
+    key_id, _, inner = cred.removeprefix("$devise-bcrypt$k=").partition("$")
+    mcf = "$" + inner
+    if not mcf.startswith(("$2a$", "$2b$", "$2y$")) or len(mcf) != 60 or not key_id:
+        raise ValueError(scheme)
+    return Parts("peppered_bcrypt", scheme, mcf=mcf, key_id=key_id)
 
 
 def _whole(scheme: str, cred: str) -> Parts:
@@ -370,6 +414,7 @@ _READERS = {
     "magento1": _magento1,
     "digest": _digest,
     "firebase_scrypt": _firebase,
+    "devise_bcrypt": _devise,
     "phpass": _whole,
     "django_bcrypt_sha256": _whole,
 }

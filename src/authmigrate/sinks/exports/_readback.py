@@ -7,6 +7,7 @@ and the keys found must be exactly the keys the bookkeeping recorded as migrated
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -62,10 +63,13 @@ def reconcile_files(directory: Path, provider: str, written: set[str]) -> tuple[
             listed.add(entry["file"])
             path = directory / entry["file"]
             try:
-                users = users_of(provider, json.loads(path.read_text(encoding="utf-8")))
+                data = path.read_bytes()
+                users = users_of(provider, json.loads(data.decode("utf-8")))
             except (OSError, ValueError, KeyError, TypeError):
                 notes.append(f"export file {entry['file']} is missing or unreadable")
                 continue
+            if "sha256" in entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                notes.append(f"export file {entry['file']} was changed after it was written")
             keys = [user_key(provider, u) for u in users]
             count += len(users)
             if len(users) != entry["users"] or keys != entry["keys"]:
@@ -74,6 +78,8 @@ def reconcile_files(directory: Path, provider: str, written: set[str]) -> tuple[
                 )
             seen.update(k for k in keys if k is not None)
         seen.update(manifest.get("bridge", []))
+        if manifest.get("bridge"):
+            notes.extend(_bridge_notes(directory, manifest))
     stray = sorted(p.name for p in directory.glob(f"{provider}-b*.json") if p.name not in listed)
     if stray:
         notes.append(f"{len(stray)} export file(s) no batch manifest lists (first: {stray[0]})")
@@ -87,6 +93,22 @@ def reconcile_files(directory: Path, provider: str, written: set[str]) -> tuple[
     if extra:
         notes.append(f"{len(extra)} exported key(s) are not recorded as migrated")
     return notes, count
+
+
+def _bridge_notes(directory: Path, manifest: dict[str, Any]) -> list[str]:
+    """The bridge list of a batch read back: present, unchanged, the keys its manifest lists."""
+    name = f"bridge-b{int(manifest['batch']):08d}.jsonl"
+    try:
+        data = (directory / name).read_bytes()
+        keys = [str(json.loads(line)["key"]) for line in data.decode("utf-8").splitlines()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"bridge list {name} is missing or unreadable"]
+    want = manifest.get("bridge_sha256")
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        return [f"bridge list {name} was changed after it was written"]
+    if keys != [str(k) for k in manifest["bridge"]]:
+        return [f"bridge list {name} does not hold the keys its manifest lists"]
+    return []
 
 
 def verify_export(spec: Any, conn: Any) -> list[str]:

@@ -40,6 +40,9 @@ class Firebase:
     name: ClassVar[str] = "firebase"
     max_users: ClassVar[int] = 1000
     max_bytes: ClassVar[int | None] = None
+    max_key_chars: ClassVar[int] = 128
+    """A Firebase uid (``localId``) is at most 128 characters: a longer legacy key is rejected
+    (``export.invalid_key``)."""
     settings: ClassVar[tuple[str, ...]] = ()
 
     def encode(self, parts: Parts, keyring: Mapping[str, bytes | str] | None) -> Encoded | None:

@@ -100,6 +100,8 @@ class Keycloak:
     def user(self, account: Account, credential: dict[str, Any]) -> dict[str, Any]:
         """A Keycloak user representation; the legacy key is the ``legacy_key`` attribute."""
         attributes = {"legacy_key": [str(account.key)]}
+        if account.name is not None:
+            attributes["name"] = [str(account.name)]  # Keycloak has first and last name only
         attributes.update({k: [str(v)] for k, v in account.metadata.items() if v is not None})
         return drop_none(
             {

@@ -93,13 +93,17 @@ class Kratos:
         return _password({"use_password_migration_hook": True})
 
     def user(self, account: Account, credential: dict[str, Any]) -> dict[str, Any]:
-        """A Kratos identity; the legacy key is ``external_id`` and ``metadata_admin``."""
+        """A Kratos identity; the legacy key is ``external_id`` and ``metadata_admin``; the full
+        name, which the default identity schema has no trait for (``traits.name`` holds
+        first/last), is ``metadata_admin.name``."""
         traits = drop_none({"email": account.email, "name": _name(account)})
         identity: dict[str, Any] = {
             "schema_id": self.schema_id,
             "external_id": str(account.key),
             "traits": traits,
-            "metadata_admin": {"legacy_key": str(account.key), **account.metadata},
+            "metadata_admin": drop_none(
+                {"legacy_key": str(account.key), "name": account.name, **account.metadata}
+            ),
         }
         if account.email and account.email_verified is not None:
             identity["verifiable_addresses"] = [
