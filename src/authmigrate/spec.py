@@ -726,6 +726,9 @@ class BridgeSpec(_Model):
     """Requests per client address per minute (providers call from a few addresses)."""
     workers: int = Field(default=8, ge=1, le=256)
     """Threads verifying passwords."""
+    legacy_lookup: bool = True
+    """Look accounts not in the target up in the legacy source (through the spec) and carry
+    them into the target on a verified login."""
 
     @field_validator("secret")
     @classmethod

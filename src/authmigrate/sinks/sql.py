@@ -1275,12 +1275,13 @@ class SqlTarget:
         return len(out)
 
     def has_synced(self) -> bool:
-        """True when a ``sync`` of this migration has run against this target."""
+        """True when a ``sync`` of this migration has run against this target, or the
+        bridge carried an account into it (``run`` then skips the keys they accounted for)."""
         r = self.runs
         with self.engine.connect() as conn:
             found = conn.execute(
                 sa.select(r.c.run_id)
-                .where(r.c.migration == self.migration, r.c.command == "sync")
+                .where(r.c.migration == self.migration, r.c.command.in_(("sync", "bridge")))
                 .limit(1)
             ).first()
         return found is not None
