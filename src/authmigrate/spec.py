@@ -726,6 +726,13 @@ class BridgeSpec(_Model):
     """Requests per client address per minute (providers call from a few addresses)."""
     workers: int = Field(default=8, ge=1, le=256)
     """Threads verifying passwords."""
+    auth: list[Literal["bearer", "basic", "hmac"]] = Field(
+        default=["bearer", "basic", "hmac"], min_length=1
+    )
+    """How callers may present the secret: ``Authorization: Bearer``, ``Authorization: Basic``
+    (user :attr:`basic_user`), or an HMAC-SHA256 signature of the body (docs/bridge.md)."""
+    basic_user: str = Field(default="authmigrate", min_length=1, max_length=64, pattern=r"^[^:]+$")
+    """The user name of ``Authorization: Basic``; the password is the secret."""
     legacy_lookup: bool = True
     """Look accounts not in the target up in the legacy source (through the spec) and carry
     them into the target on a verified login."""

@@ -2,7 +2,9 @@
 
 Every request passes the guard before any endpoint sees it:
 
-1. ``Authorization: Bearer <secret>``, compared in constant time (401, no detail, otherwise);
+1. the shared secret, as each provider can send it (:mod:`._auth`: ``Authorization: Bearer``,
+   ``Authorization: Basic``, or an HMAC-SHA256 signature of the body for the callers whose
+   code we ship), compared in constant time (401, no detail, otherwise);
 2. the client address's rate limit (429 with ``Retry-After``);
 3. the body: a declared ``Content-Length`` over ``bridge.max_body`` is refused (413) before
    anything is read; a streamed body is cut off at the same size; a body that does not arrive
@@ -16,7 +18,6 @@ is logged by type and first line (SQLAlchemy's parameters stay out) and answered
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -33,6 +34,7 @@ from authmigrate.errors import SpecError
 from authmigrate.spec import Spec, resolve_secret
 
 from . import auth0, cognito, fusionauth, keycloak, kratos, okta
+from ._auth import Authenticator
 from ._http import STARTED, Context, json_response
 from ._limits import RateLimit
 from .core import Bridge
@@ -70,13 +72,13 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        secret: str,
+        auth: Authenticator,
         max_body: int,
         per_address: RateLimit,
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
-        self.expected = b"Bearer " + secret.encode("utf-8")
+        self.auth = auth
         self.max_body = max_body
         self.per_address = per_address
         self.body_timeout = body_timeout
@@ -118,11 +120,10 @@ class Guard:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        given = headers.get(b"authorization", b"")
-        if not hmac.compare_digest(given, self.expected):
-            await _answer(
-                send, 401, b'{"error":"unauthorized"}', [(b"www-authenticate", b"Bearer")]
-            )
+        route = route_label(scope["path"])
+        signed = self.auth.signed(route, headers)
+        if not signed and not self.auth.header_ok(route, headers.get(b"authorization", b"")):
+            await _unauthorized(send)
             return
         client = (scope.get("client") or ("-", 0))[0]
         retry = self.per_address.hit(str(client))
@@ -143,6 +144,9 @@ class Guard:
         except TimeoutError:
             await _answer(send, 408, b'{"error":"timeout"}', close=True)
             return
+        if signed and not self.auth.body_ok(scope["path"], headers, data):
+            await _unauthorized(send)
+            return
         await self.app(scope, _replay(data, receive), send)
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -160,6 +164,11 @@ class Guard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+async def _unauthorized(send: Send) -> None:
+    """The one refusal of a missing or wrong credential, whatever the scheme: no detail."""
+    await _answer(send, 401, b'{"error":"unauthorized"}', [(b"www-authenticate", b"Bearer")])
 
 
 def _replay(data: bytes, receive: Receive) -> Receive:
@@ -213,9 +222,10 @@ def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOU
     )
     routes: list[BaseRoute] = [r for provider in PROVIDERS for r in provider.routes(ctx)]
     app = Starlette(routes=routes, exception_handlers={Exception: _unavailable})
+    auth = Authenticator(secret, schemes=settings.auth, basic_user=settings.basic_user)
     return Guard(
         app,
-        secret=secret,
+        auth=auth,
         max_body=settings.max_body,
         per_address=RateLimit(settings.per_address),
         body_timeout=body_timeout,
