@@ -140,9 +140,9 @@ def test_unmigrated_account_logs_in_then_run_adds_no_duplicate_and_verify_is_cle
     assert argon2.PasswordHasher().verify(stored, FRANK_PW)
     again = bridge.check("frank@example.com", FRANK_PW)  # now from the target
     assert again.ok and not again.upgraded and again.credential == stored
-    bridge.close()
 
-    result = run_migration(spec)
+    result = run_migration(spec)  # the bridge still running: its carry left no lock behind
+    bridge.close()
     assert result.this_run["migrated"] == 1  # only gina: frank was carried by the bridge
     assert (result.migrated, result.rejected, result.merged) == (5, 0, 0)
     after = accounts(dst)
@@ -237,3 +237,29 @@ def test_legacy_lookup_off_finds_only_migrated_accounts(shop: tuple[Spec, str, s
     assert bridge.legacy is None
     assert bridge.check("frank@example.com", FRANK_PW).reason == "bridge.unknown_user"
     bridge.close()
+
+
+def test_over_http_a_held_lock_is_503_with_retry_after_and_nothing_written(
+    shop: tuple[Spec, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.bridge_helpers import call, running_bridge
+
+    spec, dst, _ = shop
+    monkeypatch.setattr(legacy, "LOCK_WAIT", 0.3)
+    monkeypatch.setenv("BRIDGE_SECRET", "unused-here-0123456789")
+    before = dump(dst)
+    with running_bridge(spec) as url:
+        held = TargetLock(sa.create_engine(dst), spec.migration_name)
+        held.acquire()
+        try:
+            status, body, headers = call(
+                url, "POST", "/kratos", {"identifier": "frank@example.com", "password": FRANK_PW}
+            )
+        finally:
+            held.release()
+        assert (status, body, headers.get("retry-after")) == (503, {"error": "unavailable"}, "1")
+        assert dump(dst) == before
+        status, body, _ = call(
+            url, "POST", "/kratos", {"identifier": "frank@example.com", "password": FRANK_PW}
+        )
+        assert (status, body) == (200, {"status": "password_match"})

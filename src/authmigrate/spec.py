@@ -724,8 +724,12 @@ class BridgeSpec(_Model):
     """Attempts per identifier per minute."""
     per_address: int = Field(default=600, ge=1)
     """Requests per client address per minute (providers call from a few addresses)."""
-    workers: int = Field(default=8, ge=1, le=256)
-    """Threads verifying passwords."""
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Verifications at once (threads); default: the cores this process may use. More
+    only adds waiting inside the hash: the work is CPU-bound."""
+    max_queue: int = Field(default=32, ge=0, le=100_000)
+    """Logins waiting for a verification slot at most; beyond, ``503`` with ``Retry-After``
+    at once instead of a latency that grows without limit."""
     auth: list[Literal["bearer", "basic", "hmac"]] = Field(
         default=["bearer", "basic", "hmac"], min_length=1
     )

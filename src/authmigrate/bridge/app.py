@@ -10,8 +10,11 @@ Every request passes the guard before any endpoint sees it:
    anything is read; a streamed body is cut off at the same size; a body that does not arrive
    within :data:`BODY_TIMEOUT` seconds is refused (408).
 
-Passwords are verified in a thread pool (``bridge.workers`` threads), so the event loop never
-blocks on a hash. One log line per request: method, route (``/keycloak/{user}``, never the
+Passwords are verified in a thread pool (``bridge.workers`` threads, default one per core), so
+the event loop never blocks on a hash; at most ``bridge.max_queue`` logins wait for a thread,
+and any beyond are answered ``503`` with ``Retry-After`` at once.
+
+One log line per request: method, route (``/keycloak/{user}``, never the
 user), status and milliseconds; never a body, a header or an identifier. An unexpected error
 is logged by type and first line (SQLAlchemy's parameters stay out) and answered ``503``.
 """
@@ -35,7 +38,7 @@ from authmigrate.spec import Spec, resolve_secret
 
 from . import auth0, cognito, fusionauth, keycloak, kratos, okta
 from ._auth import Authenticator
-from ._http import STARTED, Context, json_response
+from ._http import STARTED, Context, cores, json_response
 from ._limits import RateLimit
 from .core import Bridge
 
@@ -215,10 +218,12 @@ def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOU
         body_timeout: seconds a client has to send its whole body.
     """
     settings = bridge.settings
+    workers = settings.workers or cores()
     ctx = Context(
         bridge=bridge,
         per_identifier=RateLimit(settings.per_identifier),
-        threads=anyio.CapacityLimiter(settings.workers),
+        threads=anyio.CapacityLimiter(workers),
+        capacity=workers + settings.max_queue,
     )
     routes: list[BaseRoute] = [r for provider in PROVIDERS for r in provider.routes(ctx)]
     app = Starlette(routes=routes, exception_handlers={Exception: _unavailable})

@@ -500,7 +500,11 @@ class TargetLock:
             self._file = None
         if self._conn is not None:
             with contextlib.suppress(sa.exc.DBAPIError):
-                self._conn.close()  # closing the session releases advisory locks
+                # end the session, which releases its advisory lock: a plain close() would
+                # hand the connection, lock and all, back to the pool of a long-lived
+                # process (the bridge), locking every other run out
+                self._conn.invalidate()
+                self._conn.close()
             self._conn = None
 
 
