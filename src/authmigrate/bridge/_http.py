@@ -93,7 +93,7 @@ class Context:
         Raises:
             Limited: the identifier is over its rate limit (nothing is verified).
         """
-        retry = self.per_identifier.hit(identifier.strip().casefold())
+        retry = self.per_identifier.hit(self.bridge.rate_key(identifier))
         if retry is not None:
             raise Limited(retry)
         started = request.scope.get(STARTED, time.perf_counter())
@@ -106,7 +106,7 @@ class Context:
 
     async def find(self, request: Request, identifier: str) -> Account | None:
         """Look an account up (no password) in the thread pool, rate-limited like a login."""
-        retry = self.per_identifier.hit(identifier.strip().casefold())
+        retry = self.per_identifier.hit(self.bridge.rate_key(identifier))
         if retry is not None:
             raise Limited(retry)
         found: Account | None = await self._in_pool(partial(self.bridge.find, identifier))
@@ -137,7 +137,7 @@ async def body(request: Request) -> dict[str, Any]:
     """The request's JSON object (BadRequest for anything else)."""
     try:
         data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         raise BadRequest("not JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("not a JSON object")

@@ -47,6 +47,11 @@ log = logging.getLogger("authmigrate.bridge")
 BODY_TIMEOUT = 10.0
 """Seconds a client has to send its whole body."""
 
+HEAD_TIMEOUT = 10.0
+"""Seconds a client has to send a request's head, from connecting or from the end of the
+previous answer (uvicorn has no such deadline: a byte now and then would hold a connection
+for ever, and a thousand such connections would shut everyone out)."""
+
 PROVIDERS = (kratos, okta, cognito, keycloak, fusionauth, auth0)
 
 Scope = MutableMapping[str, Any]
@@ -240,6 +245,49 @@ def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOU
 MIN_SECRET_CHARS = 16
 
 
+def _head_timeout_protocol() -> type:
+    """uvicorn's h11 protocol with :data:`HEAD_TIMEOUT` on every request head."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutH11Protocol(H11Protocol):
+        _head_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._expire)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _expire(self) -> None:
+            self._head_timer = None
+            in_flight = self.cycle is not None and not self.cycle.response_complete
+            if not in_flight and not self.transport.is_closing():
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # a head arrived: the body has its own deadline
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadTimeoutH11Protocol
+
+
 def make_server(
     app: ASGIApp,
     *,
@@ -250,9 +298,10 @@ def make_server(
 ) -> Any:
     """A uvicorn server for the app (``.run()`` serves until SIGINT/SIGTERM).
 
-    HTTP/1.1 via h11 with its 16 KiB cap on the request head, keep-alive connections closed
-    after 5 idle seconds, at most 1,000 connections at once (503 beyond), no access log (the
-    guard logs routes, never paths), TLS when ``certfile``/``keyfile`` are given.
+    HTTP/1.1 via h11 with its 16 KiB cap on the request head, :data:`HEAD_TIMEOUT` seconds
+    to send it, keep-alive connections closed after 5 idle seconds, at most 1,000 connections
+    at once (503 beyond), no access log (the guard logs routes, never paths), TLS when
+    ``certfile``/``keyfile`` are given.
     """
     import uvicorn
 
@@ -260,7 +309,7 @@ def make_server(
         app,
         host=host,
         port=port,
-        http="h11",
+        http=_head_timeout_protocol(),
         lifespan="off",
         access_log=False,
         server_header=False,

@@ -301,7 +301,7 @@ class Bridge:
         return sa.select(*(self.table.c[c] for c in sorted(cols)))
 
     def _find_row(self, identifier: str) -> sa.RowMapping | None:
-        if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS:
+        if not searchable(identifier):
             return None
         with self.engine.connect() as conn:
             for column, normalize in self.lookups:
@@ -315,9 +315,7 @@ class Bridge:
         return None
 
     def _find_legacy(self, identifier: str) -> Candidate | None:
-        if self.legacy is None:
-            return None
-        if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS:
+        if self.legacy is None or not searchable(identifier):
             return None
         named = [
             (name, normalize)
@@ -338,6 +336,17 @@ class Bridge:
         with self.engine.connect() as conn:
             return conn.execute(self._select().where(self.key_column == key)).mappings().first()
 
+    def rate_key(self, identifier: str) -> str:
+        """The key an identifier's attempts are counted under: the first lookup value it
+        normalizes to (``01`` and ``1`` for an integer key, spellings the email
+        normalization folds), so respelling an identifier does not buy more attempts."""
+        if searchable(identifier):
+            for name, (_, normalize) in zip(self.settings.lookup, self.lookups, strict=True):
+                value = normalize(identifier)
+                if value is not None:
+                    return f"{name}:{value}"
+        return "?:" + identifier.strip().casefold()[:MAX_IDENTIFIER_CHARS]
+
     def _account(self, row: sa.RowMapping) -> Account:
         stored = row[self.password_column.name]
         return Account(
@@ -351,6 +360,20 @@ class Bridge:
         self.engine.dispose()
         if self.legacy is not None:
             self.legacy.close()
+
+
+def searchable(identifier: str) -> bool:
+    """True for an identifier worth a query: not blank, not over
+    :data:`MAX_IDENTIFIER_CHARS`, no NUL (PostgreSQL refuses it in text) and valid UTF-8
+    (a lone surrogate from JSON's ``\\ud800``). Any other is an unknown user, without a query
+    that would fail."""
+    if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS or "\x00" in identifier:
+        return False
+    try:
+        identifier.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _profile_fields(spec: Spec, table: sa.Table) -> list[str]:

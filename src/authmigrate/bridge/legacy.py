@@ -67,12 +67,16 @@ class LegacySource:
     """
 
     def __init__(self, spec: Spec) -> None:
-        from authmigrate.pipeline import Migration, _lookup
+        from authmigrate.pipeline import Migration, _lookup, build_stages
         from authmigrate.stages import DuplicateStage
 
         self.spec = spec
         self.m = Migration(spec)
         self.m.skip_synced = True  # a key with a key state is accounted for: never again
+        # imported, never wrapped, before the password is known: a wrap would spend an
+        # argon2id hash on every lookup (a timing difference from an unknown user), and a
+        # right password is written as its argon2id upgrade anyway
+        self.m.early = build_stages(spec, dry=True)
         self.dupes = DuplicateStage(
             spec, lambda g, vals: _lookup(self.m, g, vals), self.m.target.key.stored
         )
