@@ -263,3 +263,15 @@ def test_over_http_a_held_lock_is_503_with_retry_after_and_nothing_written(
             url, "POST", "/kratos", {"identifier": "frank@example.com", "password": FRANK_PW}
         )
         assert (status, body) == (200, {"status": "password_match"})
+
+
+def test_rollback_removes_a_carried_account_with_the_rest(shop: tuple[Spec, str, str]) -> None:
+    from authmigrate.rollback import rollback
+
+    spec, dst, _ = shop
+    bridge = Bridge(spec)
+    assert bridge.check("frank@example.com", FRANK_PW).ok
+    bridge.close()
+    assert 60 in accounts(dst)
+    rollback(spec)
+    assert accounts(dst) == {}  # the carried account went with the migrated ones
