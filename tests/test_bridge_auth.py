@@ -323,3 +323,5 @@ def test_the_documented_cognito_proxy_lambda_signs_and_forwards_the_event(
     assert run_node(tmp_path / "run.mjs", {**env, "EVENT": json.dumps(event)}) == {
         "thrown": "Bad password"
     }
+    other = {**env, "BRIDGE_SECRET": "another-secret-0123456789", "EVENT": json.dumps(event)}
+    assert run_node(tmp_path / "run.mjs", other) == {"thrown": "password bridge answered 401"}
