@@ -185,8 +185,8 @@ class Bridge:
     # -- logins -----------------------------------------------------------------------------
 
     def find(self, identifier: str) -> Account | None:
-        """The one account ``identifier`` names (first lookup field that matches exactly one),
-        or None. Reads only."""
+        """The one account ``identifier`` names (first lookup field that matches exactly one)
+        in the target, else one not migrated yet in the legacy source, or None. Reads only."""
         if not isinstance(identifier, str):
             raise TypeError("identifier must be a str")
         row = self._find_row(identifier)
@@ -205,9 +205,14 @@ class Bridge:
         and writes nothing. ``pad=False`` leaves the floor to the caller (the ASGI app waits
         it out without holding a thread: ``await bridge.floor.await_(started)``).
 
+        An account not in the target yet is looked up in the legacy source; a right password
+        carries it, with its upgrade and ``run``'s bookkeeping, into the target (:mod:`.legacy`).
+
         Raises:
             TypeError: ``identifier`` or ``password`` is not a str.
             MissingKeyError: the stored credential needs a key the keyring lacks (setup).
+            LockError: a right password for an account only in the legacy source while ``run``
+                or ``sync`` held the migration's lock (nothing written; try again).
         """
         if not isinstance(identifier, str) or not isinstance(password, str):
             raise TypeError("identifier and password must be str")
@@ -236,19 +241,10 @@ class Bridge:
         """An account not migrated yet: verify against the credential ``run`` would write;
         only a right password carries it (with its upgrade) into the target."""
         account = self._candidate_account(found)
-        stored = found.record.values.get(self.password_column.name)
-        if not account.has_password:
-            dummy_verify(self.profile)
-            return Verdict(False, True, NO_PASSWORD, account)
-        stored = str(stored).strip()
-        try:
-            identify(stored)
-        except UnknownSchemeError:
-            dummy_verify(self.profile)
-            return Verdict(False, True, MALFORMED_HASH, account)
-        ok, new = verify_and_update(password, stored, keyring=self.keyring, profile=self.profile)
-        if not ok:
-            return Verdict(False, True, WRONG_PASSWORD, account)
+        judged = self._judge(account, found.record.values.get(self.password_column.name), password)
+        if isinstance(judged, Verdict):
+            return judged
+        stored, new = judged
         final = stored if new is None else new
         assert self.legacy is not None
         if self.legacy.carry(found, final):
@@ -261,7 +257,25 @@ class Bridge:
 
     def _verify(self, row: sa.RowMapping, password: str, *, retry: bool) -> Verdict:
         account = self._account(row)
-        stored = row[self.password_column.name]
+        judged = self._judge(account, row[self.password_column.name], password)
+        if isinstance(judged, Verdict):
+            return judged
+        stored, new = judged
+        if new is None:
+            return Verdict(True, True, None, account, credential=stored)
+        if self._swap(account.key, row[self.password_column.name], new):
+            return Verdict(True, True, None, account, credential=new, upgraded=True)
+        # another login (a provider's retry) changed the hash first: verify what it wrote
+        fresh = self._row_by_key(account.key)
+        if retry and fresh is not None:
+            return self._verify(fresh, password, retry=False)
+        return Verdict(False, True, CONFLICT, account)
+
+    def _judge(
+        self, account: Account, stored: Any, password: str
+    ) -> Verdict | tuple[str, str | None]:
+        """The failed verdict (no password, malformed hash, wrong password: each after one
+        verification's work), or (the stored credential, its upgrade or None) when right."""
         if not account.has_password:
             dummy_verify(self.profile)
             return Verdict(False, True, NO_PASSWORD, account)
@@ -274,15 +288,7 @@ class Bridge:
         ok, new = verify_and_update(password, stored, keyring=self.keyring, profile=self.profile)
         if not ok:
             return Verdict(False, True, WRONG_PASSWORD, account)
-        if new is None:
-            return Verdict(True, True, None, account, credential=stored)
-        if self._swap(account.key, row[self.password_column.name], new):
-            return Verdict(True, True, None, account, credential=new, upgraded=True)
-        # another login (a provider's retry) changed the hash first: verify what it wrote
-        fresh = self._row_by_key(account.key)
-        if retry and fresh is not None:
-            return self._verify(fresh, password, retry=False)
-        return Verdict(False, True, CONFLICT, account)
+        return stored, new
 
     def _swap(self, key: Any, old: Any, new: str) -> bool:
         """Compare-and-swap the hash in one transaction; True when this call wrote it."""
