@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import os
 import signal
 import socket
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 import argon2
 import pytest
 
+from authmigrate.bridge._auth import sign
 from authmigrate.credentials import verify
 from tests.bridge_helpers import SECRET, call, make_shop, stored, vector
 from tests.pg_server import free_port
@@ -123,6 +128,7 @@ def test_planted_passwords_hashes_and_secrets_never_reach_a_log_line_or_response
     process wrote and every response body is searched for them."""
     shop = make_shop(tmp_path, f"sqlite:///{tmp_path}/target.db", extra_users=2)
     planted_password = "Planted-Pa55word-7f3a9c"
+    secrets_extra: list[str] = []
     emails = [
         "alice@example.com",
         "carol@example.com",
@@ -139,8 +145,42 @@ def test_planted_passwords_hashes_and_secrets_never_reach_a_log_line_or_response
     conn.commit()
     conn.close()
     legacy = stored(shop.target_url)
+    # an account only in the legacy source: found there, carried on its right password
+    from passlib.hash import phpass
+
+    late_hash = phpass.using(rounds=8).hash(planted_password)
+    conn = sqlite3.connect(shop.spec_path.parent / "legacy.db")
+    conn.execute("INSERT INTO customers VALUES (900, 'late@example.com', ?, 'Late')", (late_hash,))
+    conn.commit()
+    conn.close()
+    emails.append("late@example.com")
+    basic = "Basic " + base64.b64encode(f"authmigrate:{SECRET}".encode()).decode()
     responses: list[str] = []
     with bridge_process(shop.spec_path) as (url, proc):
+        # the other ways to present the secret: Basic, and a signed body
+        for who in ("late@example.com", "nobody@example.com"):
+            login = {"identifier": who, "password": planted_password}
+            responses.append(
+                repr(
+                    call(
+                        url, "POST", "/kratos", login, secret=None, headers={"Authorization": basic}
+                    )
+                )
+            )
+            raw = json.dumps({"username": who, "password": planted_password}).encode()
+            ts = str(int(time.time()))
+            signature = sign(SECRET, ts, "/auth0/login", raw)
+            signed = {"X-Authmigrate-Timestamp": ts, "X-Authmigrate-Signature": signature}
+            for _ in range(2):  # the second is a replay, refused
+                req = urllib.request.Request(url + "/auth0/login", data=raw, method="POST")
+                for k, v in {**signed, "Content-Type": "application/json"}.items():
+                    req.add_header(k, v)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        responses.append(f"{resp.status} {resp.read()!r} {dict(resp.headers)!r}")
+                except urllib.error.HTTPError as err:
+                    responses.append(f"{err.code} {err.read()!r} {dict(err.headers)!r}")
+            secrets_extra.extend([basic.split(" ", 1)[1], signature.split("=", 1)[1]])
         for who in emails:
             for pw in (shop.passwords.get(who, planted_password), planted_password):
                 for method, path, body in [
@@ -178,11 +218,13 @@ def test_planted_passwords_hashes_and_secrets_never_reach_a_log_line_or_response
         out, _ = proc.communicate(timeout=20)
     upgraded = stored(shop.target_url)
     assert upgraded[100].startswith("$argon2id$") and upgraded[3] == legacy[3]  # carol refused
+    assert upgraded[900].startswith("$argon2id$")  # carried from the legacy source
     assert "503" in " ".join(responses)
     # the vectors' "password" is also a word of the protocols ("password_match"): the planted
     # and generated passwords stand for it
     secrets = [planted_password, SECRET, *(p for p in shop.passwords.values() if p != "password")]
     secrets += [h for h in [*legacy.values(), *upgraded.values()] if h]
+    secrets += [late_hash, *secrets_extra]
     lines = out.splitlines()
     assert any("/kratos" in line for line in lines), out  # there are log lines to search
     assert any("IntegrityError" in line or "updates refused" in line for line in lines), out

@@ -199,3 +199,47 @@ def test_the_event_loop_answers_while_verifications_run(tmp_path: Path) -> None:
     assert max(logins) > 0.2, logins  # the verifications really were slow
     # one verification is ~0.4 s here: a loop running them inline would hold every ping that long
     assert len(pings) >= 5 and statistics.median(pings) < 0.15, pings
+
+
+def test_over_the_queue_bound_logins_get_503_with_retry_after_at_once(tmp_path: Path) -> None:
+    """One verification slot and a queue of two: of eight logins at once against a slow hash,
+    three are verified and five are refused at once, not queued behind them."""
+    import sqlalchemy as sa
+
+    from authmigrate.spec import load_spec_text
+    from tests.bridge_helpers import vector
+
+    shop = make_shop(tmp_path, f"sqlite:///{tmp_path}/t.db", min_seconds=0.0)
+    slow, _, _ = vector("php.json", "magento2", 3)  # argon2id 64 MiB, 3 passes
+    engine = sa.create_engine(shop.target_url)
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE accounts SET password = :p WHERE customer_id = 2"), {"p": slow})
+    engine.dispose()
+    text = shop.spec_path.read_text().replace(
+        "min_seconds = 0.0", "min_seconds = 0.0\nworkers = 1\nmax_queue = 2"
+    )
+    results: list[tuple[int, float, str | None]] = []
+    lock = threading.Lock()
+    with running_bridge(load_spec_text(text)) as url:
+        barrier = threading.Barrier(8)
+
+        def login() -> None:
+            barrier.wait()
+            started = time.perf_counter()
+            status, _, headers = call(
+                url, "POST", "/kratos", {"identifier": "bob@example.com", "password": "nope"}
+            )
+            with lock:
+                results.append((status, time.perf_counter() - started, headers.get("retry-after")))
+
+        threads = [threading.Thread(target=login) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    verified = [r for r in results if r[0] == 403]
+    refused = [r for r in results if r[0] == 503]
+    assert len(verified) == 3 and len(refused) == 5, results
+    assert all(r[2] == "1" for r in refused)
+    slowest_refusal = max(r[1] for r in refused)
+    assert slowest_refusal < min(r[1] for r in verified), results  # answered before any verify

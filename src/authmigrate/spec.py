@@ -745,8 +745,22 @@ class BridgeSpec(_Model):
     """Attempts per identifier per minute."""
     per_address: int = Field(default=600, ge=1)
     """Requests per client address per minute (providers call from a few addresses)."""
-    workers: int = Field(default=8, ge=1, le=256)
-    """Threads verifying passwords."""
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Verifications at once (threads); default: the cores this process may use. More
+    only adds waiting inside the hash: the work is CPU-bound."""
+    max_queue: int = Field(default=32, ge=0, le=100_000)
+    """Logins waiting for a verification slot at most; beyond, ``503`` with ``Retry-After``
+    at once instead of a latency that grows without limit."""
+    auth: list[Literal["bearer", "basic", "hmac"]] = Field(
+        default=["bearer", "basic", "hmac"], min_length=1
+    )
+    """How callers may present the secret: ``Authorization: Bearer``, ``Authorization: Basic``
+    (user :attr:`basic_user`), or an HMAC-SHA256 signature of the body (docs/bridge.md)."""
+    basic_user: str = Field(default="authmigrate", min_length=1, max_length=64, pattern=r"^[^:]+$")
+    """The user name of ``Authorization: Basic``; the password is the secret."""
+    legacy_lookup: bool = True
+    """Look accounts not in the target up in the legacy source (through the spec) and carry
+    them into the target on a verified login."""
 
     @field_validator("secret")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,8 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
+
+from authmigrate.errors import LockError
 
 from ._limits import RateLimit
 from .core import Account, Bridge, Verdict
@@ -29,6 +32,10 @@ MAX_FIELD_CHARS = 8192
 
 class BadRequest(Exception):  # noqa: N818 - a control-flow signal answered with 400
     """The body is not the provider's documented shape."""
+
+
+class Overloaded(Exception):  # noqa: N818 - answered with 503 and Retry-After
+    """Every verification slot is busy and the queue is full: come back in a second."""
 
 
 class Limited(Exception):  # noqa: N818 - answered with 429
@@ -45,13 +52,40 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(body, status, headers=headers, media_type="application/json")
 
 
+def cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass
 class Context:
-    """The bridge and its shared limits, given to every adapter."""
+    """The bridge and its shared limits, given to every adapter.
+
+    ``threads`` bounds the verifications running at once (a CPU-bound argon2id each: as many
+    as cores); ``capacity`` bounds those running plus those waiting for a slot. A login over
+    capacity is refused at once (:class:`Overloaded`, 503 with ``Retry-After``), so an admitted
+    login waits at most ``capacity / workers`` verifications: latency stays bounded under any
+    burst, and the provider retries the rest.
+    """
 
     bridge: Bridge
     per_identifier: RateLimit
     threads: anyio.CapacityLimiter
+    capacity: int = 1_000_000
+    pending: int = 0
+    """Verifications running or waiting now (the event loop's own count: no lock needed)."""
+
+    async def _in_pool(self, call: Callable[[], Any]) -> Any:
+        if self.pending >= self.capacity:
+            raise Overloaded()
+        self.pending += 1
+        try:
+            return await anyio.to_thread.run_sync(call, limiter=self.threads)
+        finally:
+            self.pending -= 1
 
     async def check(self, request: Request, identifier: str, password: str) -> Verdict:
         """Verify in the thread pool; failed answers wait out the floor without a thread.
@@ -59,27 +93,38 @@ class Context:
         Raises:
             Limited: the identifier is over its rate limit (nothing is verified).
         """
-        retry = self.per_identifier.hit(identifier.strip().casefold())
+        retry = self.per_identifier.hit(self.bridge.rate_key(identifier))
         if retry is not None:
             raise Limited(retry)
         started = request.scope.get(STARTED, time.perf_counter())
-        call = partial(self.bridge.check, identifier, password, pad=False)
-        verdict = await anyio.to_thread.run_sync(call, limiter=self.threads)
+        verdict: Verdict = await self._in_pool(
+            partial(self.bridge.check, identifier, password, pad=False)
+        )
         if not verdict.ok:
             await self.bridge.floor.await_(started)
         return verdict
 
     async def find(self, request: Request, identifier: str) -> Account | None:
         """Look an account up (no password) in the thread pool, rate-limited like a login."""
-        retry = self.per_identifier.hit(identifier.strip().casefold())
+        retry = self.per_identifier.hit(self.bridge.rate_key(identifier))
         if retry is not None:
             raise Limited(retry)
-        return await anyio.to_thread.run_sync(self.bridge.find, identifier, limiter=self.threads)
+        found: Account | None = await self._in_pool(partial(self.bridge.find, identifier))
+        return found
 
     def stable_uuid(self, account: Account) -> str:
         """A UUID that is the same for an account on every call and every restart."""
         name = f"authmigrate:{self.bridge.spec.target.table}:{account.key}"
         return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+RETRY_AFTER_BUSY = 1
+"""Seconds a provider is told to wait after a 503 (overloaded, or the migration's lock held)."""
+
+
+def busy_response(error: str) -> Response:
+    """503 with ``Retry-After``: nothing was verified, nothing written; try again."""
+    return json_response({"error": error}, 503, {"Retry-After": str(RETRY_AFTER_BUSY)})
 
 
 def limited_response(exc: Limited) -> Response:
@@ -92,7 +137,7 @@ async def body(request: Request) -> dict[str, Any]:
     """The request's JSON object (BadRequest for anything else)."""
     try:
         data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         raise BadRequest("not JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("not a JSON object")
@@ -175,5 +220,9 @@ def endpoint(fn: Endpoint) -> Endpoint:
             return json_response({"error": "bad_request"}, 400)
         except Limited as exc:
             return limited_response(exc)
+        except Overloaded:
+            return busy_response("overloaded")
+        except LockError:  # run or sync is writing: a carry of a new account waits for it
+            return busy_response("unavailable")
 
     return wrapped

@@ -2,21 +2,25 @@
 
 Every request passes the guard before any endpoint sees it:
 
-1. ``Authorization: Bearer <secret>``, compared in constant time (401, no detail, otherwise);
+1. the shared secret, as each provider can send it (:mod:`._auth`: ``Authorization: Bearer``,
+   ``Authorization: Basic``, or an HMAC-SHA256 signature of the body for the callers whose
+   code we ship), compared in constant time (401, no detail, otherwise);
 2. the client address's rate limit (429 with ``Retry-After``);
 3. the body: a declared ``Content-Length`` over ``bridge.max_body`` is refused (413) before
    anything is read; a streamed body is cut off at the same size; a body that does not arrive
    within :data:`BODY_TIMEOUT` seconds is refused (408).
 
-Passwords are verified in a thread pool (``bridge.workers`` threads), so the event loop never
-blocks on a hash. One log line per request: method, route (``/keycloak/{user}``, never the
+Passwords are verified in a thread pool (``bridge.workers`` threads, default one per core), so
+the event loop never blocks on a hash; at most ``bridge.max_queue`` logins wait for a thread,
+and any beyond are answered ``503`` with ``Retry-After`` at once.
+
+One log line per request: method, route (``/keycloak/{user}``, never the
 user), status and milliseconds; never a body, a header or an identifier. An unexpected error
 is logged by type and first line (SQLAlchemy's parameters stay out) and answered ``503``.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -33,7 +37,8 @@ from authmigrate.errors import SpecError
 from authmigrate.spec import Spec, resolve_secret
 
 from . import auth0, cognito, fusionauth, keycloak, kratos, okta
-from ._http import STARTED, Context, json_response
+from ._auth import Authenticator
+from ._http import STARTED, Context, cores, json_response
 from ._limits import RateLimit
 from .core import Bridge
 
@@ -41,6 +46,11 @@ log = logging.getLogger("authmigrate.bridge")
 
 BODY_TIMEOUT = 10.0
 """Seconds a client has to send its whole body."""
+
+HEAD_TIMEOUT = 10.0
+"""Seconds a client has to send a request's head, from connecting or from the end of the
+previous answer (uvicorn has no such deadline: a byte now and then would hold a connection
+for ever, and a thousand such connections would shut everyone out)."""
 
 PROVIDERS = (kratos, okta, cognito, keycloak, fusionauth, auth0)
 
@@ -70,13 +80,13 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        secret: str,
+        auth: Authenticator,
         max_body: int,
         per_address: RateLimit,
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
-        self.expected = b"Bearer " + secret.encode("utf-8")
+        self.auth = auth
         self.max_body = max_body
         self.per_address = per_address
         self.body_timeout = body_timeout
@@ -118,11 +128,10 @@ class Guard:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        given = headers.get(b"authorization", b"")
-        if not hmac.compare_digest(given, self.expected):
-            await _answer(
-                send, 401, b'{"error":"unauthorized"}', [(b"www-authenticate", b"Bearer")]
-            )
+        route = route_label(scope["path"])
+        signed = self.auth.signed(route, headers)
+        if not signed and not self.auth.header_ok(route, headers.get(b"authorization", b"")):
+            await _unauthorized(send)
             return
         client = (scope.get("client") or ("-", 0))[0]
         retry = self.per_address.hit(str(client))
@@ -143,6 +152,9 @@ class Guard:
         except TimeoutError:
             await _answer(send, 408, b'{"error":"timeout"}', close=True)
             return
+        if signed and not self.auth.body_ok(scope["path"], headers, data):
+            await _unauthorized(send)
+            return
         await self.app(scope, _replay(data, receive), send)
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -160,6 +172,11 @@ class Guard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+async def _unauthorized(send: Send) -> None:
+    """The one refusal of a missing or wrong credential, whatever the scheme: no detail."""
+    await _answer(send, 401, b'{"error":"unauthorized"}', [(b"www-authenticate", b"Bearer")])
 
 
 def _replay(data: bytes, receive: Receive) -> Receive:
@@ -206,16 +223,19 @@ def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOU
         body_timeout: seconds a client has to send its whole body.
     """
     settings = bridge.settings
+    workers = settings.workers or cores()
     ctx = Context(
         bridge=bridge,
         per_identifier=RateLimit(settings.per_identifier),
-        threads=anyio.CapacityLimiter(settings.workers),
+        threads=anyio.CapacityLimiter(workers),
+        capacity=workers + settings.max_queue,
     )
     routes: list[BaseRoute] = [r for provider in PROVIDERS for r in provider.routes(ctx)]
     app = Starlette(routes=routes, exception_handlers={Exception: _unavailable})
+    auth = Authenticator(secret, schemes=settings.auth, basic_user=settings.basic_user)
     return Guard(
         app,
-        secret=secret,
+        auth=auth,
         max_body=settings.max_body,
         per_address=RateLimit(settings.per_address),
         body_timeout=body_timeout,
@@ -223,6 +243,49 @@ def create_app(bridge: Bridge, *, secret: str, body_timeout: float = BODY_TIMEOU
 
 
 MIN_SECRET_CHARS = 16
+
+
+def _head_timeout_protocol() -> type:
+    """uvicorn's h11 protocol with :data:`HEAD_TIMEOUT` on every request head."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutH11Protocol(H11Protocol):
+        _head_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._expire)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _expire(self) -> None:
+            self._head_timer = None
+            in_flight = self.cycle is not None and not self.cycle.response_complete
+            if not in_flight and not self.transport.is_closing():
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # a head arrived: the body has its own deadline
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadTimeoutH11Protocol
 
 
 def make_server(
@@ -235,9 +298,10 @@ def make_server(
 ) -> Any:
     """A uvicorn server for the app (``.run()`` serves until SIGINT/SIGTERM).
 
-    HTTP/1.1 via h11 with its 16 KiB cap on the request head, keep-alive connections closed
-    after 5 idle seconds, at most 1,000 connections at once (503 beyond), no access log (the
-    guard logs routes, never paths), TLS when ``certfile``/``keyfile`` are given.
+    HTTP/1.1 via h11 with its 16 KiB cap on the request head, :data:`HEAD_TIMEOUT` seconds
+    to send it, keep-alive connections closed after 5 idle seconds, at most 1,000 connections
+    at once (503 beyond), no access log (the guard logs routes, never paths), TLS when
+    ``certfile``/``keyfile`` are given.
     """
     import uvicorn
 
@@ -245,7 +309,7 @@ def make_server(
         app,
         host=host,
         port=port,
-        http="h11",
+        http=_head_timeout_protocol(),
         lifespan="off",
         access_log=False,
         server_header=False,

@@ -9,10 +9,15 @@
 
 The upgrade is a compare-and-swap in one transaction: two logins racing (a provider retrying)
 write it once, and both answer "ok". Nothing is ever written on a failed login.
+
+An account not in the target yet is looked up in the legacy source through the spec
+(:mod:`.legacy`); a right password carries it, upgraded, into the target with ``run``'s
+bookkeeping in one transaction.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +32,9 @@ from authmigrate.errors import SpecError, TargetError, UnknownSchemeError
 from authmigrate.spec import BridgeSpec, Spec
 
 from ._timing import AnswerFloor, dummy_verify, password_too_long
+from .legacy import Candidate, LegacySource
+
+log = logging.getLogger("authmigrate.bridge")
 
 MAX_IDENTIFIER_CHARS = 320
 """Longer identifiers (an email is at most 254) are unknown users, without a query."""
@@ -93,6 +101,9 @@ class Bridge:
         engine: an engine on the target (default: one made from ``target.url``).
         floor: the floor on failed answers' time (default: ``bridge.min_seconds``, else
             measured: 1.5 x one argon2id verification).
+        legacy: the legacy source for accounts not migrated yet (default: opened from the
+            spec unless ``bridge.legacy_lookup = false`` or the target is an export; False:
+            none).
 
     Raises:
         SpecError: no ``[credentials]`` section, or a lookup field the target lacks.
@@ -106,7 +117,12 @@ class Bridge:
     """
 
     def __init__(
-        self, spec: Spec, *, engine: sa.Engine | None = None, floor: AnswerFloor | None = None
+        self,
+        spec: Spec,
+        *,
+        engine: sa.Engine | None = None,
+        floor: AnswerFloor | None = None,
+        legacy: LegacySource | bool | None = None,
     ) -> None:
         if spec.credentials is None:
             raise SpecError("credentials", "the bridge verifies passwords: add [credentials]")
@@ -123,9 +139,21 @@ class Bridge:
         self.password_column = self._column(cred.target_column, "credentials.target_column")
         self.field_names = _profile_fields(spec, self.table)
         self.lookups = [self._lookup(i, name) for i, name in enumerate(self.settings.lookup)]
+        if legacy is None or legacy is True:
+            self.legacy: LegacySource | None = self._legacy()
+        else:
+            self.legacy = legacy or None
         self.floor = floor or self._floor()
 
     # -- setup ------------------------------------------------------------------------------
+
+    def _legacy(self) -> LegacySource | None:
+        if not self.settings.legacy_lookup:
+            return None
+        if self.spec.target.export is not None:
+            log.warning("bridge: no legacy lookup with [target] export (files are not carried)")
+            return None
+        return LegacySource(self.spec)
 
     def _floor(self) -> AnswerFloor:
         seconds = self.settings.min_seconds
@@ -157,11 +185,17 @@ class Bridge:
     # -- logins -----------------------------------------------------------------------------
 
     def find(self, identifier: str) -> Account | None:
-        """The one account ``identifier`` names (first lookup field that matches exactly one),
-        or None. Reads only."""
+        """The one account ``identifier`` names (first lookup field that matches exactly one)
+        in the target, else one not migrated yet in the legacy source, or None. Reads only."""
         if not isinstance(identifier, str):
             raise TypeError("identifier must be a str")
         row = self._find_row(identifier)
+        if row is not None:
+            return self._account(row)
+        found = self._find_legacy(identifier)
+        if found is not None:
+            return self._candidate_account(found)
+        row = self._find_row(identifier) if self.legacy is not None else None
         return None if row is None else self._account(row)
 
     def check(self, identifier: str, password: str, *, pad: bool = True) -> Verdict:
@@ -171,9 +205,14 @@ class Bridge:
         and writes nothing. ``pad=False`` leaves the floor to the caller (the ASGI app waits
         it out without holding a thread: ``await bridge.floor.await_(started)``).
 
+        An account not in the target yet is looked up in the legacy source; a right password
+        carries it, with its upgrade and ``run``'s bookkeeping, into the target (:mod:`.legacy`).
+
         Raises:
             TypeError: ``identifier`` or ``password`` is not a str.
             MissingKeyError: the stored credential needs a key the keyring lacks (setup).
+            LockError: a right password for an account only in the legacy source while ``run``
+                or ``sync`` held the migration's lock (nothing written; try again).
         """
         if not isinstance(identifier, str) or not isinstance(password, str):
             raise TypeError("identifier and password must be str")
@@ -188,14 +227,55 @@ class Bridge:
             dummy_verify(self.profile)
             return Verdict(False, False, PASSWORD_TOO_LONG)
         row = self._find_row(identifier)
-        if row is None:
-            dummy_verify(self.profile)
-            return Verdict(False, False, UNKNOWN_USER)
-        return self._verify(row, password, retry=True)
+        if row is not None:
+            return self._verify(row, password, retry=True)
+        found = self._find_legacy(identifier)
+        if found is not None:
+            return self._verify_legacy(found, password)
+        if self.legacy is not None and (row := self._find_row(identifier)) is not None:
+            return self._verify(row, password, retry=True)  # carried by a login meanwhile
+        dummy_verify(self.profile)
+        return Verdict(False, False, UNKNOWN_USER)
+
+    def _verify_legacy(self, found: Candidate, password: str) -> Verdict:
+        """An account not migrated yet: verify against the credential ``run`` would write;
+        only a right password carries it (with its upgrade) into the target."""
+        account = self._candidate_account(found)
+        judged = self._judge(account, found.record.values.get(self.password_column.name), password)
+        if isinstance(judged, Verdict):
+            return judged
+        stored, new = judged
+        final = stored if new is None else new
+        assert self.legacy is not None
+        if self.legacy.carry(found, final):
+            return Verdict(True, True, None, account, credential=final, upgraded=new is not None)
+        # carried meanwhile (a retry, run, sync): the target has the say now
+        row = self._row_by_key(account.key)
+        if row is not None:
+            return self._verify(row, password, retry=True)
+        return Verdict(False, True, CONFLICT, account)
 
     def _verify(self, row: sa.RowMapping, password: str, *, retry: bool) -> Verdict:
         account = self._account(row)
-        stored = row[self.password_column.name]
+        judged = self._judge(account, row[self.password_column.name], password)
+        if isinstance(judged, Verdict):
+            return judged
+        stored, new = judged
+        if new is None:
+            return Verdict(True, True, None, account, credential=stored)
+        if self._swap(account.key, row[self.password_column.name], new):
+            return Verdict(True, True, None, account, credential=new, upgraded=True)
+        # another login (a provider's retry) changed the hash first: verify what it wrote
+        fresh = self._row_by_key(account.key)
+        if retry and fresh is not None:
+            return self._verify(fresh, password, retry=False)
+        return Verdict(False, True, CONFLICT, account)
+
+    def _judge(
+        self, account: Account, stored: Any, password: str
+    ) -> Verdict | tuple[str, str | None]:
+        """The failed verdict (no password, malformed hash, wrong password: each after one
+        verification's work), or (the stored credential, its upgrade or None) when right."""
         if not account.has_password:
             dummy_verify(self.profile)
             return Verdict(False, True, NO_PASSWORD, account)
@@ -208,15 +288,7 @@ class Bridge:
         ok, new = verify_and_update(password, stored, keyring=self.keyring, profile=self.profile)
         if not ok:
             return Verdict(False, True, WRONG_PASSWORD, account)
-        if new is None:
-            return Verdict(True, True, None, account, credential=stored)
-        if self._swap(account.key, row[self.password_column.name], new):
-            return Verdict(True, True, None, account, credential=new, upgraded=True)
-        # another login (a provider's retry) changed the hash first: verify what it wrote
-        fresh = self._row_by_key(account.key)
-        if retry and fresh is not None:
-            return self._verify(fresh, password, retry=False)
-        return Verdict(False, True, CONFLICT, account)
+        return stored, new
 
     def _swap(self, key: Any, old: Any, new: str) -> bool:
         """Compare-and-swap the hash in one transaction; True when this call wrote it."""
@@ -235,7 +307,7 @@ class Bridge:
         return sa.select(*(self.table.c[c] for c in sorted(cols)))
 
     def _find_row(self, identifier: str) -> sa.RowMapping | None:
-        if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS:
+        if not searchable(identifier):
             return None
         with self.engine.connect() as conn:
             for column, normalize in self.lookups:
@@ -248,9 +320,38 @@ class Bridge:
                     return found[0]
         return None
 
+    def _find_legacy(self, identifier: str) -> Candidate | None:
+        if self.legacy is None or not searchable(identifier):
+            return None
+        named = [
+            (name, normalize)
+            for name, (_, normalize) in zip(self.settings.lookup, self.lookups, strict=True)
+        ]
+        return self.legacy.find(identifier, named)
+
+    def _candidate_account(self, found: Candidate) -> Account:
+        values = found.record.values
+        stored = values.get(self.password_column.name)
+        return Account(
+            key=values.get(self.key_column.name),
+            fields={name: values.get(name) for name in self.field_names},
+            has_password=stored is not None and bool(str(stored).strip()),
+        )
+
     def _row_by_key(self, key: Any) -> sa.RowMapping | None:
         with self.engine.connect() as conn:
             return conn.execute(self._select().where(self.key_column == key)).mappings().first()
+
+    def rate_key(self, identifier: str) -> str:
+        """The key an identifier's attempts are counted under: the first lookup value it
+        normalizes to (``01`` and ``1`` for an integer key, spellings the email
+        normalization folds), so respelling an identifier does not buy more attempts."""
+        if searchable(identifier):
+            for name, (_, normalize) in zip(self.settings.lookup, self.lookups, strict=True):
+                value = normalize(identifier)
+                if value is not None:
+                    return f"{name}:{value}"
+        return "?:" + identifier.strip().casefold()[:MAX_IDENTIFIER_CHARS]
 
     def _account(self, row: sa.RowMapping) -> Account:
         stored = row[self.password_column.name]
@@ -261,8 +362,24 @@ class Bridge:
         )
 
     def close(self) -> None:
-        """Release the target's connections."""
+        """Release the target's (and the legacy source's) connections."""
         self.engine.dispose()
+        if self.legacy is not None:
+            self.legacy.close()
+
+
+def searchable(identifier: str) -> bool:
+    """True for an identifier worth a query: not blank, not over
+    :data:`MAX_IDENTIFIER_CHARS`, no NUL (PostgreSQL refuses it in text) and valid UTF-8
+    (a lone surrogate from JSON's ``\\ud800``). Any other is an unknown user, without a query
+    that would fail."""
+    if not identifier.strip() or len(identifier) > MAX_IDENTIFIER_CHARS or "\x00" in identifier:
+        return False
+    try:
+        identifier.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _profile_fields(spec: Spec, table: sa.Table) -> list[str]:

@@ -514,7 +514,11 @@ class TargetLock:
             self._file = None
         if self._conn is not None:
             with contextlib.suppress(sa.exc.DBAPIError):
-                self._conn.close()  # closing the session releases advisory locks
+                # end the session, which releases its advisory lock: a plain close() would
+                # hand the connection, lock and all, back to the pool of a long-lived
+                # process (the bridge), locking every other run out
+                self._conn.invalidate()
+                self._conn.close()
             self._conn = None
 
 
@@ -1307,12 +1311,13 @@ class SqlTarget:
         return len(out)
 
     def has_synced(self) -> bool:
-        """True when a ``sync`` of this migration has run against this target."""
+        """True when a ``sync`` of this migration has run against this target, or the
+        bridge carried an account into it (``run`` then skips the keys they accounted for)."""
         r = self.runs
         with self.engine.connect() as conn:
             found = conn.execute(
                 sa.select(r.c.run_id)
-                .where(r.c.migration == self.migration, r.c.command == "sync")
+                .where(r.c.migration == self.migration, r.c.command.in_(("sync", "bridge")))
                 .limit(1)
             ).first()
         return found is not None

@@ -129,6 +129,31 @@ class SqlSource:
             out.extend(row[0] for row in self._rows(stmt))
         return out
 
+    def rows_matching(self, column: str, values: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows (read columns only) whose ``column``, trimmed and in lower case
+        when it holds text, is one of ``values`` (the bridge's lookup of an account not yet
+        migrated; the caller compares the transformed values exactly)."""
+        col = self._selectable.c[column]
+        cols = [c.name for c in self._read]
+        try:
+            kind: type = col.type.python_type
+        except NotImplementedError:
+            kind = str
+        expr: sa.ColumnElement[Any] = col
+        wanted: list[Any] = []
+        if kind is str:
+            expr, wanted = sa.func.lower(sa.func.trim(col)), [v.strip().lower() for v in values]
+        else:
+            for v in values:
+                try:
+                    wanted.append(kind(v.strip()))
+                except (TypeError, ValueError, ArithmeticError):
+                    continue
+        if not wanted:
+            return []
+        stmt = sa.select(*self._read).where(expr.in_(wanted)).limit(limit)
+        return [dict(zip(cols, row, strict=True)) for row in self._rows(stmt)]
+
     def changed_page(self, column: str, since: Any, after: Any, limit: int) -> list[dict[str, Any]]:
         """Like :meth:`page`, of the rows whose ``column`` is at least ``since`` (``sync``)."""
         stmt = sa.select(*self._read).where(
