@@ -67,7 +67,7 @@ class LegacySource:
     """
 
     def __init__(self, spec: Spec) -> None:
-        from authmigrate.pipeline import Migration, _lookup, build_stages
+        from authmigrate.pipeline.run import Migration, _lookup, build_stages
         from authmigrate.pipeline.stages import DuplicateStage
 
         self.spec = spec
