@@ -168,6 +168,14 @@ def save_ranges(target: SqlTarget, ranges: list[KeyRange]) -> None:
         )
 
 
+def forget_ranges(conn: sa.Connection, migration: str) -> int:
+    """Delete the migration's range plan (``rollback``, with its last batches)."""
+    if not sa.inspect(conn).has_table(RANGES_TABLE):
+        return 0
+    t = ranges_table(sa.MetaData())
+    return int(conn.execute(t.delete().where(t.c.migration == migration)).rowcount or 0)
+
+
 def typed(m: Migration, key: Any) -> Any:
     """A key from the bookkeeping, typed as the source's keys compare."""
     with contextlib.suppress(KeyTypeError):
