@@ -7,7 +7,13 @@ Every result is compared with what one process gives (``run_migration``): accoun
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from authmigrate.cluster.run import run_on_dask
+from authmigrate.cluster.run import run_on_dask, worker_pids
 from authmigrate.continuity.status import migration_status
 from authmigrate.pipeline import run_migration
 from authmigrate.spec import load_spec
@@ -290,3 +296,115 @@ def test_dask_address_is_checked_in_the_spec_and_on_the_command_line(tmp_path: P
     bad = cli("run", str(spec), cwd=tmp_path)
     assert bad.returncode == 2 and "run.dask" in bad.stderr
     assert not (tmp_path / "target.db").exists()
+
+
+def _batches(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        try:
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM authmigrate_batches WHERE range_id IS NOT NULL"
+                ).fetchone()[0]
+            )
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+
+
+def _assert_whole(tmp_path: Path, spec: Path, dst: str, one: str, users: int) -> None:
+    """The Dask run's target equals the one-process run's, verify is clean, and the batches
+    read every source row exactly once (0 lost, 0 doubled)."""
+    assert table_rows(dst, "accounts", "user_id") == table_rows(one, "accounts", "user_id")
+    assert rejects(dst) == rejects(one)
+    assert scalar(dst, "SELECT sum(rows_read) FROM authmigrate_batches") == users
+    verified = cli("verify", str(spec), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+    users = 12_000
+    src = tmp_path / "legacy.db"
+    make_source(src, users, seed=21)
+    one = f"sqlite:///{tmp_path}/one.db"
+    run_migration(load_spec(write_spec(tmp_path / "one.toml", src, one, batch=40)))
+    db = tmp_path / "target.db"
+    spec = with_ranges(write_spec(tmp_path / "m.toml", src, f"sqlite:///{db}", batch=40), 4)
+    killed: dict[str, int] = {}
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = run_on_dask(load_spec(spec), cluster.scheduler_address)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while _batches(db) < 30 and runner.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = worker_pids(client)
+        victim = sorted(pids.values())[0]
+        killed["at"] = _batches(db)
+        os.kill(victim, signal.SIGKILL)  # a real worker process, mid-batch or between two
+        runner.join(120)
+        assert not runner.is_alive()
+        assert victim not in worker_pids(client).values()  # the nanny started a new worker
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].status == "done"
+    assert 0 < killed["at"] < _batches(db)  # the kill fell inside the run
+    _assert_whole(tmp_path, spec, f"sqlite:///{db}", one, users)
+
+
+@pytest.mark.slow
+def test_a_run_killed_whole_resumes_every_range_to_a_clean_verify(tmp_path: Path) -> None:
+    """kill -9 of the client process (with its LocalCluster), then the same command again."""
+    import psutil
+
+    users = 12_000
+    src = tmp_path / "legacy.db"
+    make_source(src, users, seed=22)
+    one = f"sqlite:///{tmp_path}/one.db"
+    run_migration(load_spec(write_spec(tmp_path / "one.toml", src, one, batch=40)))
+    db = tmp_path / "target.db"
+    spec = with_ranges(write_spec(tmp_path / "m.toml", src, f"sqlite:///{db}", batch=40), 4)
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authmigrate", "run", str(spec), "--dask", "local"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    family: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while _batches(db) < 30 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        family = psutil.Process(proc.pid).children(recursive=True)
+        at = _batches(db)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        for child in family:  # the LocalCluster's processes this test started
+            if child.is_running():
+                child.kill()
+        psutil.wait_procs(family, timeout=10)
+    assert 0 < at < users // 40
+    resumed = cli("run", str(spec), "--dask", "local", cwd=tmp_path, timeout=120)
+    assert resumed.returncode in (0, 1), resumed.stderr  # 1: this run rejected rows
+    assert (
+        scalar(f"sqlite:///{db}", "SELECT status FROM authmigrate_runs ORDER BY started_at LIMIT 1")
+        == "crashed"
+    )
+    _assert_whole(tmp_path, spec, f"sqlite:///{db}", one, users)
