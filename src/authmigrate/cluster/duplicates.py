@@ -49,13 +49,13 @@ class _NoDuplicates:
         return None
 
 
-def candidates(spec: Spec, rng: KeyRange) -> list[Candidate]:
+def candidates(spec: Spec, rng: KeyRange, run_id: str) -> list[Candidate]:
     """The accounts of ``rng`` (after its checkpoint) that reach the duplicate check, with
     their unique values; one Dask task per range."""
     from authmigrate.cluster.ranges import range_resume
     from authmigrate.cluster.run import worker_migration
 
-    m = worker_migration(spec, dry=True)
+    m = worker_migration(spec, run_id, dry=True)
     groups = unique_groups(spec)
     _, after = range_resume(m, rng)
     out: list[Candidate] = []
@@ -77,19 +77,23 @@ def candidates(spec: Spec, rng: KeyRange) -> list[Candidate]:
     return out
 
 
-def _losers_of(group: int) -> Callable[[tuple[Any, list[Candidate]]], list[tuple[Any, Any]]]:
-    def losers(item: tuple[Any, list[Candidate]]) -> list[tuple[Any, Any]]:
+Loser = tuple[Any, int, tuple[int, Any, Any]]
+"""``(key, range id, (group index, value, winning key))``."""
+
+
+def _losers_of(group: int) -> Callable[[tuple[Any, list[Candidate]]], list[Loser]]:
+    def losers(item: tuple[Any, list[Candidate]]) -> list[Loser]:
         value, members = item
         if len(members) < 2:
             return []
         ordered = sorted(members, key=lambda c: c[0])
         winner = ordered[0][1]
-        return [(c[1], (group, value, winner)) for c in ordered[1:]]
+        return [(c[1], c[2], (group, value, winner)) for c in ordered[1:]]
 
     return losers
 
 
-def decide(client: Any, spec: Spec, ranges: list[KeyRange]) -> dict[int, Decided]:
+def decide(client: Any, spec: Spec, ranges: list[KeyRange], run_id: str) -> dict[int, Decided]:
     """Run the pre-pass on the cluster: ``{range id: decided duplicates its tasks need}``."""
     import dask.bag as db
     from dask import delayed
@@ -97,9 +101,8 @@ def decide(client: Any, spec: Spec, ranges: list[KeyRange]) -> dict[int, Decided
     groups = unique_groups(spec)
     if not groups:
         return {}
-    parts = [delayed(candidates, pure=False)(spec, rng) for rng in ranges]
+    parts = [delayed(candidates, pure=False)(spec, rng, run_id) for rng in ranges]
     items = client.persist(db.from_delayed(parts))
-    where: dict[Any, int] = {}
     decided: dict[int, Decided] = {}
     lost: set[Any] = set()
     for gi in range(len(groups)):
@@ -115,14 +118,9 @@ def decide(client: Any, spec: Spec, ranges: list[KeyRange]) -> dict[int, Decided
             .flatten()
         )
         pairs = client.compute(found).result()
-        if not pairs:
-            continue
-        if not where:
-            located = items.map(lambda c: (c[1], c[2])).compute()
-            where = dict(located)
-        for key, (g, value, winner) in pairs:
+        for key, range_id, (g, value, winner) in pairs:
             lost.add(key)
-            decided.setdefault(where[key], {})[(g, value)] = winner
+            decided.setdefault(range_id, {})[(g, value)] = winner
     return decided
 
 

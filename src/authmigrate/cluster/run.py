@@ -48,19 +48,27 @@ LOCK_WAIT = 60.0
 """Seconds a range task waits for its range's lock (held by a task of a lost client that is
 still finishing its batch) before it fails, for Dask to retry it."""
 
-_cache: dict[tuple[str, str, bool, int], Migration] = {}
+_cache: dict[tuple[str, bool, int], Migration] = {}
+_cache_run: list[str] = [""]
 _cache_lock = threading.Lock()
 
 
-def worker_migration(spec: Spec, *, dry: bool = False) -> Migration:
-    """The spec's :class:`Migration` in this worker process (opened once per thread: opening
-    checks the source's keys, which costs a scan)."""
-    key = (spec.fingerprint(), spec.migration_name, dry, threading.get_ident())
+def worker_migration(spec: Spec, run_id: str, *, dry: bool = False) -> Migration:
+    """The spec's :class:`Migration` in this worker process for the run ``run_id``, opened
+    once per thread (opening checks the source's keys, which costs a scan). A new run opens
+    afresh, so nothing read from the target (key type, variants) outlives the run."""
     with _cache_lock:
+        if _cache_run[0] != run_id:
+            for old in _cache.values():
+                with contextlib.suppress(Exception):
+                    old.close()
+            _cache.clear()
+            _cache_run[0] = run_id
+        key = (spec.migration_name, dry, threading.get_ident())
         m = _cache.get(key)
         if m is None:
             m = _cache[key] = Migration(spec, dry=dry)
-            m.skip_synced = not dry and m.target.has_synced()
+            m.skip_synced = m.target.has_synced()
     return m
 
 
@@ -89,7 +97,7 @@ def run_range(spec: Spec, rng: kr.KeyRange, run_id: str, decided: Decided) -> di
 def _run_range(spec: Spec, rng: kr.KeyRange, run_id: str, decided: Decided) -> dict[str, Any]:
     from authmigrate.sinks.sql import TargetLock
 
-    m = worker_migration(spec)
+    m = worker_migration(spec, run_id)
     lock = TargetLock(m.target.engine, m.target.migration, part=f"range-{rng.id}")
     _acquire(lock)
     counts: Counter[str] = Counter()
@@ -213,7 +221,7 @@ def run_on_dask(
             plan = kr.load_ranges(m.target) or _plan(m, client, run_id, this_run)
             if progress:
                 progress(done + this_run["read"], total)
-            decided = decide(client, spec, plan)
+            decided = decide(client, spec, plan, run_id)
             futures = [
                 client.submit(
                     run_range,
@@ -230,7 +238,7 @@ def run_on_dask(
             from distributed import as_completed
 
             for future in as_completed(futures):
-                out = future.result()
+                out = _outcome(client, future, futures)
                 lock.ensure()
                 this_run.update(out["counts"])
                 schemes.update(out["schemes"])
@@ -263,6 +271,25 @@ def run_on_dask(
         if failure is not None:
             failure.result = result  # type: ignore[attr-defined]
     return result
+
+
+def _outcome(client: Any, future: Any, futures: list[Any]) -> dict[str, Any]:
+    """A finished range task's result; when it failed for good, the other tasks are cancelled
+    (their committed batches stay) and the failure is raised as an :class:`AuthmigrateError`
+    (a worker lost again and again surfaces as Dask's ``KilledWorker``)."""
+    try:
+        out: dict[str, Any] = future.result()
+        return out
+    except BaseException as exc:
+        client.cancel(futures)
+        if isinstance(exc, AuthmigrateError | KeyboardInterrupt):
+            raise
+        from authmigrate.db import first_line
+
+        raise RangeFailed(
+            f"a key range task failed on the cluster: {type(exc).__name__}: {first_line(exc)}; "
+            "committed batches are kept and a new run resumes every range"
+        ) from None
 
 
 def _plan(m: Migration, client: Any, run_id: str, this_run: Counter[str]) -> list[kr.KeyRange]:
