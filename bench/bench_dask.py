@@ -106,9 +106,10 @@ def main() -> None:
         folder = Path(tmp)
         src = folder / "legacy.db"
         make_source(src, args.count)
-        results = [measure(folder, src, n) for n in args.workers]
-    for r in results:
-        print(r)
+        results = []
+        for n in args.workers:
+            results.append(measure(folder, src, n))
+            print(results[-1], flush=True)
     if len(results) >= 2:
         first, last = results[0], results[-1]
         print(

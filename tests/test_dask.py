@@ -233,18 +233,25 @@ def test_an_older_target_without_range_id_reads_as_before_and_resumes_on_dask(
     execute(dst, "ALTER TABLE authmigrate_batches DROP COLUMN range_id")
     assert cli("verify", str(spec), cwd=tmp_path).returncode == 0
     assert migration_status(load_spec(spec), record=False).migrated == first.migrated
-    assert run_migration(load_spec(spec)).this_run["read"] == 0  # resumes at its checkpoint
-    conn = sqlite3.connect(src)
-    conn.executemany(
-        "INSERT INTO legacy_users (user_id, email, active, visits) VALUES (?, ?, 1, 0)",
-        [(1000 + i, f"late{i}@example.com") for i in range(200)],
-    )
-    conn.commit()
-    conn.close()
+
+    def add(keys: range) -> None:
+        conn = sqlite3.connect(src)
+        conn.executemany(
+            "INSERT INTO legacy_users (user_id, email, active, visits) VALUES (?, ?, 1, 0)",
+            [(k, f"late{k}@example.com") for k in keys],
+        )
+        conn.commit()
+        conn.close()
+
+    add(range(1000, 1100))
+    resumed = run_migration(load_spec(spec))  # writes batches into the older table
+    assert resumed.this_run == {"read": 100, "migrated": 100, "rejected": 0, "merged": 0}
+    assert cli("verify", str(spec), cwd=tmp_path).returncode == 0
+    add(range(2000, 2200))
     later = run_on_dask(load_spec(with_ranges(spec, 4)), cluster.scheduler_address)
     assert later.this_run == {"read": 200, "migrated": 200, "rejected": 0, "merged": 0}
     assert cli("verify", str(spec), cwd=tmp_path).returncode == 0
-    assert scalar(dst, "SELECT count(*) FROM authmigrate_batches WHERE range_id IS NULL") == 12
+    assert scalar(dst, "SELECT count(*) FROM authmigrate_batches WHERE range_id IS NULL") == 14
 
 
 def test_text_keys_are_cut_in_the_source_collation(tmp_path: Path, cluster: Any) -> None:
