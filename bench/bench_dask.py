@@ -111,11 +111,14 @@ def main() -> None:
             results.append(measure(folder, src, n))
             print(results[-1], flush=True)
     if len(results) >= 2:
-        first, last = results[0], results[-1]
+        by = {int(r["workers"]): r for r in results}  # type: ignore[call-overload]
+        one, most = by[min(by)], by[max(by)]
+        wall = float(one["wall_s"]) / float(most["wall_s"])  # type: ignore[arg-type]
+        cpu = sum(one["worker_cpu_s"]) / max(most["worker_cpu_s"])  # type: ignore[call-overload]
         print(
-            f"speed-up {last['workers']} vs {first['workers']} workers (wall): "
-            f"{float(first['wall_s']) / float(last['wall_s']):.2f}x"
-        )  # type: ignore[arg-type]
+            f"{max(by)} vs {min(by)} workers: wall {wall:.2f}x; CPU-bound (busiest worker's "
+            f"CPU against all of {min(by)} worker's) {cpu:.2f}x"
+        )
 
 
 if __name__ == "__main__":
