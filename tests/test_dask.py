@@ -87,11 +87,12 @@ def range_of(url: str) -> dict[Any, int]:
     return out
 
 
+@pytest.mark.slow  # 40-55 s on the shared machine (load 15-20)
 def test_dask_run_equals_one_process_run_with_duplicates_across_ranges(
     tmp_path: Path, target_url: str, cluster: Any
 ) -> None:
     src = tmp_path / "legacy.db"
-    make_source(src, 3_000, seed=5, hashes=True)
+    make_source(src, 2_000, seed=5, hashes=True)
     one = f"sqlite:///{tmp_path}/one.db"
     alone = run_migration(
         load_spec(write_spec(tmp_path / "one.toml", src, one, credentials="keep"))
@@ -109,10 +110,10 @@ def test_dask_run_equals_one_process_run_with_duplicates_across_ranges(
         for k, o, *_, w, _raw in rejects(target_url)
         if o == "merged" and ranges[json.loads(k)] != ranges[json.loads(w)]
     ]
-    assert len(crossing) >= 10
+    assert len(crossing) >= 5
     assert len(set(ranges.values())) == 9
     assert result.this_run == alone.this_run
-    assert result.this_run["merged"] > 0 and result.this_run["read"] == 3_000
+    assert result.this_run["merged"] > 0 and result.this_run["read"] == 2_000
 
 
 def test_first_in_key_order_wins_between_ranges_running_at_once(
@@ -164,11 +165,12 @@ duplicates = "merge"
     assert len(set(range_of(url).values())) == 2
 
 
+@pytest.mark.slow  # 40-55 s on the shared machine (load 15-20)
 def test_verify_status_and_rollback_see_one_migration_after_a_dask_run(
     tmp_path: Path, cluster: Any
 ) -> None:
     src = tmp_path / "legacy.db"
-    make_source(src, 1_500, seed=9, hashes=True)
+    make_source(src, 800, seed=9, hashes=True)
     dst = f"sqlite:///{tmp_path}/target.db"
     execute(
         dst,
@@ -186,9 +188,9 @@ def test_verify_status_and_rollback_see_one_migration_after_a_dask_run(
     assert verified.returncode == 0, verified.stdout + verified.stderr
     status = migration_status(load_spec(spec), record=False)
     migrated = scalar(dst, "SELECT count(*) FROM accounts WHERE user_id <> 99999")
-    assert (status.source_rows, status.migrated) == (1_500, migrated)
+    assert (status.source_rows, status.migrated) == (800, migrated)
     assert status.pending == 0
-    assert status.migrated + status.rejected + status.merged == 1_500
+    assert status.migrated + status.rejected + status.merged == 800
     assert status.merged > 0 and status.rejected > 0
     runs = scalar(dst, "SELECT count(*) FROM authmigrate_runs WHERE command = 'run'")
     assert runs == 1  # one run, whatever the number of ranges and workers
