@@ -153,18 +153,37 @@ def plan(spec: str, preview: int, as_json: bool) -> None:
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="JSON report file.")
+@click.option(
+    "--dask",
+    "dask_address",
+    default=None,
+    help='Run the key ranges as Dask tasks: "local" or tcp://scheduler:8786 (as [run] dask).',
+)
 @handle_errors
-def run(spec: str, report_path: str | None) -> None:
+def run(spec: str, report_path: str | None, dask_address: str | None) -> None:
     """Run or resume the migration: batches, one transaction each, checkpointed."""
     from authmigrate.pipeline.run import run_migration
     from authmigrate.report import print_run, progress_reporter, write_report
 
     s = _load(spec)
+    address = s.run.dask
+    if dask_address is not None:
+        from authmigrate.spec import check_dask_address
+
+        try:
+            address = check_dask_address(dask_address)
+        except ValueError as exc:
+            raise SpecError("--dask", str(exc)) from None
     path = Path(report_path) if report_path else Path(spec).with_suffix(".report.json")
     _check_writable(path, "--report")  # before any batch, not after all of them
     try:
         with progress_reporter("migrate") as progress:
-            result = run_migration(s, progress=progress)
+            if address is not None:
+                from authmigrate.cluster.run import run_on_dask
+
+                result = run_on_dask(s, address, progress=progress)
+            else:
+                result = run_migration(s, progress=progress)
     except BaseException as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:  # a failed or interrupted run still says what it did

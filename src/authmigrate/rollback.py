@@ -203,6 +203,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             sending.
         TargetError: the target cannot be reached.
     """
+    from authmigrate.cluster.ranges import forget_ranges
     from authmigrate.notify.outbox import OUTBOX_TABLE, outbox_table, rollback_outbox
     from authmigrate.notify.senders import Registration, hold_off_senders
 
@@ -254,6 +255,7 @@ def rollback(spec: Spec) -> RollbackCounts:
             return counts  # the bookkeeping of what was not removed stays, runs unchanged
         with t.engine.begin() as conn:
             _remove_key_state(conn, t.migration)
+            forget_ranges(conn, t.migration)  # a run on Dask: its plan goes with its batches
             counts.outbox += rollback_outbox(conn, t.migration)
             # rejects without a batch row cannot exist (same transaction), but be thorough
             counts.rejects += _rowcount(

@@ -668,6 +668,16 @@ class NotifySpec(_Model):
         return v
 
 
+def check_dask_address(value: str) -> str:
+    """``local`` or a Dask scheduler address (``tcp://host:port``, ``tls://host:port``)."""
+    import re
+
+    value = value.strip()
+    if value == "local" or re.fullmatch(r"(tcp|tls)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", value):
+        return value
+    raise ValueError('must be "local" or a Dask scheduler address such as "tcp://scheduler:8786"')
+
+
 class RunSpec(_Model):
     """How the run proceeds."""
 
@@ -675,6 +685,16 @@ class RunSpec(_Model):
     duplicates: Literal["reject", "merge"] = "reject"
     retries: int = Field(default=5, ge=0, le=100)
     workers: int | None = Field(default=None, ge=1)
+    dask: str | None = None
+    """Run the key ranges as Dask tasks: ``local`` (a LocalCluster, one worker process per
+    core) or a scheduler's address (``tcp://scheduler:8786``); same as ``run --dask``."""
+    ranges: int | None = Field(default=None, ge=1, le=1000)
+    """Key ranges of a run on Dask (default: 4 per worker thread, at most one per batch)."""
+
+    @field_validator("dask")
+    @classmethod
+    def _dask(cls, v: str | None) -> str | None:
+        return None if v is None else check_dask_address(v)
 
 
 class SyncSpec(_Model):
@@ -773,6 +793,8 @@ class BridgeSpec(_Model):
         for name in v:
             check_identifier(name)
         return v
+
+
 class VerifySpec(_Model):
     """How ``verify`` reads."""
 
@@ -871,6 +893,7 @@ class Spec(_Model):
                 'tokens.delivery: "none", but [notify] is there to send the tokens; '
                 'remove one of the two (the default, "notify", sends them)'
             )
+
     @field_validator("name")
     @classmethod
     def _printable_name(cls, v: str | None) -> str | None:

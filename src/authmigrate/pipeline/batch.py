@@ -79,6 +79,9 @@ class Batch:
     rejects: list[Reject] = field(default_factory=list)
     source_rows: list[dict[str, Any]] | None = field(default=None, repr=False)
     """The rows as read, so a failed batch can be done again from scratch."""
+    range_id: int | None = None
+    """The key range the batch belongs to (a run on Dask, ``authmigrate.cluster``); None for
+    a run in one process."""
 
     def drop(self, doomed: list[tuple[Record, Reject]]) -> None:
         """Move records out of the accounts to write and into the rejects, in one pass."""

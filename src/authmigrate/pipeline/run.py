@@ -475,20 +475,24 @@ class Migration:
         ]
         return batch
 
-    def pages(self, after: Any) -> Iterator[list[dict[str, Any]]]:
-        """Source pages in key order after ``after``; a failed read is retried with backoff."""
+    def pages(self, after: Any, upto: Any = None) -> Iterator[list[dict[str, Any]]]:
+        """Source pages in key order after ``after`` (and up to ``upto``, a key range's end,
+        when given); a failed read is retried with backoff."""
         size = self.spec.run.batch_size
         key = self.spec.source.key
         while True:
-            rows = _with_retries(self.source.page, after, size, self.spec.run.retries)
+            rows = _with_retries(
+                lambda a, n: self.source.page(a, n, upto), after, size, self.spec.run.retries
+            )
             if not rows:
                 return
             yield rows
             after = rows[-1][key]
 
-    def transformed(self, after: Any, first_number: int) -> Iterator[Batch]:
-        """Transformed batches, numbered from ``first_number``."""
-        for number, rows in enumerate(self.pages(after), start=first_number):
+    def transformed(self, after: Any, first_number: int, upto: Any = None) -> Iterator[Batch]:
+        """Transformed batches, numbered from ``first_number`` (of the key range up to
+        ``upto`` when given: see ``authmigrate.cluster``)."""
+        for number, rows in enumerate(self.pages(after, upto), start=first_number):
             yield self.transform_batch(number, rows)
 
 
@@ -550,6 +554,7 @@ def run_migration(
     failure: BaseException | None = None
     try:
         lock.acquire()
+        _refuse_ranged(m)
         number, after = m.resume_point()
         m.target.create()
         m.target.start_run(run_id, command)
@@ -609,6 +614,19 @@ def run_migration(
         if failure is not None:
             failure.result = result  # type: ignore[attr-defined] # the CLI still writes the report
     return result
+
+
+def _refuse_ranged(m: Migration) -> None:
+    """A migration started in key ranges (``--dask``) resumes in its ranges, never after one
+    checkpoint: the batch with the highest number is one range's, not the end of the rest."""
+    from authmigrate.cluster.ranges import has_ranges
+
+    if not m.target.file_missing and has_ranges(m.target):
+        raise SpecError(
+            "run.dask",
+            f"migration {m.target.migration!r} was started in key ranges on Dask: resume it "
+            "the same way (authmigrate run SPEC --dask local, or [run] dask)",
+        )
 
 
 def _record_snapshot(m: Migration, source_rows: int) -> None:
@@ -693,6 +711,7 @@ def _commit_with_retry(
         delay = min(delay * 2, 10.0)
         if batch.source_rows is not None:
             batch = m.transform_batch(batch.number, batch.source_rows)
+            batch.range_id = fresh.range_id
     raise AssertionError("unreachable")
 
 

@@ -94,6 +94,9 @@ def bookkeeping_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Ta
         sa.Column("merged", sa.Integer, nullable=False),
         sa.Column("written_keys", sa.LargeBinary),
         sa.Column("committed_at", sa.DateTime, nullable=False),
+        # the key range of a run on Dask (authmigrate.cluster); NULL otherwise. Added to an
+        # older target by the first run on Dask; no other statement names it.
+        sa.Column("range_id", sa.Integer),
     )
     rejects = sa.Table(
         "authmigrate_rejects",
@@ -424,25 +427,38 @@ class TargetLock:
     the file if a run made it, and needs none if no run ever did.
     """
 
-    def __init__(self, engine: sa.Engine, migration: str, *, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        migration: str,
+        *,
+        readonly: bool = False,
+        part: str | None = None,
+    ) -> None:
         self.engine = engine
         self.migration = migration
         self.readonly = readonly
+        self.part = part
+        """A part of the migration locked on its own (a key range on Dask: ``range-3``)."""
         self._conn: sa.Connection | None = None
         self._file: IO[bytes] | None = None
 
     def _lock_id(self) -> int:
-        digest = hashlib.sha256(f"authmigrate:{self.migration}".encode()).digest()
+        name = self.migration if self.part is None else f"{self.migration}#{self.part}"
+        digest = hashlib.sha256(f"authmigrate:{name}".encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
     def acquire(self) -> None:
         backend = self.engine.dialect.name
         held = f"another run of migration {self.migration!r} is writing to this target"
+        if self.part is not None:
+            held = f"another task of migration {self.migration!r} is writing its {self.part}"
         if backend == "sqlite":
             db = sqlite_file(self.engine)
             if db is None:
                 return
-            lock_path = Path(f"{db}.authmigrate-lock")
+            suffix = "" if self.part is None else f".{self._lock_id() & 0xFFFFFFFF:08x}"
+            lock_path = Path(f"{db}.authmigrate-lock{suffix}")
             try:
                 if self.readonly and not lock_path.exists():
                     return  # no run ever wrote here, and verify writes nothing
@@ -921,9 +937,12 @@ class SqlTarget:
                 .order_by(b.c.batch_no.desc())
                 .limit(1)
             ).first()
+        from authmigrate.cluster.ranges import reserved_top
+
+        top = reserved_top(self)  # a run on Dask numbers its ranges' batches in blocks
         if row is None:
-            return 0, None
-        return int(row.batch_no), decode_key(row.last_key)
+            return top, None
+        return max(int(row.batch_no), top), decode_key(row.last_key)
 
     def counts(self, run_id: str | None = None) -> Counts:
         """This migration's counts (or one run's) from the bookkeeping."""
@@ -1172,6 +1191,7 @@ class SqlTarget:
                 "merged": merged,
                 "written_keys": pack_keys([r.key for r in batch.records]),
                 "committed_at": utcnow(),
+                **({} if batch.range_id is None else {"range_id": batch.range_id}),
             },
         )
         states = self.state_rows(batch)

@@ -27,9 +27,14 @@ class Source(Protocol):
         """Number of rows in the source (all of them, NULL keys included)."""
         ...
 
-    def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` rows whose key is greater than ``after`` (None: from the start),
-        in key order."""
+    def page(self, after: Any, limit: int, upto: Any = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows whose key is greater than ``after`` (None: from the start)
+        and at most ``upto`` (None: no bound), in key order."""
+        ...
+
+    def key_at(self, offset: int, after: Any = None) -> Any:
+        """The non-NULL key at position ``offset`` in key order after ``after`` (None: from
+        the start), None past the end."""
         ...
 
     def key_page(self, after: Any, limit: int) -> list[Any]:

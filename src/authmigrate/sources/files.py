@@ -242,8 +242,11 @@ class FileSource:
     def count(self) -> int:
         return self._sql.count()
 
-    def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
-        return [_with_invalid(row) for row in self._sql.page(after, limit)]
+    def page(self, after: Any, limit: int, upto: Any = None) -> list[dict[str, Any]]:
+        return [_with_invalid(row) for row in self._sql.page(after, limit, upto)]
+
+    def key_at(self, offset: int, after: Any = None) -> Any:
+        return self._sql.key_at(offset, after)
 
     def null_key_rows(self) -> Iterator[dict[str, Any]]:
         return (_with_invalid(row) for row in self._sql.null_key_rows())

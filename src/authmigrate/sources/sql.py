@@ -96,10 +96,12 @@ class SqlSource:
         stmt = sa.select(sa.func.count()).select_from(self._selectable)
         return int(self._rows(stmt)[0][0])
 
-    def page(self, after: Any, limit: int) -> list[dict[str, Any]]:
+    def page(self, after: Any, limit: int, upto: Any = None) -> list[dict[str, Any]]:
         stmt = sa.select(*self._read).where(self._key.is_not(None))
         if after is not None:
             stmt = stmt.where(self._key > after)
+        if upto is not None:  # a key range (cluster/): compared as ORDER BY compares
+            stmt = stmt.where(self._key <= upto)
         stmt = stmt.order_by(self._key).limit(limit)
         cols = [c.name for c in self._read]
         return [dict(zip(cols, row)) for row in self._rows(stmt)]  # noqa: B905 - same width
@@ -111,6 +113,16 @@ class SqlSource:
         if after is not None:
             stmt = stmt.where(self._key > after)
         return [row[0] for row in self._rows(stmt.order_by(self._key).limit(limit))]
+
+    def key_at(self, offset: int, after: Any = None) -> Any:
+        """The non-NULL key at position ``offset`` (from 0) in key order after ``after``, in
+        the database's own order (its collation for text), None past the end: where key
+        ranges are cut (``authmigrate.cluster``)."""
+        stmt = sa.select(self._key).where(self._key.is_not(None))
+        if after is not None:
+            stmt = stmt.where(self._key > after)
+        rows = self._rows(stmt.order_by(self._key).offset(offset).limit(1))
+        return rows[0][0] if rows else None
 
     def rows_by_key(self, keys: Sequence[Any]) -> list[dict[str, Any]]:
         """The rows (read columns only) of those of ``keys`` the source has."""
