@@ -189,6 +189,8 @@ def print_plan(result: PlanResult) -> None:
         ok = result.self_tests.get(scheme)
         mark = "" if ok is None else (" self-test ok" if ok else " SELF-TEST FAILED")
         t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
+    if result.path:
+        t.add_row("batches", Text(f"{result.path['path']} path: {result.path['why']}"))
     if result.estimate:
         est = result.estimate
         took = human_duration(est["seconds"])
@@ -263,6 +265,8 @@ def _duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60} min"
     return f"{s} s"
+
+
 def _print_routes(result: PlanResult) -> None:
     """How the accounts would log in at each provider (the spec's provider first)."""
     names = list(result.routes)
