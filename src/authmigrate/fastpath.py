@@ -72,6 +72,10 @@ _REPRABLE = r"^[ -&(-\[\]-~]*$"
 _EMAIL = "^" + _ASCII_EMAIL.pattern + "$"
 """``transform._ASCII_EMAIL`` anchored (it is used with ``fullmatch``); RE2 reads it as is."""
 
+_DOTS = r"\.\.|\.@|@-|-\.|\.-|^\.|-$"
+"""What ``transform._ascii_ok`` refuses: two dots, a dot before the @ or at the start, a hyphen
+after the @, beside a dot or at the end."""
+
 _STAGE = "authmigrate_fast_stage"
 
 
@@ -235,7 +239,7 @@ def _source_column(values: pa.Array, kinds: pa.Array) -> _Column:
 def _field_values(steps: list[str], text: pa.Array) -> tuple[pa.Array, pa.Array]:
     """A text field's values after ``steps`` and the rows where they are provably the Python
     path's (``text`` is NULL or printable ASCII there)."""
-    ok = pa.array([True] * len(text))
+    ok = pa.nulls(len(text), pa.bool_()).fill_null(True)
     v = text
     for step in steps:
         if step == "strip":
@@ -248,10 +252,7 @@ def _field_values(steps: list[str], text: pa.Array) -> tuple[pa.Array, pa.Array]
                 pc.less_equal(pc.binary_length(v), 254),
                 pc.match_substring_regex(v, _EMAIL),
             )
-            for bad in ("..", ".@", "@-", "-.", ".-"):
-                good = pc.and_(good, pc.invert(pc.match_substring(v, bad)))
-            good = pc.and_(good, pc.invert(pc.starts_with(v, ".")))
-            good = pc.and_(good, pc.invert(pc.ends_with(v, "-")))
+            good = pc.and_(good, pc.invert(pc.match_substring_regex(v, _DOTS)))
             # NULL stays NULL (Python skips the steps); any other row must pass
             ok = pc.and_(ok, pc.or_(pc.is_null(v), pc.fill_null(good, False)))
             v = pc.ascii_lower(v)
@@ -322,7 +323,7 @@ class FastPath:
                 page.column(value_column(i)).combine_chunks(),
                 page.column(kind_column(i)).combine_chunks(),
             )
-        ok = pa.array([True] * page.num_rows)
+        ok = pa.nulls(page.num_rows, pa.bool_()).fill_null(True)
         for c in cols.values():
             ok = pc.and_(ok, c.ok)
         out: dict[str, pa.Array] = {"k": keys}
@@ -572,8 +573,8 @@ class FastPath:
         cols = self.target_cols
         insert = f"INSERT INTO temp.{_STAGE} VALUES ({', '.join('?' * (len(cols) + 1))})"
         fps = [
-            hashlib.blake2b(t.encode(), digest_size=16).hexdigest()
-            for t in fast.column("fp").to_pylist()
+            hashlib.blake2b(t, digest_size=16).hexdigest()
+            for t in fast.column("fp").cast(pa.binary()).to_pylist()
         ]
         columns = [fast.column(c).to_pylist() for c in ["k", *cols[1:]]]
         cur.executemany(insert, zip(*columns, fps, strict=True))
