@@ -74,6 +74,7 @@ target_column = "password"
 
 [tokens]
 column = "auth_token"
+delivery = "none"
 """
 
 FLOOR_SQL = {

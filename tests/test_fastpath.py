@@ -385,3 +385,18 @@ def test_an_existing_table_without_the_unique_index_takes_the_python_path(
             assert why["path"] == "python" and "unique index" in why["why"]
     assert outcomes[0] == outcomes[1]
     assert [r[3] for r in outcomes[1]["rejects"]] == ["duplicate.email", "duplicate.email"]
+
+
+def test_a_second_field_copying_the_key_takes_the_python_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    python, fast, fast_batches = run_both(
+        tmp_path,
+        [(1, "a@x.org", None), (2, "b@x.org", "n")],
+        monkeypatch,
+        caplog,
+        extra='legacy_id = "user_id"',
+    )
+    assert fast_batches == 0
+    assert fast == python
+    assert fast["accounts"] == [(1, "a@x.org", 1), (2, "b@x.org", 2)]

@@ -126,6 +126,8 @@ def _field_why(name: str, f: FieldSpec, spec: Spec) -> str | None:
         return None
     if f.value is not None or f.template is not None:
         return f"fields.{name}: a value or template is computed per row"
+    if (f.from_ or name) == spec.source.key:
+        return f"fields.{name}: a copy of the key is done per row"
     if f.type != "text" or f.max_length is not None or f.default is not None or f.required:
         return f"fields.{name}: type, max_length, default and required are checked per row"
     if not set(f.normalize) <= STEPS:
