@@ -400,3 +400,113 @@ def test_a_second_field_copying_the_key_takes_the_python_path(
     assert fast_batches == 0
     assert fast == python
     assert fast["accounts"] == [(1, "a@x.org", 1), (2, "b@x.org", 2)]
+
+
+SEED_EXTRA = """name = "name"
+
+[credentials]
+column = "password_hash"
+scheme = "digest"
+params = { algorithm = "md5" }
+policy = "keep"
+target_column = "password"
+
+[tokens]
+column = "auth_token"
+delivery = "none"
+"""
+
+
+def run_seed_both(
+    work: Path,
+    rows: list[tuple[int, Any, Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    batch: int,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """:func:`run_both` for the seed's mapping (md5 kept, a token per account): the tokens are
+    random, so each is replaced by its shape before comparing, and checked to be there."""
+    src = work / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute(
+        "CREATE TABLE old_users (user_id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
+        "password_hash TEXT)"
+    )
+    conn.executemany("INSERT INTO old_users VALUES (?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    outcomes, fast_batches = [], 0
+    for switch in ("0", "1"):
+        dst = work / f"target-{switch}.db"
+        spec_file = work / f"spec-{switch}.toml"
+        spec_file.write_text(
+            SPEC.format(src=src, dst=dst, batch=batch, duplicates="reject", extra=SEED_EXTRA)
+        )
+        monkeypatch.setenv("AUTHMIGRATE_FASTPATH", switch)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="authmigrate"):
+            result = run_migration(load_spec(spec_file))
+        if switch == "1":
+            fast_batches = sum("fast path" in r.getMessage() for r in caplog.records)
+        verified = verify_migration(load_spec(spec_file))
+        out = dump(dst)
+        tokens = [row[-1] for row in out["accounts"]]
+        assert all(t is not None and t.startswith("$amtok$v=1,alg=sha256,") for t in tokens)
+        assert len(set(tokens)) == len(tokens)
+        out["accounts"] = [row[:-1] for row in out["accounts"]]
+        out["verify"] = (verified.ok, verified.reconciled)
+        out["result"] = (
+            result.status,
+            result.this_run,
+            result.by_reason,
+            result.unsynced,
+            result.schemes,
+            result.segments,
+        )
+        outcomes.append(out)
+    return outcomes[0], outcomes[1], fast_batches
+
+
+_hashes = st.one_of(
+    st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+    st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+    st.from_regex(r"[0-9A-F]{32}", fullmatch=True),
+    st.from_regex(r"[0-9a-f]{40}", fullmatch=True),
+    st.sampled_from(["", " ", "nothex", "5f4dcc3b5aa765d61d8327deb882cf9", "!", None]),
+    st.from_regex(r" [0-9a-f]{32} ", fullmatch=True),
+)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(st.tuples(_emails, _names, _hashes), min_size=1, max_size=80))
+def test_fast_path_equals_python_for_the_seed_mapping_on_fuzzed_values(
+    rows: list[tuple[Any, Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        keyed = [(i * 2 + 1, email, name, h) for i, (email, name, h) in enumerate(rows)]
+        python, fast, fast_batches = run_seed_both(Path(tmp), keyed, monkeypatch, caplog, batch=30)
+    assert fast_batches >= 1
+    assert fast == python
+
+
+def test_fast_path_equals_python_for_the_seed_mapping_on_a_generated_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import hashlib
+
+    rows = [
+        (k, email, name, hashlib.md5(f"pw{k}".encode()).hexdigest() if k % 97 else None)
+        for k, email, name in generated_rows(20_000)
+    ]
+    python, fast, fast_batches = run_seed_both(tmp_path, rows, monkeypatch, caplog, batch=5000)
+    assert fast_batches == 4
+    assert fast == python
+    assert sum(python["result"][4].values()) > 18_000  # md5 kept for most accounts
+    assert python["result"][5].get("reset", 0) > 100  # no hash: the account must reset

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from authmigrate.batch import Batch, Reject
+from authmigrate.batch import Batch, Record, Reject
 from authmigrate.sinks.keys import encode_key, pack_keys
 from authmigrate.sinks.sql import raw_row, utcnow
 from authmigrate.spec import FieldSpec, Spec
@@ -102,9 +102,11 @@ def spec_path(spec: Spec) -> PathChoice:
         return PathChoice(False, "the fast path reads SQLite sources only so far")
     if spec.target.export is not None or not _is_sqlite_file(spec.target.url):
         return PathChoice(False, "the fast path writes SQLite targets only so far")
-    for section in ("credentials", "tokens", "notify"):
-        if getattr(spec, section) is not None:
-            return PathChoice(False, f"[{section}] is done per row by the Python path so far")
+    if spec.notify is not None:
+        return PathChoice(False, "[notify] is done per row by the Python path so far")
+    why = _credentials_why(spec)
+    if why is not None:
+        return PathChoice(False, why)
     groups = unique_groups(spec)
     if len(groups) > 1:
         return PathChoice(
@@ -118,6 +120,30 @@ def spec_path(spec: Spec) -> PathChoice:
         True,
         "Arrow decides per row; rows it cannot prove equal go through the Python transforms",
     )
+
+
+HEX_DIGESTS = {"md5": 32, "sha1": 40, "sha256": 64}
+"""``digest`` algorithms whose credentials the fast path keeps by shape: hex digits."""
+
+
+def _credentials_why(spec: Spec) -> str | None:
+    """Why ``[credentials]`` keeps a spec off the fast path (None: it does not)."""
+    cred = spec.credentials
+    if cred is None:
+        return None
+    simple = (
+        cred.policy == "keep"
+        and cred.schemes == ["digest"]
+        and set(cred.params) == {"algorithm"}
+        and cred.params["algorithm"] in HEX_DIGESTS
+        and not (cred.salt_column or cred.scheme_column or cred.keys or cred.login_rules)
+    )
+    if not simple:
+        return (
+            "[credentials]: only policy keep of a hex digest (scheme digest, md5, sha1 or "
+            "sha256, no salt, keys, login rules or scheme column) is kept by shape so far"
+        )
+    return None
 
 
 def _field_why(name: str, f: FieldSpec, spec: Spec) -> str | None:
@@ -261,6 +287,53 @@ def _field_values(steps: list[str], text: pa.Array) -> tuple[pa.Array, pa.Array]
     return v, ok
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """How the credential engine keeps a hex digest: ``before + digest + after``, under
+    ``scheme``. Read from the engine itself on two probes when the run starts, and checked
+    again on one row of every batch (:meth:`FastPath._check_kept`)."""
+
+    shape: str
+    """RE2 pattern of the values kept by shape (lower-case hex of the digest's length)."""
+    before: str
+    after: str
+    scheme: str
+
+    @classmethod
+    def probe(cls, m: Migration) -> _Kept:
+        cred = m.spec.credentials
+        assert cred is not None
+        width = HEX_DIGESTS[cred.params["algorithm"]]
+        forms = []
+        for probe in ("0123456789abcdef" * 4, "fedcba9876543210" * 4):
+            value = probe[:width]
+            got = _engine_keeps(m, value)
+            if got is None or got[0].count(value) != 1:
+                raise _NotFast("the credential engine does not keep the digest as it is")
+            before, _, after = got[0].partition(value)
+            forms.append((before, after, got[1]))
+        if forms[0] != forms[1] or not _is_reprable(forms[0][0] + forms[0][1]):
+            raise _NotFast("the credential engine's form depends on the digest")
+        before, after, scheme = forms[0]
+        return cls(shape=f"^[0-9a-f]{{{width}}}$", before=before, after=after, scheme=scheme)
+
+
+def _engine_keeps(m: Migration, value: str) -> tuple[str, str] | None:
+    """(credential, scheme) the credential stage gives ``value`` (None: not kept as it is)."""
+    from authmigrate.stages import prepare_credentials
+
+    cred = m.spec.credentials
+    assert cred is not None
+    got = prepare_credentials(cred, [(value, None)], keyring={}, dry=False, workers=1)[0]
+    if isinstance(got, Exception) or got.segment != "kept" or got.credential is None:
+        return None
+    return got.credential, got.scheme
+
+
+def _is_reprable(text: str) -> bool:
+    return all(" " <= ch <= "~" and ch not in "'\\" for ch in text)
+
+
 @dataclass
 class _Page:
     """A page split: the fast rows' keys, target values and fingerprints; the residue's keys."""
@@ -283,12 +356,12 @@ class _NotFast(Exception):  # noqa: N818 - a control-flow signal
 class FastPath:
     """Runs a migration's batches on the fast path (see the module's docstring)."""
 
-    def __init__(self, m: Migration, reader: SqliteArrowPages) -> None:
+    def __init__(self, m: Migration, reader: SqliteArrowPages | None) -> None:
         self.m = m
-        self.reader = reader
+        self.reader: Any = reader
         spec = m.spec
         self.key_name = spec.source.key
-        self.index = {name: i for i, name in enumerate(reader.names)}
+        self.index = {c.name: i for i, c in enumerate(m.source._read)}  # type: ignore[attr-defined]
         self.fp_columns = m.target.fp_columns
         self.fields = [
             (name, f.from_ or name, list(f.normalize))
@@ -298,7 +371,13 @@ class FastPath:
         self.groups = unique_groups(spec)
         self.merge = spec.run.duplicates == "merge"
         t = m.target.table
+        self.cred = spec.credentials
+        self.kept: _Kept | None = _Kept.probe(m) if self.cred is not None else None
+        from authmigrate.tokens import TokenStage
+
+        self.tokens = next((s for s in m.late if isinstance(s, TokenStage)), None)
         self.target_cols = [spec.target_key] + [name for name, _, _ in self.fields]
+        self.target_cols += [c.name for stage in [*m.early, *m.late] for c in stage.columns()]
         self.table_sql = _qualified(t)
         self.key_sql = _q(spec.target_key)
         d = m.target.engine.dialect
@@ -333,6 +412,16 @@ class FastPath:
             values, good = _field_values(steps, cols[src].text)
             out[name] = values
             ok = pc.and_(ok, good)
+        if self.kept is not None and self.cred is not None:
+            kept = self.kept
+            text = cols[self.cred.column].text
+            ok = pc.and_(ok, pc.fill_null(pc.match_substring_regex(text, kept.shape), False))
+            out[self.cred.target_column] = pc.binary_join_element_wise(
+                kept.before, text, kept.after, ""
+            )
+            out[self.cred.reset_column] = pa.nulls(page.num_rows, pa.bool_()).fill_null(False)
+            out["cfp"] = pc.binary_join_element_wise("(", cols[self.cred.column].shown, ",)", "")
+            out["tfp"] = pc.binary_join_element_wise("('", out[self.cred.target_column], "',)", "")
         shown = [
             pc.cast(keys, pa.string()) if c == self.key_name else cols[c].shown
             for c in self.fp_columns
@@ -433,7 +522,7 @@ class FastPath:
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (k INTEGER PRIMARY KEY, "
             + ", ".join(f"{_q('v_' + c)}" for c in cols[1:])
             + (", " if len(cols) > 1 else "")
-            + "fp TEXT)"
+            + "fp TEXT, cfp TEXT, tfp TEXT)"
         )
         cur.execute(f"DELETE FROM temp.{_STAGE}")
         rejects: list[Reject] = list(residue.rejects)
@@ -465,6 +554,12 @@ class FastPath:
                 for k in held_all
             ]
             residue.records = [r for r in residue.records if r.key not in taken_keys]
+        # the credential stage on the residue, after the key check (as on the Python path)
+        before = len(residue.rejects)
+        for stage in m.early:
+            stage.process(residue)
+        rejects += residue.rejects[before:]
+        self._check_kept(page, fast)
 
         # the stage: fast rows computed in Arrow, residue records from the Python transforms
         staged = self._stage(cur, fast, residue)
@@ -550,7 +645,7 @@ class FastPath:
         cur.execute(
             f"INSERT INTO {state} (migration, source_key, state, fingerprint, credential_fp, "
             "target_fp, changed_at) "
-            f"SELECT ?, CAST(k AS TEXT), 'migrated', fp, NULL, NULL, ? FROM temp.{_STAGE} "
+            f"SELECT ?, CAST(k AS TEXT), 'migrated', fp, cfp, tfp, ? FROM temp.{_STAGE} "
             "ORDER BY k",
             (target.migration, stamp),
         )
@@ -561,36 +656,87 @@ class FastPath:
             if rows:
                 target._insert_state(conn, rows)
         cur.close()
+        kept = [r for r in residue.records if r.key not in losers]
+        fast_written = len(written) - len(kept)
+        schemes = Counter(r.scheme for r in kept if r.scheme)
+        segments = Counter(r.segment for r in kept)
+        segments.update(j.segment for j in rejects if j.outcome == "merged")
+        if fast_written:
+            segments["kept"] += fast_written
+            if self.kept is not None:
+                schemes[self.kept.scheme] += fast_written
         return _Done(
             last_key=page.last_key,
             rows_read=page.rows,
             migrated=len(written),
             rejected=len(rejects) - merged,
             merged=merged,
+            schemes=schemes,
+            segments=segments,
         )
+
+    def _check_kept(self, page: _Page, fast: pa.Table) -> None:
+        """The credential engine, asked about one row of the batch, still gives what the
+        fast path computed (a guard against a change of the engine's form)."""
+        if self.kept is None or self.cred is None or fast.num_rows == 0:
+            return
+        k = fast.column("k")[0].as_py()
+        value = self._raw_rows(page, [k])[k][self.cred.column]
+        computed = fast.column(self.cred.target_column)[0].as_py()
+        if _engine_keeps(self.m, value) != (computed, self.kept.scheme):
+            raise _NotFast("the credential engine keeps this batch's digests otherwise")
 
     def _stage(self, cur: Any, fast: pa.Table, residue: Batch) -> int:
         """Fill the TEMP stage with the batch's accounts-to-be and their fingerprints, in key
-        order; returns how many."""
-        cols = self.target_cols
-        insert = f"INSERT INTO temp.{_STAGE} VALUES ({', '.join('?' * (len(cols) + 1))})"
-        fps = [
-            hashlib.blake2b(t, digest_size=16).hexdigest()
-            for t in fast.column("fp").cast(pa.binary()).to_pylist()
-        ]
-        columns = [fast.column(c).to_pylist() for c in ["k", *cols[1:]]]
-        cur.executemany(insert, zip(*columns, fps, strict=True))
-        if residue.records:
-            from authmigrate.sinks.state import fingerprint
+        order; returns how many. Tokens are issued here, one per staged row, by the token
+        stage itself (a row that turns out a duplicate is not written, nor is its token)."""
+        from authmigrate.sinks.state import fingerprint, value_fp
 
+        cols = self.target_cols
+        insert = f"INSERT INTO temp.{_STAGE} VALUES ({', '.join('?' * (len(cols) + 3))})"
+        n = fast.num_rows
+        keys = fast.column("k").to_pylist()
+        tokened: list[Record] = []
+        if self.tokens is not None:
+            tokened = [Record(k, {}, {}) for k in keys]
+            both = Batch(number=0, first_key=None, last_key=None, rows_read=0)
+            both.records = [*tokened, *residue.records]
+            self.tokens.process(both)
+        columns: list[list[Any]] = [keys]
+        for c in cols[1:]:
+            if c in fast.column_names:
+                columns.append(fast.column(c).to_pylist())
+            elif tokened:
+                columns.append([r.values.get(c) for r in tokened])
+            else:
+                columns.append([None] * n)
+        for name in ("fp", "cfp", "tfp"):
+            if name in fast.column_names:
+                columns.append(
+                    [
+                        hashlib.blake2b(t, digest_size=16).hexdigest()
+                        for t in fast.column(name).cast(pa.binary()).to_pylist()
+                    ]
+                )
+            else:
+                columns.append([None] * n)
+        cur.executemany(insert, zip(*columns, strict=True))
+        if residue.records:
+            creds = self.m.target.cred_columns
+            target = self.cred.target_column if self.cred is not None else None
             cur.executemany(
                 insert,
                 [
-                    (*(r.values.get(c) for c in cols), fingerprint(r.source, self.fp_columns))
+                    (
+                        *(r.values.get(c) for c in cols),
+                        fingerprint(r.source, self.fp_columns),
+                        fingerprint(r.source, creds) if creds else None,
+                        value_fp(r.values.get(target)) if target else None,
+                    )
                     for r in residue.records
                 ],
             )
-        return len(fps) + len(residue.records)
+        return n + len(residue.records)
 
     def _raw_rows(self, page: _Page, keys: list[int]) -> dict[int, dict[str, Any]]:
         """The source rows of fast keys, as the Python reader gives them (column order kept)."""
@@ -659,12 +805,6 @@ class _Done:
     schemes: Counter[str] = field(default_factory=Counter)
     segments: Counter[str] = field(default_factory=Counter)
 
-    def __post_init__(self) -> None:
-        if self.migrated:
-            self.segments["kept"] += self.migrated
-        if self.merged:
-            self.segments["merged"] += self.merged
-
 
 def tally(done: Batch | _Done) -> tuple[dict[str, int], Counter[str], Counter[str]]:
     """(counts, schemes, segments) of a committed batch, from either path."""
@@ -699,12 +839,16 @@ def open_fast_path(m: Migration) -> tuple[FastPath | None, PathChoice]:
 
     assert isinstance(m.source, SqlSource)
     try:
-        reader = SqliteArrowPages(m.source)
+        fast = FastPath(m, None)
+    except _NotFast as exc:
+        return None, PathChoice(False, str(exc))
+    try:
+        fast.reader = SqliteArrowPages(m.source)
     except Exception as exc:  # noqa: BLE001 - the driver cannot open it: the Python path reads
         return None, PathChoice(
             False, f"the Arrow reader cannot open the source ({type(exc).__name__})"
         )
-    return FastPath(m, reader), choice
+    return fast, choice
 
 
 def _q(name: str) -> str:
