@@ -440,7 +440,10 @@ def test_a_commit_whose_acknowledgement_is_lost_is_not_done_twice(
 ) -> None:
     """A real server cannot be made to drop the acknowledgement of one COMMIT on cue, so the
     fault is injected: batch 4 commits, then its commit call raises as a lost connection
-    would (psycopg raises OperationalError when the link drops after COMMIT was sent)."""
+    would (psycopg raises OperationalError when the link drops after COMMIT was sent).
+    Injected into the Python path's commit (a SQLite COMMIT has no acknowledgement to lose,
+    and the fast path writes SQLite only)."""
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", "0")
     src = tmp_path / "legacy.db"
     make_source(src, 100)
     spec = load_spec(write_spec(tmp_path / "m.toml", src, target_url, batch=10))

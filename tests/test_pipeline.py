@@ -118,8 +118,14 @@ def test_new_source_rows_after_a_run_are_picked_up_by_the_next(tmp_path: Path) -
     ]
 
 
-def test_resume_after_failed_batch_continues_at_last_committed(tmp_path: Path) -> None:
-    """A batch that fails mid-way leaves the earlier batches committed and nothing of its own."""
+def test_resume_after_failed_batch_continues_at_last_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that fails mid-way leaves the earlier batches committed and nothing of its own.
+
+    The fault is injected into the Python path's commit; the fast path's own is in
+    tests/test_fastpath.py."""
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", "0")
     src = tmp_path / "legacy.db"
     make_seed_source(src, [f"user{i}@example.com" for i in range(9)])
     dst = f"sqlite:///{tmp_path}/t.db"

@@ -935,13 +935,17 @@ class _Syncer:
 def count_unsynced(m: Migration) -> int:
     """Source keys the bookkeeping does not know (added below the checkpoint, or anywhere by
     a live shop) plus NULL-key rows not yet rejected: what ``run`` leaves to ``sync``. Reads
-    the source's keys only, chunk by chunk."""
+    the source's keys only, chunk by chunk (in one SQL anti-join where both are SQLite
+    files, see :func:`authmigrate.pipeline.fast.count_unsynced_keys`)."""
+    from authmigrate.pipeline.fast import count_unsynced_keys
+
     src = _Source(m)
     target = m.target
     lookup = FingerprintLookup(target.state, target.migration, target.engine.dialect)
+    counted = count_unsynced_keys(m)
     missing = 0
     with target.engine.connect() as conn:
-        for keys in src.key_pages(CHUNK):
+        for keys in src.key_pages(CHUNK) if counted is None else ():
             stored = [state_key(k) for k in keys]
             known = lookup(conn, stored)
             missing += sum(1 for k in stored if k not in known or known[k][0] == "deleted")
@@ -954,7 +958,7 @@ def count_unsynced(m: Migration) -> int:
             )
         ).scalar_one()
     nulls = sum(1 for _ in m.source.null_key_rows())
-    return missing + max(0, nulls - int(rejected_null))
+    return (missing if counted is None else counted) + max(0, nulls - int(rejected_null))
 
 
 def _as_time(value: Any) -> dt.datetime:

@@ -552,6 +552,7 @@ def run_migration(
     segments: Counter[str] = Counter()
     status, error = "failed", None
     failure: BaseException | None = None
+    fast = None
     try:
         lock.acquire()
         _refuse_ranged(m)
@@ -574,19 +575,19 @@ def run_migration(
                 done += nb.rows_read
         # One thread on purpose: a reader thread running ahead was measured 20% slower (the
         # GIL handoffs cost more than the overlap gains on a bulk copy; docs/benchmarks.md).
-        for fresh in m.transformed(after, number + 1):
-            lock.ensure()
-            batch = _commit_with_retry(m, fresh, dupes, run_id)
-            merged = len(batch.merged)
-            this_run.update(
-                read=batch.rows_read,
-                migrated=len(batch.records),
-                rejected=len(batch.rejects) - merged,
-                merged=merged,
-            )
-            schemes.update(r.scheme for r in batch.records if r.scheme)
-            segments.update(r.segment for r in batch.records)
-            segments.update(j.segment for j in batch.merged)
+        from authmigrate.pipeline.fast import open_fast_path, tally
+
+        fast, _ = open_fast_path(m)
+        committed = (
+            fast.batches(after, number + 1, run_id, dupes, lock)
+            if fast is not None
+            else _python_batches(m, after, number + 1, run_id, dupes, lock)
+        )
+        for batch in committed:
+            counts, got_schemes, got_segments = tally(batch)
+            this_run.update(counts)
+            schemes.update(got_schemes)
+            segments.update(got_segments)
             done += batch.rows_read
             if progress:
                 progress(done, total)
@@ -610,6 +611,8 @@ def run_migration(
         if status == "done":
             _record_snapshot(m, result.source_rows)
         lock.release()
+        if fast is not None:
+            fast.close()
         m.close()
         if failure is not None:
             failure.result = result  # type: ignore[attr-defined] # the CLI still writes the report
@@ -637,6 +640,15 @@ def _record_snapshot(m: Migration, source_rows: int) -> None:
         migration_status(m.spec, command="run", source_rows=source_rows, engine=m.target.engine)
     except sa.exc.DBAPIError as exc:  # the run's work is committed; only the snapshot is lost
         log.warning("no status snapshot recorded: %s", first_line(exc))
+
+
+def _python_batches(
+    m: Migration, after: Any, number: int, run_id: str, dupes: DuplicateStage, lock: Any
+) -> Iterator[Batch]:
+    """Every remaining batch through the Python transforms and stages, each committed."""
+    for fresh in m.transformed(after, number):
+        lock.ensure()
+        yield _commit_with_retry(m, fresh, dupes, run_id)
 
 
 def _lookup(m: Migration, group: tuple[str, ...], values: list[Any]) -> dict[Any, Any]:
@@ -786,6 +798,9 @@ class PlanResult:
     provider; the spec's provider first."""
     export_self_tests: dict[str, bool] = field(default_factory=dict)
     """The spec's provider's self-test per group (scheme and parameters)."""
+    path: dict[str, Any] = field(default_factory=dict)
+    """Which path a run's batches take (``{"path": "fast" | "python", "why": ...}``, see
+    :func:`authmigrate.pipeline.fast.choose_path`)."""
 
     @property
     def fixes(self) -> dict[str, str]:
@@ -840,6 +855,7 @@ class PlanResult:
             "secrets": self.secrets,
             "estimate": self.estimate,
             "advice": self.advice,
+            "path": self.path,
             "bookkeeping": bookkeeping(self.migration),
             "next_step": self.next_step,
             **(
@@ -866,6 +882,9 @@ def plan_migration(
     m = Migration(spec, dry=True)
     try:
         res = PlanResult(migration=m.target.migration, secrets=secrets)
+        from authmigrate.pipeline.fast import choose_path
+
+        res.path = choose_path(m).as_dict()
         problem = m.target.write_problem()
         if problem is not None:
             raise TargetError(f"a run could not write to {m.target.where}: {problem}")

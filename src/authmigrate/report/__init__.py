@@ -189,6 +189,8 @@ def print_plan(result: PlanResult) -> None:
         ok = result.self_tests.get(scheme)
         mark = "" if ok is None else (" self-test ok" if ok else " SELF-TEST FAILED")
         t.add_row(f"  scheme {scheme}{mark}", f"{n:,}")
+    if result.path:
+        t.add_row("batches", Text(f"{result.path['path']} path: {result.path['why']}"))
     if result.estimate:
         est = result.estimate
         took = human_duration(est["seconds"])
