@@ -417,3 +417,22 @@ def test_a_run_killed_whole_resumes_every_range_to_a_clean_verify(tmp_path: Path
         == "crashed"
     )
     _assert_whole(tmp_path, spec, f"sqlite:///{db}", one, users)
+
+
+@pytest.mark.slow  # a LocalCluster of its own: 10-30 s on the shared machine
+def test_run_dask_local_prints_no_dask_scheduler_chatter(tmp_path: Path) -> None:
+    """``--dask local`` printed ~40 INFO lines of Dask's scheduler and nannies on stderr
+    (``Scheduler at: tcp://...``, ``Nanny asking worker to close``) around the run's table;
+    the run's own progress and warnings stay."""
+    src = tmp_path / "legacy.db"
+    make_source(src, 300, seed=5)
+    spec = write_spec(tmp_path / "m.toml", src, f"sqlite:///{tmp_path}/target.db", batch=50)
+    done = cli("run", str(spec), "--dask", "local", cwd=tmp_path, timeout=240)
+    assert done.returncode in (0, 1), done.stderr  # 1: the source plants rejected rows
+    assert "migrated" in done.stdout + done.stderr
+    chatter = [
+        line
+        for line in done.stderr.splitlines()
+        if "Scheduler" in line or "Nanny" in line or "Worker" in line or "dashboard at" in line
+    ]
+    assert chatter == []

@@ -152,17 +152,26 @@ def dask_client(address: str) -> Iterator[Any]:
     if address == "local":
         from authmigrate.pipeline.advice import cores
 
-        cluster = LocalCluster(
-            n_workers=cores(),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-        )
+        # The LocalCluster's scheduler and nannies live in this process and log their
+        # start and stop at INFO (about 40 lines around the run's table); keep their
+        # warnings and errors only.
+        dask_log = logging.getLogger("distributed")
+        level = dask_log.level
+        dask_log.setLevel(max(level, logging.WARNING))
         try:
-            with Client(cluster) as client:
-                yield client
+            cluster = LocalCluster(
+                n_workers=cores(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+            )
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
         finally:
-            cluster.close()
+            dask_log.setLevel(level)
         return
     try:
         client = Client(address, timeout="20s")
