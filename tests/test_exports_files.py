@@ -122,3 +122,25 @@ def test_verify_finds_a_bridge_list_lost_or_changed(tmp_path: Path) -> None:
     assert any(f"{bridge[0].name} was changed after it was written" in n for n in res.notes)
     if len(bridge) > 1:
         assert any(f"{bridge[-1].name} is missing or unreadable" in n for n in res.notes)
+
+
+def test_the_exports_own_bookkeeping_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """``<dir>/authmigrate.sqlite`` holds the same hashes as the export files (0600): it is
+    created 0600 too, whatever the umask, and so are SQLite's journal files beside it."""
+    import os
+    import stat
+
+    make_source(tmp_path / "legacy.db", mixed_rows(45))
+    spec = load_spec_text(spec_for(tmp_path, "kratos", batch=10))
+    old = os.umask(0o022)
+    try:
+        assert run_migration(spec).migrated == 45
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    names = {"authmigrate.sqlite", *(f"authmigrate.sqlite-{s}" for s in ("wal", "shm", "journal"))}
+    files = [p for p in out.iterdir() if p.name in names]  # not the lock file: no data in it
+    assert any(p.name == "authmigrate.sqlite" for p in files)
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p.name, oct(p.stat().st_mode))
+    assert verify_migration(spec).ok

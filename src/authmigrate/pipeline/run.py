@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -505,7 +506,26 @@ def _export_sink(spec: Spec, stages: list[Stage]) -> Any:
     hidden = {c.name for stage in stages for c in stage.columns()}
     sink = ExportSink.from_spec(spec, hidden)
     sink.dir.mkdir(parents=True, exist_ok=True)
+    _private_bookkeeping(spec)
     return sink
+
+
+def _private_bookkeeping(spec: Spec) -> None:
+    """Create an export's own bookkeeping file (``<dir>/authmigrate.sqlite``) readable by its
+    owner only, before SQLite opens it: it holds the same hashes as the export files (0600),
+    and SQLite gives its journal and WAL files the database file's mode."""
+    import contextlib
+    import os
+
+    from authmigrate.spec import EXPORT_BOOKKEEPING
+
+    if spec.target.dir is None:
+        return
+    path = Path(spec.target.dir) / EXPORT_BOOKKEEPING
+    if spec.target.url != "sqlite:///" + str(path):
+        return  # the user named a target of their own
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _with_retries(
