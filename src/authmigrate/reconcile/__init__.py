@@ -5,6 +5,8 @@
 - :mod:`~authmigrate.reconcile.checksum`: canonical values and the keyed row hash.
 - :mod:`~authmigrate.reconcile.target`: the target side, with its checksums in the database.
 - :mod:`~authmigrate.reconcile.credentials`: is a wrapped credential made from its legacy hash.
+- :mod:`~authmigrate.reconcile.ledger`: the written keys and rejects, read back per chunk of keys
+  (verify's memory does not grow with the accounts).
 
 Printing a result is :func:`authmigrate.report.verify.print_verify`'s job.
 """

@@ -32,8 +32,11 @@ with a key the source never had (a sign-up in the live new system) is not report
 row for a source row that the migration rejected or merged is reported as extra, unless the
 row was rejected because that key was already in the target (``target.key_exists``).
 
-Memory: one chunk of rows, plus the migration's written keys and reject keys as a set (tens of
-bytes per key).
+Memory: one chunk of rows and one batch's written keys, plus a few numbers per batch (its key
+range, see :mod:`authmigrate.reconcile.ledger`): the same at 100k and at 10M accounts. The
+bookkeeping is read back per chunk of source keys (the batches whose key range meets the
+chunk's), never held whole; written keys the source no longer has are found afterwards, batch by
+batch, only when the count of written keys seen in the source falls short.
 """
 
 from __future__ import annotations
@@ -61,12 +64,11 @@ from authmigrate.reconcile.checksum import (
     row_text,
     text_hash,
 )
+from authmigrate.reconcile.ledger import Ledger, bounds, order_key
 from authmigrate.reconcile.target import IN_LIST, _slices, _Target
-from authmigrate.sinks.keys import decode_key, unpack_keys
 from authmigrate.sinks.sql import (
     TargetLock,
     adopt_recorded_name,
-    bookkeeping_tables,
     reject_examples,
 )
 from authmigrate.sources import Source, open_source
@@ -235,18 +237,22 @@ class _Verifier:
         self.chunk = chunk
         self.transform = RowTransformer(spec)
         self.result = VerifyResult(migration=spec.migration_name)
+        self.ledger = Ledger(target.conn, spec.migration_name, target.key_value)
+        """The written keys and rejects, read back one chunk of keys at a time."""
         self.written: set[Any] = set()
-        """Key ids of the rows the batches wrote; a key is removed once the source pass has
-        seen it, so what is left at the end are written keys the source no longer has."""
+        """Key ids of the current chunk's rows that a batch wrote (and ``sync`` has not found
+        deleted or holds)."""
         self.rejects: dict[Any, str] = {}
-        self.merged: list[Any] = []
-        """Key ids of merged duplicates (each one has a ``merged`` message when enabled)."""
-        self.notified: list[Any] = []
-        """Key ids of every written row, for the outbox check."""
+        """Reject reason of the current chunk's rejected or merged rows, by key id."""
         self.held: set[Any] = set()
-        """Key ids of accounts ``sync`` holds at their last good values (see
-        :mod:`authmigrate.sinks.state`): counted as rejected, their target row not compared."""
+        """Key ids of the current chunk's accounts ``sync`` holds at their last good values
+        (see :mod:`authmigrate.sinks.state`): counted as rejected, their target row not
+        compared."""
+        self.doubled: dict[Any, Any] = {}
+        self.seen_written = 0
+        """Written keys found in the source so far (a key listed by two batches once)."""
         self.has_state = False
+        self.state_table: sa.Table | None = None
         self.rng = random.Random()
         self.reservoir: list[tuple[Any, str, str, str]] = []
         self.token_segments = _token_segments(spec)
@@ -255,59 +261,69 @@ class _Verifier:
     # -- bookkeeping ----------------------------------------------------------------------
 
     def load_bookkeeping(self, conn: sa.Connection) -> None:
-        _, batches, rejects = bookkeeping_tables(sa.MetaData())
-        name = self.spec.migration_name
-        for (blob,) in conn.execute(
-            sa.select(batches.c.written_keys).where(batches.c.migration == name)
-        ):
-            self.written.update(self.target.key_value(k) for k in unpack_keys(blob))
-        self._load_key_state(conn)
+        """Count the rejects and merges, and keep each batch's key range (not its keys)."""
+        from authmigrate.sinks.state import STATE_TABLE, state_tables
+
+        self.ledger.load()
         res = self.result
-        reasons: dict[str, str] = {}  # one string object per reason code, not one per row
-        doubled: dict[Any, Any] = {}
-        for source_key, outcome, reason in conn.execute(
-            sa.select(rejects.c.source_key, rejects.c.outcome, rejects.c.reason).where(
-                rejects.c.migration == name
-            )
-        ):
-            if outcome == "merged":
-                res.merged += 1
-            else:
-                res.rejected += 1
-            if source_key is not None:
-                k = decode_key(source_key)
-                kid = self.target.key_value(k)
-                if outcome == "merged":
-                    self.merged.append(kid)
-                if kid in self.rejects or kid in self.written:
-                    doubled.setdefault(kid, k)  # counted twice: the reconciliation is off
-                self.rejects[kid] = reasons.setdefault(reason, reason)
-        res.doubled.extend(doubled.values())
-        if self.spec.notify is not None:
-            self.notified = sorted(self.written)
-
-    def _load_key_state(self, conn: sa.Connection) -> None:
-        """Keys ``sync`` found deleted, or holds, are no longer counted as migrated."""
-        from authmigrate.sinks.state import STATE_TABLE, key_of, state_tables
-
+        res.rejected, res.merged = self.ledger.rejected, self.ledger.merged
+        for k in self.ledger.rejected_twice():  # counted twice: the reconciliation is off
+            self.doubled.setdefault(self.target.key_value(k), k)
         if not sa.inspect(conn).has_table(STATE_TABLE):
             return
         self.has_state = True
         state, _ = state_tables(sa.MetaData())
-        for stored, kind in conn.execute(
-            sa.select(state.c.source_key, state.c.state).where(
-                state.c.migration == self.spec.migration_name,
-                state.c.state.in_(("deleted", "held")),
+        res.held = conn.execute(
+            sa.select(sa.func.count()).where(
+                state.c.migration == self.spec.migration_name, state.c.state == "held"
             )
-        ):
-            kid = self.target.key_value(key_of(stored))
-            if kind == "deleted" and kid in self.written:
-                self.written.discard(kid)
-                self.result.deleted_in_source += 1
-            elif kind == "held":
-                self.written.discard(kid)
-                self.held.add(kid)
-                self.result.held += 1
+        ).scalar_one()
+
+    def _key_states(self, keys: Sequence[Any]) -> dict[Any, str]:
+        """``deleted`` or ``held`` (what ``sync`` found) of those of ``keys`` it applies to,
+        by key id: such keys are no longer counted as migrated."""
+        if not self.has_state or not keys:
+            return {}
+        from authmigrate.sinks.state import key_of, state_key, state_tables
+
+        if self.state_table is None:
+            # one Table for the whole run: a new one per query would make each statement
+            # new to SQLAlchemy's compiled cache, which keeps 500 of them with their keys
+            self.state_table, _ = state_tables(sa.MetaData())
+        state = self.state_table
+        stored = sorted({state_key(k) for k in keys})
+        out: dict[Any, str] = {}
+        for part in _slices(stored, IN_LIST):
+            for source_key, kind in self.target.conn.execute(
+                sa.select(state.c.source_key, state.c.state).where(
+                    state.c.migration == self.spec.migration_name,
+                    state.c.source_key.in_(part),
+                    state.c.state.in_(("deleted", "held")),
+                )
+            ):
+                out[self.target.key_value(key_of(source_key))] = str(kind)
+        return out
+
+    def _load_chunk_bookkeeping(self, rows: list[dict[str, Any]]) -> None:
+        """Written keys, rejects and key states of this chunk's source keys only."""
+        key = self.spec.source.key
+        originals = {self.target.key_value(r[key]): r[key] for r in rows}
+        kids = set(originals)
+        span = bounds(list(kids))
+        written = self.ledger.written_in(kids, span)
+        self.seen_written += len(written)
+        self.rejects = self.ledger.rejects_in(kids, span)
+        states = self._key_states(list(originals.values()))
+        self.held = {kid for kid, kind in states.items() if kind == "held"}
+        for kid, kind in states.items():
+            if kid in written:
+                written.discard(kid)
+                if kind == "deleted":
+                    self.result.deleted_in_source += 1
+        self.written = written
+        for kid in written:
+            if kid in self.rejects:
+                self.doubled.setdefault(kid, originals[kid])
 
     # -- the pass over the source ---------------------------------------------------------
 
@@ -315,7 +331,7 @@ class _Verifier:
         res = self.result
         res.source_rows = self.source.count()
         res.checksums = "in-database" if self.target.in_db else "streamed"
-        written = len(self.written)
+        expected = 0
         missing_written = 0
         key = self.spec.source.key
         after: Any = None
@@ -324,16 +340,52 @@ class _Verifier:
             if not rows:
                 break
             after = rows[-1][key]
+            self._load_chunk_bookkeeping(rows)
+            expected += len(self.written)
             chunk = self._hash_chunk(rows)
             missing_written += self._compare_chunk(chunk)
             self._check_secrets(chunk)
+        self.written, self.rejects, self.held = set(), {}, set()
         self._finish_sample()
-        gone = list(self.written)  # written, and no longer in the source
-        self.written.clear()
-        present = self.target.select([self.target.key_value(k) for k in gone], []) if gone else {}
-        res.extra.extend(present[k][""] for k in gone if k in present)
-        res.migrated = written - missing_written - (len(gone) - len(present))
+        present = 0
+        if self.ledger.written_total > self.seen_written:
+            present = self._written_keys_the_source_lost()
+        res.doubled.extend(self.doubled.values())
+        res.migrated = expected - missing_written + present
         return res
+
+    def _written_keys_the_source_lost(self) -> int:
+        """Written keys the source no longer has, batch by batch: those ``sync`` found
+        deleted are counted as such, the others are *extra* when the target still holds them.
+        Returns how many of those the target holds."""
+        res = self.result
+        seen: set[Any] = set()  # keys gone from the source only: few
+        present = 0
+        for keys in self.ledger.written_batches():
+            for part in _slices(keys, IN_LIST):
+                there = {self.target.key_value(k) for k in self.source.keys_in(part)}
+                lost = {
+                    kid: k
+                    for k in part
+                    if (kid := self.target.key_value(k)) not in there and kid not in seen
+                }
+                if not lost:
+                    continue
+                seen.update(lost)
+                states = self._key_states(list(lost.values()))
+                for kid, kind in states.items():
+                    lost.pop(kid, None)
+                    if kind == "deleted":
+                        res.deleted_in_source += 1
+                if not lost:
+                    continue
+                for kid in self.ledger.rejected_among(list(lost.values())):
+                    if kid in lost:
+                        self.doubled.setdefault(kid, lost[kid])
+                found = self.target.select(list(lost), [])
+                res.extra.extend(found[kid][""] for kid in lost if kid in found)
+                present += len(found)
+        return present
 
     def _hash_chunk(self, rows: list[dict[str, Any]]) -> _Chunk:
         key = self.spec.source.key
@@ -344,7 +396,6 @@ class _Verifier:
             k = row[key]
             kid = self.target.key_value(k)
             if kid in self.written:
-                self.written.discard(kid)  # seen: what stays in the set at the end is gone
                 try:
                     mapped = self.transform(row)
                 except FieldReject as rej:
@@ -447,35 +498,47 @@ class _Verifier:
         }
         if not enabled:
             return
-        queued: set[tuple[Any, str]] = set()
-        if sa.inspect(conn).has_table(OUTBOX_TABLE):
-            box = outbox_table(sa.MetaData())
+        has_box = sa.inspect(conn).has_table(OUTBOX_TABLE)
+        box = outbox_table(sa.MetaData())
+
+        def queued(keys: Sequence[Any]) -> set[tuple[Any, str]]:
             # the outbox holds a source key as str(key): compared in the target's key form
-            queued = {
+            if not has_box or not keys:
+                return set()
+            stored = list(dict.fromkeys(str(k) for k in keys))
+            return {
                 (self.target.key_value(k), str(s))
                 for k, s in conn.execute(
                     sa.select(box.c.source_key, box.c.segment).where(
-                        box.c.migration == self.spec.migration_name
+                        box.c.migration == self.spec.migration_name, box.c.source_key.in_(stored)
                     )
                 )
             }
+
         res = self.result
         if "merged" in enabled:
-            for kid in self.merged:
-                res.outbox_checked += 1
-                if (kid, "merged") not in queued:
-                    res.unnotified.append(kid)
-        for part in _slices(self.notified, IN_LIST):
-            rows = self.target.select(
-                [self.target.key_value(k) for k in part], self._segment_columns()
-            )
-            for kid, row in rows.items():
-                segment = self._segment(row)
-                if segment not in enabled:
-                    continue
-                res.outbox_checked += 1
-                if (kid, segment) not in queued:
-                    res.unnotified.append(row[""])
+            for page in self.ledger.merged_pages(IN_LIST):
+                kids = [self.target.key_value(k) for k in page]
+                have = queued([*page, *kids])
+                for kid in kids:
+                    res.outbox_checked += 1
+                    if (kid, "merged") not in have:
+                        res.unnotified.append(kid)
+        columns = self._segment_columns()
+        for keys in self.ledger.written_batches():
+            for part in _slices(keys, IN_LIST):
+                states = self._key_states(part)  # deleted or held: no longer migrated
+                kids = [kid for k in part if (kid := self.target.key_value(k)) not in states]
+                rows = self.target.select(kids, columns)
+                have = queued([*part, *kids])
+                for kid in sorted(rows, key=order_key):
+                    row = rows[kid]
+                    segment = self._segment(row)
+                    if segment not in enabled:
+                        continue
+                    res.outbox_checked += 1
+                    if (kid, segment) not in have:
+                        res.unnotified.append(row[""])
 
     def _segment_columns(self) -> list[str]:
         cred, notify = self.spec.credentials, self.spec.notify
@@ -845,7 +908,11 @@ def _verify(
     target = _Target(spec, engine, conn)
     verifier = _Verifier(spec, source, target, sample, chunk)
     verifier.load_bookkeeping(conn)
-    if not verifier.written and not verifier.rejects and verifier.result.rejected == 0:
+    if (
+        not verifier.ledger.written_total
+        and not verifier.ledger.keyed_rejects
+        and not (verifier.result.rejected)
+    ):
         verifier.result.notes.append("no batch of this migration is recorded in the target")
     missing_fields = [f for f in spec.fields if f not in target.table.c]
     if missing_fields:
