@@ -67,9 +67,19 @@ def worker_migration(spec: Spec, run_id: str, *, dry: bool = False) -> Migration
         key = (spec.migration_name, dry, threading.get_ident())
         m = _cache.get(key)
         if m is None:
-            m = _cache[key] = Migration(spec, dry=dry)
+            m = _cache[key] = Migration(_one_core_per_task(spec), dry=dry)
             m.skip_synced = m.target.has_synced()
     return m
+
+
+def _one_core_per_task(spec: Spec) -> Spec:
+    """The spec as a range task runs it: Dask's threads are the parallelism, so a task wraps
+    on its own thread unless ``[run] workers`` says otherwise. Left at its default (every core
+    of the process), each task of a worker would start a pool as large as the machine: one
+    "single-threaded" worker already used every core, and more workers only queued for them."""
+    if spec.run.workers is not None:
+        return spec
+    return spec.model_copy(update={"run": spec.run.model_copy(update={"workers": 1})})
 
 
 class RangeFailed(AuthmigrateError):
