@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -482,3 +483,24 @@ def test_run_cli_refuses_a_bad_provider_with_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "target.export" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_run_says_where_an_exports_rejects_are(tmp_path: Path) -> None:
+    """An export writes files, not tables: its reject table is in the export's own
+    bookkeeping file, and the run's summary names that file (it said "in the target")."""
+    rows = mixed_rows(20)
+    rows[3] = (rows[3][0], rows[3][1], "not a hash of any scheme", rows[3][3])
+    make_source(tmp_path / "legacy.db", rows)
+    spec = tmp_path / "m.toml"
+    spec.write_text(spec_for(tmp_path, "auth0"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "run", str(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert proc.returncode == 1  # a run with rejects exits 1
+    where = tmp_path / "out" / "authmigrate.sqlite"
+    assert f"table authmigrate_rejects in {where}\n" in proc.stdout
+    with sqlite3.connect(where) as db:
+        assert db.execute("SELECT source_key FROM authmigrate_rejects").fetchall() == [("4",)]

@@ -232,6 +232,7 @@ def test_every_count_agrees_run_report_history_and_rollback(tmp_path: Path) -> N
     assert back.returncode == 0, back.stderr
     assert "32 accounts, 5 rejected and 3 merged rows" in back.stdout
     assert "removed 32 accounts, 5 rejected and 3 merged rows" in back.stdout
+    assert "; 1 run marked rolled_back" in back.stdout  # it said "1 runs"
     conn = sqlite3.connect(spec.parent / "new.db")
     history = conn.execute(
         "SELECT command, rows_read, migrated, rejected, merged FROM authmigrate_runs "

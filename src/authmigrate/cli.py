@@ -192,7 +192,12 @@ def run(spec: str, report_path: str | None, dask_address: str | None) -> None:
             click.echo(f"report: {path}", err=True)
         raise
     result.spec_path = spec
-    print_run(result)
+    if s.target.export is not None:
+        from authmigrate.spec import EXPORT_BOOKKEEPING
+
+        print_run(result, rejects_at=str(Path(s.target.dir) / EXPORT_BOOKKEEPING))
+    else:
+        print_run(result)
     if result.unsynced:
         click.echo(
             f"{result.unsynced:,} source rows are not migrated yet: keys added below the "
@@ -467,7 +472,7 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
         f"merged rows, {done.batches:,} batches, {done.outbox:,} outbox rows"
         + (f", {done.export_files:,} export files" if spec.target.export else "")
         + "; "
-        f"{done.runs:,} runs marked rolled_back"
+        f"{done.runs:,} run{'' if done.runs == 1 else 's'} marked rolled_back"
     )
     if done.not_found:
         console.print(

@@ -113,8 +113,9 @@ def progress_reporter(label: str, *, interval: float = 5.0) -> Iterator[Any]:
     yield plain
 
 
-def print_run(result: RunResult) -> None:
-    """The summary table after a run."""
+def print_run(result: RunResult, rejects_at: str = "the target") -> None:
+    """The summary table after a run; ``rejects_at`` names where the reject table is (an
+    export keeps it in its own bookkeeping file, not in the files it writes)."""
     t = Table(title=f"authmigrate run: {result.migration}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -145,7 +146,7 @@ def print_run(result: RunResult) -> None:
     if result.rejects:
         console.print(
             Text(
-                "every reject, with its reason and detail: table authmigrate_rejects in the target"
+                f"every reject, with its reason and detail: table authmigrate_rejects in {rejects_at}"
             )
         )
     step = result.next_step
