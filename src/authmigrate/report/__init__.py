@@ -146,7 +146,8 @@ def print_run(result: RunResult, rejects_at: str = "the target") -> None:
     if result.rejects:
         console.print(
             Text(
-                f"every reject, with its reason and detail: table authmigrate_rejects in {rejects_at}"
+                "every reject, with its reason and detail: "
+                f"table authmigrate_rejects in {rejects_at}"
             )
         )
     step = result.next_step
