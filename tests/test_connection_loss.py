@@ -3,6 +3,8 @@ or the run stops with a clear error, and the next run resumes with no duplicate 
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -114,3 +116,33 @@ def test_lock_lost_with_its_connection_is_taken_again_or_the_run_stops(pg_url: s
         lock.ensure()  # someone else holds it now: the first run must stop
     other.release()
     lock.release()
+
+
+def test_a_released_lock_is_free_when_release_returns(pg_url: str) -> None:
+    """A run that ends and another that starts at once (the same process, or the CLI run just
+    after) must find the lock free. Ending the session alone frees it only when the server's
+    backend has exited, a moment after the client closed the connection: one suite run, on a
+    loaded machine, saw the next ``run_migration`` refused ("another run ... is writing").
+    The test makes that moment long by stopping the backend (SIGSTOP) while ``release`` runs:
+    a release that returns before the server has let go of the lock is caught every time."""
+    engine = make_engine(pg_url, path="target.url")
+    first, second = TargetLock(engine, "m"), TargetLock(engine, "m")
+    first.acquire()
+    assert first._conn is not None
+    backend = first._conn.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
+    releasing = threading.Thread(target=first.release)
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        releasing.start()
+        releasing.join(0.5)
+        if not releasing.is_alive():  # returned without waiting for the server
+            second.acquire()  # the lock must be free now
+            second.release()
+            return
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    releasing.join(10)
+    assert not releasing.is_alive()
+    second.acquire()
+    second.release()
+    engine.dispose()

@@ -530,9 +530,19 @@ class TargetLock:
             self._file = None
         if self._conn is not None:
             with contextlib.suppress(sa.exc.DBAPIError):
-                # end the session, which releases its advisory lock: a plain close() would
-                # hand the connection, lock and all, back to the pool of a long-lived
-                # process (the bridge), locking every other run out
+                # unlock first: the server ends a closed session's backend (and frees its
+                # locks) only after the client has gone, so a run started right after this
+                # one could still find the lock held
+                backend = self.engine.dialect.name
+                if backend == "postgresql":
+                    self._conn.execute(sa.select(sa.func.pg_advisory_unlock(self._lock_id())))
+                elif backend in ("mysql", "mariadb"):
+                    name = f"authmigrate:{self._lock_id()}"
+                    self._conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                self._conn.commit()
+            with contextlib.suppress(sa.exc.DBAPIError):
+                # then end the session: a plain close() would hand the connection back to the
+                # pool of a long-lived process (the bridge), with anything else it holds
                 self._conn.invalidate()
                 self._conn.close()
             self._conn = None
