@@ -64,9 +64,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("authmigrate"))))
     assert [m for m in loaded if _above(m)] == []
 
 
-PRINTS = {"cli.py", "__main__.py", "demo.py", "notify/sender.py"}
-"""Modules that may print besides ``report/``: the command line, the demo's printed tour, and
-``notify_command`` (its printing is still in the notify package; see docs/architecture.md)."""
+PRINTS = {"cli.py", "__main__.py", "demo.py"}
+"""Modules that may print besides ``report/``: the command line and the demo's printed tour."""
 
 
 def _prints(source: str) -> list[str]:
@@ -99,3 +98,24 @@ def test_the_library_prints_nothing() -> None:
         if found:
             printing[name] = sorted(set(found))
     assert printing == {}
+
+
+def _calls(source: str, name: str) -> int:
+    """How many calls of ``name`` (a function or a method) a module's source makes."""
+    return sum(
+        isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) == name or getattr(node.func, "attr", None) == name)
+        for node in ast.walk(ast.parse(source))
+    )
+
+
+def test_a_run_ends_in_one_place() -> None:
+    """The end of a run (its status, its error, the result on the failure, ``end_run``, the
+    snapshot, the lock) is ``pipeline.run.RunBookkeeping``, used by one process and by Dask:
+    a fix to it cannot miss one of the two."""
+    root = Path(authmigrate.__file__).parent
+    ends = {}
+    for name in ("pipeline/run.py", "cluster/run.py"):
+        source = (root / name).read_text(encoding="utf-8")
+        ends[name] = (_calls(source, "end_run"), _calls(source, "_record_snapshot"))
+    assert ends == {"pipeline/run.py": (1, 1), "cluster/run.py": (0, 0)}
