@@ -138,3 +138,44 @@ def test_the_proof_reads_in_one_sitting() -> None:
     for name in ("LEAF_ROWS", "CredentialProblem", "Difference", "VerifyResult"):
         assert hasattr(verify, name)
     assert callable(verify.verify_migration) and callable(verify.verify_report)
+
+
+def test_stages_take_their_own_section() -> None:
+    """A stage (and the transform) is built from its own section of the spec and what it
+    needs of the target, never the whole ``Spec``; ``pipeline.run`` wires them. A
+    ``from_spec`` classmethod may still build one from a whole spec."""
+    root = Path(authmigrate.__file__).parent
+    whole = []
+    for name in (
+        "pipeline/stages.py",
+        "pipeline/tokens.py",
+        "pipeline/transform.py",
+        "notify/outbox.py",
+    ):
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef) or node.name == "from_spec":
+                continue
+            if node.name != "__init__" and node.name != "token_segments":
+                continue
+            args = node.args.args + node.args.kwonlyargs
+            if any(a.annotation is not None and ast.unparse(a.annotation) == "Spec" for a in args):
+                whole.append(f"{name}: {node.name} (line {node.lineno})")
+    assert whole == []
+
+
+def test_a_duplicate_stage_is_built_from_its_groups_alone() -> None:
+    from authmigrate.pipeline.batch import Batch, Record
+    from authmigrate.pipeline.stages import DuplicateStage
+
+    stage = DuplicateStage([("email",)], lambda group, values: {}, merge=True)
+    batch = Batch(1, 1, 3, 3)
+    batch.records = [
+        Record(1, {}, {"email": "a@example.com"}),
+        Record(2, {}, {"email": "a@example.com"}),
+        Record(3, {}, {"email": "b@example.com"}),
+    ]
+    stage.process(batch)
+    assert [r.key for r in batch.records] == [1, 3]
+    assert [(j.key, j.reason, j.outcome, j.merged_into) for j in batch.rejects] == [
+        (2, "duplicate.email", "merged", 1)
+    ]

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
 from authmigrate.pipeline.batch import Batch, InvalidValue, Record, Reject, Stage
-from authmigrate.pipeline.stages import CredentialStage, DuplicateStage
+from authmigrate.pipeline.stages import CredentialStage, DuplicateStage, unique_groups
 from authmigrate.pipeline.transform import (
     FieldReject,
     RowTransformer,
@@ -166,11 +166,20 @@ def build_late_stages(spec: Spec) -> list[Stage]:
     if spec.tokens is not None:
         from authmigrate.pipeline.tokens import TokenStage, token_segments
 
-        stages.append(TokenStage(spec.tokens, segments=token_segments(spec)))
+        segments = token_segments(spec.notify, base_dir=spec.base_dir)
+        stages.append(TokenStage(spec.tokens, segments=segments))
     if spec.notify is not None:
         from authmigrate.notify.outbox import OutboxStage
 
-        stages.append(OutboxStage.from_spec(spec, base_dir=spec.base_dir))
+        stages.append(
+            OutboxStage(
+                spec.notify,
+                spec.migration_name,
+                token_column=spec.tokens.column if spec.tokens is not None else None,
+                base_dir=spec.base_dir,
+                accounts=(spec.target.table, spec.target_key),
+            )
+        )
     return stages
 
 
@@ -244,7 +253,7 @@ class Migration:
             types = self.source.column_types()
             self.key_tag = source_key_tag(spec, self.source, types)
             """Type tag of the source's keys (``sinks.keys``), None when unknown."""
-            self.transform = RowTransformer(spec)
+            self.transform = RowTransformer(spec.fields)
             self.early = build_stages(spec, dry=dry)
             self.late = [] if dry else build_late_stages(spec)
             self.export = None if dry else _export_sink(spec, [*self.early, *self.late])
@@ -284,6 +293,19 @@ class Migration:
     def close(self) -> None:
         self.source.close()
         self.target.close()
+
+    def duplicate_stage(
+        self, lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]]
+    ) -> DuplicateStage:
+        """The duplicate stage of this migration: the spec's ``target.unique`` groups and
+        ``run.duplicates``, keys compared as the target holds them; ``lookup`` answers which
+        values are taken already."""
+        return DuplicateStage(
+            unique_groups(self.spec),
+            lookup,
+            self.target.key.stored,
+            merge=self.spec.run.duplicates == "merge",
+        )
 
     def resume_point(self) -> tuple[int, Any]:
         """(last committed batch number, last key read, typed as the source's keys).
@@ -577,7 +599,7 @@ def run_migration(
         done = m.target.totals()["read"]
         if progress:
             progress(done, total)
-        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals), m.target.key.stored)
+        dupes = m.duplicate_stage(lambda f, vals: _lookup(m, f, vals))
         if number == 0:
             nb = m.null_key_batch(1)
             if nb is not None:
@@ -967,7 +989,7 @@ def plan_migration(
                         seen.setdefault(v, k)
             return seen
 
-        dupes = DuplicateStage(spec, lookup, m.target.key.stored)
+        dupes = m.duplicate_stage(lookup)
         reasons: Counter[str] = Counter()
         schemes: Counter[str] = Counter()
         done = res.already_done
@@ -980,7 +1002,7 @@ def plan_migration(
         if spec.tokens is not None:
             from authmigrate.pipeline.tokens import token_segments
 
-            tokened, res.tokens = token_segments(spec), 0
+            tokened, res.tokens = token_segments(spec.notify, base_dir=spec.base_dir), 0
 
         def tally(batch: Batch) -> None:
             if exports is not None:

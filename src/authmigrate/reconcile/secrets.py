@@ -34,7 +34,7 @@ def _token_segments(spec: Spec) -> frozenset[str] | None:
         return None
     from authmigrate.pipeline.tokens import token_segments
 
-    return token_segments(spec)
+    return token_segments(spec.notify, base_dir=spec.base_dir)
 
 
 class SecretChecks:

@@ -90,7 +90,7 @@ class _Verifier:
         self.source = source
         self.target = target
         self.chunk = chunk
-        self.transform = RowTransformer(spec)
+        self.transform = RowTransformer(spec.fields)
         self.result = VerifyResult(migration=spec.migration_name)
         self.book = Bookkeeping(spec.migration_name, spec.source.key, target, self.result)
         self.secrets = SecretChecks(spec, target, self.result, self.book, sample)
