@@ -463,3 +463,45 @@ def test_a_range_task_wraps_on_its_own_thread_unless_the_spec_says(
         assert client.submit(_wrap_threads_in_a_task, load_spec(path), pure=False).result() == 3
     finally:
         client.close()
+
+
+def test_a_failed_dask_run_is_recorded_failed_with_its_result_and_frees_the_lock(
+    tmp_path: Path, cluster: Any
+) -> None:
+    """The end of a run on Dask is the one-process run's (``pipeline.run.RunBookkeeping``): a
+    range task that fails for good leaves the run ``failed`` in ``authmigrate_runs`` with its
+    error, the failure carries the run's result (the CLI writes the report from it), and the
+    lock is released so the next run resumes."""
+    from authmigrate.cluster.run import RangeFailed
+
+    src = tmp_path / "legacy.db"
+    make_source(src, 300, seed=6)
+    dst = f"sqlite:///{tmp_path}/target.db"
+    spec = with_ranges(write_spec(tmp_path / "m.toml", src, dst, batch=40, retries=0), 3)
+    first = run_on_dask(load_spec(spec), cluster.scheduler_address)
+    conn = sqlite3.connect(src)
+    conn.executemany(
+        "INSERT INTO legacy_users (user_id, email, active, visits) VALUES (?, ?, 1, 0)",
+        [(k, f"late{k}@example.com") for k in range(5000, 5060)],
+    )
+    conn.commit()
+    conn.close()
+    # a write error that is no constraint: the batch fails, and with retries = 0 the task too
+    execute(
+        dst,
+        "CREATE TRIGGER fail_late BEFORE INSERT ON accounts WHEN NEW.user_id >= 5000 "
+        "BEGIN INSERT INTO no_such_table VALUES (1); END",
+    )
+    with pytest.raises(RangeFailed) as failed:
+        run_on_dask(load_spec(spec), cluster.scheduler_address)
+    result = failed.value.result  # type: ignore[attr-defined]
+    assert result.status == "failed"
+    assert result.error == str(failed.value) and "key range" in result.error
+    assert result.this_run["migrated"] == 0
+    assert scalar(
+        dst, "SELECT status FROM authmigrate_runs ORDER BY started_at DESC LIMIT 1"
+    ) == "failed"
+    execute(dst, "DROP TRIGGER fail_late")
+    again = run_on_dask(load_spec(spec), cluster.scheduler_address)  # the lock was released
+    assert again.status == "done"
+    assert again.migrated == first.migrated + 60

@@ -495,6 +495,49 @@ def test_notify_command_status_and_exit_codes(
     assert len(server.handler.received) == 2
 
 
+def test_send_outbox_reports_its_progress_to_a_callback(tmp_path: Path, server: SmtpServer) -> None:
+    """``send_outbox(progress=...)`` is called once before the first message and after each
+    one, with the counts so far and the messages queued at the start: the library draws
+    nothing, the CLI gives it ``report.notify.NotifyProgress``."""
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 3})
+    seen: list[tuple[int, int, int]] = []
+
+    report = send_outbox(
+        engine, spec, progress=lambda done, total: seen.append((done.sent, done.failed, total))
+    )
+
+    assert report.sent == 3
+    assert seen == [(0, 0, 3), (1, 0, 3), (2, 0, 3), (3, 0, 3)]
+
+
+def test_notify_progress_draws_a_bar_on_a_terminal_and_lines_elsewhere(
+    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from authmigrate.report import notify as shown
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 2})
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with shown.NotifyProgress(terminal) as progress:
+        send_outbox(engine, spec, progress=progress)
+    assert "2/2" in terminal.file.getvalue()  # type: ignore[attr-defined]
+
+    migrate(spec, {"kept": 2})
+    monkeypatch.setattr(shown, "LINE_EVERY", 0.0)  # a line after every message
+    pipe = Console(file=io.StringIO(), width=200)
+    with shown.NotifyProgress(pipe) as progress:
+        send_outbox(engine, spec, progress=progress)
+    assert pipe.file.getvalue().splitlines() == [  # type: ignore[attr-defined]
+        "notify: 1 sent, 0 failed, 0 retried of 2",
+        "notify: 2 sent, 0 failed, 0 retried of 2",
+    ]
+
+
 def test_ciphertext_is_bound_to_its_row(outbox_key: str) -> None:
     cipher = OutboxCipher(outbox_key)
     sealed = cipher.encrypt("tok", row_aad("m", "1", "reset"))

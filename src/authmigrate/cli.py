@@ -21,6 +21,8 @@ import click
 from authmigrate.errors import AuthmigrateError, SpecError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from authmigrate.spec import Spec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -497,8 +499,8 @@ def rollback_command(spec: Spec, *, yes: bool) -> int:
 @handle_errors
 def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str | None) -> None:
     """Send the outbox's messages over SMTP, once per user."""
-    from authmigrate.notify import notify_command, sending_counts
     from authmigrate.notify import requeue as requeue_messages
+    from authmigrate.notify import sending_counts
 
     if dry_run and not out:
         raise SpecError("--out", "--dry-run needs --out DIR")
@@ -523,6 +525,67 @@ def notify(spec: str, dry_run: bool, out: str | None, status: bool, requeue: str
         return
     # the path, not a loaded spec: template paths are relative to the spec's folder
     sys.exit(notify_command(spec, dry_run=dry_run, out=Path(out) if out else None, status=status))
+
+
+def notify_command(
+    spec: Spec | str | Path,
+    *,
+    dry_run: bool = False,
+    out: Path | None = None,
+    status: bool = False,
+    console: Console | None = None,
+    base_dir: Path | None = None,
+) -> int:
+    """Run ``authmigrate notify SPEC [--dry-run --out DIR] [--status]``; return the exit code.
+
+    ``spec`` is a loaded spec or the path of its file; relative template paths are read from
+    the file's folder, or from ``base_dir`` for a loaded spec. What it prints is drawn by
+    :mod:`authmigrate.report.notify` (on ``console``, default: standard output).
+
+    0: done (every message sent); 1: some messages failed or are in doubt, or the server
+    cannot be used; 2: bad spec or arguments (nothing sent).
+    """
+    from authmigrate.db import make_engine
+    from authmigrate.load import load_spec
+    from authmigrate.notify import dry_run as render_outbox
+    from authmigrate.notify import send_outbox, sending_counts
+    from authmigrate.notify import status as outbox_status
+    from authmigrate.report import make_console
+    from authmigrate.report import notify as shown
+    from authmigrate.spec import Spec
+
+    if console is None:
+        console = make_console()
+    try:
+        if not isinstance(spec, Spec):
+            base_dir = Path(spec).resolve().parent
+            spec = load_spec(spec)
+        engine = make_engine(
+            spec.target.url, path="target.url", synchronous=spec.target_synchronous
+        )
+        from authmigrate.sinks.sql import adopt_recorded_name  # an earlier version's name
+
+        adopt_recorded_name(spec, engine)
+        try:
+            if status:
+                shown.print_outbox_status(console, outbox_status(engine, spec))
+                shown.print_sending(console, sending_counts(engine, spec))
+                return 0
+            if dry_run:
+                if out is None:
+                    raise SpecError("--out", "--dry-run needs --out DIR")
+                n = render_outbox(engine, spec, out, base_dir=base_dir)
+                shown.print_rendered(console, n, out)
+                return 0
+            with shown.NotifyProgress(console) as progress:
+                report = send_outbox(engine, spec, base_dir=base_dir, progress=progress)
+        finally:
+            engine.dispose()
+    except AuthmigrateError as exc:
+        shown.print_notify_error(console, exc)
+        return exc.exit_code
+    shown.print_send_report(console, report)
+    return 0 if report.ok else 1
 
 
 @main.command()

@@ -77,7 +77,7 @@ class LegacySource:
         # argon2id hash on every lookup (a timing difference from an unknown user), and a
         # right password is written as its argon2id upgrade anyway
         self.m.early = build_stages(spec, dry=True)
-        self.dupes = DuplicateStage(
+        self.dupes = DuplicateStage.from_spec(
             spec, lambda g, vals: _lookup(self.m, g, vals), self.m.target.key.stored
         )
         self.cred_column = spec.credentials.target_column if spec.credentials else ""

@@ -135,7 +135,9 @@ class DecidedDuplicates(DuplicateStage):
         key_form: Callable[[Any], Any],
         decided: Decided,
     ) -> None:
-        super().__init__(spec, lookup, key_form)
+        super().__init__(
+            unique_groups(spec), lookup, key_form, merge=spec.run.duplicates == "merge"
+        )
         self._target_lookup = lookup
         self.decided = decided
         self._index = {g: i for i, g in enumerate(self.groups)}

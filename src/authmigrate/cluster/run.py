@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -31,11 +30,10 @@ from authmigrate.errors import AuthmigrateError, LockError, SpecError
 from authmigrate.pipeline.run import (
     Migration,
     Progress,
+    RunBookkeeping,
     RunResult,
     _commit_with_retry,
     _lookup,
-    _record_snapshot,
-    _result,
 )
 from authmigrate.spec import Spec
 
@@ -220,37 +218,31 @@ def run_on_dask(
         )
     m = Migration(spec)
     lock = TargetLock(m.target.engine, m.target.migration)
-    run_id = str(uuid.uuid4())
-    started = time.monotonic()
-    this_run: Counter[str] = Counter()
-    schemes: Counter[str] = Counter()
-    segments: Counter[str] = Counter()
-    status, error = "failed", None
-    failure: BaseException | None = None
-    try:
+    with RunBookkeeping(m, lock) as book:
         lock.acquire()
         m.target.create()
         kr.prepare_target(m.target)
-        m.target.start_run(run_id, command)
+        m.target.start_run(book.run_id, command)
         m.target.backfill_state()
         m.skip_synced = m.target.has_synced()
         total = m.source.count()
         done = m.target.totals()["read"]
+        this_run = book.this_run
         with dask_client(address) as client:
-            plan = kr.load_ranges(m.target) or _plan(m, client, run_id, this_run)
+            plan = kr.load_ranges(m.target) or _plan(m, client, book.run_id, this_run)
             if progress:
                 progress(done + this_run["read"], total)
-            decided = decide(client, spec, plan, run_id)
+            decided = decide(client, spec, plan, book.run_id)
             futures = [
                 client.submit(
                     run_range,
                     spec,
                     rng,
-                    run_id,
+                    book.run_id,
                     decided.get(rng.id, {}),
                     retries=spec.run.retries,
                     pure=False,
-                    key=f"authmigrate-range-{rng.id}-{run_id}",
+                    key=f"authmigrate-range-{rng.id}-{book.run_id}",
                 )
                 for rng in plan
             ]
@@ -260,36 +252,11 @@ def run_on_dask(
                 out = _outcome(client, future, futures)
                 lock.ensure()
                 this_run.update(out["counts"])
-                schemes.update(out["schemes"])
-                segments.update(out["segments"])
+                book.schemes.update(out["schemes"])
+                book.segments.update(out["segments"])
                 if progress:
                     progress(done + this_run["read"], total)
-        status = "done"
-    except KeyboardInterrupt as exc:
-        status, error, failure = "interrupted", "interrupted by the operator", exc
-        raise
-    except AuthmigrateError as exc:
-        error, failure = str(exc), exc
-        if this_run["read"]:
-            exc.exit_code = 1
-        raise
-    except Exception as exc:
-        from authmigrate.db import first_line
-
-        error, failure = f"{type(exc).__name__}: {first_line(exc)}", exc
-        raise
-    finally:
-        result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
-        result.schemes, result.segments = dict(schemes), dict(segments)
-        result.error, result.notify = error, spec.notify is not None
-        m.target.end_run(run_id, status, dict(this_run), error)
-        if status == "done":
-            _record_snapshot(m, result.source_rows)
-        lock.release()
-        m.close()
-        if failure is not None:
-            failure.result = result  # type: ignore[attr-defined]
-    return result
+    return book.finished
 
 
 def _outcome(client: Any, future: Any, futures: list[Any]) -> dict[str, Any]:

@@ -320,7 +320,7 @@ class _Syncer:
         self.tkey = self.form.column(self.table.c[self.spec.target_key])
         self.cred = self.spec.credentials
         self._columns = self._target_columns()
-        self.dupes = DuplicateStage(self.spec, self._lookup)
+        self.dupes = DuplicateStage.from_spec(self.spec, self._lookup)
         self.fingerprints = FingerprintLookup(
             self.target.state, self.target.migration, self.target.engine.dialect
         )
@@ -586,7 +586,7 @@ class _Syncer:
                 if not (v in mine and self._tkey(mine[v]) == self._tkey(k))
             }
 
-        DuplicateStage(self.spec, lookup).process(batch)
+        DuplicateStage.from_spec(self.spec, lookup).process(batch)
         held = [
             Reject(
                 j.key,

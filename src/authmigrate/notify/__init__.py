@@ -8,10 +8,14 @@ Public names:
 - :func:`status`: counts messages per segment and status.
 - :func:`requeue`: puts failed or in-doubt messages back in the queue (an operator decision).
 - :func:`sending_counts`: messages in doubt (their sender gone) and being sent right now.
-- :func:`notify_command`: what ``authmigrate notify`` runs.
+- :func:`notify_command`: what ``authmigrate notify`` runs. It lives in :mod:`authmigrate.cli`
+  (its output in :mod:`authmigrate.report.notify`: this package prints nothing) and is
+  reached here too, imported when first asked for.
 
 See docs/notify.md for the delivery guarantee.
 """
+
+from typing import Any
 
 from authmigrate.notify.outbox import (
     OUTBOX_TABLE,
@@ -28,7 +32,6 @@ from authmigrate.notify.sender import (
     NotifyError,
     SendReport,
     dry_run,
-    notify_command,
     requeue,
     send_outbox,
     sending_counts,
@@ -57,3 +60,13 @@ __all__ = [
     "sending_counts",
     "status",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``authmigrate.notify.notify_command``, the command, from :mod:`authmigrate.cli`: imported
+    on first use, so that importing this package loads no command line and no console."""
+    if name == "notify_command":
+        from authmigrate.cli import notify_command
+
+        return notify_command
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from authmigrate.notify.sender import notify_command
+from authmigrate.cli import notify_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -310,6 +310,8 @@ class OutboxStage:
         token_column: the target column holding the stored token string, for ``expires_at``
             in the templates (``spec.tokens.column``); optional.
         base_dir: folder of relative template paths (the spec's folder).
+        accounts: (accounts table, key column) of the target (``target.table``,
+            ``spec.target_key``), whose key type sizes the outbox's ``source_key``.
 
     Raises:
         SpecError: the outbox key is unset or malformed, or a template does not compile.
@@ -325,6 +327,7 @@ class OutboxStage:
         key: bytes | str | None = None,
         token_column: str | None = None,
         base_dir: Path | None = None,
+        accounts: tuple[str, str] | None = None,
     ) -> None:
         self.notify = notify
         self.migration = migration
@@ -333,7 +336,7 @@ class OutboxStage:
         self.templates.check()
         self._cipher = OutboxCipher(key) if key is not None else OutboxCipher.from_spec(notify)
         self._table: sa.Table | None = None
-        self.accounts: tuple[str, str] | None = None
+        self.accounts = accounts
         """(accounts table, key column), whose key type sizes the outbox's ``source_key``."""
 
     @classmethod
@@ -342,9 +345,13 @@ class OutboxStage:
         if spec.notify is None:
             raise SpecError("notify", "the spec has no [notify] section")
         column = spec.tokens.column if spec.tokens is not None else None
-        stage = cls(spec.notify, spec.migration_name, token_column=column, base_dir=base_dir)
-        stage.accounts = (spec.target.table, spec.target_key)
-        return stage
+        return cls(
+            spec.notify,
+            spec.migration_name,
+            token_column=column,
+            base_dir=base_dir,
+            accounts=(spec.target.table, spec.target_key),
+        )
 
     def __repr__(self) -> str:
         return f"OutboxStage(migration={self.migration!r})"

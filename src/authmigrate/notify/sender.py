@@ -39,8 +39,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -48,13 +48,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from authmigrate.db import make_engine
 from authmigrate.errors import AuthmigrateError, SpecError
-from authmigrate.load import load_spec
 from authmigrate.notify.outbox import (
     OUTBOX_TABLE,
     STATUSES,
@@ -88,6 +83,9 @@ log = logging.getLogger("authmigrate.notify")
 
 DRY_RUN_TOKEN = "DRY-RUN-NOT-A-REAL-TOKEN"
 """What a dry run puts where the token goes: .eml files never carry a real token."""
+
+SendProgress = Callable[["SendReport", int], None]
+"""Called by :func:`send_outbox` with (the counts so far, the messages queued at the start)."""
 
 _MAX_ERROR = 500
 _PAGE = 200
@@ -655,8 +653,7 @@ def send_outbox(
     spec: Spec,
     *,
     base_dir: Path | None = None,
-    console: Console | None = None,
-    progress: bool | None = None,
+    progress: SendProgress | None = None,
     backoff: float = 1.0,
     max_backoff: float = 60.0,
     limit: int | None = None,
@@ -670,9 +667,10 @@ def send_outbox(
         engine: the target database.
         spec: the migration spec (its ``[notify]`` section says how and what to send).
         base_dir: folder of relative template paths (the spec's folder).
-        console: where progress goes; default: nowhere but the ``authmigrate.notify`` logger.
-        progress: a progress bar (default: when ``console`` is a terminal); otherwise a plain
-            line on ``console`` every few seconds.
+        progress: called with (the counts so far, the messages queued when the send
+            started) once before the first message and after each one sent, failed or in
+            doubt (``authmigrate.report.notify.NotifyProgress`` draws it on a console);
+            default: nothing but the ``authmigrate.notify`` logger.
         backoff: seconds before the first retry of a temporary failure; doubled per attempt
             (with jitter) up to ``max_backoff``.
         limit: stop after this many attempts (for trickling a large outbox).
@@ -740,101 +738,104 @@ def send_outbox(
     )
     registration.start(exclude="rollback")  # LockError while a rollback runs
     outbox.owner = registration.id
+
+    def tick(report: SendReport) -> None:
+        if progress is not None:
+            progress(report, total)
+
     try:
-        with _progress(console, progress, total) as tick:
-            try:
-                while limit is None or attempts < limit:
-                    msg_id = next_id()
-                    if msg_id is None:
-                        break
-                    row = outbox.get(msg_id)
-                    if row is None or row.status != "queued":
-                        continue
-                    problem = (
-                        _address_problem(row.recipient) if row.recipient else "no email address"
-                    )
-                    if problem is not None:
-                        outbox.fail(msg_id, was="queued", reason=problem)
-                        report.failed += 1
-                        tick(report)
-                        continue
-                    token = None
-                    if row.token_ciphertext is not None:
-                        if cipher is None:  # queued by a run that started after this sender
-                            cipher = OutboxCipher.from_spec(notify)
-                            if spec.tokens is not None:
-                                reissuer = _Reissuer(spec, cipher, clock)
-                        try:
-                            token = _open_token(cipher, row)
-                        except OutboxKeyError as exc:
-                            _undecryptable(outbox, row, exc)
-                            report.failed += 1
-                            report.undecryptable += 1
-                            tick(report)
-                            continue
-                    reissue = None
-                    if token is not None and reissuer is not None:
-                        reissue = reissuer.plan(row, token)
-                        if reissue is not None:
-                            token = reissue.token
-                    try:
-                        rendered = _render(
-                            templates, row, token, context_json=reissue.context if reissue else None
-                        )
-                        data = build_message(notify, row, rendered).as_bytes()
-                    except Exception as exc:  # a template or header problem of this one message
-                        reason = _bounded(
-                            f"cannot build the message: {type(exc).__name__}: {exc}", token
-                        )
-                        outbox.fail(msg_id, was="queued", reason=reason)
-                        report.failed += 1
-                        tick(report)
-                        continue
-                    _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
-                    limiter.wait()
-                    registration.check()  # never claim without a live registration
-                    try:
-                        claimed = outbox.claim(row, reissue) if reissue else outbox.claim(row)
-                    except _TokenGone as exc:
-                        outbox.fail(msg_id, was="queued", reason=str(exc))
-                        report.failed += 1
-                        tick(report)
-                        continue
-                    if reissue is not None and claimed:
-                        report.reissued += 1
-                    if not claimed:
-                        # Changed under us. Refreshed by a re-run (same attempts): render it again
-                        # from what it holds now. Tried by another sender (more attempts): that
-                        # sender has scheduled its retry, with its backoff.
-                        again = outbox.get(msg_id)
-                        if (
-                            again is not None
-                            and again.status == "queued"
-                            and again.attempts == row.attempts
-                            and rerendered.get(msg_id, 0) < 3  # never loop on a changing row
-                        ):
-                            rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
-                            pending.appendleft(msg_id)
-                            continue
-                        report.skipped += 1
-                        continue
-                    attempts += 1
-                    _deliver_one(
-                        mailer,
-                        outbox,
-                        row,
-                        envelope_from,
-                        data,
-                        token,
-                        report,
-                        retry,
-                        notify.max_attempts,
-                        backoff,
-                        max_backoff,
-                    )
+        tick(report)
+        try:
+            while limit is None or attempts < limit:
+                msg_id = next_id()
+                if msg_id is None:
+                    break
+                row = outbox.get(msg_id)
+                if row is None or row.status != "queued":
+                    continue
+                problem = _address_problem(row.recipient) if row.recipient else "no email address"
+                if problem is not None:
+                    outbox.fail(msg_id, was="queued", reason=problem)
+                    report.failed += 1
                     tick(report)
-            finally:
-                mailer.close()
+                    continue
+                token = None
+                if row.token_ciphertext is not None:
+                    if cipher is None:  # queued by a run that started after this sender
+                        cipher = OutboxCipher.from_spec(notify)
+                        if spec.tokens is not None:
+                            reissuer = _Reissuer(spec, cipher, clock)
+                    try:
+                        token = _open_token(cipher, row)
+                    except OutboxKeyError as exc:
+                        _undecryptable(outbox, row, exc)
+                        report.failed += 1
+                        report.undecryptable += 1
+                        tick(report)
+                        continue
+                reissue = None
+                if token is not None and reissuer is not None:
+                    reissue = reissuer.plan(row, token)
+                    if reissue is not None:
+                        token = reissue.token
+                try:
+                    rendered = _render(
+                        templates, row, token, context_json=reissue.context if reissue else None
+                    )
+                    data = build_message(notify, row, rendered).as_bytes()
+                except Exception as exc:  # a template or header problem of this one message
+                    reason = _bounded(
+                        f"cannot build the message: {type(exc).__name__}: {exc}", token
+                    )
+                    outbox.fail(msg_id, was="queued", reason=reason)
+                    report.failed += 1
+                    tick(report)
+                    continue
+                _connect_with_retries(mailer, notify.max_attempts, backoff, max_backoff)
+                limiter.wait()
+                registration.check()  # never claim without a live registration
+                try:
+                    claimed = outbox.claim(row, reissue) if reissue else outbox.claim(row)
+                except _TokenGone as exc:
+                    outbox.fail(msg_id, was="queued", reason=str(exc))
+                    report.failed += 1
+                    tick(report)
+                    continue
+                if reissue is not None and claimed:
+                    report.reissued += 1
+                if not claimed:
+                    # Changed under us. Refreshed by a re-run (same attempts): render it again
+                    # from what it holds now. Tried by another sender (more attempts): that
+                    # sender has scheduled its retry, with its backoff.
+                    again = outbox.get(msg_id)
+                    if (
+                        again is not None
+                        and again.status == "queued"
+                        and again.attempts == row.attempts
+                        and rerendered.get(msg_id, 0) < 3  # never loop on a changing row
+                    ):
+                        rerendered[msg_id] = rerendered.get(msg_id, 0) + 1
+                        pending.appendleft(msg_id)
+                        continue
+                    report.skipped += 1
+                    continue
+                attempts += 1
+                _deliver_one(
+                    mailer,
+                    outbox,
+                    row,
+                    envelope_from,
+                    data,
+                    token,
+                    report,
+                    retry,
+                    notify.max_attempts,
+                    backoff,
+                    max_backoff,
+                )
+                tick(report)
+        finally:
+            mailer.close()
     finally:
         registration.stop()  # what this run left ``sending`` is now in doubt
     report.in_doubt_total = sending_counts(engine, spec)["in_doubt"]
@@ -923,47 +924,6 @@ def _connect_with_retries(mailer: _Mailer, tries: int, backoff: float, max_backo
             if attempt == tries:
                 raise NotifyError(f"{exc} (after {tries} tries)") from None
             time.sleep(backoff_delay(attempt, backoff, max_backoff))
-
-
-@contextmanager
-def _progress(console: Console | None, bar: bool | None, total: int) -> Iterator[Any]:
-    if console is None:
-        yield lambda report: None
-        return
-    if bar is None:
-        bar = console.is_terminal
-    if bar:
-        with Progress(
-            TextColumn("notify"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=console,
-            transient=False,
-        ) as prog:
-            task = prog.add_task("notify", total=total, detail="")
-
-            def tick(report: SendReport) -> None:
-                detail = f"failed {report.failed}" if report.failed else ""
-                prog.update(
-                    task, completed=report.sent + report.failed + report.in_doubt, detail=detail
-                )
-
-            yield tick
-        return
-    last = [time.monotonic()]
-
-    def line(report: SendReport) -> None:
-        if time.monotonic() - last[0] >= 5:
-            last[0] = time.monotonic()
-            console.print(
-                f"notify: {report.sent} sent, {report.failed} failed, "
-                f"{report.retried} retried of {total}",
-                highlight=False,
-            )
-
-    yield line
 
 
 def status(engine: sa.Engine, spec: Spec) -> dict[str, dict[str, int]]:
@@ -1090,99 +1050,3 @@ def sending_counts(engine: sa.Engine, spec: Spec) -> dict[str, int]:
             ).scalar_one()
         )
     return {"in_doubt": in_doubt, "held": sending - in_doubt}
-
-
-_outbox_status = status
-_render_outbox = dry_run
-
-
-def notify_command(
-    spec: Spec | str | Path,
-    *,
-    dry_run: bool = False,
-    out: Path | None = None,
-    status: bool = False,
-    console: Console | None = None,
-    base_dir: Path | None = None,
-) -> int:
-    """Run ``authmigrate notify SPEC [--dry-run --out DIR] [--status]``; return the exit code.
-
-    ``spec`` is a loaded spec or the path of its file; relative template paths are read from
-    the file's folder, or from ``base_dir`` for a loaded spec.
-
-    0: done (every message sent); 1: some messages failed or are in doubt, or the server
-    cannot be used; 2: bad spec or arguments (nothing sent).
-    """
-    if console is None:
-        from authmigrate.report import make_console
-
-        console = make_console()
-    try:
-        if not isinstance(spec, Spec):
-            base_dir = Path(spec).resolve().parent
-            spec = load_spec(spec)
-        engine = make_engine(
-            spec.target.url, path="target.url", synchronous=spec.target_synchronous
-        )
-        from authmigrate.sinks.sql import adopt_recorded_name  # an earlier version's name
-
-        adopt_recorded_name(spec, engine)
-        try:
-            if status:
-                _print_status(console, _outbox_status(engine, spec))
-                _print_sending(console, sending_counts(engine, spec))
-                return 0
-            if dry_run:
-                if out is None:
-                    raise SpecError("--out", "--dry-run needs --out DIR")
-                n = _render_outbox(engine, spec, out, base_dir=base_dir)
-                console.print(f"notify: {n} message(s) rendered to {out} (nothing sent)")
-                return 0
-            report = send_outbox(engine, spec, base_dir=base_dir, console=console)
-        finally:
-            engine.dispose()
-    except AuthmigrateError as exc:
-        console.print(f"[red]notify: {exc}[/red]", highlight=False)
-        return exc.exit_code
-    earlier = report.in_doubt_total - report.in_doubt
-    console.print(
-        f"notify: {report.sent} sent, {report.failed} failed, "
-        f"{report.in_doubt_total} in doubt"
-        + (f" ({max(earlier, 0)} left by earlier runs)" if earlier > 0 else "")
-        + f", {report.retried} retried",
-        highlight=False,
-    )
-    if report.in_doubt_total:
-        console.print(
-            "in doubt: look up their Message-ID in the mail server's log, then "
-            "`authmigrate notify SPEC --requeue in_doubt` for those that never arrived "
-            "(docs/notify.md)",
-            highlight=False,
-        )
-    if report.failed:
-        console.print(
-            "failed: each message's reason is in the warnings above and in "
-            "authmigrate_outbox.last_error; fix it, then `authmigrate notify SPEC --requeue "
-            "failed` and `authmigrate notify SPEC` (docs/notify.md)",
-            highlight=False,
-        )
-    return 0 if report.ok else 1
-
-
-def _print_sending(console: Console, counts: dict[str, int]) -> None:
-    if counts["in_doubt"] or counts["held"]:
-        console.print(
-            f"sending: {counts['in_doubt']} in doubt (their sender is gone), "
-            f"{counts['held']} being sent by a running notify",
-            highlight=False,
-        )
-
-
-def _print_status(console: Console, counts: dict[str, dict[str, int]]) -> None:
-    table = Table(title="outbox")
-    table.add_column("segment")
-    for state in STATUSES:
-        table.add_column("in doubt (sending)" if state == "sending" else state, justify="right")
-    for segment, by_status in counts.items():
-        table.add_row(segment, *(str(by_status[s]) for s in STATUSES))
-    console.print(table)

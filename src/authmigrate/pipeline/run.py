@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from authmigrate.db import first_line
 from authmigrate.errors import AuthmigrateError, SourceError, SpecError, TargetError
 from authmigrate.pipeline.batch import Batch, InvalidValue, Record, Reject, Stage
-from authmigrate.pipeline.stages import CredentialStage, DuplicateStage
+from authmigrate.pipeline.stages import CredentialStage, DuplicateStage, unique_groups
 from authmigrate.pipeline.transform import (
     FieldReject,
     RowTransformer,
@@ -166,11 +166,20 @@ def build_late_stages(spec: Spec) -> list[Stage]:
     if spec.tokens is not None:
         from authmigrate.pipeline.tokens import TokenStage, token_segments
 
-        stages.append(TokenStage(spec.tokens, segments=token_segments(spec)))
+        segments = token_segments(spec.notify, base_dir=spec.base_dir)
+        stages.append(TokenStage(spec.tokens, segments=segments))
     if spec.notify is not None:
         from authmigrate.notify.outbox import OutboxStage
 
-        stages.append(OutboxStage.from_spec(spec, base_dir=spec.base_dir))
+        stages.append(
+            OutboxStage(
+                spec.notify,
+                spec.migration_name,
+                token_column=spec.tokens.column if spec.tokens is not None else None,
+                base_dir=spec.base_dir,
+                accounts=(spec.target.table, spec.target_key),
+            )
+        )
     return stages
 
 
@@ -244,7 +253,7 @@ class Migration:
             types = self.source.column_types()
             self.key_tag = source_key_tag(spec, self.source, types)
             """Type tag of the source's keys (``sinks.keys``), None when unknown."""
-            self.transform = RowTransformer(spec)
+            self.transform = RowTransformer(spec.fields)
             self.early = build_stages(spec, dry=dry)
             self.late = [] if dry else build_late_stages(spec)
             self.export = None if dry else _export_sink(spec, [*self.early, *self.late])
@@ -284,6 +293,19 @@ class Migration:
     def close(self) -> None:
         self.source.close()
         self.target.close()
+
+    def duplicate_stage(
+        self, lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]]
+    ) -> DuplicateStage:
+        """The duplicate stage of this migration: the spec's ``target.unique`` groups and
+        ``run.duplicates``, keys compared as the target holds them; ``lookup`` answers which
+        values are taken already."""
+        return DuplicateStage(
+            unique_groups(self.spec),
+            lookup,
+            self.target.key.stored,
+            merge=self.spec.run.duplicates == "merge",
+        )
 
     def resume_point(self) -> tuple[int, Any]:
         """(last committed batch number, last key read, typed as the source's keys).
@@ -565,78 +587,118 @@ def run_migration(
     from authmigrate.sinks.sql import TargetLock
 
     lock = TargetLock(m.target.engine, m.target.migration)
-    run_id = str(uuid.uuid4())
-    started = time.monotonic()
-    this_run: Counter[str] = Counter()
-    schemes: Counter[str] = Counter()
-    segments: Counter[str] = Counter()
-    status, error = "failed", None
-    failure: BaseException | None = None
-    fast = None
-    try:
+    with RunBookkeeping(m, lock) as book:
         lock.acquire()
         _refuse_ranged(m)
         number, after = m.resume_point()
         m.target.create()
-        m.target.start_run(run_id, command)
+        m.target.start_run(book.run_id, command)
         m.target.backfill_state()
         m.skip_synced = m.target.has_synced()
         total = m.source.count()
         done = m.target.totals()["read"]
         if progress:
             progress(done, total)
-        dupes = DuplicateStage(spec, lambda f, vals: _lookup(m, f, vals), m.target.key.stored)
+        dupes = m.duplicate_stage(lambda f, vals: _lookup(m, f, vals))
         if number == 0:
             nb = m.null_key_batch(1)
             if nb is not None:
-                _commit_with_retry(m, nb, None, run_id)
+                _commit_with_retry(m, nb, None, book.run_id)
                 number = 1
-                this_run.update(read=nb.rows_read, rejected=len(nb.rejects))
+                book.this_run.update(read=nb.rows_read, rejected=len(nb.rejects))
                 done += nb.rows_read
         # One thread on purpose: a reader thread running ahead was measured 20% slower (the
         # GIL handoffs cost more than the overlap gains on a bulk copy; docs/benchmarks.md).
         from authmigrate.pipeline.fast import open_fast_path, tally
 
         fast, _ = open_fast_path(m)
+        if fast is not None:
+            book.closing.append(fast.close)
         committed = (
-            fast.batches(after, number + 1, run_id, dupes, lock)
+            fast.batches(after, number + 1, book.run_id, dupes, lock)
             if fast is not None
-            else _python_batches(m, after, number + 1, run_id, dupes, lock)
+            else _python_batches(m, after, number + 1, book.run_id, dupes, lock)
         )
         for batch in committed:
             counts, got_schemes, got_segments = tally(batch)
-            this_run.update(counts)
-            schemes.update(got_schemes)
-            segments.update(got_segments)
+            book.this_run.update(counts)
+            book.schemes.update(got_schemes)
+            book.segments.update(got_segments)
             done += batch.rows_read
             if progress:
                 progress(done, total)
-        status = "done"
-    except KeyboardInterrupt as exc:
-        status, error, failure = "interrupted", "interrupted by the operator", exc
-        raise
-    except AuthmigrateError as exc:
-        error, failure = str(exc), exc
-        if this_run["read"]:
-            exc.exit_code = 1  # batches were committed: not "bad input, nothing written"
-        raise
-    except Exception as exc:
-        error, failure = f"{type(exc).__name__}: {first_line(exc)}", exc
-        raise
-    finally:
-        result = _result(m, run_id, status, time.monotonic() - started, dict(this_run))
-        result.schemes, result.segments = dict(schemes), dict(segments)
-        result.error, result.notify = error, spec.notify is not None
-        m.target.end_run(run_id, status, dict(this_run), error)
-        if status == "done":
+    return book.finished
+
+
+class RunBookkeeping:
+    """The end of a run, in one place: the run's status, its error, its result and the
+    release of what it holds, for :func:`run_migration` and ``run --dask``.
+
+    Used as ``with RunBookkeeping(m, lock) as book:`` around the run's work, which counts into
+    ``book.this_run``, ``book.schemes`` and ``book.segments``. On leaving, the status is
+    ``done`` (the block ended), ``interrupted`` (Ctrl-C) or ``failed`` (any other exception,
+    its first line kept as the error, never a value); the result is built from the target's
+    bookkeeping (``book.result``), the run's row in ``authmigrate_runs`` ended, a status
+    snapshot recorded after a finished run, the lock released, ``book.closing`` called and the
+    migration closed. A failure carries the result as ``exc.result`` (the CLI still writes the
+    report), and an :class:`AuthmigrateError` after committed batches exits 1, not 2 ("bad
+    input, nothing written"). Exceptions are never swallowed.
+    """
+
+    def __init__(self, m: Migration, lock: Any) -> None:
+        self.m = m
+        self.lock = lock
+        self.run_id = str(uuid.uuid4())
+        self.this_run: Counter[str] = Counter()
+        """Counts of this run: read, migrated, rejected, merged."""
+        self.schemes: Counter[str] = Counter()
+        self.segments: Counter[str] = Counter()
+        self.closing: list[Callable[[], None]] = []
+        """Called after the lock is released, before the migration is closed."""
+        self.status = "failed"
+        self.error: str | None = None
+        self.result: RunResult | None = None
+        self._started = time.monotonic()
+
+    def __enter__(self) -> RunBookkeeping:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        failure: BaseException | None = None
+        if exc is None:
+            self.status = "done"
+        elif isinstance(exc, KeyboardInterrupt):
+            self.status, self.error, failure = "interrupted", "interrupted by the operator", exc
+        elif isinstance(exc, AuthmigrateError):
+            self.error, failure = str(exc), exc
+            if self.this_run["read"]:
+                exc.exit_code = 1  # batches were committed: not "bad input, nothing written"
+        elif isinstance(exc, Exception):
+            self.error, failure = f"{type(exc).__name__}: {first_line(exc)}", exc
+        self._finish(failure)
+
+    @property
+    def finished(self) -> RunResult:
+        """The run's result, once the ``with`` block has ended."""
+        if self.result is None:
+            raise RuntimeError("the run has not ended")
+        return self.result
+
+    def _finish(self, failure: BaseException | None) -> None:
+        m, this_run = self.m, dict(self.this_run)
+        seconds = time.monotonic() - self._started
+        result = self.result = _result(m, self.run_id, self.status, seconds, this_run)
+        result.schemes, result.segments = dict(self.schemes), dict(self.segments)
+        result.error, result.notify = self.error, m.spec.notify is not None
+        m.target.end_run(self.run_id, self.status, this_run, self.error)
+        if self.status == "done":
             _record_snapshot(m, result.source_rows)
-        lock.release()
-        if fast is not None:
-            fast.close()
+        self.lock.release()
+        for close in self.closing:
+            close()
         m.close()
         if failure is not None:
             failure.result = result  # type: ignore[attr-defined] # the CLI still writes the report
-    return result
 
 
 def _refuse_ranged(m: Migration) -> None:
@@ -927,7 +989,7 @@ def plan_migration(
                         seen.setdefault(v, k)
             return seen
 
-        dupes = DuplicateStage(spec, lookup, m.target.key.stored)
+        dupes = m.duplicate_stage(lookup)
         reasons: Counter[str] = Counter()
         schemes: Counter[str] = Counter()
         done = res.already_done
@@ -940,7 +1002,7 @@ def plan_migration(
         if spec.tokens is not None:
             from authmigrate.pipeline.tokens import token_segments
 
-            tokened, res.tokens = token_segments(spec), 0
+            tokened, res.tokens = token_segments(spec.notify, base_dir=spec.base_dir), 0
 
         def tally(batch: Batch) -> None:
             if exports is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -229,21 +229,40 @@ class DuplicateStage:
     or was in the target before. A later one is rejected (``duplicate.<field>``) or, with
     ``run.duplicates = "merge"``, recorded as merged into the first. A group of fields
     (``unique = [["website_id", "email"]]``) is unique together (``duplicate.website_id+email``).
+
+    Args:
+        groups: the unique groups, in order (``target.unique``, see :func:`unique_groups`).
+        lookup: ``(group, values) -> {value: key}`` of the values already taken (in the target,
+            or seen earlier in the run).
+        key_form: a key as the target holds it.
+        merge: ``run.duplicates = "merge"``: a later account is merged, not rejected.
     """
 
     secret_columns: frozenset[str] = frozenset()
 
     def __init__(
         self,
-        spec: Spec,
+        groups: Sequence[tuple[str, ...]],
         lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]],
         key_form: Callable[[Any], Any] = lambda key: key,
+        *,
+        merge: bool = False,
     ) -> None:
-        self.groups = unique_groups(spec)
-        self.merge = spec.run.duplicates == "merge"
+        self.groups = list(groups)
+        self.merge = merge
         self.lookup = lookup
         self.key_form = key_form
         """A key as the target holds it (``TargetKey.stored``), to compare keys of both sides."""
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Spec,
+        lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]],
+        key_form: Callable[[Any], Any] = lambda key: key,
+    ) -> DuplicateStage:
+        """The stage of a whole spec: its ``target.unique`` groups and ``run.duplicates``."""
+        return cls(unique_groups(spec), lookup, key_form, merge=spec.run.duplicates == "merge")
 
     def columns(self) -> list[sa.Column[Any]]:
         return []

@@ -32,13 +32,14 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from authmigrate.errors import MalformedHashError, MissingKeyError
 from authmigrate.pipeline.batch import Batch
-from authmigrate.spec import Spec, TokensSpec, parse_duration, resolve_secret
+from authmigrate.spec import NotifySpec, TokensSpec, parse_duration, resolve_secret
 
 TOKEN_BYTES = 32
 """Random bytes per token: 256 bits, twice the 128-bit floor."""
@@ -248,7 +249,9 @@ def verify_token(
     return match and fresh and right_purpose
 
 
-def token_segments(spec: Spec) -> frozenset[str] | None:
+def token_segments(
+    notify: NotifySpec | None, *, base_dir: Path | None = None
+) -> frozenset[str] | None:
     """The notification segments whose accounts get a token; None when every account does.
 
     A token is of use only to a user who receives it, so with ``[notify]`` only the accounts
@@ -256,14 +259,18 @@ def token_segments(spec: Spec) -> frozenset[str] | None:
     ``reset_link``) get one; the others get NULL. With ``tokens.delivery = "none"`` (no
     ``[notify]``) every account gets one, as the spec asks.
 
+    Args:
+        notify: the ``[notify]`` section (None without one).
+        base_dir: folder of relative template paths (the spec's folder).
+
     Raises:
         SpecError: a template of the spec cannot be read or does not compile.
     """
-    if spec.notify is None:
+    if notify is None:
         return None
     from authmigrate.notify.templates import Templates
 
-    templates = Templates(spec.notify, base_dir=spec.base_dir)
+    templates = Templates(notify, base_dir=base_dir)
     return frozenset(s for s in templates.enabled if templates.needs_token(s))
 
 

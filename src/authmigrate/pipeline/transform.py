@@ -486,10 +486,11 @@ def source_columns_used(spec: Spec) -> dict[str, str]:
 
 
 class RowTransformer:
-    """All fields of a spec, compiled: ``row -> {target column: value}``."""
+    """All fields of a spec (its ``[fields]`` section), compiled:
+    ``row -> {target column: value}``."""
 
-    def __init__(self, spec: Spec) -> None:
-        self.fns = [(name, compile_field(name, f)) for name, f in spec.fields.items()]
+    def __init__(self, fields: Mapping[str, FieldSpec]) -> None:
+        self.fns = [(name, compile_field(name, f)) for name, f in fields.items()]
 
     def __call__(self, row: Row) -> dict[str, Any]:
         return {name: fn(row) for name, fn in self.fns}

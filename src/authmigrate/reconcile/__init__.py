@@ -1,9 +1,14 @@
 """The proof: ``authmigrate verify`` as a library, read-only, printing nothing.
 
-- :mod:`~authmigrate.reconcile.verify`: :func:`verify_migration` (reconciliation, the source
-  side of the chunk checksums, bisection, credentials and tokens) and its :class:`VerifyResult`.
+- :mod:`~authmigrate.reconcile.verify`: :func:`verify_migration`, the pass over the source in
+  chunks running the modules below, and :func:`verify_report` (the JSON body).
+- :mod:`~authmigrate.reconcile.result`: :class:`VerifyResult` and what it lists.
+- :mod:`~authmigrate.reconcile.bookkeeping`: what the migration says it did with each key.
+- :mod:`~authmigrate.reconcile.chunks`: the source side of the chunk checksums, and bisection.
 - :mod:`~authmigrate.reconcile.checksum`: canonical values and the keyed row hash.
 - :mod:`~authmigrate.reconcile.target`: the target side, with its checksums in the database.
+- :mod:`~authmigrate.reconcile.secrets`: the credential and token checks.
+- :mod:`~authmigrate.reconcile.outbox`: every message queued for the accounts that get one.
 - :mod:`~authmigrate.reconcile.credentials`: is a wrapped credential made from its legacy hash.
 - :mod:`~authmigrate.reconcile.ledger`: the written keys and rejects, read back per chunk of keys
   (verify's memory does not grow with the accounts).
