@@ -498,9 +498,10 @@ def test_a_failed_dask_run_is_recorded_failed_with_its_result_and_frees_the_lock
     assert result.status == "failed"
     assert result.error == str(failed.value) and "key range" in result.error
     assert result.this_run["migrated"] == 0
-    assert scalar(
-        dst, "SELECT status FROM authmigrate_runs ORDER BY started_at DESC LIMIT 1"
-    ) == "failed"
+    assert (
+        scalar(dst, "SELECT status FROM authmigrate_runs ORDER BY started_at DESC LIMIT 1")
+        == "failed"
+    )
     execute(dst, "DROP TRIGGER fail_late")
     again = run_on_dask(load_spec(spec), cluster.scheduler_address)  # the lock was released
     assert again.status == "done"
