@@ -100,8 +100,11 @@ def spec_path(spec: Spec) -> PathChoice:
         return PathChoice(False, f"switched off ({SWITCH}=0)")
     if spec.source.is_file or not _is_sqlite_file(spec.source.url):
         return PathChoice(False, "the fast path reads SQLite sources only so far")
-    if spec.target.export is not None or not _is_sqlite_file(spec.target.url):
-        return PathChoice(False, "the fast path writes SQLite targets only so far")
+    from authmigrate.pipeline.fast_server import is_postgres_target
+
+    url = spec.target.url
+    if spec.target.export is not None or not (_is_sqlite_file(url) or is_postgres_target(url)):
+        return PathChoice(False, "the fast path writes SQLite and PostgreSQL targets only so far")
     if spec.notify is not None:
         return PathChoice(False, "[notify] is done per row by the Python path so far")
     why = _credentials_why(spec)
@@ -177,7 +180,12 @@ def choose_path(m: Migration) -> PathChoice:
         return PathChoice(False, "the fast path handles integer keys only so far")
     if m.skip_synced:
         return PathChoice(False, "sync has written to this target: keys it carried are skipped")
-    why = _target_table_why(m)
+    if m.target.engine.dialect.name == "postgresql":
+        from authmigrate.pipeline.fast_server import target_table_why
+
+        why = target_table_why(m)
+    else:
+        why = _target_table_why(m)
     if why is not None:
         return PathChoice(False, why)
     return choice
@@ -839,7 +847,7 @@ def open_fast_path(m: Migration) -> tuple[FastPath | None, PathChoice]:
 
     assert isinstance(m.source, SqlSource)
     try:
-        fast = FastPath(m, None)
+        fast = _writer(m)(m, None)
     except _NotFast as exc:
         return None, PathChoice(False, str(exc))
     try:
@@ -849,6 +857,15 @@ def open_fast_path(m: Migration) -> tuple[FastPath | None, PathChoice]:
             False, f"the Arrow reader cannot open the source ({type(exc).__name__})"
         )
     return fast, choice
+
+
+def _writer(m: Migration) -> type[FastPath]:
+    """The fast path's class for the migration's target (the write differs, not the split)."""
+    if m.target.engine.dialect.name == "postgresql":
+        from authmigrate.pipeline.fast_server import PostgresFastPath
+
+        return PostgresFastPath
+    return FastPath
 
 
 def _q(name: str) -> str:
