@@ -379,3 +379,35 @@ def test_postgres_target_without_the_unique_index_takes_the_python_path_with_sam
         outcomes.append(dump(url))
     assert outcomes[0] == outcomes[1]
     assert [r[3] for r in outcomes[1]["rejects"]] == ["duplicate.email", "duplicate.email"]
+
+
+def test_postgres_unsynced_count_on_the_server_equals_the_python_count(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys added below the checkpoint after a run, and a key whose state says deleted, are
+    what ``run`` leaves to ``sync``: the server's anti-join counts them as Python does."""
+    counted = {}
+    for switch in ("0", "1"):
+        src = tmp_path / f"legacy-{switch}.db"
+        make_source(src, [(k, f"u{k}@x.org", None) for k in range(2, 40, 2)])
+        url = pg_server.create_database("fastpg")
+        spec_file = tmp_path / f"spec-{switch}.toml"
+        text = SPEC.format(src=src, dst="X", batch=7, duplicates="reject", extra='name = "name"')
+        spec_file.write_text(text.replace('"sqlite:///X"', f'"{url}"'))
+        monkeypatch.setenv("AUTHMIGRATE_FASTPATH", switch)
+        assert run_migration(load_spec(spec_file)).unsynced == 0
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE authmigrate_key_state SET state = 'deleted' WHERE source_key = '10'"
+            )
+        engine.dispose()
+        conn2 = sqlite3.connect(src)
+        conn2.executemany(
+            "INSERT INTO old_users VALUES (?, ?, NULL)",
+            [(k, f"n{k}@x.org") for k in (3, 5, 7)],
+        )
+        conn2.commit()
+        conn2.close()
+        counted[switch] = run_migration(load_spec(spec_file)).unsynced
+    assert counted == {"0": 4, "1": 4}

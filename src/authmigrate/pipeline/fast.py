@@ -881,12 +881,17 @@ def count_unsynced_keys(m: Migration) -> int | None:
     SQLite itself: the source opened read-only with the target ATTACHed read-only, one
     anti-join. None where that count is not provably the Python one (the fast path switched
     off, not two SQLite files, a query source, or keys that are not all integers), or the
-    driver fails: the caller counts in Python."""
+    driver fails: the caller counts in Python. A PostgreSQL target counts on the server
+    (:func:`authmigrate.pipeline.fast_server.count_unsynced_keys`)."""
     from authmigrate.sources.sql import SqlSource
 
     spec, src, target = m.spec, m.source, m.target
     if os.environ.get(SWITCH, "1").strip() == "0" or not spec.source.table:
         return None
+    if target.engine.dialect.name == "postgresql":
+        from authmigrate.pipeline.fast_server import count_unsynced_keys as on_server
+
+        return on_server(m)
     if type(src) is not SqlSource or src.engine.dialect.name != "sqlite":
         return None
     path = target.sqlite_path

@@ -222,7 +222,6 @@ class PostgresFastPath(FastPath):
         except (TypeError, ValueError, OverflowError, AttributeError):
             # a residue value not of its column's type: the Python path lets the server convert
             raise _NotFast("a value the stage's binary COPY cannot carry") from None
-        cur.execute(f"ANALYZE {STAGE}")  # a TEMP table is never analysed by autovacuum
         return n + len(residue.records)
 
     # -- the batch --------------------------------------------------------------------------
@@ -274,11 +273,18 @@ class PostgresFastPath(FastPath):
 
         # duplicates: first in key order wins (the target's accounts before any of the batch)
         losers = self._variant_losers(conn, cur)
-        losers.update(self._duplicates(cur, list(losers)))
+        if losers:
+            cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(losers),))
+        tried = self._insert(cur)
+        if tried is None:  # a value an account holds already: find which, then insert
+            found = self._duplicates(cur)
+            cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(found),))
+            losers.update(found)
+            tried = self._insert(cur, optimistic=False)
+        written: list[int] = tried or []
         if losers:
             need = [k for k in losers if k not in sources]
             sources.update(self._raw_rows(page, need))
-            cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(losers),))
             label = "+".join(self.groups[0])
             outcome: Literal["rejected", "merged"] = "merged" if self.merge else "rejected"
             rejects += [
@@ -293,17 +299,6 @@ class PostgresFastPath(FastPath):
                 )
                 for k, first in sorted(losers.items())
             ]
-        cols = self.target_cols
-        names = ", ".join(_q(c) for c in cols)
-        picks = ", ".join(["k", *(_q("v_" + c) for c in cols[1:])])
-        written = [
-            k
-            for (k,) in cur.execute(
-                f"INSERT INTO {self.table_sql} ({names}) "
-                f"SELECT {picks} FROM {STAGE} ORDER BY k RETURNING {self.key_sql}"
-            ).fetchall()
-        ]
-        written.sort()
 
         # bookkeeping: rejects, the checkpoint, key state
         target = m.target
@@ -380,6 +375,33 @@ class PostgresFastPath(FastPath):
             segments=segments,
         )
 
+    def _insert(self, cur: Any, *, optimistic: bool = True) -> list[int] | None:
+        """``INSERT ... SELECT`` the stage into the accounts; the keys written, in key order.
+
+        Optimistic (the first try): inside a savepoint, and None if a unique value was taken
+        (rolled back: the caller finds the duplicates and tries again). Most batches hold
+        none, and then the duplicate query is not run at all.
+        """
+        import psycopg
+
+        cols = self.target_cols
+        names = ", ".join(_q(c) for c in cols)
+        picks = ", ".join(["k", *(_q("v_" + c) for c in cols[1:])])
+        sql = (
+            f"INSERT INTO {self.table_sql} ({names}) "
+            f"SELECT {picks} FROM {STAGE} ORDER BY k RETURNING {self.key_sql}"
+        )
+        if not optimistic or not self.groups:
+            return sorted(k for (k,) in cur.execute(sql).fetchall())
+        cur.execute("SAVEPOINT authmigrate_fast")
+        try:
+            written = sorted(k for (k,) in cur.execute(sql).fetchall())
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT authmigrate_fast")
+            return None
+        cur.execute("RELEASE SAVEPOINT authmigrate_fast")
+        return written
+
     def _variant_losers(self, conn: sa.Connection, cur: Any) -> dict[int, Any]:
         """Stage rows whose unique value the target holds spelled otherwise (an account the new
         system wrote, ``User.5@Example.com``): the index cannot see them, the lookup can."""
@@ -414,24 +436,57 @@ class PostgresFastPath(FastPath):
             out[k] = variants[value]
         return out
 
-    def _duplicates(self, cur: Any, skipped: list[int]) -> dict[int, Any]:
-        """``{key: first}`` for the stage rows (other than ``skipped``) whose unique value an
-        account holds already: the target's (earlier batches' included), else the stage row of
-        the smallest key holding it."""
+    def _duplicates(self, cur: Any) -> dict[int, Any]:
+        """``{key: first}`` for the stage rows whose unique value an account holds already:
+        the target's (earlier batches' included), else the stage row of the smallest key
+        holding it."""
         if not self.groups:
             return {}
         (column,) = self.groups[0]
         v, c, key = _q("v_" + column), _q(column), self.key_sql
+        cur.execute(f"ANALYZE {STAGE}")  # a TEMP table is never analysed by autovacuum
         rows = cur.execute(
             f"SELECT s.k, t.{key} FROM {STAGE} s JOIN {self.table_sql} t ON t.{c} = s.{v} "
-            "WHERE s.k <> ALL(%s) "
             "UNION ALL "
             f"SELECT s.k, f.first FROM {STAGE} s JOIN ("
             f"  SELECT {v} AS v, min(k) AS first FROM {STAGE} "
-            f"  WHERE k <> ALL(%s) AND {v} IS NOT NULL GROUP BY {v} HAVING count(*) > 1"
+            f"  WHERE {v} IS NOT NULL GROUP BY {v} HAVING count(*) > 1"
             f") f ON f.v = s.{v} "
-            f"WHERE s.k > f.first AND s.k <> ALL(%s) "
-            f"AND NOT EXISTS (SELECT 1 FROM {self.table_sql} t WHERE t.{c} = s.{v})",
-            (skipped, skipped, skipped),
+            f"WHERE s.k > f.first "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.table_sql} t WHERE t.{c} = s.{v})"
         ).fetchall()
         return dict(rows)
+
+
+def count_unsynced_keys(m: Migration) -> int | None:
+    """The source's keys the key state of a PostgreSQL target does not know (or knows as
+    deleted): the source's keys paged as the Python count pages them, each page counted by
+    the server in one anti-join (``unnest`` of the page against the key state's primary key),
+    so only a number comes back. None where this does not apply (not psycopg 3, not a
+    database source): the caller counts in Python."""
+    from authmigrate.sinks.state import state_key
+    from authmigrate.sources.sql import SqlSource
+
+    target = m.target
+    if target.engine.dialect.driver != "psycopg" or not isinstance(m.source, SqlSource):
+        return None
+    state = _q(target.state.name)
+    if target.state.schema:
+        state = f"{_q(target.state.schema)}.{state}"
+    sql = (
+        "SELECT count(*) FROM unnest(%s::text[]) AS u(k) WHERE NOT EXISTS ("
+        f"SELECT 1 FROM {state} s WHERE s.migration = %s AND s.source_key = u.k "
+        "AND s.state <> 'deleted')"
+    )
+    missing = 0
+    after: Any = None
+    with target.engine.connect() as conn:
+        while keys := m.source.key_page(after, _COUNT_PAGE):
+            stored = [state_key(k) for k in keys]
+            missing += int(conn.exec_driver_sql(sql, (stored, target.migration)).scalar_one())
+            after = keys[-1]
+    return missing
+
+
+_COUNT_PAGE = 50_000
+"""Source keys counted per statement by :func:`count_unsynced_keys`."""
