@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
@@ -168,7 +169,6 @@ class PostgresFastPath(FastPath):
             )
         )
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({columns}) ON COMMIT DELETE ROWS")
-        cur.execute(f"TRUNCATE {STAGE}")
 
     def _stage(self, cur: Any, fast: pa.Table, residue: Batch) -> int:
         """COPY the batch's accounts-to-be and their fingerprints into the stage; returns how
@@ -460,11 +460,11 @@ class PostgresFastPath(FastPath):
 
 def count_unsynced_keys(m: Migration) -> int | None:
     """The source's keys the key state of a PostgreSQL target does not know (or knows as
-    deleted): the source's keys paged as the Python count pages them, each page counted by
-    the server in one anti-join (``unnest`` of the page against the key state's primary key),
-    so only a number comes back. None where this does not apply (not psycopg 3, not a
-    database source): the caller counts in Python."""
-    from authmigrate.sinks.state import state_key
+    deleted), counted by the server: the source's keys go by COPY into a TEMP table (a SQLite
+    table's integer keys streamed as Arrow, others paged as the Python count pages them), then
+    one anti-join against the key state counts them, so only a number comes back. None where
+    this does not apply (not psycopg 3, not a database source) or a driver fails: the caller
+    counts in Python."""
     from authmigrate.sources.sql import SqlSource
 
     target = m.target
@@ -473,20 +473,82 @@ def count_unsynced_keys(m: Migration) -> int | None:
     state = _q(target.state.name)
     if target.state.schema:
         state = f"{_q(target.state.schema)}.{state}"
-    sql = (
-        "SELECT count(*) FROM unnest(%s::text[]) AS u(k) WHERE NOT EXISTS ("
-        f"SELECT 1 FROM {state} s WHERE s.migration = %s AND s.source_key = u.k "
-        "AND s.state <> 'deleted')"
-    )
-    missing = 0
+    try:
+        return _count_unsynced(m, state)
+    except Exception as exc:  # noqa: BLE001 - any driver failure: the Python count decides
+        log.info("counting unsynced keys on the server failed (%s)", type(exc).__name__)
+        return None
+
+
+def _count_unsynced(m: Migration, state: str) -> int:
+    from authmigrate.sinks.state import state_key
+
+    target = m.target
+    keys_table = "authmigrate_fast_keys"
     after: Any = None
-    with target.engine.connect() as conn:
-        while keys := m.source.key_page(after, _COUNT_PAGE):
-            stored = [state_key(k) for k in keys]
-            missing += int(conn.exec_driver_sql(sql, (stored, target.migration)).scalar_one())
-            after = keys[-1]
-    return missing
+    with target.engine.begin() as conn:
+        cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.execute(f"CREATE TEMP TABLE {keys_table} (k text) ON COMMIT DROP")
+        pages = _sqlite_int_key_pages(m)
+        if pages is not None:  # integer keys read as Arrow: their text is the state's key
+            with cur.copy(f"COPY {keys_table} FROM STDIN") as copy:
+                for page in pages:
+                    copy.write("\n".join(page.cast(pa.string()).to_pylist()) + "\n")
+        else:
+            with cur.copy(f"COPY {keys_table} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["text"])
+                while keys := m.source.key_page(after, _COUNT_PAGE):
+                    for k in keys:
+                        copy.write_row((state_key(k),))
+                    after = keys[-1]
+        cur.execute(f"ANALYZE {keys_table}")
+        found = cur.execute(
+            f"SELECT count(*) FROM {keys_table} u WHERE NOT EXISTS ("
+            f"SELECT 1 FROM {state} s WHERE s.migration = %s AND s.source_key = u.k "
+            "AND s.state <> 'deleted')",
+            (target.migration,),
+        ).fetchone()
+        cur.close()
+    return int(found[0])
 
 
 _COUNT_PAGE = 50_000
-"""Source keys counted per statement by :func:`count_unsynced_keys`."""
+"""Source keys read per page by :func:`count_unsynced_keys`."""
+
+
+def _sqlite_int_key_pages(m: Migration) -> Iterator[pa.Array] | None:
+    """A SQLite source table's keys through the ADBC driver, streamed as Arrow integer
+    arrays, when every non-NULL key is stored as an integer (None otherwise)."""
+    from authmigrate.sources.sql import SqlSource
+
+    src = m.source
+    assert isinstance(src, SqlSource)
+    table = src._selectable
+    if src.engine.dialect.name != "sqlite" or not isinstance(table, sa.Table):
+        return None
+    import adbc_driver_sqlite.dbapi as adbc
+
+    key = _q(m.spec.source.key)
+    name = f"{_q(table.schema)}.{_q(table.name)}" if table.schema else _q(table.name)
+    conn = adbc.connect(src.engine.url.database or "", autocommit=True)
+    cur = conn.cursor()
+    cur.execute(
+        f"SELECT count(*) FROM {name} WHERE {key} IS NOT NULL AND typeof({key}) <> 'integer'"
+    )
+    odd = cur.fetchone()
+    if odd is None or odd[0]:
+        cur.close()
+        conn.close()
+        return None
+    cur.execute(f"SELECT {key} FROM {name} WHERE {key} IS NOT NULL")
+
+    def pages() -> Iterator[pa.Array]:
+        try:
+            for batch in cur.fetch_record_batch():
+                if batch.num_rows:
+                    yield batch.column(0)
+        finally:
+            cur.close()
+            conn.close()
+
+    return pages()
