@@ -50,6 +50,16 @@ log = logging.getLogger("authmigrate")
 STAGE = "authmigrate_fast_stage"
 """The TEMP stage table (one per connection; emptied at each commit)."""
 
+_STATE_COLUMNS = (
+    "migration",
+    "source_key",
+    "state",
+    "fingerprint",
+    "credential_fp",
+    "target_fp",
+    "changed_at",
+)
+
 STAGED_TYPES = frozenset({"int2", "int4", "int8", "text", "varchar", "bool"})
 """Target column types the stage carries in binary COPY (a value of another type: Python path)."""
 
@@ -133,6 +143,9 @@ class PostgresFastPath(FastPath):
         if groups and len(groups[0]) != 1:
             raise _NotFast("a unique group of several fields is checked per row")
         self._types: list[str] | None = None
+        self._target_types: list[str] = []
+        self._state_types: list[str] = []
+        self._state_sql: str | None = None
 
     def commit(self, number: int, page: _Page, run_id: str) -> _Done:
         import psycopg
@@ -145,21 +158,34 @@ class PostgresFastPath(FastPath):
 
     # -- the stage --------------------------------------------------------------------------
 
+    def _read_types(self, cur: Any) -> None:
+        """The column types of the accounts and key state tables, from the catalog, once."""
+        if self._types is not None:
+            return
+        sql = (
+            "SELECT a.attname, ty.typname FROM pg_attribute a "
+            "JOIN pg_type ty ON ty.oid = a.atttypid "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped"
+        )
+        types = {str(n): str(t) for n, t in cur.execute(sql, (_relation(self.m),)).fetchall()}
+        missing = [c for c in self.target_cols if types.get(c) not in STAGED_TYPES]
+        if missing:
+            raise _NotFast(f"the target column {missing[0]} is not staged in binary")
+        self._target_types = [types[c] for c in self.target_cols]
+        self._types = ["int8", *self._target_types[1:], "text", "text", "text"]
+        state = self.m.target.state
+        rel = f"{_q(state.schema)}.{_q(state.name)}" if state.schema else _q(state.name)
+        found = {str(n): str(t) for n, t in cur.execute(sql, (rel,)).fetchall()}
+        self._state_types = [found.get(c, "") for c in _STATE_COLUMNS]
+        self._state_sql = (
+            f"COPY {rel} ({', '.join(_STATE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            if all(t in STAGED_TYPES | {"timestamp"} for t in self._state_types)
+            else None
+        )
+
     def _create_stage(self, cur: Any) -> None:
-        """The TEMP stage, typed like the target's columns (read from the catalog once)."""
-        if self._types is None:
-            rows = cur.execute(
-                "SELECT a.attname, ty.typname FROM pg_attribute a "
-                "JOIN pg_type ty ON ty.oid = a.atttypid "
-                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-                (_relation(self.m),),
-            ).fetchall()
-            types = {str(n): str(t) for n, t in rows}
-            missing = [c for c in self.target_cols if types.get(c) not in STAGED_TYPES]
-            if missing:
-                raise _NotFast(f"the target column {missing[0]} is not staged in binary")
-            self._types = ["int8", *(types[c] for c in self.target_cols[1:])]
-            self._types += ["text", "text", "text"]
+        """The TEMP stage, typed like the target's columns."""
+        assert self._types is not None
         columns = ", ".join(
             f"{_q(name)} {typ}"
             for name, typ in zip(
@@ -170,9 +196,10 @@ class PostgresFastPath(FastPath):
         )
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({columns}) ON COMMIT DELETE ROWS")
 
-    def _stage(self, cur: Any, fast: pa.Table, residue: Batch) -> int:
-        """COPY the batch's accounts-to-be and their fingerprints into the stage; returns how
-        many. Tokens are issued here, one per staged row, by the token stage itself."""
+    def _rows(self, fast: pa.Table, residue: Batch) -> list[tuple[Any, ...]]:
+        """The batch's accounts-to-be and their fingerprints (``k``, each target column, then
+        ``fp``, ``cfp``, ``tfp``), in key order. Tokens are issued here, one per row, by the
+        token stage itself."""
         from authmigrate.sinks.state import fingerprint, value_fp
 
         cols = self.target_cols
@@ -202,27 +229,61 @@ class PostgresFastPath(FastPath):
                 )
             else:
                 columns.append([None] * n)
-        creds = self.m.target.cred_columns
-        target = self.cred.target_column if self.cred is not None else None
+        rows = list(zip(*columns, strict=True))
+        if residue.records:
+            creds = self.m.target.cred_columns
+            target = self.cred.target_column if self.cred is not None else None
+            rows += [
+                (
+                    *(r.values.get(c) for c in cols),
+                    fingerprint(r.source, self.fp_columns),
+                    fingerprint(r.source, creds) if creds else None,
+                    value_fp(r.values.get(target)) if target else None,
+                )
+                for r in residue.records
+            ]
+            rows.sort(key=lambda row: row[0])
+        return rows
+
+    def _copy_stage(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        """COPY the rows into the stage."""
         assert self._types is not None
         try:
             with cur.copy(f"COPY {STAGE} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(self._types)
-                for row in zip(*columns, strict=True):
+                for row in rows:
                     copy.write_row(row)
-                for r in residue.records:
-                    copy.write_row(
-                        (
-                            *(r.values.get(c) for c in cols),
-                            fingerprint(r.source, self.fp_columns),
-                            fingerprint(r.source, creds) if creds else None,
-                            value_fp(r.values.get(target)) if target else None,
-                        )
-                    )
         except (TypeError, ValueError, OverflowError, AttributeError):
             # a residue value not of its column's type: the Python path lets the server convert
             raise _NotFast("a value the stage's binary COPY cannot carry") from None
-        return n + len(residue.records)
+
+    def _direct(self, cur: Any, rows: list[tuple[Any, ...]], stamp: Any) -> bool:
+        """COPY the rows straight into the accounts and their key state, inside a savepoint:
+        True if the target took them all. False (rolled back) if it refused any, a unique
+        value an account holds already most likely: the stage then decides which rows lose.
+        """
+        import psycopg
+
+        if self._state_sql is None:
+            return False
+        ncols = len(self.target_cols)
+        names = ", ".join(_q(c) for c in self.target_cols)
+        migration = self.m.target.migration
+        cur.execute("SAVEPOINT authmigrate_fast")
+        try:
+            with cur.copy(f"COPY {self.table_sql} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(self._target_types)
+                for row in rows:
+                    copy.write_row(row[:ncols])
+            with cur.copy(self._state_sql) as copy:
+                copy.set_types(self._state_types)
+                for row in rows:
+                    copy.write_row((migration, str(row[0]), "migrated", *row[ncols:], stamp))
+        except (psycopg.Error, TypeError, ValueError, OverflowError, AttributeError):
+            cur.execute("ROLLBACK TO SAVEPOINT authmigrate_fast")
+            return False
+        cur.execute("RELEASE SAVEPOINT authmigrate_fast")
+        return True
 
     # -- the batch --------------------------------------------------------------------------
 
@@ -231,7 +292,7 @@ class PostgresFastPath(FastPath):
     ) -> _Done:
         m = self.m
         cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        self._create_stage(cur)
+        self._read_types(cur)
         rejects: list[Reject] = list(residue.rejects)
         sources: dict[int, dict[str, Any]] = {r.key: r.source for r in residue.records}
 
@@ -269,19 +330,25 @@ class PostgresFastPath(FastPath):
         rejects += residue.rejects[before:]
         self._check_kept(page, fast)
 
-        self._stage(cur, fast, residue)
-
-        # duplicates: first in key order wins (the target's accounts before any of the batch)
-        losers = self._variant_losers(conn, cur)
-        if losers:
-            cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(losers),))
-        tried = self._insert(cur)
-        if tried is None:  # a value an account holds already: find which, then insert
+        rows = self._rows(fast, residue)
+        now = utcnow()
+        stamp = self.now_proc(now) if self.now_proc is not None else now
+        losers: dict[int, Any] = {}
+        direct = not self._variants_among(conn, rows) and self._direct(cur, rows, stamp)
+        if direct:
+            written = [row[0] for row in rows]
+        else:
+            # duplicates: first in key order wins (the target's accounts before the batch's)
+            self._create_stage(cur)
+            self._copy_stage(cur, rows)
+            losers = self._variant_losers(conn, cur)
+            if losers:
+                cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(losers),))
             found = self._duplicates(cur)
-            cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(found),))
             losers.update(found)
-            tried = self._insert(cur, optimistic=False)
-        written: list[int] = tried or []
+            if found:
+                cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(found),))
+            written = self._insert(cur)
         if losers:
             need = [k for k in losers if k not in sources]
             sources.update(self._raw_rows(page, need))
@@ -321,7 +388,6 @@ class PostgresFastPath(FastPath):
                     for j in rejects
                 ],
             )
-        now = utcnow()
         merged = sum(1 for j in rejects if j.outcome == "merged")
         conn.execute(
             target.batches.insert(),
@@ -339,22 +405,21 @@ class PostgresFastPath(FastPath):
                 "committed_at": now,
             },
         )
-        stamp = self.now_proc(now) if self.now_proc is not None else now
-        state = _q(target.state.name)
-        if target.state.schema:
-            state = f"{_q(target.state.schema)}.{state}"
-        cur.execute(
-            f"INSERT INTO {state} (migration, source_key, state, fingerprint, credential_fp, "
-            "target_fp, changed_at) "
-            f"SELECT %s, k::text, 'migrated', fp, cfp, tfp, %s FROM {STAGE} ORDER BY k",
-            (target.migration, stamp),
-        )
+        if not direct:
+            state = _q(target.state.name)
+            if target.state.schema:
+                state = f"{_q(target.state.schema)}.{state}"
+            cur.execute(
+                f"INSERT INTO {state} ({', '.join(_STATE_COLUMNS)}) "
+                f"SELECT %s, k::text, 'migrated', fp, cfp, tfp, %s FROM {STAGE} ORDER BY k",
+                (target.migration, stamp),
+            )
         if rejects:
-            rows = target.state_rows(
+            states = target.state_rows(
                 Batch(number=number, first_key=None, last_key=None, rows_read=0, rejects=rejects)
             )
-            if rows:
-                target._insert_state(conn, rows)
+            if states:
+                target._insert_state(conn, states)
         cur.close()
         kept = [r for r in residue.records if r.key not in losers]
         fast_written = len(written) - len(kept)
@@ -375,15 +440,8 @@ class PostgresFastPath(FastPath):
             segments=segments,
         )
 
-    def _insert(self, cur: Any, *, optimistic: bool = True) -> list[int] | None:
-        """``INSERT ... SELECT`` the stage into the accounts; the keys written, in key order.
-
-        Optimistic (the first try): inside a savepoint, and None if a unique value was taken
-        (rolled back: the caller finds the duplicates and tries again). Most batches hold
-        none, and then the duplicate query is not run at all.
-        """
-        import psycopg
-
+    def _insert(self, cur: Any) -> list[int]:
+        """``INSERT ... SELECT`` the stage into the accounts; the keys written, in key order."""
         cols = self.target_cols
         names = ", ".join(_q(c) for c in cols)
         picks = ", ".join(["k", *(_q("v_" + c) for c in cols[1:])])
@@ -391,20 +449,21 @@ class PostgresFastPath(FastPath):
             f"INSERT INTO {self.table_sql} ({names}) "
             f"SELECT {picks} FROM {STAGE} ORDER BY k RETURNING {self.key_sql}"
         )
-        if not optimistic or not self.groups:
-            return sorted(k for (k,) in cur.execute(sql).fetchall())
-        cur.execute("SAVEPOINT authmigrate_fast")
-        try:
-            written = sorted(k for (k,) in cur.execute(sql).fetchall())
-        except psycopg.errors.UniqueViolation:
-            cur.execute("ROLLBACK TO SAVEPOINT authmigrate_fast")
-            return None
-        cur.execute("RELEASE SAVEPOINT authmigrate_fast")
-        return written
+        return sorted(k for (k,) in cur.execute(sql).fetchall())
 
-    def _variant_losers(self, conn: sa.Connection, cur: Any) -> dict[int, Any]:
-        """Stage rows whose unique value the target holds spelled otherwise (an account the new
-        system wrote, ``User.5@Example.com``): the index cannot see them, the lookup can."""
+    def _variants_among(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> bool:
+        """True when a row's unique value is one the target holds spelled otherwise (such a
+        row takes the stage, where :meth:`_variant_losers` decides it)."""
+        variants = self._variants(conn)
+        if not variants:
+            return False
+        (column,) = self.groups[0]
+        i = self.target_cols.index(column)
+        return any(row[i] in variants for row in rows)
+
+    def _variants(self, conn: sa.Connection) -> dict[Any, Any]:
+        """``{normalized value: key}`` of the target's accounts spelled otherwise (read once
+        per run, as the Python path reads them)."""
         if not self.groups:
             return {}
         group = self.groups[0]
@@ -420,9 +479,17 @@ class PostgresFastPath(FastPath):
             # it is given, which the batch's executemany cannot use
             with m.target.engine.connect() as own:
                 variants = m._variants[group] = m.target.variants(own, group, norms)
+        return variants
+
+    def _variant_losers(self, conn: sa.Connection, cur: Any) -> dict[int, Any]:
+        """Stage rows whose unique value the target holds spelled otherwise (an account the new
+        system wrote, ``User.5@Example.com``): the index cannot see them, the lookup can."""
+        if not self.groups:
+            return {}
+        variants = self._variants(conn)
         if not variants:
             return {}
-        (column,) = group
+        (column,) = self.groups[0]
         v, c = _q("v_" + column), _q(column)
         out: dict[int, Any] = {}
         # a value the target also holds exactly is that account's duplicate (as on the
