@@ -85,7 +85,9 @@ def make_target(url: str, rows: list[tuple[int, str, str | None]]) -> None:
             "name TEXT)"
         )
         for row in rows:
-            conn.exec_driver_sql("INSERT INTO new_users VALUES (%s, %s, %s)", row)
+            conn.execute(
+                sa.text("INSERT INTO new_users VALUES (:k, :e, :n)"), dict(zip("ken", row))
+            )
     engine.dispose()
 
 
@@ -100,8 +102,10 @@ def run_both(
     batch: int = 50,
     duplicates: str = "reject",
     extra: str = 'name = "name"',
+    source_url: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """(Python path's outcome, fast path's outcome, batches the fast path did itself)."""
+    """(Python path's outcome, fast path's outcome, batches the fast path did itself): from
+    the SQLite file ``src`` or the database ``source_url``, into a fresh PostgreSQL database."""
     outcomes = []
     fast_batches = 0
     for switch in ("0", "1"):
@@ -110,7 +114,10 @@ def run_both(
             make_target(url, before)
         spec_file = work / f"spec-{switch}.toml"
         text = SPEC.format(src=src, dst="X", batch=batch, duplicates=duplicates, extra=extra)
-        spec_file.write_text(text.replace('"sqlite:///X"', f'"{url}"'))
+        text = text.replace('"sqlite:///X"', f'"{url}"')
+        if source_url is not None:
+            text = text.replace(f'"sqlite:///{src}"', f'"{source_url}"')
+        spec_file.write_text(text)
         monkeypatch.setenv("AUTHMIGRATE_FASTPATH", switch)
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="authmigrate"):
@@ -411,3 +418,72 @@ def test_postgres_unsynced_count_on_the_server_equals_the_python_count(
         conn2.close()
         counted[switch] = run_migration(load_spec(spec_file)).unsynced
     assert counted == {"0": 4, "1": 4}
+
+
+def make_pg_source(url: str, rows: list[tuple[int, Any, Any]]) -> None:
+    """``old_users`` in PostgreSQL (text columns: a value that is not text is stored as its
+    ``repr``, and NUL, which PostgreSQL text cannot hold, is left out)."""
+
+    def text(v: Any) -> str | None:
+        if v is None:
+            return None
+        return (v if isinstance(v, str) else repr(v)).replace("\x00", "")
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE old_users (user_id BIGINT PRIMARY KEY, email TEXT, name VARCHAR(40))"
+        )
+        for k, email, name in rows:
+            conn.exec_driver_sql(
+                "INSERT INTO old_users VALUES (%s, %s, %s)", (k, text(email), text(name))
+            )
+    engine.dispose()
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(st.tuples(_emails, _names), min_size=1, max_size=100))
+def test_fast_path_from_a_postgres_source_equals_python_on_fuzzed_values(
+    rows: list[tuple[Any, Any]],
+    pg_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL source (read as Arrow by the ADBC driver) into a PostgreSQL target."""
+    source = pg_server.create_database("fastsrc")
+    make_pg_source(source, [(i * 3 + 1, e, n) for i, (e, n) in enumerate(rows)])
+    with tempfile.TemporaryDirectory() as tmp:
+        python, fast, _ = run_both(
+            pg_server, Path("SRC"), Path(tmp), monkeypatch, caplog, batch=30, source_url=source
+        )
+    assert fast == python
+
+
+def test_fast_path_from_a_postgres_source_takes_every_batch(
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = pg_server.create_database("fastsrc")
+    make_pg_source(source, generated_rows(3_000))
+    before = [(4, "three@x.org", None), (900, "user10@example.com", None)]
+    python, fast, fast_batches = run_both(
+        pg_server,
+        Path("SRC"),
+        tmp_path,
+        monkeypatch,
+        caplog,
+        batch=1000,
+        source_url=source,
+        before=before,
+        duplicates="merge",
+    )
+    assert fast_batches == 3
+    assert fast == python
+    assert ("4", "target.key_exists") in [(r[1], r[3]) for r in fast["rejects"]]
+    assert python["runs"][0][2] > 2_700

@@ -98,9 +98,11 @@ def spec_path(spec: Spec) -> PathChoice:
     """Whether a spec's shape allows the fast path (the source and target checked apart)."""
     if os.environ.get(SWITCH, "1").strip() == "0":
         return PathChoice(False, f"switched off ({SWITCH}=0)")
-    if spec.source.is_file or not _is_sqlite_file(spec.source.url):
-        return PathChoice(False, "the fast path reads SQLite sources only so far")
     from authmigrate.pipeline.fast_server import is_postgres_target
+
+    source = spec.source.url
+    if spec.source.is_file or not (_is_sqlite_file(source) or source.startswith("postgresql")):
+        return PathChoice(False, "the fast path reads SQLite and PostgreSQL sources only so far")
 
     url = spec.target.url
     if spec.target.export is not None or not (_is_sqlite_file(url) or is_postgres_target(url)):
@@ -174,8 +176,13 @@ def choose_path(m: Migration) -> PathChoice:
     choice = spec_path(m.spec)
     if not choice.fast:
         return choice
-    if type(m.source) is not SqlSource or m.source.engine.dialect.name != "sqlite":
-        return PathChoice(False, "the fast path reads SQLite sources only so far")
+    if type(m.source) is not SqlSource or m.source.engine.dialect.name not in (
+        "sqlite",
+        "postgresql",
+    ):
+        return PathChoice(False, "the fast path reads SQLite and PostgreSQL sources only so far")
+    if m.source.engine.dialect.name != "sqlite" and m.target.engine.dialect.name == "sqlite":
+        return PathChoice(False, "the fast path reads a PostgreSQL source into PostgreSQL only")
     if m.key_tag != "int" or m.target.key.kind != "int":
         return PathChoice(False, "the fast path handles integer keys only so far")
     if m.skip_synced:
@@ -842,7 +849,7 @@ def open_fast_path(m: Migration) -> tuple[FastPath | None, PathChoice]:
     choice = choose_path(m)
     if not choice.fast:
         return None, choice
-    from authmigrate.sources.arrow import SqliteArrowPages
+    from authmigrate.sources.arrow import PostgresArrowPages, SqliteArrowPages
     from authmigrate.sources.sql import SqlSource
 
     assert isinstance(m.source, SqlSource)
@@ -851,7 +858,10 @@ def open_fast_path(m: Migration) -> tuple[FastPath | None, PathChoice]:
     except _NotFast as exc:
         return None, PathChoice(False, str(exc))
     try:
-        fast.reader = SqliteArrowPages(m.source)
+        if m.source.engine.dialect.name == "postgresql":
+            fast.reader = PostgresArrowPages(m.source)
+        else:
+            fast.reader = SqliteArrowPages(m.source)
     except Exception as exc:  # noqa: BLE001 - the driver cannot open it: the Python path reads
         return None, PathChoice(
             False, f"the Arrow reader cannot open the source ({type(exc).__name__})"
