@@ -98,10 +98,15 @@ def spec_path(spec: Spec) -> PathChoice:
     """Whether a spec's shape allows the fast path (the source and target checked apart)."""
     if os.environ.get(SWITCH, "1").strip() == "0":
         return PathChoice(False, f"switched off ({SWITCH}=0)")
-    if spec.source.is_file or not _is_sqlite_file(spec.source.url):
-        return PathChoice(False, "the fast path reads SQLite sources only so far")
-    if spec.target.export is not None or not _is_sqlite_file(spec.target.url):
-        return PathChoice(False, "the fast path writes SQLite targets only so far")
+    from authmigrate.pipeline.fast_server import is_postgres_target
+
+    source = spec.source.url
+    if spec.source.is_file or not (_is_sqlite_file(source) or source.startswith("postgresql")):
+        return PathChoice(False, "the fast path reads SQLite and PostgreSQL sources only so far")
+
+    url = spec.target.url
+    if spec.target.export is not None or not (_is_sqlite_file(url) or is_postgres_target(url)):
+        return PathChoice(False, "the fast path writes SQLite and PostgreSQL targets only so far")
     if spec.notify is not None:
         return PathChoice(False, "[notify] is done per row by the Python path so far")
     why = _credentials_why(spec)
@@ -171,13 +176,23 @@ def choose_path(m: Migration) -> PathChoice:
     choice = spec_path(m.spec)
     if not choice.fast:
         return choice
-    if type(m.source) is not SqlSource or m.source.engine.dialect.name != "sqlite":
-        return PathChoice(False, "the fast path reads SQLite sources only so far")
+    if type(m.source) is not SqlSource or m.source.engine.dialect.name not in (
+        "sqlite",
+        "postgresql",
+    ):
+        return PathChoice(False, "the fast path reads SQLite and PostgreSQL sources only so far")
+    if m.source.engine.dialect.name != "sqlite" and m.target.engine.dialect.name == "sqlite":
+        return PathChoice(False, "the fast path reads a PostgreSQL source into PostgreSQL only")
     if m.key_tag != "int" or m.target.key.kind != "int":
         return PathChoice(False, "the fast path handles integer keys only so far")
     if m.skip_synced:
         return PathChoice(False, "sync has written to this target: keys it carried are skipped")
-    why = _target_table_why(m)
+    if m.target.engine.dialect.name == "postgresql":
+        from authmigrate.pipeline.fast_server import target_table_why
+
+        why = target_table_why(m)
+    else:
+        why = _target_table_why(m)
     if why is not None:
         return PathChoice(False, why)
     return choice
@@ -834,21 +849,33 @@ def open_fast_path(m: Migration) -> tuple[FastPath | None, PathChoice]:
     choice = choose_path(m)
     if not choice.fast:
         return None, choice
-    from authmigrate.sources.arrow import SqliteArrowPages
+    from authmigrate.sources.arrow import PostgresArrowPages, SqliteArrowPages
     from authmigrate.sources.sql import SqlSource
 
     assert isinstance(m.source, SqlSource)
     try:
-        fast = FastPath(m, None)
+        fast = _writer(m)(m, None)
     except _NotFast as exc:
         return None, PathChoice(False, str(exc))
     try:
-        fast.reader = SqliteArrowPages(m.source)
+        if m.source.engine.dialect.name == "postgresql":
+            fast.reader = PostgresArrowPages(m.source)
+        else:
+            fast.reader = SqliteArrowPages(m.source)
     except Exception as exc:  # noqa: BLE001 - the driver cannot open it: the Python path reads
         return None, PathChoice(
             False, f"the Arrow reader cannot open the source ({type(exc).__name__})"
         )
     return fast, choice
+
+
+def _writer(m: Migration) -> type[FastPath]:
+    """The fast path's class for the migration's target (the write differs, not the split)."""
+    if m.target.engine.dialect.name == "postgresql":
+        from authmigrate.pipeline.fast_server import PostgresFastPath
+
+        return PostgresFastPath
+    return FastPath
 
 
 def _q(name: str) -> str:
@@ -864,12 +891,17 @@ def count_unsynced_keys(m: Migration) -> int | None:
     SQLite itself: the source opened read-only with the target ATTACHed read-only, one
     anti-join. None where that count is not provably the Python one (the fast path switched
     off, not two SQLite files, a query source, or keys that are not all integers), or the
-    driver fails: the caller counts in Python."""
+    driver fails: the caller counts in Python. A PostgreSQL target counts on the server
+    (:func:`authmigrate.pipeline.fast_server.count_unsynced_keys`)."""
     from authmigrate.sources.sql import SqlSource
 
     spec, src, target = m.spec, m.source, m.target
     if os.environ.get(SWITCH, "1").strip() == "0" or not spec.source.table:
         return None
+    if target.engine.dialect.name == "postgresql":
+        from authmigrate.pipeline.fast_server import count_unsynced_keys as on_server
+
+        return on_server(m)
     if type(src) is not SqlSource or src.engine.dialect.name != "sqlite":
         return None
     path = target.sqlite_path
