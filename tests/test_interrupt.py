@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers_verify import cli, make_source, write_spec
@@ -129,3 +130,26 @@ def test_ctrl_c_during_a_run_exits_130_and_the_run_resumes(tmp_path: Path) -> No
     assert again.returncode in (0, 1), again.stderr
     verified = cli("verify", str(spec), cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_ctrl_c_wrapped_by_python_while_a_class_is_built_exits_130() -> None:
+    """A Ctrl-C that lands while a class is being built (pydantic builds the spec's models when
+    ``authmigrate.spec`` is first imported, inside the command) reaches the command as
+    ``RuntimeError: Error calling __set_name__`` on Python 3.11, its cause the interrupt: once
+    in a suite run that was "internal error", exit 1. Made here by a descriptor whose
+    ``__set_name__`` is interrupted, exactly what Python wraps."""
+    from authmigrate.cli import handle_errors
+
+    class Interrupted:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise KeyboardInterrupt
+
+    def build_a_class() -> None:
+        type("Model", (), {"field": Interrupted()})
+
+    with pytest.raises(BaseException) as raised:
+        build_a_class()
+    wrapped = raised.value  # RuntimeError on 3.11, the KeyboardInterrupt itself on later ones
+    with pytest.raises(SystemExit) as exited:
+        handle_errors(build_a_class)()
+    assert exited.value.code == 130, type(wrapped)

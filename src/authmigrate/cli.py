@@ -40,6 +40,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def interrupted_inside(exc: BaseException) -> bool:
+    """Whether a Ctrl-C is what this exception carries: Python wraps a KeyboardInterrupt
+    raised inside some machinery (``__set_name__`` while a class of the spec is built at
+    import, on 3.11: ``RuntimeError: Error calling __set_name__``) in another exception."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors into a one-line message and the documented exit code.
 
@@ -58,6 +72,8 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             _fail("interrupted; committed batches are kept, run again to resume", INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if interrupted_inside(exc):
+                _fail("interrupted; committed batches are kept, run again to resume", INTERRUPTED)
             orig = getattr(exc, "orig", None) or exc
             first = (str(orig).strip().splitlines() or [""])[0]
             _fail(f"internal error: {type(exc).__name__}: {first}", 1)
@@ -111,6 +127,10 @@ class _Command(click.Group):
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             sys.exit(1)
+        except Exception as exc:
+            if interrupted_inside(exc):
+                _fail("interrupted", INTERRUPTED)
+            raise
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
