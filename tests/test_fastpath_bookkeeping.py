@@ -85,3 +85,73 @@ def test_a_primary_key_that_is_no_rowid_alias_is_still_checked_for_mixed_types(
     conn.close()
     with pytest.raises(SpecError, match="source.key: .*several types"):
         run_migration(load_spec_text(_spec(src, dst)))
+
+
+# -- the end-of-run count of keys left to sync -------------------------------------------------
+
+_DIFFERENCE = "counted by difference"
+
+
+def test_a_run_over_an_unchanged_source_counts_keys_left_without_the_anti_join(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src, dst = tmp_path / "legacy.db", tmp_path / "t.db"
+    rows = [(i, f"u{i}@example.com") for i in range(1, 301)]
+    rows[10] = (11, "not an email")
+    rows[20] = (21, "U1@example.com ")  # a duplicate of account 1
+    _source(src, "INTEGER PRIMARY KEY", rows)
+    with caplog.at_level("DEBUG", logger="authmigrate"):
+        result = run_migration(load_spec_text(_spec(src, dst)))
+    assert (result.migrated, result.rejected) == (298, 2)
+    assert result.unsynced == 0
+    assert _DIFFERENCE in caplog.text
+
+
+def test_keys_left_are_counted_when_the_source_changed_during_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the first batch the shop deletes account 1 (already read) and adds account 0
+    (below every key read): the source holds as many keys as the key state, yet key 0 is left
+    to sync. Only the full count sees it."""
+    src, dst = tmp_path / "legacy.db", tmp_path / "t.db"
+    _source(src, "INTEGER PRIMARY KEY", [(i, f"u{i}@example.com") for i in range(1, 301)])
+    changed: list[int] = []
+
+    def shop_writes(done: int, total: int) -> None:
+        if done and not changed:
+            conn = sqlite3.connect(src)
+            conn.execute("DELETE FROM old_users WHERE user_id = 1")
+            conn.execute("INSERT INTO old_users VALUES (0, 'zero@example.com')")
+            conn.commit()
+            conn.close()
+            changed.append(done)
+
+    with caplog.at_level("DEBUG", logger="authmigrate"):
+        result = run_migration(load_spec_text(_spec(src, dst)), progress=shop_writes)
+    assert changed and result.migrated == 300
+    assert result.unsynced == 1
+    assert _DIFFERENCE not in caplog.text
+
+
+def test_keys_left_are_counted_in_full_after_a_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that resumes did not read the keys below its checkpoint: a key added there
+    between the runs is left to sync."""
+    src, dst = tmp_path / "legacy.db", tmp_path / "t.db"
+    _source(src, "INTEGER PRIMARY KEY", [(i, f"u{i}@example.com") for i in range(2, 302, 2)])
+
+    def stop_after_one_batch(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_migration(load_spec_text(_spec(src, dst)), progress=stop_after_one_batch)
+    conn = sqlite3.connect(src)
+    conn.execute("INSERT INTO old_users VALUES (3, 'three@example.com')")  # below the checkpoint
+    conn.commit()
+    conn.close()
+    with caplog.at_level("DEBUG", logger="authmigrate"):
+        result = run_migration(load_spec_text(_spec(src, dst)))
+    assert result.unsynced == 1
+    assert _DIFFERENCE not in caplog.text

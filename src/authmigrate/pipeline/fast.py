@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ _DOTS = r"\.\.|\.@|@-|-\.|\.-|^\.|-$"
 after the @, beside a dot or at the end."""
 
 _STAGE = "authmigrate_fast_stage"
+
+_READ_WHOLE: weakref.WeakKeyDictionary[Migration, FastPath] = weakref.WeakKeyDictionary()
+"""Migrations whose fast path read every key of the source from the first, into a key state
+that held none of this migration's keys: :func:`count_unsynced_keys` may count by difference
+(see :meth:`FastPath.keys_left`)."""
 
 
 @dataclass(frozen=True)
@@ -382,6 +388,9 @@ class FastPath:
         self.key_sql = _q(spec.target_key)
         d = m.target.engine.dialect
         self.now_proc = m.target.state.c.changed_at.type.dialect_impl(d).bind_processor(d)
+        self._version: int | None = None
+        """The source's ``PRAGMA data_version`` on the reader's connection when this run
+        started reading from the first key into an empty key state (None: it did not)."""
 
     def close(self) -> None:
         """Release the Arrow reader's connection."""
@@ -456,6 +465,8 @@ class FastPath:
         from authmigrate.sources.arrow import ArrowPageError
 
         size = self.m.spec.run.batch_size
+        if after is None and self._state_is_empty():
+            self._version = self._data_version()
         while True:
             lock.ensure()
             try:
@@ -464,6 +475,7 @@ class FastPath:
                 log.info("batch %d: the Arrow reader failed (%s): Python path", number, exc)
                 page = None
             if page is not None and page.num_rows == 0:
+                self._read_whole()
                 return
             done: Batch | _Done | None = None
             if page is not None:
@@ -474,6 +486,7 @@ class FastPath:
             if done is None:
                 rows = self.m.source.page(after, size)
                 if not rows:
+                    self._read_whole()
                     return
                 done = _commit_with_retry(
                     self.m, self.m.transform_batch(number, rows), dupes, run_id
@@ -481,6 +494,71 @@ class FastPath:
             yield done
             after = done.last_key
             number += 1
+
+    # -- what the run leaves to sync ------------------------------------------------------------
+
+    def _state_is_empty(self) -> bool:
+        """True when the key state holds no key of this migration."""
+        target = self.m.target
+        state = target.state
+        with target.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(state.c.source_key).where(state.c.migration == target.migration).limit(1)
+            ).first()
+        return row is None
+
+    def _data_version(self) -> int | None:
+        """The source's ``PRAGMA data_version`` on the reader's connection: it changes when
+        any other connection commits to the file (None: the driver cannot tell)."""
+        try:
+            with self.reader._conn.cursor() as cur:
+                cur.execute("PRAGMA data_version")
+                row = cur.fetchone()
+        except Exception:  # noqa: BLE001 - no proof of an unchanged source: count in full
+            return None
+        return None if row is None else int(row[0])
+
+    def _read_whole(self) -> None:
+        """The run read the source to its end; remember it where it read from the first key
+        into an empty key state."""
+        if self._version is not None:
+            _READ_WHOLE[self.m] = self
+
+    def keys_left(self) -> int | None:
+        """The source's keys the key state does not know, by difference, or None where that
+        is not proven equal to the anti-join of :func:`count_unsynced_keys`.
+
+        The proof: this run read every key from the first into a key state that held none of
+        this migration's keys, and the source file has had no commit since (its
+        ``data_version`` on the reader's connection is unchanged), so the key state holds
+        exactly the keys this run read and recorded, each a source key, none ``deleted`` (only
+        ``sync`` writes that, and it waits for the run's lock); the keys left are the source's
+        keys less the key state's rows.
+        """
+        if self._version is None or self._data_version() != self._version:
+            return None
+        target = self.m.target
+        state = target.state
+        key = self.m.source._key  # type: ignore[attr-defined]
+        try:
+            with self.reader._conn.cursor() as cur:
+                table = self.m.source._selectable  # type: ignore[attr-defined]
+                cur.execute(
+                    f"SELECT count(*) FROM {_qualified(table)} WHERE {_q(key.name)} IS NOT NULL"
+                )
+                row = cur.fetchone()
+        except Exception:  # noqa: BLE001 - the full count decides
+            return None
+        if row is None or self._data_version() != self._version:
+            return None
+        with target.engine.connect() as conn:
+            known = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(state)
+                .where(state.c.migration == target.migration)
+            ).scalar_one()
+        log.debug("keys left to sync counted by difference (the source did not change)")
+        return int(row[0]) - int(known)
 
     def commit(self, number: int, page: _Page, run_id: str) -> _Done:
         """The batch's transaction: stage, check, insert, rejects, key state, checkpoint."""
@@ -870,6 +948,11 @@ def count_unsynced_keys(m: Migration) -> int | None:
     spec, src, target = m.spec, m.source, m.target
     if os.environ.get(SWITCH, "1").strip() == "0" or not spec.source.table:
         return None
+    fast = _READ_WHOLE.get(m)
+    if fast is not None:
+        left = fast.keys_left()
+        if left is not None:
+            return left
     if type(src) is not SqlSource or src.engine.dialect.name != "sqlite":
         return None
     path = target.sqlite_path
