@@ -774,31 +774,42 @@ class FastPath:
         insert = f"INSERT INTO temp.{_STAGE} VALUES ({', '.join('?' * (len(cols) + 3))})"
         n = fast.num_rows
         keys = fast.column("k").to_pylist()
-        tokened: list[Record] = []
-        if self.tokens is not None:
+        tokens: dict[str, list[Any]] = {}
+        if self.tokens is not None and self.tokens.segments is None and not residue.records:
+            tokens = self.tokens.issue_columns(n)  # no residue: no record needed
+        elif self.tokens is not None:
+            # one call for the batch's fast rows and residue records alike (one expiry)
             tokened = [Record(k, {}, {}) for k in keys]
             both = Batch(number=0, first_key=None, last_key=None, rows_read=0)
             both.records = [*tokened, *residue.records]
             self.tokens.process(both)
-        columns: list[list[Any]] = [keys]
+            tokens = {
+                c.name: [r.values.get(c.name) for r in tokened] for c in self.tokens.columns()
+            }
+        # only the columns the fast rows fill are bound: the others are NULL (the stage's
+        # columns have no default), and binding a NULL per row and column costs as much as a value
+        names, columns = ["k"], [keys]
         for c in cols[1:]:
             if c in fast.column_names:
+                names.append(_q("v_" + c))
                 columns.append(fast.column(c).to_pylist())
-            elif tokened:
-                columns.append([r.values.get(c) for r in tokened])
-            else:
-                columns.append([None] * n)
+            elif c in tokens:
+                names.append(_q("v_" + c))
+                columns.append(tokens[c])
         for name in ("fp", "cfp", "tfp"):
             if name in fast.column_names:
+                names.append(name)
                 columns.append(
                     [
                         hashlib.blake2b(t, digest_size=16).hexdigest()
                         for t in fast.column(name).cast(pa.binary()).to_pylist()
                     ]
                 )
-            else:
-                columns.append([None] * n)
-        cur.executemany(insert, zip(*columns, strict=True))
+        cur.executemany(
+            f"INSERT INTO temp.{_STAGE} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))})",
+            zip(*columns, strict=True),
+        )
         if residue.records:
             creds = self.m.target.cred_columns
             target = self.cred.target_column if self.cred is not None else None
