@@ -155,3 +155,17 @@ def test_keys_left_are_counted_in_full_after_a_resume(
         result = run_migration(load_spec_text(_spec(src, dst)))
     assert result.unsynced == 1
     assert _DIFFERENCE not in caplog.text
+
+
+def test_a_finished_run_leaves_no_migration_behind(tmp_path: Path) -> None:
+    """The fast path remembers a run that read the whole source only until the run ends: a
+    library user running migration after migration in one process does not keep every one."""
+    import gc
+
+    from authmigrate.pipeline import fast
+
+    src, dst = tmp_path / "legacy.db", tmp_path / "t.db"
+    _source(src, "INTEGER PRIMARY KEY", [(i, f"u{i}@example.com") for i in range(1, 101)])
+    run_migration(load_spec_text(_spec(src, dst)))
+    gc.collect()
+    assert len(fast._READ_WHOLE) == 0

@@ -393,7 +393,9 @@ class FastPath:
         started reading from the first key into an empty key state (None: it did not)."""
 
     def close(self) -> None:
-        """Release the Arrow reader's connection."""
+        """Release the Arrow reader's connection (and the migration's entry: the entry's
+        value refers to its key, which would keep both alive)."""
+        _READ_WHOLE.pop(self.m, None)
         self.reader.close()
 
     # -- one page ---------------------------------------------------------------------------
