@@ -61,7 +61,7 @@ user_id = "user_id"
 email = {{ from = "email", normalize = "email" }}
 {extra}
 [run]
-batch_size = 5000
+batch_size = {batch}
 """
 
 SEED_EXTRA = """
@@ -162,13 +162,13 @@ print(e, u, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def authmigrate_run(
-    src: Path, dst: Path, work: Path, mapping: str, *, fast: bool
+    src: Path, dst: Path, work: Path, mapping: str, *, fast: bool, batch: int = 5000
 ) -> tuple[float, float, float]:
     """(wall, CPU, peak RSS MB) of ``authmigrate run`` in its own process."""
     _fresh(dst)
     spec = work / f"bench-{dst.stem}.toml"
     extra = SEED_EXTRA if mapping == "seed" else ""
-    spec.write_text(SPEC.format(src=src, dst=dst, extra=extra))
+    spec.write_text(SPEC.format(src=src, dst=dst, extra=extra, batch=batch))
     env = {**os.environ, "AUTHMIGRATE_FASTPATH": "1" if fast else "0"}
     out = subprocess.run(
         [sys.executable, "-c", RUN, str(spec)], capture_output=True, text=True, check=True, env=env
@@ -233,6 +233,7 @@ def main() -> None:
     ap.add_argument("--mapping", choices=["email", "seed", "both"], default="both")
     ap.add_argument("--no-python", action="store_true", help="skip the AUTHMIGRATE_FASTPATH=0 run")
     ap.add_argument("--profile", action="store_true", help="also print time per stage")
+    ap.add_argument("--batch-size", type=int, default=5000, help="the spec's [run] batch_size")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="authmigrate-bench-"))
     small, big = work / "legacy-100k.db", work / "legacy.db"
@@ -248,14 +249,20 @@ def main() -> None:
     mappings = ["email", "seed"] if args.mapping == "both" else [args.mapping]
     for mapping in mappings:
         floor_wall, floor_cpu = in_sqlite(big, work / "floor.db", *FLOOR_SQL[mapping])
-        run_wall, run_cpu, rss_big = authmigrate_run(big, work / "am.db", work, mapping, fast=True)
-        _, _, rss_small = authmigrate_run(small, work / "am-small.db", work, mapping, fast=True)
+        run_wall, run_cpu, rss_big = authmigrate_run(
+            big, work / "am.db", work, mapping, fast=True, batch=args.batch_size
+        )
+        _, _, rss_small = authmigrate_run(
+            small, work / "am-small.db", work, mapping, fast=True, batch=args.batch_size
+        )
         print(f"\nmapping {mapping!r}, {n:,} users (SQLite -> SQLite)")
         line("(floor) same-schema INSERT OR IGNORE ... SELECT", floor_wall, floor_cpu, n)
         line("(bare) the seed's bare statement", bare_wall, bare_cpu, n)
         line("(run) authmigrate run (default path)", run_wall, run_cpu, n)
         if not args.no_python:
-            py_wall, py_cpu, _ = authmigrate_run(big, work / "py.db", work, mapping, fast=False)
+            py_wall, py_cpu, _ = authmigrate_run(
+                big, work / "py.db", work, mapping, fast=False, batch=args.batch_size
+            )
             line("(python) authmigrate run, AUTHMIGRATE_FASTPATH=0", py_wall, py_cpu, n)
         scaled = ", scaled" if orm_n != n else ""
         line(f"(orm) SQLAlchemy ORM loop ({orm_n:,} timed{scaled})", orm_wall, orm_cpu, n)
@@ -272,7 +279,7 @@ def main() -> None:
             dst = work / "profile.db"
             _fresh(dst)
             extra = SEED_EXTRA if mapping == "seed" else ""
-            spec.write_text(SPEC.format(src=big, dst=dst, extra=extra))
+            spec.write_text(SPEC.format(src=big, dst=dst, extra=extra, batch=args.batch_size))
             here = Path(__file__).parent / "profile_pipeline.py"
             subprocess.run([sys.executable, str(here), str(spec)], check=True)
 

@@ -72,6 +72,7 @@ def main() -> None:
     from authmigrate.pipeline.tokens import TokenStage
 
     STAGES.append((TokenStage, "process", "python: tokens"))
+    STAGES.append((TokenStage, "issue_columns", "      tokens of the fast rows"))
     for owner, attr, name in STAGES:
         patch(owner, attr, name)
     order = [name for _, _, name in STAGES]

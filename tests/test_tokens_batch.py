@@ -100,3 +100,34 @@ def test_batch_issue_refuses_what_single_issue_refuses() -> None:
             issue_tokens(purpose, ttl, 3)
         assert str(batch.value) == str(single.value)
     assert issue_tokens("api", 60, 0) == []
+
+
+def test_token_columns_without_records_are_what_process_writes_into_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path takes the token columns of its rows from :meth:`TokenStage.issue_columns`
+    (no record per account): the same stored form, prefix and expiry as :meth:`process`, from
+    one read of the OS CSPRNG."""
+    reads: list[int] = []
+    real_urandom = os.urandom
+
+    def counted_urandom(size: int) -> bytes:  # the real source, counted
+        reads.append(size)
+        return real_urandom(size)
+
+    monkeypatch.setattr(tokens.os, "urandom", counted_urandom)
+    spec = TokensSpec(column="auth_token", prefix_column="auth_token_prefix")
+    stage = TokenStage(spec, now=lambda: NOW)
+    columns = stage.issue_columns(500)
+    batch = Batch(1, 1, 500, 500, [Record(i, {}, {}) for i in range(500)])
+    stage.process(batch)
+
+    assert reads == [500 * TOKEN_BYTES, 500 * TOKEN_BYTES]
+    assert set(columns) == {"auth_token", "auth_token_prefix"}
+    stored, prefixes = columns["auth_token"], columns["auth_token_prefix"]
+    assert len(stored) == len(prefixes) == len(set(stored)) == 500
+    expected = _fields(batch.records[0].values["auth_token"])
+    for value, prefix in zip(stored, prefixes, strict=True):
+        assert _fields(value) == expected
+        assert parse_stored(value).prefix == prefix
+    assert stage.issue_columns(0) == {"auth_token": [], "auth_token_prefix": []}

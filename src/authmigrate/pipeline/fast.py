@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ _DOTS = r"\.\.|\.@|@-|-\.|\.-|^\.|-$"
 after the @, beside a dot or at the end."""
 
 _STAGE = "authmigrate_fast_stage"
+
+_READ_WHOLE: weakref.WeakKeyDictionary[Migration, FastPath] = weakref.WeakKeyDictionary()
+"""Migrations whose fast path read every key of the source from the first, into a key state
+that held none of this migration's keys: :func:`count_unsynced_keys` may count by difference
+(see :meth:`FastPath.keys_left`)."""
 
 
 @dataclass(frozen=True)
@@ -397,9 +403,14 @@ class FastPath:
         self.key_sql = _q(spec.target_key)
         d = m.target.engine.dialect
         self.now_proc = m.target.state.c.changed_at.type.dialect_impl(d).bind_processor(d)
+        self._version: int | None = None
+        """The source's ``PRAGMA data_version`` on the reader's connection when this run
+        started reading from the first key into an empty key state (None: it did not)."""
 
     def close(self) -> None:
-        """Release the Arrow reader's connection."""
+        """Release the Arrow reader's connection (and the migration's entry: the entry's
+        value refers to its key, which would keep both alive)."""
+        _READ_WHOLE.pop(self.m, None)
         self.reader.close()
 
     # -- one page ---------------------------------------------------------------------------
@@ -471,6 +482,8 @@ class FastPath:
         from authmigrate.sources.arrow import ArrowPageError
 
         size = self.m.spec.run.batch_size
+        if after is None and self._state_is_empty():
+            self._version = self._data_version()
         while True:
             lock.ensure()
             try:
@@ -479,6 +492,7 @@ class FastPath:
                 log.info("batch %d: the Arrow reader failed (%s): Python path", number, exc)
                 page = None
             if page is not None and page.num_rows == 0:
+                self._read_whole()
                 return
             done: Batch | _Done | None = None
             if page is not None:
@@ -489,6 +503,7 @@ class FastPath:
             if done is None:
                 rows = self.m.source.page(after, size)
                 if not rows:
+                    self._read_whole()
                     return
                 done = _commit_with_retry(
                     self.m, self.m.transform_batch(number, rows), dupes, run_id
@@ -496,6 +511,71 @@ class FastPath:
             yield done
             after = done.last_key
             number += 1
+
+    # -- what the run leaves to sync ------------------------------------------------------------
+
+    def _state_is_empty(self) -> bool:
+        """True when the key state holds no key of this migration."""
+        target = self.m.target
+        state = target.state
+        with target.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(state.c.source_key).where(state.c.migration == target.migration).limit(1)
+            ).first()
+        return row is None
+
+    def _data_version(self) -> int | None:
+        """The source's ``PRAGMA data_version`` on the reader's connection: it changes when
+        any other connection commits to the file (None: the driver cannot tell)."""
+        try:
+            with self.reader._conn.cursor() as cur:
+                cur.execute("PRAGMA data_version")
+                row = cur.fetchone()
+        except Exception:  # noqa: BLE001 - no proof of an unchanged source: count in full
+            return None
+        return None if row is None else int(row[0])
+
+    def _read_whole(self) -> None:
+        """The run read the source to its end; remember it where it read from the first key
+        into an empty key state."""
+        if self._version is not None:
+            _READ_WHOLE[self.m] = self
+
+    def keys_left(self) -> int | None:
+        """The source's keys the key state does not know, by difference, or None where that
+        is not proven equal to the anti-join of :func:`count_unsynced_keys`.
+
+        The proof: this run read every key from the first into a key state that held none of
+        this migration's keys, and the source file has had no commit since (its
+        ``data_version`` on the reader's connection is unchanged), so the key state holds
+        exactly the keys this run read and recorded, each a source key, none ``deleted`` (only
+        ``sync`` writes that, and it waits for the run's lock); the keys left are the source's
+        keys less the key state's rows.
+        """
+        if self._version is None or self._data_version() != self._version:
+            return None
+        target = self.m.target
+        state = target.state
+        key = self.m.source._key  # type: ignore[attr-defined]
+        try:
+            with self.reader._conn.cursor() as cur:
+                table = self.m.source._selectable  # type: ignore[attr-defined]
+                cur.execute(
+                    f"SELECT count(*) FROM {_qualified(table)} WHERE {_q(key.name)} IS NOT NULL"
+                )
+                row = cur.fetchone()
+        except Exception:  # noqa: BLE001 - the full count decides
+            return None
+        if row is None or self._data_version() != self._version:
+            return None
+        with target.engine.connect() as conn:
+            known = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(state)
+                .where(state.c.migration == target.migration)
+            ).scalar_one()
+        log.debug("keys left to sync counted by difference (the source did not change)")
+        return int(row[0]) - int(known)
 
     def commit(self, number: int, page: _Page, run_id: str) -> _Done:
         """The batch's transaction: stage, check, insert, rejects, key state, checkpoint."""
@@ -711,31 +791,42 @@ class FastPath:
         insert = f"INSERT INTO temp.{_STAGE} VALUES ({', '.join('?' * (len(cols) + 3))})"
         n = fast.num_rows
         keys = fast.column("k").to_pylist()
-        tokened: list[Record] = []
-        if self.tokens is not None:
+        tokens: dict[str, list[Any]] = {}
+        if self.tokens is not None and self.tokens.segments is None and not residue.records:
+            tokens = self.tokens.issue_columns(n)  # no residue: no record needed
+        elif self.tokens is not None:
+            # one call for the batch's fast rows and residue records alike (one expiry)
             tokened = [Record(k, {}, {}) for k in keys]
             both = Batch(number=0, first_key=None, last_key=None, rows_read=0)
             both.records = [*tokened, *residue.records]
             self.tokens.process(both)
-        columns: list[list[Any]] = [keys]
+            tokens = {
+                c.name: [r.values.get(c.name) for r in tokened] for c in self.tokens.columns()
+            }
+        # only the columns the fast rows fill are bound: the others are NULL (the stage's
+        # columns have no default), and binding a NULL per row and column costs as much as a value
+        names, columns = ["k"], [keys]
         for c in cols[1:]:
             if c in fast.column_names:
+                names.append(_q("v_" + c))
                 columns.append(fast.column(c).to_pylist())
-            elif tokened:
-                columns.append([r.values.get(c) for r in tokened])
-            else:
-                columns.append([None] * n)
+            elif c in tokens:
+                names.append(_q("v_" + c))
+                columns.append(tokens[c])
         for name in ("fp", "cfp", "tfp"):
             if name in fast.column_names:
+                names.append(name)
                 columns.append(
                     [
                         hashlib.blake2b(t, digest_size=16).hexdigest()
                         for t in fast.column(name).cast(pa.binary()).to_pylist()
                     ]
                 )
-            else:
-                columns.append([None] * n)
-        cur.executemany(insert, zip(*columns, strict=True))
+        cur.executemany(
+            f"INSERT INTO temp.{_STAGE} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))})",
+            zip(*columns, strict=True),
+        )
         if residue.records:
             creds = self.m.target.cred_columns
             target = self.cred.target_column if self.cred is not None else None
@@ -902,6 +993,11 @@ def count_unsynced_keys(m: Migration) -> int | None:
         from authmigrate.pipeline.fast_server import count_unsynced_keys as on_server
 
         return on_server(m)
+    fast = _READ_WHOLE.get(m)
+    if fast is not None:
+        left = fast.keys_left()
+        if left is not None:
+            return left
     if type(src) is not SqlSource or src.engine.dialect.name != "sqlite":
         return None
     path = target.sqlite_path

@@ -201,7 +201,33 @@ class SqlSource:
         for row in self._rows(stmt):
             yield dict(zip(cols, row, strict=True))
 
+    def key_is_rowid(self) -> bool:
+        """True when the key is a SQLite table's ``INTEGER PRIMARY KEY``: an alias of the
+        rowid, which holds one distinct integer per row and never NULL, so the open-time
+        scans for repeated keys and mixed key types cannot find anything and are skipped.
+
+        The alias is recognised as SQLite defines it: the table's only primary-key column,
+        declared exactly ``INTEGER``, with no index behind the primary key (``INTEGER PRIMARY
+        KEY DESC`` and ``WITHOUT ROWID`` tables have one, and are no alias).
+        """
+        table = self._selectable
+        if self.engine.dialect.name != "sqlite" or not isinstance(table, sa.Table):
+            return False
+        schema = _quote(table.schema) + "." if table.schema else ""
+        name = _quote(table.name)
+        try:
+            with self.engine.connect() as conn:
+                run = conn.exec_driver_sql
+                info = run(f"PRAGMA {schema}table_info({name})").fetchall()
+                indexes = run(f"PRAGMA {schema}index_list({name})").fetchall()
+        except sa.exc.DBAPIError:
+            return False
+        pk = [(row[1], str(row[2]).upper()) for row in info if row[5]]
+        return pk == [(self.spec.key, "INTEGER")] and not any(ix[3] == "pk" for ix in indexes)
+
     def duplicate_keys(self, limit: int = 5) -> list[Any]:
+        if self.key_is_rowid():
+            return []
         stmt = (
             sa.select(self._key)
             .where(self._key.is_not(None))
@@ -216,6 +242,9 @@ class SqlSource:
         (``ORDER BY`` compares them as numbers); empty for other databases."""
         if self.engine.dialect.name != "sqlite":
             return []
+        if self.key_is_rowid():
+            found_any = self._rows(sa.select(self._key).limit(1))
+            return ["integer"] if found_any else []
         kind = sa.func.typeof(self._key)
         stmt = sa.select(kind).where(self._key.is_not(None)).group_by(kind).order_by(kind)
         found = [str(row[0]) for row in self._rows(stmt)]
@@ -283,3 +312,7 @@ _PY_TYPES: dict[type, Any] = {
     str: sa.Text,
     bytes: sa.LargeBinary,
 }
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
