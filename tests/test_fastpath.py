@@ -238,6 +238,25 @@ def test_fast_path_equals_python_with_target_accounts_and_merges(
     assert ("2", "duplicate.email") in reasons and ("3", "target.key_exists") in reasons
 
 
+def test_an_exact_holder_wins_over_a_holder_spelled_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The target holds a value twice: exactly (key 950) and spelled otherwise (key 940, an
+    account the new system wrote). The Python path names the exact holder as the first; the
+    fast path named the other one."""
+    rows = [(1, " User.7@Example.com", "a"), (2, "other@x.org", "b")]
+    before = [(940, "User.7@Example.com", None), (950, "user.7@example.com", None)]
+    for duplicates in ("merge", "reject"):
+        work = tmp_path / duplicates
+        work.mkdir()
+        python, fast, fast_batches = run_both(
+            work, rows, monkeypatch, caplog, before=before, batch=6, duplicates=duplicates
+        )
+        assert fast_batches == 1
+        assert fast == python
+        assert [str(r[6]) for r in fast["rejects"]] == ["950"]
+
+
 def test_fast_path_equals_python_on_a_generated_50k_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -872,9 +872,15 @@ class FastPath:
             variants = m._variants[group] = m.target.variants(conn, group, norms)
         if not variants:
             return {}
-        cols = ", ".join(_q("v_" + c) for c in group)
+        cols = ", ".join("s." + _q("v_" + c) for c in group)
+        # a value the target also holds exactly is that account's (as on the Python path,
+        # which looks for the exact value first): the unique index finds it below
+        exact = " AND ".join(f"t.{_q(c)} = s.{_q('v_' + c)}" for c in group)
         out: dict[int, Any] = {}
-        for row in cur.execute(f"SELECT k, {cols} FROM temp.{_STAGE} ORDER BY k").fetchall():
+        for row in cur.execute(
+            f"SELECT s.k, {cols} FROM temp.{_STAGE} s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {self.table_sql} t WHERE {exact}) ORDER BY s.k"
+        ).fetchall():
             value = row[1] if len(group) == 1 else tuple(row[1:])
             if value is not None and value in variants:
                 out[row[0]] = variants[value]
