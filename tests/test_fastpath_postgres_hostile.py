@@ -70,6 +70,7 @@ def one_path(
     extra: str = 'name = "name"',
     source_url: str | None = None,
     progress_for: Callable[[str], Any] | None = None,
+    search_path: str | None = None,
 ) -> tuple[dict[str, Any], int, str, Path]:
     """(outcome, batches the fast path did itself, target url, spec file)."""
     url = server.create_database("hostile")
@@ -102,7 +103,7 @@ def one_path(
     said = [r.getMessage() for r in caplog.records]
     fast = sum("fast path," in m for m in said) - sum(m.endswith(": Python path") for m in said)
     try:
-        out = dump(url)
+        out = dump(url if search_path is None else f"{url}?options=-csearch_path%3D{search_path}")
     except sa.exc.ProgrammingError:  # the run stopped before its bookkeeping tables
         out = {"accounts": None}
     out["result"] = res
@@ -994,3 +995,89 @@ def test_an_inheriting_table_holding_the_value(
     assert [(r[1], r[3], r[6]) for r in python["rejects"]] == [("1", "duplicate.email", "800")]
     assert n == 1
     assert fast == python
+
+
+# -- 13. source shapes: a query, duplicate and odd keys; a target in a schema ---------------
+
+
+def test_sqlite_source_query(
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, HANDED + [(k, f"q{k % 3}@x.org", None) for k in range(20, 40)])
+    python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog, batch=4)
+    assert fast == python
+    # the same through a query that renames and filters
+    monkeypatch.setattr(
+        "tests.test_fastpath_postgres_hostile.SPEC",
+        SPEC.replace(
+            'table = "old_users"',
+            'query = "SELECT user_id, upper(email) AS email, name FROM old_users '
+            'WHERE user_id % 2 = 0"',
+        ),
+    )
+    python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog, batch=4)
+    assert fast == python
+    assert python["result"][1]["read"] == len([k for k, *_ in HANDED if k % 2 == 0]) + 10
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [(1, "a@x.org"), (2, "b@x.org"), (2, "c@x.org"), (3, "d@x.org"), (3, "B@x.org")],
+        [(1, "a@x.org"), ("2", "b@x.org"), (2.5, "c@x.org"), (3, "d@x.org"), ("x", "e@x.org")],
+        [(1, "a@x.org"), (None, "b@x.org"), (None, "c@x.org"), (3, "A@x.org")],
+    ],
+    ids=["duplicate-keys", "mixed-key-types", "null-keys"],
+)
+def test_sqlite_source_with_odd_keys(
+    values: list[tuple[Any, str]],
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE old_users (user_id INTEGER, email TEXT, name TEXT)")
+    conn.executemany("INSERT INTO old_users VALUES (?, ?, NULL)", values)
+    conn.commit()
+    conn.close()
+    python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog, batch=2)
+    assert fast == python
+
+
+def test_target_in_a_schema_beside_a_same_named_public_table(
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, HANDED)
+    setup = ddl(
+        PLAIN,
+        "INSERT INTO new_users VALUES (1, 'z@x.org', NULL), (900, 'b@x.org', NULL), "
+        "(901, 'C@x.org', NULL)",
+        "CREATE SCHEMA auth",
+        "CREATE TABLE auth.new_users (user_id BIGINT PRIMARY KEY, email TEXT UNIQUE, name TEXT)",
+        "INSERT INTO auth.new_users VALUES (902, 'e@x.org', NULL)",
+    )
+    monkeypatch.setattr(
+        "tests.test_fastpath_postgres_hostile.SPEC",
+        SPEC.replace('table = "new_users"', 'table = "auth.new_users"'),
+    )
+    python, fast, n = both(
+        pg_server, src, tmp_path, monkeypatch, caplog, setup=setup, batch=3, search_path="auth%2Cpublic"
+    )
+    assert n >= 1
+    assert fast == python
+    assert [(r[1], r[3]) for r in fast["rejects"]] == [
+        ("4", "duplicate.email"),
+        ("5", "duplicate.email"),
+        ("7", "duplicate.email"),
+        ("9", "duplicate.email"),
+    ]
