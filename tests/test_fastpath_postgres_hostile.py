@@ -1146,3 +1146,27 @@ def test_text_into_a_boolean_column_is_not_written_as_its_truth(
     assert python["result"][0] == "error" and python["accounts"] == []
     assert (1, "a@x.org", True) not in fast["accounts"]
     assert fast == python
+
+
+@pytest.mark.parametrize("unique", ["[]", '["name"]'])
+def test_spec_unique_other_than_the_targets_unique_index(
+    unique: str,
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = tmp_path / "legacy.db"
+    rows = [(1, "a@x.org", "x"), (2, "A@x.org", "y"), (3, "b@x.org", "x"), (4, "c@x.org", "Z")]
+    rows += [(5, "d@x.org", "z"), (6, "held@x.org", "w"), (7, "e@x.org", None)]
+    make_source(src, rows)
+    setup = ddl(
+        "CREATE TABLE new_users (user_id BIGINT PRIMARY KEY, email TEXT UNIQUE, name TEXT UNIQUE)",
+        "INSERT INTO new_users VALUES (900, 'held@x.org', 'held'), (901, 'q@x.org', 'Z')",
+    )
+    monkeypatch.setattr(
+        "tests.test_fastpath_postgres_hostile.SPEC",
+        SPEC.replace('table = "new_users"', f'table = "new_users"\nunique = {unique}'),
+    )
+    python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog, setup=setup, batch=3)
+    assert fast == python
