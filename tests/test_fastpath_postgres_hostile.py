@@ -1170,3 +1170,64 @@ def test_spec_unique_other_than_the_targets_unique_index(
     )
     python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog, setup=setup, batch=3)
     assert fast == python
+
+
+# -- 14. the source changes while a run is interrupted; status afterwards ------------------
+
+
+def _status_view(spec_file: Path) -> tuple[Any, ...]:
+    from authmigrate.continuity.status import migration_status
+
+    s = migration_status(load_spec(spec_file), record=False)
+    return (
+        s.source_rows,
+        s.migrated,
+        s.rejected,
+        s.merged,
+        s.pending,
+        s.rejected_by_reason,
+        s.merged_by_reason,
+        s.deleted_in_source,
+        s.changed,
+    )
+
+
+def _interrupted_then_changed(
+    server: PgServer, work: Path, monkeypatch: pytest.MonkeyPatch, first: str, second: str
+) -> tuple[Any, ...]:
+    src = work / f"legacy-{first}{second}.db"
+    make_source(src, INTERRUPTED)
+    url = server.create_database("hostile")
+    ddl(PLAIN, "INSERT INTO new_users VALUES (500, 'HELD@x.org', NULL)")(url)
+    spec_file = work / f"spec-{first}{second}.toml"
+    spec_file.write_text(
+        spec_text(src, url, batch=3, duplicates="merge", extra='name = "name"', source_url=None)
+    )
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", first)
+    with pytest.raises(KeyboardInterrupt):
+        run_migration(load_spec(spec_file), progress=_Stop(2))
+    conn = sqlite3.connect(src)
+    conn.execute("UPDATE old_users SET email = 'moved@x.org' WHERE user_id = 1")
+    conn.execute("INSERT INTO old_users VALUES (0, 'zero@x.org', NULL)")
+    conn.execute("UPDATE old_users SET email = ' B@X.ORG' WHERE user_id = 12")
+    conn.execute("UPDATE old_users SET email = 'held@X.org' WHERE user_id = 13")
+    conn.commit()
+    conn.close()
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", second)
+    result = run_migration(load_spec(spec_file))
+    v = verify_migration(load_spec(spec_file))
+    got = dump(url)
+    return (got, result.this_run, result.unsynced, (v.ok, v.reconciled), _status_view(spec_file))
+
+
+def test_source_changed_while_interrupted_then_resumed(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted after batch 1; meanwhile a migrated row changes, a row appears below the
+    checkpoint, a later row becomes a duplicate of a migrated account and another a
+    duplicate spelled otherwise of the target's. Every combination of paths ends as the
+    Python path alone does."""
+    reference = _interrupted_then_changed(pg_server, tmp_path, monkeypatch, "0", "0")
+    for first, second in (("1", "0"), ("0", "1"), ("1", "1")):
+        got = _interrupted_then_changed(pg_server, tmp_path, monkeypatch, first, second)
+        assert got == reference, (first, second)
