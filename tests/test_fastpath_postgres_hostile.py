@@ -77,6 +77,8 @@ def one_path(
     if setup is not None:
         setup(url)
     spec_file = work / f"spec-{switch}-{url.rsplit('/', 1)[-1]}.toml"
+    if source_url == "SAME":  # the source table is in the target database
+        source_url = url
     spec_file.write_text(
         spec_text(src, url, batch=batch, duplicates=duplicates, extra=extra, source_url=source_url)
     )
@@ -1231,3 +1233,79 @@ def test_source_changed_while_interrupted_then_resumed(
     for first, second in (("1", "0"), ("0", "1"), ("1", "1")):
         got = _interrupted_then_changed(pg_server, tmp_path, monkeypatch, first, second)
         assert got == reference, (first, second)
+
+
+# -- 15. PostgreSQL sources: extreme keys, non-text columns, the target's own database ------
+
+
+@pytest.mark.parametrize("with_json", [False, True])
+@pytest.mark.parametrize("same_database", [False, True])
+def test_postgres_source_extreme_keys_and_non_text_columns(
+    same_database: bool,
+    with_json: bool,
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    statements = [
+        "CREATE TABLE old_users (user_id BIGINT PRIMARY KEY, email TEXT, name TEXT, "
+        "blob BYTEA, meta JSONB, uid UUID)",
+        *(
+            f"INSERT INTO old_users VALUES ({k}, 'u{i % 5}@x.org', "
+            f"{'NULL' if i % 3 else repr(str(k))}, '\\x00ff', '{{\"a\": {i}}}', NULL)"
+            for i, k in enumerate(EXTREME_KEYS)
+        ),
+        "UPDATE old_users SET email = convert_from('\\x4dc3a4'::bytea, 'UTF8') || '@x.org' "
+        "WHERE user_id = 0",
+    ]
+    extra = 'name = "name"\nnote = "meta"' if with_json else 'name = "name"'
+    if same_database:
+        python, fast, n = both(
+            pg_server,
+            "SRC",
+            tmp_path,
+            monkeypatch,
+            caplog,
+            setup=ddl(*statements),
+            batch=3,
+            source_url="SAME",
+            duplicates="merge",
+            extra=extra,
+        )
+    else:
+        source = pg_server.create_database("hostilesrc")
+        ddl(*statements)(source)
+        python, fast, n = both(
+            pg_server,
+            "SRC",
+            tmp_path,
+            monkeypatch,
+            caplog,
+            batch=3,
+            source_url=source,
+            duplicates="merge",
+            extra=extra,
+        )
+    assert n >= 1 or with_json  # a JSON column is not text: the Python path
+    assert fast == python
+    promises(fast, EXTREME_KEYS)
+
+
+def test_empty_source_and_only_null_keys(
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = tmp_path / "legacy.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE old_users (user_id INTEGER, email TEXT, name TEXT)")
+    conn.commit()
+    python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog)
+    assert fast == python
+    conn.executemany("INSERT INTO old_users VALUES (NULL, ?, NULL)", [("a@x.org",), ("b@x.org",)])
+    conn.commit()
+    conn.close()
+    python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog)
+    assert fast == python
