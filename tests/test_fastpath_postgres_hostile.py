@@ -1309,3 +1309,39 @@ def test_empty_source_and_only_null_keys(
     conn.close()
     python, fast, _ = both(pg_server, src, tmp_path, monkeypatch, caplog)
     assert fast == python
+
+
+def test_rollback_after_fast_and_handed_over_batches_then_rerun(
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = tmp_path / "legacy.db"
+    make_source(src, HANDED)
+    check = "ALTER TABLE new_users ADD CONSTRAINT no_bad CHECK (name IS DISTINCT FROM 'bad')"
+    before = ("INSERT INTO new_users VALUES (100, 'E@x.org', 'pre'), (3, 'three@x.org', 'pre')",)
+    outcomes = []
+    for switch in ("0", "1"):
+        out, n, url, spec_file = one_path(
+            pg_server,
+            switch,
+            src,
+            tmp_path,
+            monkeypatch,
+            caplog,
+            setup=ddl(PLAIN, *before),
+            batch=3,
+            duplicates="merge",
+            progress_for=after_first_batch(check),
+        )
+        assert switch == "0" or n >= 1
+        counts = rollback(load_spec(spec_file))
+        rolled = dump(url)
+        assert rolled["accounts"] == [(3, "three@x.org", "pre"), (100, "E@x.org", "pre")]
+        assert rolled["rejects"] == rolled["batches"] == rolled["state"] == []
+        again = run_migration(load_spec(spec_file))
+        final = dump(url)
+        final["runs"] = sorted(final["runs"])
+        outcomes.append((out, counts, final, again.this_run))
+    assert outcomes[1] == outcomes[0]
