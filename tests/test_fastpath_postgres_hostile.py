@@ -1159,7 +1159,12 @@ def test_spec_unique_other_than_the_targets_unique_index(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     src = tmp_path / "legacy.db"
-    rows = [(1, "a@x.org", "x"), (2, "A@x.org", "y"), (3, "b@x.org", "x"), (4, "c@x.org", "Z")]
+    rows: list[tuple[Any, ...]] = [
+        (1, "a@x.org", "x"),
+        (2, "A@x.org", "y"),
+        (3, "b@x.org", "x"),
+        (4, "c@x.org", "Z"),
+    ]
     rows += [(5, "d@x.org", "z"), (6, "held@x.org", "w"), (7, "e@x.org", None)]
     make_source(src, rows)
     setup = ddl(
