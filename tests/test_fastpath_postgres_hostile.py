@@ -1097,6 +1097,7 @@ def test_target_in_a_schema_beside_a_same_named_public_table(
     [
         "INTEGER",
         "SMALLINT",
+        "BIGINT",
         pytest.param(
             "BOOLEAN",
             marks=pytest.mark.xfail(
