@@ -1351,3 +1351,41 @@ def test_rollback_after_fast_and_handed_over_batches_then_rerun(
         final["runs"] = sorted(final["runs"])
         outcomes.append((out, counts, final, again.this_run))
     assert outcomes[1] == outcomes[0]
+
+
+def _interrupted_synced_resumed(
+    server: PgServer, work: Path, monkeypatch: pytest.MonkeyPatch, first: str
+) -> tuple[Any, ...]:
+    src = work / f"legacy-sync-{first}.db"
+    make_source(src, INTERRUPTED)
+    url = server.create_database("hostile")
+    ddl(PLAIN)(url)
+    spec_file = work / f"spec-sync-{first}.toml"
+    spec_file.write_text(
+        spec_text(src, url, batch=3, duplicates="reject", extra='name = "name"', source_url=None)
+    )
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", first)
+    with pytest.raises(KeyboardInterrupt):
+        run_migration(load_spec(spec_file), progress=_Stop(2))
+    conn = sqlite3.connect(src)
+    # below the checkpoint: sync carries it; its value is one a later batch holds too
+    conn.execute("INSERT INTO old_users VALUES (0, 'F@x.org', NULL)")
+    conn.execute("UPDATE old_users SET email = 'e@x.org ' WHERE user_id = 2")
+    conn.commit()
+    conn.close()
+    synced = _sync_view(sync_migration(load_spec(spec_file)))
+    result = run_migration(load_spec(spec_file))
+    v = verify_migration(load_spec(spec_file))
+    got = dump(url)
+    return (synced, got, result.this_run, result.unsynced, (v.ok, v.reconciled))
+
+
+def test_interrupted_then_synced_then_resumed(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unique value an account sync wrote (key 0, f@x.org) is taken when the run resumes:
+    key 12 loses to it, whichever path the interrupted run took."""
+    python = _interrupted_synced_resumed(pg_server, tmp_path, monkeypatch, "0")
+    fast = _interrupted_synced_resumed(pg_server, tmp_path, monkeypatch, "1")
+    assert fast == python
+    assert ("12", "duplicate.email", "0") in [(r[1], r[3], r[6]) for r in fast[1]["rejects"]]
