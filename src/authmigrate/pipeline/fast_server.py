@@ -95,6 +95,10 @@ def target_table_why(m: Migration) -> str | None:
             return f"the target table {t.name!r} has a trigger"
         if run("SELECT 1 FROM pg_rewrite WHERE ev_class = %s", (oid,)).first():
             return f"the target table {t.name!r} has a rule"
+        if run("SELECT 1 FROM pg_inherits WHERE inhparent = %s", (oid,)).first():
+            # a child table's (or a partition's) accounts are outside the index a direct COPY
+            # relies on to find a value already taken
+            return f"the target table {t.name!r} has tables inheriting from it"
         columns = {
             str(name): (str(typ), bool(collated))
             for name, typ, collated in run(
@@ -110,6 +114,10 @@ def target_table_why(m: Migration) -> str | None:
                 return f"the target table {t.name!r} declares a collation on {name}"
             if typ not in STAGED_TYPES:
                 return f"the target column {name} is of type {typ or 'unknown'}"
+            if typ == "bool" and name in m.spec.fields:
+                # binary COPY would send a text value's truth ('false' as true); the Python
+                # path lets the server refuse or convert it
+                return f"the target column {name} is boolean and filled from a source field"
         groups = unique_groups(m.spec)
         if not groups:
             return None
