@@ -220,7 +220,7 @@ def test_an_account_found_as_a_duplicate_of_itself_stops_and_is_never_merged(
         f'[target]\nurl = "sqlite:///{tmp_path}/t.db"\ntable = "accounts"\n'
         '[fields]\nid = "id"\nemail = "email"\n[run]\nduplicates = "merge"\n'
     )
-    stage = DuplicateStage.from_spec(spec, lambda group, values: {"a@example.com": 7})
+    stage = DuplicateStage(spec, lambda group, values: {"a@example.com": 7})
     batch = Batch(1, 7, 8, 2)
     batch.records = [
         Record(7, {}, {"id": 7, "email": "a@example.com"}),

@@ -107,9 +107,11 @@ def migrate(
     outbox = OutboxStage.from_spec(spec)
     md = sa.MetaData()
     users = sa.Table(
-        "new_users", md,
+        "new_users",
+        md,
         sa.Column("user_id", sa.String(40), primary_key=True),
-        sa.Column("email", sa.Text), sa.Column("first_name", sa.Text),
+        sa.Column("email", sa.Text),
+        sa.Column("first_name", sa.Text),
         *tokens.columns(),
     )
     tokens.tables(md)
@@ -119,12 +121,25 @@ def migrate(
     for segment, n in segments.items():
         for i in range(n):
             key = f"{segment}-{i:03d}"
-            records.append(Record(key, {}, {"user_id": key, "email": f"{key}@example.com",
-                                            "first_name": f"Ann {key}"}, segment=segment))
+            records.append(
+                Record(
+                    key,
+                    {},
+                    {"user_id": key, "email": f"{key}@example.com", "first_name": f"Ann {key}"},
+                    segment=segment,
+                )
+            )
     rejects = [
-        Reject(f"dup-{i:03d}", "duplicate.email", "email", "", {}, outcome="merged",
-               merged_into=f"reset-{i:03d}", values={"email": f"dup-{i:03d}@example.com",
-                                                     "first_name": "Dup"})
+        Reject(
+            f"dup-{i:03d}",
+            "duplicate.email",
+            "email",
+            "",
+            {},
+            outcome="merged",
+            merged_into=f"reset-{i:03d}",
+            values={"email": f"dup-{i:03d}@example.com", "first_name": "Dup"},
+        )
         for i in range(merged)
     ]
     batch = Batch(1, None, None, len(records) + merged, records, rejects)
@@ -226,7 +241,9 @@ def test_token_in_received_message_verifies_against_stored_hash(
         token = text_tokens.pop()
         assert verify_token(token, stored[rcpt], purpose="password_reset")
         expiry = re.search(r"expires on (\S+ \S+) UTC", received.text())
-        assert expiry is not None and expiry.group(1) > time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        assert expiry is not None and expiry.group(1) > time.strftime(
+            "%Y-%m-%d %H:%M", time.gmtime()
+        )
         assert not verify_token(token, stored[next(e for e in stored if e != rcpt)])
         assert "Ann reset-" not in received.text() or rcpt.startswith("reset")
 
@@ -388,8 +405,13 @@ def test_rerun_refreshes_a_queued_message_but_never_requeues_a_sent_one(
     spec = make_spec(tmp_path, server.port)
     engine, _ = migrate(spec, {"reset": 2})
     outbox = OutboxStage.from_spec(spec)
-    again = Batch(1, None, None, 1, [Record("reset-000", {}, {"email": "new@example.com"},
-                                            "reset", token="t" * 43)])
+    again = Batch(
+        1,
+        None,
+        None,
+        1,
+        [Record("reset-000", {}, {"email": "new@example.com"}, "reset", token="t" * 43)],
+    )
     with engine.begin() as conn:
         outbox.write(conn, again, "run-2")
     rows = outbox_rows(engine)
@@ -411,8 +433,9 @@ def test_record_without_email_is_counted_failed_not_sent(
     engine, _ = migrate(spec, {})
     outbox = OutboxStage.from_spec(spec)
     with engine.begin() as conn:
-        outbox.write(conn, Batch(1, None, None, 1, [Record("n", {}, {"email": None}, "reset")]),
-                     "r")
+        outbox.write(
+            conn, Batch(1, None, None, 1, [Record("n", {}, {"email": None}, "reset")]), "r"
+        )
 
     assert status(engine, spec)["reset"]["failed"] == 1
     assert send(engine, spec).sent == 0
@@ -428,7 +451,7 @@ def test_disabled_segment_is_not_queued_and_custom_templates_override(
     extra = f"""
 [notify.segments.wrapped]
 subject = "Hello {{{{ user.first_name }}}}"
-text_template = "{tmp_path / 'welcome.txt'}"
+text_template = "{tmp_path / "welcome.txt"}"
 """
     spec = load_spec_text(
         spec_text(tmp_path / "target.db", server.port, extra).replace(
@@ -509,6 +532,25 @@ def test_send_outbox_reports_its_progress_to_a_callback(tmp_path: Path, server: 
 
     assert report.sent == 3
     assert seen == [(0, 0, 3), (1, 0, 3), (2, 0, 3), (3, 0, 3)]
+
+
+def test_send_outbox_still_takes_a_console_and_a_bar_flag(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    """The signature earlier versions documented (``console=``, ``progress=True/False``)
+    still sends and draws: the new ``progress`` callback did not break its callers."""
+    import io
+
+    from rich.console import Console
+
+    spec = make_spec(tmp_path, server.port)
+    engine, _ = migrate(spec, {"reset": 2})
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    assert send_outbox(engine, spec, console=terminal, progress=True).sent == 2
+    assert "2/2" in terminal.file.getvalue()  # type: ignore[attr-defined]
+
+    migrate(spec, {"kept": 2})
+    assert send_outbox(engine, spec, progress=False).sent == 2  # no console: nothing drawn
 
 
 def test_notify_progress_draws_a_bar_on_a_terminal_and_lines_elsewhere(
@@ -622,8 +664,12 @@ def test_killed_notify_resumed_sends_the_rest_exactly_once(
     env = {**os.environ, KEY_ENV: outbox_key}
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(spec_file)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(spec_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 20
     while len(server.handler.received) < 10 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -657,7 +703,9 @@ def test_killed_notify_resumed_sends_the_rest_exactly_once(
 
 def test_kept_segment_gets_no_message_unless_the_spec_asks(tmp_path: Path) -> None:
     """Customers whose password simply keeps working have nothing to do: no mail by default."""
-    text = spec_text(tmp_path / "target.db", 2525).replace("[notify.segments.kept]\nenabled = true\n", "")
+    text = spec_text(tmp_path / "target.db", 2525).replace(
+        "[notify.segments.kept]\nenabled = true\n", ""
+    )
     spec = load_spec_text(text)
     engine, _ = migrate(spec, {"kept": 3, "reset": 2})
     counts = status(engine, spec)
@@ -751,13 +799,22 @@ def test_message_refreshed_between_render_and_claim_goes_out_with_the_new_token(
         if not refreshed:
             key = str(row.source_key)
             token, stored = issue_token("password_reset", 2 * 86400)  # the spec's expires_in
-            values = {"user_id": key, "email": f"{key}@example.com", "first_name": "Ann",
-                      "auth_token": stored}
+            values = {
+                "user_id": key,
+                "email": f"{key}@example.com",
+                "first_name": "Ann",
+                "auth_token": stored,
+            }
             with engine.begin() as conn:
-                conn.execute(sa.text("UPDATE new_users SET auth_token = :s WHERE user_id = :k"),
-                             {"s": stored, "k": key})
-                stage.write(conn, Batch(2, None, None, 1, [Record(key, {}, values, "reset",
-                                                                  token=token)]), "run-2")
+                conn.execute(
+                    sa.text("UPDATE new_users SET auth_token = :s WHERE user_id = :k"),
+                    {"s": stored, "k": key},
+                )
+                stage.write(
+                    conn,
+                    Batch(2, None, None, 1, [Record(key, {}, values, "reset", token=token)]),
+                    "run-2",
+                )
             refreshed.append(key)
         return real_claim(self, row, *rest)  # type: ignore[arg-type]
 
@@ -789,9 +846,11 @@ def test_killed_at_each_point_of_a_message_then_resumed(
     n = 5
     spec = make_spec(tmp_path, server.port)
     engine, _ = migrate(spec, {"reset": n})
-    target = {"before_claim": (sender_module._Outbox, "claim"),
-              "after_claim": (sender_module._Mailer, "deliver"),
-              "after_250": (sender_module._Outbox, "sent")}[point]
+    target = {
+        "before_claim": (sender_module._Outbox, "claim"),
+        "after_claim": (sender_module._Mailer, "deliver"),
+        "after_250": (sender_module._Outbox, "sent"),
+    }[point]
     real = getattr(*target)
     calls = [0]
 
@@ -890,8 +949,11 @@ def test_gave_up_message_has_its_token_erased(tmp_path: Path, server: SmtpServer
 
 
 def test_outbox_key_never_appears_in_output_or_logs(
-    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     spec_file = tmp_path / "migration.toml"
@@ -921,8 +983,12 @@ def test_dry_run_needs_no_secret_and_skips_an_unbuildable_message(
     engine, batch = migrate(spec, {"reset": 2})
     with engine.begin() as conn:
         OutboxStage.from_spec(spec).write(
-            conn, Batch(2, None, None, 1, [Record("bad", {}, {"email": "a@x.example\r\nBcc: e@x"},
-                                                  "kept")]), "run-2")
+            conn,
+            Batch(
+                2, None, None, 1, [Record("bad", {}, {"email": "a@x.example\r\nBcc: e@x"}, "kept")]
+            ),
+            "run-2",
+        )
     monkeypatch.delenv(KEY_ENV)
     monkeypatch.delenv(PASSWORD_ENV)
 
@@ -942,10 +1008,11 @@ def test_tls_with_private_ca_and_auth_with_password_from_env(tmp_path: Path, mod
 
     cert = self_signed_cert(tmp_path)
     server_mode = "starttls" if mode == "starttls" else "implicit"
-    with smtp_server(username="shop", password=SMTP_PASSWORD, tls=server_mode,
-                     cert=cert) as srv:
-        extra = (f'security = "{mode}"\nca_file = "{cert[0]}"\n'
-                 f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n')
+    with smtp_server(username="shop", password=SMTP_PASSWORD, tls=server_mode, cert=cert) as srv:
+        extra = (
+            f'security = "{mode}"\nca_file = "{cert[0]}"\n'
+            f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n'
+        )
         spec = make_spec(tmp_path, srv.port, extra)
         engine, _ = migrate(spec, {"reset": 2, "wrapped": 1})
         report = send(engine, spec)
@@ -964,10 +1031,11 @@ def test_tls_certificate_not_trusted_stops_with_nothing_claimed(tmp_path: Path, 
     (tmp_path / "other").mkdir()
     other_ca, _ = self_signed_cert(tmp_path / "other")
     server_mode = "starttls" if mode == "starttls" else "implicit"
-    with smtp_server(username="shop", password=SMTP_PASSWORD, tls=server_mode,
-                     cert=cert) as srv:
-        extra = (f'security = "{mode}"\nca_file = "{other_ca}"\n'
-                 f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n')
+    with smtp_server(username="shop", password=SMTP_PASSWORD, tls=server_mode, cert=cert) as srv:
+        extra = (
+            f'security = "{mode}"\nca_file = "{other_ca}"\n'
+            f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n'
+        )
         spec = make_spec(tmp_path, srv.port, extra)
         engine, _ = migrate(spec, {"reset": 2})
         with pytest.raises(NotifyError, match="(?i)certificate|SSL") as err:
@@ -980,8 +1048,11 @@ def test_tls_certificate_not_trusted_stops_with_nothing_claimed(tmp_path: Path, 
 
 def test_password_is_never_sent_unencrypted_to_a_remote_host(tmp_path: Path) -> None:
     extra = f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n'
-    spec = load_spec_text(spec_text(tmp_path / "target.db", 25, extra).replace(
-        'host = "127.0.0.1"', 'host = "smtp.invalid"'))
+    spec = load_spec_text(
+        spec_text(tmp_path / "target.db", 25, extra).replace(
+            'host = "127.0.0.1"', 'host = "smtp.invalid"'
+        )
+    )
     engine, _ = migrate(spec, {"reset": 1})
     start = time.monotonic()
     with pytest.raises(NotifyError, match="unencrypted"):
@@ -1009,8 +1080,8 @@ def test_user_values_cannot_inject_template_code_or_headers(
     extra = f"""
 [notify.segments.reset]
 subject = "Hello {{{{ user.first_name }}}}"
-text_template = "{tmp_path / 'hi.txt'}"
-html_template = "{tmp_path / 'hi.html'}"
+text_template = "{tmp_path / "hi.txt"}"
+html_template = "{tmp_path / "hi.html"}"
 """
     spec = make_spec(tmp_path, server.port, extra)
     engine, _ = migrate(spec, {})
@@ -1020,12 +1091,19 @@ html_template = "{tmp_path / 'hi.html'}"
         "Ann\r\nBcc: evil@attacker.example\r\n\r\nbody",
         "<script>alert(1)</script>",
     ]
-    records = [Record(f"u{i}", {}, {"user_id": f"u{i}", "email": f"u{i}@example.com",
-                                    "first_name": name}, "reset")
-               for i, name in enumerate(evil_names)]
+    records = [
+        Record(
+            f"u{i}",
+            {},
+            {"user_id": f"u{i}", "email": f"u{i}@example.com", "first_name": name},
+            "reset",
+        )
+        for i, name in enumerate(evil_names)
+    ]
     records += [
-        Record("r1", {}, {"email": "victim@example.com\r\nRCPT TO:<evil@attacker.example>"},
-               "reset"),
+        Record(
+            "r1", {}, {"email": "victim@example.com\r\nRCPT TO:<evil@attacker.example>"}, "reset"
+        ),
         Record("r2", {}, {"email": "victim@example.com, evil@attacker.example"}, "reset"),
         Record("r3", {}, {"email": "Evil <evil@attacker.example>"}, "reset"),
     ]
@@ -1068,9 +1146,21 @@ def test_internationalized_addresses_are_sent_as_idna_and_smtputf8(
         spec = make_spec(tmp_path, srv.port)
         engine, _ = migrate(spec, {"reset": 2})
         with engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM authmigrate_outbox ORDER BY id"))]
-            conn.execute(sa.text("UPDATE authmigrate_outbox SET recipient = 'anna@bücher.example' WHERE id = :i"), {"i": ids[0]})
-            conn.execute(sa.text("UPDATE authmigrate_outbox SET recipient = 'jürgen@example.com' WHERE id = :i"), {"i": ids[1]})
+            ids = [
+                r[0] for r in conn.execute(sa.text("SELECT id FROM authmigrate_outbox ORDER BY id"))
+            ]
+            conn.execute(
+                sa.text(
+                    "UPDATE authmigrate_outbox SET recipient = 'anna@bücher.example' WHERE id = :i"
+                ),
+                {"i": ids[0]},
+            )
+            conn.execute(
+                sa.text(
+                    "UPDATE authmigrate_outbox SET recipient = 'jürgen@example.com' WHERE id = :i"
+                ),
+                {"i": ids[1]},
+            )
         report = send(engine, spec)
         rcpts = sorted(r for m in srv.handler.received for r in m.rcpt)
     if smtputf8:
@@ -1098,8 +1188,12 @@ def test_internationalized_addresses_are_sent_as_idna_and_smtputf8(
     ids=["bang", "space", "short", "long", "mixed-alphabets"],
 )
 def test_malformed_outbox_key_is_refused_naming_the_variable_never_the_value(
-    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], outbox_key: str, mangle: object,
+    tmp_path: Path,
+    server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    outbox_key: str,
+    mangle: object,
 ) -> None:
     spec_file = tmp_path / "migration.toml"
     spec_file.write_text(spec_text(tmp_path / "target.db", server.port))
@@ -1128,8 +1222,12 @@ def test_outbox_key_rotation_reads_queued_tokens_under_the_old_key(
     monkeypatch.setenv(KEY_ENV, new_key)
     monkeypatch.setenv("AUTHMIGRATE_TEST_OUTBOX_OLD", outbox_key)
     rotated = make_spec(tmp_path, server.port).model_copy(
-        update={"notify": spec.notify.model_copy(  # type: ignore[union-attr]
-            update={"outbox_old_keys": ["env:AUTHMIGRATE_TEST_OUTBOX_OLD"]})})
+        update={
+            "notify": spec.notify.model_copy(  # type: ignore[union-attr]
+                update={"outbox_old_keys": ["env:AUTHMIGRATE_TEST_OUTBOX_OLD"]}
+            )
+        }
+    )
     cipher = OutboxCipher.from_spec(rotated.notify)  # type: ignore[arg-type]
     old_id = OutboxCipher(outbox_key).key_id
     assert old_id != cipher.key_id
@@ -1162,7 +1260,10 @@ def test_first_format_ciphertexts_without_a_key_id_are_still_read(outbox_key: st
 
 
 def test_one_undecryptable_row_fails_alone_and_the_rest_are_sent(
-    tmp_path: Path, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, outbox_key: str,
+    tmp_path: Path,
+    server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    outbox_key: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     spec_file = tmp_path / "migration.toml"
@@ -1171,10 +1272,14 @@ def test_one_undecryptable_row_fails_alone_and_the_rest_are_sent(
     first, second, *_ = outbox_rows(engine)
     other = OutboxCipher(generate_outbox_key())  # sealed under a key nobody configured
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
-                     {"c": first.token_ciphertext[:-6] + "AAAAAA", "i": first.id})  # altered
-        conn.execute(sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
-                     {"c": other.encrypt("x", b""), "i": second.id})
+        conn.execute(
+            sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
+            {"c": first.token_ciphertext[:-6] + "AAAAAA", "i": first.id},
+        )  # altered
+        conn.execute(
+            sa.text("UPDATE authmigrate_outbox SET token_ciphertext = :c WHERE id = :i"),
+            {"c": other.encrypt("x", b""), "i": second.id},
+        )
 
     assert notify_command(spec_file) == 1
 
@@ -1200,23 +1305,38 @@ def _cli_env(outbox_key: str) -> dict[str, str]:
 
 
 def _authmigrate(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "authmigrate", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "authmigrate", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
-def _wait_for_a_claim(engine: sa.Engine, procs: list[subprocess.Popen[str]],
-                      older_than: float = 0.0, timeout: float = 30.0) -> None:
+def _wait_for_a_claim(
+    engine: sa.Engine,
+    procs: list[subprocess.Popen[str]],
+    older_than: float = 0.0,
+    timeout: float = 30.0,
+) -> None:
     """Until a message has been ``sending`` for ``older_than`` seconds (held in flight)."""
     deadline = time.monotonic() + timeout
     seen: dict[int, float] = {}
     while True:
         if procs and all(proc.poll() is not None for proc in procs):
-            raise AssertionError("the senders ended: " + "".join(
-                proc.stdout.read() for proc in procs if proc.stdout))
+            raise AssertionError(
+                "the senders ended: " + "".join(proc.stdout.read() for proc in procs if proc.stdout)
+            )
         try:
             with engine.connect() as conn:
-                ids = conn.execute(sa.text(
-                    "SELECT id FROM authmigrate_outbox WHERE status = 'sending'")).scalars().all()
+                ids = (
+                    conn.execute(
+                        sa.text("SELECT id FROM authmigrate_outbox WHERE status = 'sending'")
+                    )
+                    .scalars()
+                    .all()
+                )
         except sa.exc.OperationalError:  # the table is being altered by a sender: ask again
             ids = []
         now = time.monotonic()
@@ -1235,8 +1355,9 @@ def test_requeue_in_doubt_never_takes_a_message_a_running_notify_holds(
     of them holds (its server is slow to answer) is left alone, so nobody gets it twice."""
     n = 12
     spec_file = tmp_path / "migration.toml"
-    spec_file.write_text(spec_text(tmp_path / "target.db", server.port).replace(
-        "timeout = 5", "timeout = 30"))
+    spec_file.write_text(
+        spec_text(tmp_path / "target.db", server.port).replace("timeout = 5", "timeout = 30")
+    )
     spec = load_spec_text(spec_file.read_text())
     engine, _ = migrate(spec, {"reset": n})
     server.handler.script = ["delay:8"]  # the first message stays in flight for 8 s
@@ -1246,7 +1367,11 @@ def test_requeue_in_doubt_never_takes_a_message_a_running_notify_holds(
     _wait_for_a_claim(engine, senders, older_than=1.0)
     requeued = subprocess.run(
         [sys.executable, "-m", "authmigrate", "notify", str(spec_file), "--requeue", "in_doubt"],
-        env=env, capture_output=True, text=True, timeout=60)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert requeued.returncode == 0, requeued.stdout + requeued.stderr
     assert "requeued 0 message(s)" in requeued.stdout
@@ -1271,12 +1396,14 @@ def test_heartbeat_keeps_a_slow_message_held_past_the_lease(
     server.handler.script = ["delay:3"]
     reports: list[object] = []
     thread = threading.Thread(
-        target=lambda: reports.append(send(engine, spec, heartbeat=0.2, lease=1.0)))
+        target=lambda: reports.append(send(engine, spec, heartbeat=0.2, lease=1.0))
+    )
     thread.start()
     _wait_for_a_claim(engine, [], older_than=2.0)
 
     assert requeue(engine, spec, which="in_doubt") == 0
     from authmigrate.notify import sending_counts
+
     assert sending_counts(engine, spec) == {"in_doubt": 0, "held": 1}
     thread.join(30)
     assert reports and reports[0].sent == 2 and reports[0].ok  # type: ignore[attr-defined]
@@ -1297,20 +1424,32 @@ def test_a_sender_on_another_host_is_held_until_its_lease_runs_out(
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     first, second, _third = outbox_rows(engine)
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO authmigrate_notify_senders (id, migration, kind, host, pid, started_at,"
-            " heartbeat_at, expires_at) VALUES ('elsewhere', 'shop', 'notify', 'other-host', 1,"
-            " :t, :t, :e)"), {"t": now, "e": now + dt.timedelta(seconds=60)})
-        conn.execute(sa.text(
-            "UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t, claimed_by = :o"
-            " WHERE id = :i"), [{"t": now, "o": "elsewhere", "i": first.id},
-                                {"t": now, "o": "gone-long-ago", "i": second.id}])
+        conn.execute(
+            sa.text(
+                "INSERT INTO authmigrate_notify_senders (id, migration, kind, host, pid, started_at,"
+                " heartbeat_at, expires_at) VALUES ('elsewhere', 'shop', 'notify', 'other-host', 1,"
+                " :t, :t, :e)"
+            ),
+            {"t": now, "e": now + dt.timedelta(seconds=60)},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t, claimed_by = :o"
+                " WHERE id = :i"
+            ),
+            [
+                {"t": now, "o": "elsewhere", "i": first.id},
+                {"t": now, "o": "gone-long-ago", "i": second.id},
+            ],
+        )
 
     assert sending_counts(engine, spec) == {"in_doubt": 1, "held": 1}
     assert requeue(engine, spec, which="in_doubt") == 1  # the one whose sender is gone
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE authmigrate_notify_senders SET expires_at = :e"),
-                     {"e": now - dt.timedelta(seconds=1)})
+        conn.execute(
+            sa.text("UPDATE authmigrate_notify_senders SET expires_at = :e"),
+            {"e": now - dt.timedelta(seconds=1)},
+        )
     assert requeue(engine, spec, which="in_doubt") == 1  # its lease ran out: gone too
     assert {r.status for r in outbox_rows(engine)} == {"queued"}
     engine.dispose()
@@ -1337,8 +1476,7 @@ def test_notify_counts_messages_left_in_doubt_by_a_killed_earlier_run_and_exits_
     assert notify_command(spec_file) == 1
     said = " ".join(capsys.readouterr().out.split())
     assert "1 in doubt (1 left by earlier runs)" in said and "--requeue in_doubt" in said
-    assert status(engine, spec)["reset"] == {"queued": 0, "sending": 1, "sent": n - 1,
-                                             "failed": 0}
+    assert status(engine, spec)["reset"] == {"queued": 0, "sending": 1, "sent": n - 1, "failed": 0}
     assert notify_command(spec_file) == 1  # still in doubt: still exit 1
     assert notify_command(spec_file, status=True) == 0
     said = " ".join(capsys.readouterr().out.split())
@@ -1354,8 +1492,9 @@ def test_rollback_and_notify_exclude_each_other(
 ) -> None:
     n = 4
     spec_file = tmp_path / "migration.toml"
-    spec_file.write_text(spec_text(tmp_path / "target.db", server.port).replace(
-        "timeout = 5", "timeout = 30"))
+    spec_file.write_text(
+        spec_text(tmp_path / "target.db", server.port).replace("timeout = 5", "timeout = 30")
+    )
     spec = load_spec_text(spec_file.read_text())
     engine, _ = migrate(spec, {"reset": n})
     server.handler.script = ["delay:8"]
@@ -1365,7 +1504,12 @@ def test_rollback_and_notify_exclude_each_other(
 
     refused = subprocess.run(
         [sys.executable, "-m", "authmigrate", "rollback", str(spec_file), "--yes"],
-        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     said = " ".join((refused.stdout + refused.stderr).split())
@@ -1409,15 +1553,19 @@ def _stored_tokens(engine: sa.Engine) -> dict[str, tuple[str | None, str | None]
 
 @pytest.mark.parametrize("alg", ["sha256", "hmac"])
 def test_notify_days_after_the_run_reissues_expired_tokens_across_a_clock_jump(
-    tmp_path: Path, server: SmtpServer, target_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    server: SmtpServer,
+    target_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     alg: str,
 ) -> None:
     """Tokens valid 2 days, notify run 3 days later (the clock injected into send_outbox)."""
     text = spec_text(target_url, server.port)
     if alg == "hmac":
         monkeypatch.setenv("AUTHMIGRATE_TEST_TOKEN_KEY", "k" * 32)
-        text = text.replace('expires_in = "2d"',
-                            'expires_in = "2d"\nserver_key = "env:AUTHMIGRATE_TEST_TOKEN_KEY"')
+        text = text.replace(
+            'expires_in = "2d"', 'expires_in = "2d"\nserver_key = "env:AUTHMIGRATE_TEST_TOKEN_KEY"'
+        )
     spec = load_spec_text(text)
     engine, batch = migrate(spec, {"reset": 3, "kept": 1})
     before = _stored_tokens(engine)
@@ -1437,8 +1585,11 @@ def test_notify_days_after_the_run_reissues_expired_tokens_across_a_clock_jump(
         old = next(r.token for r in batch.records if f"{r.key}@example.com" == rcpt)
         assert not verify_token(old, stored, server_key=key, now=0)  # the old one is gone
     expires = time.strftime("%Y-%m-%d", time.gmtime(later + 2 * DAY))
-    assert all(expires in m.text() for m in server.handler.received
-               if m.message["X-Authmigrate-Segment"] == "reset")
+    assert all(
+        expires in m.text()
+        for m in server.handler.received
+        if m.message["X-Authmigrate-Segment"] == "reset"
+    )
     engine.dispose()
 
 
@@ -1504,9 +1655,10 @@ def test_a_reissued_token_is_stored_with_the_claim_so_a_crash_after_it_stays_con
 
     (row,) = outbox_rows(engine)
     assert row.status == "sending"
-    token = OutboxCipher(outbox_key).decrypt(row.token_ciphertext,
-                                             row_aad(row.migration, row.source_key, row.segment))
-    (stored, _prefix), = _stored_tokens(engine).values()
+    token = OutboxCipher(outbox_key).decrypt(
+        row.token_ciphertext, row_aad(row.migration, row.source_key, row.segment)
+    )
+    ((stored, _prefix),) = _stored_tokens(engine).values()
     assert verify_token(token, stored, purpose="password_reset", now=later)
 
 
@@ -1525,8 +1677,13 @@ def test_owners_and_reissue_work_on_mariadb(
         conn.exec_driver_sql("ALTER TABLE authmigrate_outbox DROP COLUMN claimed_by")
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with engine.begin() as conn:  # one message left in doubt by an earlier version
-        conn.execute(sa.text("UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t"
-                             " WHERE source_key = 'reset-000'"), {"t": now})
+        conn.execute(
+            sa.text(
+                "UPDATE authmigrate_outbox SET status = 'sending', claimed_at = :t"
+                " WHERE source_key = 'reset-000'"
+            ),
+            {"t": now},
+        )
     later = time.time() + 3 * DAY
 
     report = send(engine, spec, clock=lambda: later)

@@ -653,13 +653,14 @@ def send_outbox(
     spec: Spec,
     *,
     base_dir: Path | None = None,
-    progress: SendProgress | None = None,
+    progress: SendProgress | bool | None = None,
     backoff: float = 1.0,
     max_backoff: float = 60.0,
     limit: int | None = None,
     heartbeat: float = HEARTBEAT,
     lease: float = LEASE,
     clock: Callable[[], float] = time.time,
+    console: Any = None,
 ) -> SendReport:
     """Send every queued message of the spec's migration.
 
@@ -679,6 +680,9 @@ def send_outbox(
             gone, and ``--requeue in_doubt`` may put its claimed messages back.
         clock: the current time as a Unix timestamp (tests move it): a token with less than
             half of ``tokens.expires_in`` left at send time is re-issued (docs/notify.md).
+        console: earlier versions' way to show progress, still understood: a rich console
+            to draw it on (``progress`` then says bar or lines, default: a bar on a terminal),
+            as ``progress=NotifyProgress(console)`` does.
 
     Returns:
         The counts of this call (``in_doubt_total``: every message in doubt in the outbox
@@ -691,6 +695,26 @@ def send_outbox(
             Every message not yet sent stays queued.
         LockError: a rollback of this migration is running.
     """
+    if console is not None or isinstance(progress, bool):
+        if console is None:
+            progress = None  # a bar on no console: nowhere, as before
+        else:
+            from authmigrate.report.notify import NotifyProgress
+
+            bar = progress if isinstance(progress, bool) else None
+            with NotifyProgress(console, bar=bar) as drawn:
+                return send_outbox(
+                    engine,
+                    spec,
+                    base_dir=base_dir,
+                    progress=drawn,
+                    backoff=backoff,
+                    max_backoff=max_backoff,
+                    limit=limit,
+                    heartbeat=heartbeat,
+                    lease=lease,
+                    clock=clock,
+                )
     notify = _notify_of(spec)
     templates = Templates(notify, base_dir=base_dir)
     templates.check()

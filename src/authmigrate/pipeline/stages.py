@@ -242,12 +242,15 @@ class DuplicateStage:
 
     def __init__(
         self,
-        groups: Sequence[tuple[str, ...]],
+        groups: Sequence[tuple[str, ...]] | Spec,
         lookup: Callable[[tuple[str, ...], list[Any]], dict[Any, Any]],
         key_form: Callable[[Any], Any] = lambda key: key,
         *,
         merge: bool = False,
     ) -> None:
+        if isinstance(groups, Spec):  # how earlier versions were called: still understood
+            merge = groups.run.duplicates == "merge"
+            groups = unique_groups(groups)
         self.groups = list(groups)
         self.merge = merge
         self.lookup = lookup

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from authmigrate.errors import MalformedHashError, MissingKeyError
 from authmigrate.pipeline.batch import Batch
-from authmigrate.spec import NotifySpec, TokensSpec, parse_duration, resolve_secret
+from authmigrate.spec import NotifySpec, Spec, TokensSpec, parse_duration, resolve_secret
 
 TOKEN_BYTES = 32
 """Random bytes per token: 256 bits, twice the 128-bit floor."""
@@ -259,7 +259,7 @@ def verify_token(
 
 
 def token_segments(
-    notify: NotifySpec | None, *, base_dir: Path | None = None
+    notify: NotifySpec | Spec | None, *, base_dir: Path | None = None
 ) -> frozenset[str] | None:
     """The notification segments whose accounts get a token; None when every account does.
 
@@ -275,6 +275,9 @@ def token_segments(
     Raises:
         SpecError: a template of the spec cannot be read or does not compile.
     """
+    if isinstance(notify, Spec):  # how earlier versions were called: still understood
+        whole = notify
+        notify, base_dir = whole.notify, whole.base_dir
     if notify is None:
         return None
     from authmigrate.notify.templates import Templates

@@ -489,7 +489,9 @@ class RowTransformer:
     """All fields of a spec (its ``[fields]`` section), compiled:
     ``row -> {target column: value}``."""
 
-    def __init__(self, fields: Mapping[str, FieldSpec]) -> None:
+    def __init__(self, fields: Mapping[str, FieldSpec] | Spec) -> None:
+        if isinstance(fields, Spec):  # how earlier versions were called: still understood
+            fields = fields.fields
         self.fns = [(name, compile_field(name, f)) for name, f in fields.items()]
 
     def __call__(self, row: Row) -> dict[str, Any]:

@@ -267,6 +267,8 @@ def _duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60} min"
     return f"{s} s"
+
+
 def _print_routes(result: PlanResult) -> None:
     """How the accounts would log in at each provider (the spec's provider first)."""
     names = list(result.routes)
