@@ -744,31 +744,8 @@ class FastPath:
             "ORDER BY k",
             (target.migration, stamp),
         )
-        if rejects:
-            rows = target.state_rows(
-                Batch(number=number, first_key=None, last_key=None, rows_read=0, rejects=rejects)
-            )
-            if rows:
-                target._insert_state(conn, rows)
         cur.close()
-        kept = [r for r in residue.records if r.key not in losers]
-        fast_written = len(written) - len(kept)
-        schemes = Counter(r.scheme for r in kept if r.scheme)
-        segments = Counter(r.segment for r in kept)
-        segments.update(j.segment for j in rejects if j.outcome == "merged")
-        if fast_written:
-            segments["kept"] += fast_written
-            if self.kept is not None:
-                schemes[self.kept.scheme] += fast_written
-        return _Done(
-            last_key=page.last_key,
-            rows_read=page.rows,
-            migrated=len(written),
-            rejected=len(rejects) - merged,
-            merged=merged,
-            schemes=schemes,
-            segments=segments,
-        )
+        return self._done(conn, page, number, written, residue, losers, rejects, merged)
 
     def _check_kept(self, page: _Page, fast: pa.Table) -> None:
         """The credential engine, asked about one row of the batch, still gives what the
@@ -854,6 +831,44 @@ class FastPath:
             k = row["k"]
             out[k] = {n: (k if n == self.key_name else row[n]) for n in self.index}
         return out
+
+    def _done(
+        self,
+        conn: sa.Connection,
+        page: Any,
+        number: int,
+        written: list[int],
+        residue: Batch,
+        losers: dict[int, Any],
+        rejects: list[Reject],
+        merged: int,
+    ) -> _Done:
+        """A batch's end, alike into every target: the rejects' key state, then its counts."""
+        target = self.m.target
+        if rejects:
+            rows = target.state_rows(
+                Batch(number=number, first_key=None, last_key=None, rows_read=0, rejects=rejects)
+            )
+            if rows:
+                target._insert_state(conn, rows)
+        kept = [r for r in residue.records if r.key not in losers]
+        fast_written = len(written) - len(kept)
+        schemes = Counter(r.scheme for r in kept if r.scheme)
+        segments = Counter(r.segment for r in kept)
+        segments.update(j.segment for j in rejects if j.outcome == "merged")
+        if fast_written:
+            segments["kept"] += fast_written
+            if self.kept is not None:
+                schemes[self.kept.scheme] += fast_written
+        return _Done(
+            last_key=page.last_key,
+            rows_read=page.rows,
+            migrated=len(written),
+            rejected=len(rejects) - merged,
+            merged=merged,
+            schemes=schemes,
+            segments=segments,
+        )
 
     def _variant_losers(self, conn: sa.Connection, cur: Any) -> dict[int, Any]:
         """Stage rows whose unique value the target holds spelled otherwise (an account the new

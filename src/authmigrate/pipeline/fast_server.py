@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -422,31 +421,8 @@ class PostgresFastPath(FastPath):
                 f"SELECT %s, k::text, 'migrated', fp, cfp, tfp, %s FROM {STAGE} ORDER BY k",
                 (target.migration, stamp),
             )
-        if rejects:
-            states = target.state_rows(
-                Batch(number=number, first_key=None, last_key=None, rows_read=0, rejects=rejects)
-            )
-            if states:
-                target._insert_state(conn, states)
         cur.close()
-        kept = [r for r in residue.records if r.key not in losers]
-        fast_written = len(written) - len(kept)
-        schemes = Counter(r.scheme for r in kept if r.scheme)
-        segments = Counter(r.segment for r in kept)
-        segments.update(j.segment for j in rejects if j.outcome == "merged")
-        if fast_written:
-            segments["kept"] += fast_written
-            if self.kept is not None:
-                schemes[self.kept.scheme] += fast_written
-        return _Done(
-            last_key=page.last_key,
-            rows_read=page.rows,
-            migrated=len(written),
-            rejected=len(rejects) - merged,
-            merged=merged,
-            schemes=schemes,
-            segments=segments,
-        )
+        return self._done(conn, page, number, written, residue, losers, rejects, merged)
 
     def _insert(self, cur: Any) -> list[int]:
         """``INSERT ... SELECT`` the stage into the accounts; the keys written, in key order."""
