@@ -631,30 +631,7 @@ class FastPath:
                 (page.first_key, page.last_key),
             )
         }
-        fast = page.fast
-        if taken_keys:
-            mask = pc.is_in(fast.column("k"), pa.array(sorted(taken_keys), pa.int64()))
-            held = fast.filter(mask).column("k").to_pylist()
-            fast = fast.filter(pc.invert(mask))
-            sources.update(self._raw_rows(page, held))
-            held_all = sorted([*held, *(r.key for r in residue.records if r.key in taken_keys)])
-            rejects += [
-                Reject(
-                    k,
-                    "target.key_exists",
-                    m.spec.target_key,
-                    "the target already has this key",
-                    sources[k],
-                )
-                for k in held_all
-            ]
-            residue.records = [r for r in residue.records if r.key not in taken_keys]
-        # the credential stage on the residue, after the key check (as on the Python path)
-        before = len(residue.rejects)
-        for stage in m.early:
-            stage.process(residue)
-        rejects += residue.rejects[before:]
-        self._check_kept(page, fast)
+        fast = self._settle(page, residue, taken_keys, sources, rejects)
 
         # the stage: fast rows computed in Arrow, residue records from the Python transforms
         staged = self._stage(cur, fast, residue)
@@ -831,6 +808,45 @@ class FastPath:
             k = row["k"]
             out[k] = {n: (k if n == self.key_name else row[n]) for n in self.index}
         return out
+
+    def _settle(
+        self,
+        page: Any,
+        residue: Batch,
+        taken_keys: set[int],
+        sources: dict[int, dict[str, Any]],
+        rejects: list[Reject],
+    ) -> pa.Table:
+        """The fast rows left to write once the keys the target holds are rejected
+        (``target.key_exists``, fast rows and residue alike) and the credential stage has run on
+        the residue, after the key check as on the Python path; ``sources`` and ``rejects``
+        grow in place."""
+        m = self.m
+        fast = page.fast
+        if taken_keys:
+            mask = pc.is_in(fast.column("k"), pa.array(sorted(taken_keys), pa.int64()))
+            held = fast.filter(mask).column("k").to_pylist()
+            fast = fast.filter(pc.invert(mask))
+            sources.update(self._raw_rows(page, held))
+            held_all = sorted([*held, *(r.key for r in residue.records if r.key in taken_keys)])
+            rejects += [
+                Reject(
+                    k,
+                    "target.key_exists",
+                    m.spec.target_key,
+                    "the target already has this key",
+                    sources[k],
+                )
+                for k in held_all
+            ]
+            residue.records = [r for r in residue.records if r.key not in taken_keys]
+        # the credential stage on the residue, after the key check (as on the Python path)
+        before = len(residue.rejects)
+        for stage in m.early:
+            stage.process(residue)
+        rejects += residue.rejects[before:]
+        self._check_kept(page, fast)
+        return fast
 
     def _done(
         self,

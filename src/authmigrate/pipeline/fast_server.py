@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from authmigrate.pipeline.batch import Batch, Record, Reject
@@ -312,30 +311,7 @@ class PostgresFastPath(FastPath):
                 (page.first_key, page.last_key),
             ).fetchall()
         }
-        fast = page.fast
-        if taken_keys:
-            mask = pc.is_in(fast.column("k"), pa.array(sorted(taken_keys), pa.int64()))
-            held = fast.filter(mask).column("k").to_pylist()
-            fast = fast.filter(pc.invert(mask))
-            sources.update(self._raw_rows(page, held))
-            held_all = sorted([*held, *(r.key for r in residue.records if r.key in taken_keys)])
-            rejects += [
-                Reject(
-                    k,
-                    "target.key_exists",
-                    m.spec.target_key,
-                    "the target already has this key",
-                    sources[k],
-                )
-                for k in held_all
-            ]
-            residue.records = [r for r in residue.records if r.key not in taken_keys]
-        # the credential stage on the residue, after the key check (as on the Python path)
-        before = len(residue.rejects)
-        for stage in m.early:
-            stage.process(residue)
-        rejects += residue.rejects[before:]
-        self._check_kept(page, fast)
+        fast = self._settle(page, residue, taken_keys, sources, rejects)
 
         rows = self._rows(fast, residue)
         now = utcnow()
