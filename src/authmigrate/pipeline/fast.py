@@ -652,25 +652,10 @@ class FastPath:
         if inserted + len(pre_losers) < staged:
             losers.update(self._losers(cur, set(pre_losers), staged - inserted - len(pre_losers)))
         if losers:
-            need = [k for k in losers if k not in sources]
-            sources.update(self._raw_rows(page, need))
             cur.execute(
                 f"DELETE FROM temp.{_STAGE} WHERE k IN ({', '.join(str(int(k)) for k in losers)})"
             )
-            label = "+".join(self.groups[0])
-            outcome: Literal["rejected", "merged"] = "merged" if self.merge else "rejected"
-            rejects += [
-                Reject(
-                    k,
-                    f"duplicate.{label}",
-                    label,
-                    f"same {label} as account {first}",
-                    sources[k],
-                    outcome=outcome,
-                    merged_into=first,
-                )
-                for k, first in sorted(losers.items())
-            ]
+            rejects += self._duplicate_rejects(page, losers, sources)
 
         # bookkeeping: rejects, key state, the checkpoint
         target = m.target
@@ -847,6 +832,27 @@ class FastPath:
         rejects += residue.rejects[before:]
         self._check_kept(page, fast)
         return fast
+
+    def _duplicate_rejects(
+        self, page: Any, losers: dict[int, Any], sources: dict[int, dict[str, Any]]
+    ) -> list[Reject]:
+        """A reject (or a merge) per duplicate, in key order, naming the account it loses to."""
+        need = [k for k in losers if k not in sources]
+        sources.update(self._raw_rows(page, need))
+        label = "+".join(self.groups[0])
+        outcome: Literal["rejected", "merged"] = "merged" if self.merge else "rejected"
+        return [
+            Reject(
+                k,
+                f"duplicate.{label}",
+                label,
+                f"same {label} as account {first}",
+                sources[k],
+                outcome=outcome,
+                merged_into=first,
+            )
+            for k, first in sorted(losers.items())
+        ]
 
     def _done(
         self,

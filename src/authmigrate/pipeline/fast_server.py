@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -333,22 +333,7 @@ class PostgresFastPath(FastPath):
                 cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(found),))
             written = self._insert(cur)
         if losers:
-            need = [k for k in losers if k not in sources]
-            sources.update(self._raw_rows(page, need))
-            label = "+".join(self.groups[0])
-            outcome: Literal["rejected", "merged"] = "merged" if self.merge else "rejected"
-            rejects += [
-                Reject(
-                    k,
-                    f"duplicate.{label}",
-                    label,
-                    f"same {label} as account {first}",
-                    sources[k],
-                    outcome=outcome,
-                    merged_into=first,
-                )
-                for k, first in sorted(losers.items())
-            ]
+            rejects += self._duplicate_rejects(page, losers, sources)
 
         # bookkeeping: rejects, the checkpoint, key state
         target = m.target
