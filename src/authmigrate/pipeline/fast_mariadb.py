@@ -92,7 +92,16 @@ WRITTEN_TYPES = frozenset(
 )
 """Target column types of written columns the fast path writes (another: the Python path)."""
 
-STAGES = ("split", "residue", "keys", "rows", "insert", "duplicates", "bookkeeping")
+STAGES = (
+    "split",
+    "residue",
+    "keys",
+    "rows",
+    "insert",
+    "insert accounts",
+    "duplicates",
+    "bookkeeping",
+)
 """The stages :data:`PROFILE` times (seconds, summed over a run's batches)."""
 
 PROFILE: dict[str, float] = defaultdict(float)
@@ -427,6 +436,7 @@ class MariaDBFastPath(FastPath):
             cur.execute("SAVEPOINT authmigrate_fast")
             try:
                 self._insert(cur, insert_accounts, accounts)
+                PROFILE["insert accounts"] += time.perf_counter() - clock
                 self._insert(cur, insert_state, states)
             except (pymysql.err.IntegrityError, pymysql.err.DataError):
                 cur.execute("ROLLBACK TO SAVEPOINT authmigrate_fast")
