@@ -350,6 +350,13 @@ class MariaDBFastPath(FastPath):
         if start < len(rows):
             cur.execute(head + ",".join(rows[start:]))
 
+    @staticmethod
+    def _in_text_order(keys: list[int], rows: list[str]) -> list[str]:
+        """The key state's rows in the order of its primary key (``source_key`` is text:
+        ``'10' < '9'``), so InnoDB appends to its pages instead of splitting them."""
+        order = pc.sort_indices(pa.array(keys, pa.int64()).cast(pa.string()))
+        return [rows[j] for j in order.to_pylist()]
+
     # -- duplicates, as the Python path decides them ----------------------------------------
 
     def _variants(self) -> dict[Any, Any]:
@@ -437,7 +444,7 @@ class MariaDBFastPath(FastPath):
             try:
                 self._insert(cur, insert_accounts, accounts)
                 PROFILE["insert accounts"] += time.perf_counter() - clock
-                self._insert(cur, insert_state, states)
+                self._insert(cur, insert_state, self._in_text_order(keys, states))
             except (pymysql.err.IntegrityError, pymysql.err.DataError):
                 cur.execute("ROLLBACK TO SAVEPOINT authmigrate_fast")
                 direct = False
@@ -451,7 +458,7 @@ class MariaDBFastPath(FastPath):
             keep = [j for j, k in enumerate(keys) if k not in losers]
             keys = [keys[j] for j in keep]
             self._insert(cur, insert_accounts, [accounts[j] for j in keep])
-            self._insert(cur, insert_state, [states[j] for j in keep])
+            self._insert(cur, insert_state, self._in_text_order(keys, [states[j] for j in keep]))
             if losers:
                 rejects += self._duplicate_rejects(page, losers, sources)
             PROFILE["duplicates"] += time.perf_counter() - clock
