@@ -30,7 +30,8 @@ from authmigrate.sinks.keys import unpack_keys
 from authmigrate.spec import load_spec
 from tests.mariadb_server import fresh_database
 from tests.test_fastpath import SEED_EXTRA, SPEC, _emails, _hashes, _names, generated_rows
-from tests.test_fastpath_postgres import make_source
+from tests.pg_server import PgServer
+from tests.test_fastpath_postgres import make_pg_source, make_source
 from tests.test_fastpath_postgres_hostile import _change_source, _sync_view
 
 
@@ -101,6 +102,7 @@ def run_both(
     duplicates: str = "reject",
     extra: str = 'name = "name"',
     copy_email: bool = False,
+    source_url: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
     """(Python path's outcome, fast path's outcome, batches the fast path did itself);
     ``copy_email``: the unique field copied as it is (no ``normalize``)."""
@@ -114,6 +116,8 @@ def run_both(
         text = SPEC.format(src=src, dst="X", batch=batch, duplicates=duplicates, extra=extra)
         if copy_email:
             text = text.replace(COPIED_FROM, 'email = "email"')
+        if source_url is not None:
+            text = text.replace(f'"sqlite:///{src}"', f'"{source_url}"')
         spec_file.write_text(text.replace('"sqlite:///X"', f'"{url}"'))
         monkeypatch.setenv("AUTHMIGRATE_FASTPATH", switch)
         caplog.clear()
@@ -540,3 +544,60 @@ def test_mariadb_source_changed_then_sync_then_run_same_on_both_paths(
                 assert fast[part] == python[part], (i, part)
         assert fast == python, i
     assert outcomes[0][6] is True
+
+
+def test_mariadb_fast_path_from_a_postgres_source_equals_python(
+    pg_server: PgServer,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL source (read as Arrow by the ADBC driver) into a MariaDB target holding
+    accounts already, merged duplicates."""
+    source = pg_server.create_database("fastsrc")
+    make_pg_source(source, generated_rows(3_000))
+    before: list[tuple[int, str, str | None]] = [
+        (4, "three@x.org", None),
+        (900, "USER10@example.com", None),
+    ]
+    python, fast, fast_batches = run_both(
+        mariadb_url,
+        Path("SRC"),
+        tmp_path,
+        monkeypatch,
+        caplog,
+        batch=1000,
+        source_url=source,
+        before=before,
+        duplicates="merge",
+    )
+    assert fast_batches == 3
+    assert fast == python
+    assert ("4", "target.key_exists") in [(r[1], r[3]) for r in fast["rejects"]]
+
+
+def test_mariadb_source_stays_on_the_python_path_and_plan_says_why(
+    mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = fresh_database(mariadb_url, "fastsrc")
+    engine = sa.create_engine(source)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE old_users (user_id BIGINT PRIMARY KEY, email TEXT, name TEXT)"
+        )
+        conn.exec_driver_sql("INSERT INTO old_users VALUES (1, 'a@x.org', 'a')")
+    engine.dispose()
+    url = fresh_database(mariadb_url, "fastmaria")
+    spec_file = tmp_path / "spec.toml"
+    text = SPEC.format(src="SRC", dst="X", batch=3, duplicates="reject", extra='name = "name"')
+    text = text.replace('"sqlite:///SRC"', f'"{source}"')
+    spec_file.write_text(text.replace('"sqlite:///X"', f'"{url}"'))
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", "1")
+    assert plan_migration(load_spec(spec_file)).path == {
+        "path": "python",
+        "why": "the fast path reads SQLite and PostgreSQL sources only so far",
+    }
+    result = run_migration(load_spec(spec_file))
+    assert result.this_run["migrated"] == 1
+    assert verify_migration(load_spec(spec_file)).ok
