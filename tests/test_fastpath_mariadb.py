@@ -29,8 +29,8 @@ from authmigrate.rollback import rollback
 from authmigrate.sinks.keys import unpack_keys
 from authmigrate.spec import load_spec
 from tests.mariadb_server import fresh_database
-from tests.test_fastpath import SEED_EXTRA, SPEC, _emails, _hashes, _names, generated_rows
 from tests.pg_server import PgServer
+from tests.test_fastpath import SEED_EXTRA, SPEC, _emails, _hashes, _names, generated_rows
 from tests.test_fastpath_postgres import make_pg_source, make_source
 from tests.test_fastpath_postgres_hostile import _change_source, _sync_view
 
