@@ -601,3 +601,35 @@ def test_mariadb_source_stays_on_the_python_path_and_plan_says_why(
     result = run_migration(load_spec(spec_file))
     assert result.this_run["migrated"] == 1
     assert verify_migration(load_spec(spec_file)).ok
+
+
+def test_mariadb_statement_literals_read_back_as_the_values_on_the_server(
+    mariadb_url: str,
+) -> None:
+    """Every column form the statement text takes (pasted in Arrow, or escaped by PyMySQL
+    when any value of the column needs it: a quote, a backslash, a NUL) reads back on the
+    server as the value itself."""
+    import pyarrow as pa
+    import pymysql
+
+    from authmigrate.pipeline.fast_mariadb import MariaDBFastPath
+
+    url = sa.make_url(mariadb_url)
+    conn = pymysql.connect(host=url.host, port=url.port, user=url.username, charset="utf8mb4")
+    try:
+        cur = conn.cursor()
+        columns = [
+            ["plain", "100%", "a_b", '"q"', None, "%s %(x)s", ""],  # pasted in Arrow
+            ["it's", "back\\slash", "nul\x00byte", "\\'", "'; DROP TABLE x; --", None],
+            ["é\u00a0ü", "tab\there", "new\nline", "\x1a"],
+        ]
+        for values in columns:
+            literals = MariaDBFastPath._literals(conn.escape, pa.array(values, pa.string()), None)
+            cur.execute("SELECT " + ", ".join(literals.to_pylist()))
+            assert list(cur.fetchone()) == values
+            # the first column is pasted as it is (PyMySQL would have sent \"q\")
+            assert ("'\"q\"'" in literals.to_pylist()) == (values is columns[0])
+        ints = MariaDBFastPath._literals(conn.escape, pa.array([1, None, -5], pa.int64()), None)
+        assert ints.to_pylist() == ["1", "NULL", "-5"]
+    finally:
+        conn.close()

@@ -226,9 +226,8 @@ class MariaDBFastPath(FastPath):
 
     # -- the statement text -----------------------------------------------------------------
 
-    def _literals(
-        self, esc: Callable[[Any], str], column: pa.Array | list[Any], proc: Any
-    ) -> pa.Array:
+    @staticmethod
+    def _literals(esc: Callable[[Any], str], column: pa.Array | list[Any], proc: Any) -> pa.Array:
         """A column's SQL literals: pasted in Arrow where every value is NULL or printable
         ASCII without a quote or a backslash (nothing to escape), else PyMySQL's escape of
         each value (after the column type's bind processor, as the Python path's insert)."""
