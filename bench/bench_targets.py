@@ -1,7 +1,7 @@
 """Server targets at their bulk speed: ``authmigrate run`` against the database's own bulk load.
 
     .venv/bin/python bench/bench_targets.py [--users 1000000] [--target postgres mariadb]
-        [--mapping email seed]
+        [--mapping email seed] [--paths python fast]
 
 For each target and mapping, in one run on private servers started here (stopped at the end):
 
@@ -12,6 +12,11 @@ For each target and mapping, in one run on private servers started here (stopped
     one transaction: PostgreSQL binary ``COPY`` (psycopg); MariaDB the faster of a multi-row
     ``INSERT`` (PyMySQL's executemany, statements up to 1 MB) and ``LOAD DATA LOCAL INFILE``
     (when the server allows ``local_infile``).
+
+``--paths python fast`` runs (a) twice back to back, each into its own fresh database: with
+``AUTHMIGRATE_FASTPATH=0`` (the Python path: the before) and with the fast path (the default
+alone); the floor is measured on the last one's rows. A MariaDB target's fast run also prints
+where its batches spent their time (``fast_mariadb.PROFILE``, seconds per stage).
 
 Mappings: ``email`` (key + normalized email, bench_pipeline.py's case) and ``seed`` (+ the md5
 credential kept as a ``digest`` credential, + a token per account).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -194,20 +200,36 @@ RUN = (
     "u = resource.getrusage(resource.RUSAGE_SELF)\n"
     "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
     "print(e, u.ru_utime + u.ru_stime, int(hwm) / 1024)\n"
+    "import json\n"
+    "f = sys.modules.get('authmigrate.pipeline.fast_mariadb')\n"
+    "print(json.dumps(dict(f.PROFILE) if f else {}))\n"
 )
 """The run's wall and CPU seconds and its peak RSS (``VmHWM``: ``ru_maxrss`` would carry over
 the high-water mark of this process, which forked it, across ``exec``)."""
 
 
-def authmigrate_run(spec: Path, cpu: ServerCpu) -> dict[str, float]:
+def authmigrate_run(spec: Path, cpu: ServerCpu, path: str = "fast") -> dict[str, Any]:
+    """(a) in a subprocess; ``path`` ``python`` sets ``AUTHMIGRATE_FASTPATH=0``."""
+    env = dict(os.environ, AUTHMIGRATE_FASTPATH="0" if path == "python" else "1")
     with cpu.measure() as server:
         out = subprocess.run(
-            [sys.executable, "-c", RUN, str(spec)], capture_output=True, text=True, check=False
+            [sys.executable, "-c", RUN, str(spec)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
         )
     if out.returncode != 0:
         raise SystemExit(f"authmigrate run failed:\n{out.stderr[-3000:]}")
-    wall, client, rss = (float(x) for x in out.stdout.split())
-    return {"wall": wall, "client": client, "server": server[0], "rss": rss}
+    first, profile = out.stdout.splitlines()[-2:]
+    wall, client, rss = (float(x) for x in first.split())
+    return {
+        "wall": wall,
+        "client": client,
+        "server": server[0],
+        "rss": rss,
+        "profile": json.loads(profile),
+    }
 
 
 def _timed(cpu: ServerCpu, work: Callable[[], None]) -> dict[str, float]:
@@ -354,6 +376,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--target", nargs="+", default=["postgres", "mariadb"])
     ap.add_argument("--mapping", nargs="+", default=["email", "seed"])
+    ap.add_argument("--paths", nargs="+", default=["fast"], choices=["python", "fast"])
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="authmigrate-bench-targets-"))
     src = work / "legacy.db"
@@ -365,21 +388,38 @@ def main() -> None:
             with servers() as (server, pid):
                 cpu = ServerCpu(pid)
                 for mapping in args.mapping:
-                    url = (_pg_database if target == "postgres" else _mariadb_database)(server)
-                    spec = work / f"{target}-{mapping}.toml"
-                    extra = SEED if mapping == "seed" else ""
-                    spec.write_text(SPEC.format(src=src, dst=url, extra=extra))
-                    ours = authmigrate_run(spec, cpu)
+                    runs: dict[str, dict[str, Any]] = {}
+                    for path in args.paths:
+                        url = (_pg_database if target == "postgres" else _mariadb_database)(server)
+                        spec = work / f"{target}-{mapping}-{path}.toml"
+                        extra = SEED if mapping == "seed" else ""
+                        spec.write_text(SPEC.format(src=src, dst=url, extra=extra))
+                        runs[path] = authmigrate_run(spec, cpu, path)
                     if target == "postgres":
                         floors = {"binary COPY (psycopg), one transaction": pg_floor(url, cpu)}
                     else:
                         floors = mariadb_floors(url, cpu)
                     best = min(floors.values(), key=lambda m: m["wall"])
                     print(f"{target}, {mapping} mapping, {args.users:,} users:", flush=True)
-                    print(_line("(a) authmigrate run", ours) + f"  {ours['rss']:.0f} MB")
+                    for path, ours in runs.items():
+                        label = f"(a) authmigrate run, {path} path"
+                        print(_line(label, ours) + f"  {ours['rss']:.0f} MB")
                     for label, m in floors.items():
                         print(_line(f"(b) {label}", m))
-                    print(f"  (a)/(b) wall = {ours['wall'] / best['wall']:.2f}", flush=True)
+                    for path, ours in runs.items():
+                        ratio = ours["wall"] / best["wall"]
+                        cpu_ratio = (ours["client"] + ours["server"]) / (
+                            best["client"] + best["server"]
+                        )
+                        print(
+                            f"  (a)/(b), {path} path: wall = {ratio:.2f}, "
+                            f"CPU (client + server) = {cpu_ratio:.2f}"
+                        )
+                        if ours["profile"]:
+                            stages = ", ".join(
+                                f"{k} {v:.2f} s" for k, v in sorted(ours["profile"].items())
+                            )
+                            print(f"  {path} path's batches by stage: {stages}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -104,6 +104,7 @@ def spec_path(spec: Spec) -> PathChoice:
     """Whether a spec's shape allows the fast path (the source and target checked apart)."""
     if os.environ.get(SWITCH, "1").strip() == "0":
         return PathChoice(False, f"switched off ({SWITCH}=0)")
+    from authmigrate.pipeline.fast_mariadb import is_mariadb_target
     from authmigrate.pipeline.fast_server import is_postgres_target
 
     source = spec.source.url
@@ -111,8 +112,12 @@ def spec_path(spec: Spec) -> PathChoice:
         return PathChoice(False, "the fast path reads SQLite and PostgreSQL sources only so far")
 
     url = spec.target.url
-    if spec.target.export is not None or not (_is_sqlite_file(url) or is_postgres_target(url)):
-        return PathChoice(False, "the fast path writes SQLite and PostgreSQL targets only so far")
+    if spec.target.export is not None or not (
+        _is_sqlite_file(url) or is_postgres_target(url) or is_mariadb_target(url)
+    ):
+        return PathChoice(
+            False, "the fast path writes SQLite, PostgreSQL and MariaDB targets only so far"
+        )
     if spec.notify is not None:
         return PathChoice(False, "[notify] is done per row by the Python path so far")
     why = _credentials_why(spec)
@@ -188,7 +193,9 @@ def choose_path(m: Migration) -> PathChoice:
     ):
         return PathChoice(False, "the fast path reads SQLite and PostgreSQL sources only so far")
     if m.source.engine.dialect.name != "sqlite" and m.target.engine.dialect.name == "sqlite":
-        return PathChoice(False, "the fast path reads a PostgreSQL source into PostgreSQL only")
+        return PathChoice(
+            False, "the fast path reads a PostgreSQL source into PostgreSQL or MariaDB only"
+        )
     if m.key_tag != "int" or m.target.key.kind != "int":
         return PathChoice(False, "the fast path handles integer keys only so far")
     if m.skip_synced:
@@ -197,6 +204,10 @@ def choose_path(m: Migration) -> PathChoice:
         from authmigrate.pipeline.fast_server import target_table_why
 
         why = target_table_why(m)
+    elif m.target.engine.dialect.name in ("mysql", "mariadb"):
+        from authmigrate.pipeline.fast_mariadb import target_table_why as mariadb_why
+
+        why = mariadb_why(m)
     else:
         why = _target_table_why(m)
     if why is not None:
@@ -1009,6 +1020,10 @@ def _writer(m: Migration) -> type[FastPath]:
         from authmigrate.pipeline.fast_server import PostgresFastPath
 
         return PostgresFastPath
+    if m.target.engine.dialect.name in ("mysql", "mariadb"):
+        from authmigrate.pipeline.fast_mariadb import MariaDBFastPath
+
+        return MariaDBFastPath
     return FastPath
 
 

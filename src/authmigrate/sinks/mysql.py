@@ -19,7 +19,9 @@ other databases are unaffected):
 
 Writes use the ``INSERT`` of :class:`~authmigrate.sinks.sql.BulkInsert`: PyMySQL's
 ``executemany`` sends one multi-row ``INSERT`` per megabyte of rows, inside the batch's
-transaction (measured against ``LOAD DATA LOCAL INFILE`` in docs/benchmarks.md).
+transaction (measured against ``LOAD DATA LOCAL INFILE`` in docs/benchmarks.md). The fast
+path (:mod:`authmigrate.pipeline.fast_mariadb`) sends the same literals, its statement text
+built a column at a time.
 """
 
 from __future__ import annotations
