@@ -338,3 +338,119 @@ def test_mariadb_fast_path_equals_python_for_a_target_table_in_another_database(
     assert fast_dump == python_dump
     assert fast == python
     assert fast_batches == 4
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [1.5, 1e20, 0.1, -0.0, 1.0, 3.0e-7],
+        [42, -7, 2**62, 0, 9007199254740993],
+        [b"bytes", b"\xff\xfe", "text"],
+        [42, "forty-two", 1.5, None],
+    ],
+    ids=["floats", "integers", "blobs", "mixed"],
+)
+@pytest.mark.parametrize("column", ["name TEXT", "name VARCHAR(40)", "name BIGINT"])
+def test_mariadb_fast_path_equals_python_for_source_values_of_other_types(
+    names: list[Any],
+    column: str,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A SQLite source column holds what it is given: numbers and blobs in a text column,
+    written into a text or an integer target column."""
+    rows = [(i + 1, f"u{i}@x.org", n) for i, n in enumerate(names)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    table = DEFAULT_TABLE.replace("name TEXT", column)
+    python, fast, _ = run_both(mariadb_url, src, tmp_path, monkeypatch, caplog, table=table)
+    assert fast == python
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_mariadb_fast_path_connection_killed_mid_batch_equals_python(
+    at: int,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``KILL CONNECTION`` from another session (a DBA, a proxy's idle reaper, a failover)
+    before the fast path's ``at``-th INSERT of the run: the batch's transaction is gone with
+    the connection; the run goes on and ends as the Python path's run ends, with nothing lost
+    or doubled."""
+    from authmigrate.pipeline.fast_mariadb import MariaDBFastPath
+
+    rows = [(i, f"u{i % 23}@x.org", f"n{i}") for i in range(1, 60)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    original = MariaDBFastPath._insert
+    calls = {"n": 0}
+
+    def killed(self: MariaDBFastPath, cur: Any, head: str, texts: list[str]) -> None:
+        calls["n"] += 1
+        if calls["n"] == at:
+            engine = sa.create_engine(mariadb_url)
+            with engine.connect() as other:
+                other.exec_driver_sql(f"KILL CONNECTION {cur.connection.thread_id()}")
+            engine.dispose()
+        original(self, cur, head, texts)
+
+    monkeypatch.setattr(MariaDBFastPath, "_insert", killed)
+    python, fast, fast_batches = run_both(
+        mariadb_url, src, tmp_path, monkeypatch, caplog, batch=10, duplicates="merge"
+    )
+    assert calls["n"] >= at
+    assert fast == python
+    assert fast_batches == 5
+
+
+@pytest.mark.parametrize("writer_ends", ["rollback", "commit"])
+def test_mariadb_fast_path_waits_out_a_concurrent_writer_as_python(
+    writer_ends: str,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The shop still writes to the target: a transaction holds an uncommitted account with
+    an email of the batch (the unique index's lock) past ``innodb_lock_wait_timeout`` (1 s
+    here), then ends. The fast path's INSERT times out; the batch goes on as the Python
+    path's does (its retries), and both runs end alike: the account inserted (the writer
+    rolled back) or a duplicate of the writer's (it committed)."""
+    import threading
+
+    rows = [(i, f"u{i}@x.org", f"n{i}") for i in range(1, 21)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    original = run_migration
+    outcomes = []
+
+    def with_writer(spec: Any) -> Any:
+        engine = sa.create_engine(str(spec.target.url))
+        conn = engine.connect()
+        conn.exec_driver_sql("INSERT INTO new_users VALUES (900, 'u7@x.org', 'shop')")
+        timer = threading.Timer(2.5, getattr(conn, writer_ends))
+        timer.start()
+        try:
+            return original(spec)
+        finally:
+            timer.join()
+            conn.close()
+            engine.dispose()
+            outcomes.append(spec)
+
+    monkeypatch.setattr(f"{__name__}.run_migration", with_writer)
+    import tests.test_fastpath_mariadb as base
+
+    monkeypatch.setattr(base, "run_migration", with_writer)
+    with server_setting(mariadb_url, "innodb_lock_wait_timeout", 1):
+        python, fast, _ = run_both(
+            mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], batch=10
+        )
+    assert len(outcomes) == 2
+    assert fast == python
+    held = [r for r in fast["accounts"] if r[1] == "u7@x.org"]
+    assert held == ([(900, "u7@x.org", "shop")] if writer_ends == "commit" else [(7, "u7@x.org", "n7")])
