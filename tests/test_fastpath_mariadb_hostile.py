@@ -454,3 +454,57 @@ def test_mariadb_fast_path_waits_out_a_concurrent_writer_as_python(
     assert fast == python
     held = [r for r in fast["accounts"] if r[1] == "u7@x.org"]
     assert held == ([(900, "u7@x.org", "shop")] if writer_ends == "commit" else [(7, "u7@x.org", "n7")])
+
+
+def test_mariadb_fast_path_rerun_after_rollback_fix_sync_and_run_equals_python(
+    mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run (rejects and duplicates), rollback, the source fixed (a rejected key now valid, a
+    duplicate renamed), run again, sync after more changes (the key state the fast path
+    wrote is what sync reads), then a run over keys added above the checkpoint."""
+    import sqlite3
+
+    from authmigrate.continuity.sync import sync_migration
+    from tests.test_fastpath_postgres_hostile import _sync_view
+
+    rows = [
+        (1, "a@x.org", "a"),
+        (2, "not an email", "b"),
+        (3, "A@x.org", "c"),
+        (4, "d@x.org", "it's"),
+        (5, "e@x.org", None),
+        (6, "f@x.org", "f"),
+        (7, "E@X.org", "g"),
+        (8, "h@x.org", "h"),
+    ]
+    outcomes = []
+    for switch in ("0", "1"):
+        work = tmp_path / switch
+        work.mkdir()
+        src = work / "legacy.db"
+        make_source(src, rows)
+        url = fresh_database(mariadb_url, "fastmaria")
+        text = SPEC.format(src=src, dst="X", batch=3, duplicates="reject", extra='name = "name"')
+        text = 'name = "m"\n' + text.replace('"sqlite:///X"', f'"{url}"')
+        spec_file = work / "spec.toml"
+        steps: list[Any] = [_run(spec_file, text, switch, monkeypatch), _dump_tables(url, "new_users")]
+        steps.append(rollback(load_spec(spec_file)))
+        steps.append(_dump_tables(url, "new_users"))
+        conn = sqlite3.connect(src)
+        conn.execute("UPDATE old_users SET email = 'b@x.org' WHERE user_id = 2")
+        conn.execute("UPDATE old_users SET email = 'c@x.org' WHERE user_id = 3")
+        conn.commit()
+        steps += [_run(spec_file, text, switch, monkeypatch), _dump_tables(url, "new_users")]
+        conn.execute("UPDATE old_users SET email = 'g@x.org' WHERE user_id = 7")
+        conn.execute("UPDATE old_users SET name = 'x\\\\y' WHERE user_id = 1")
+        conn.execute("INSERT INTO old_users VALUES (9, 'i@x.org', 'i'), (10, 'H@x.org', 'j')")
+        conn.commit()
+        steps.append(_sync_view(sync_migration(load_spec(spec_file))))
+        steps.append(_dump_tables(url, "new_users"))
+        conn.execute("INSERT INTO old_users VALUES (11, 'k@x.org', 'k'), (12, 'I@x.org', 'l')")
+        conn.commit()
+        conn.close()
+        steps += [_run(spec_file, text, switch, monkeypatch), _dump_tables(url, "new_users")]
+        outcomes.append(steps)
+    for i, (python, fast) in enumerate(zip(*outcomes, strict=True)):
+        assert fast == python, i
