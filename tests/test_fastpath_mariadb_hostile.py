@@ -10,6 +10,7 @@ and restored after it (the session's private server; new connections read them).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,7 +227,19 @@ def test_mariadb_fast_path_equals_python_for_narrow_name_columns(
     src = tmp_path / "legacy.db"
     make_source(src, rows)
     table = DEFAULT_TABLE.replace("name TEXT", name)
-    python, fast, _ = run_both(mariadb_url, src, tmp_path, monkeypatch, caplog, table=table, batch=4)
+    width = re.search(r"\((\d+)\)", name)
+    extra = f'name = {{ from = "name", max_length = {width[1]} }}' if width else 'name = "name"'
+    python, fast, _ = run_both(
+        mariadb_url,
+        src,
+        tmp_path,
+        monkeypatch,
+        caplog,
+        before=[],
+        table=table,
+        batch=4,
+        extra=extra,
+    )
     assert fast == python
 
 
@@ -285,12 +298,18 @@ def test_mariadb_two_migrations_into_one_target_table_equal_python(
         for name, rows in (("shop_a", first), ("shop_b", second)):
             src = work / f"{name}.db"
             make_source(src, rows)
-            text = SPEC.format(src=src, dst="X", batch=7, duplicates="reject", extra='name = "name"')
+            text = SPEC.format(
+                src=src, dst="X", batch=7, duplicates="reject", extra='name = "name"'
+            )
             text = f'name = "{name}"\n' + text.replace('"sqlite:///X"', f'"{url}"')
             said.append(_run(work / f"{name}.toml", text, switch, monkeypatch))
         said.append(rollback(load_spec(work / "shop_a.toml")))
-        said.append(_run(work / "shop_b.toml", (work / "shop_b.toml").read_text(), switch, monkeypatch))
-        said.append(_run(work / "shop_a.toml", (work / "shop_a.toml").read_text(), switch, monkeypatch))
+        said.append(
+            _run(work / "shop_b.toml", (work / "shop_b.toml").read_text(), switch, monkeypatch)
+        )
+        said.append(
+            _run(work / "shop_a.toml", (work / "shop_a.toml").read_text(), switch, monkeypatch)
+        )
         outcomes.append((said, _dump_tables(url, "new_users")))
     python, fast = outcomes
     assert fast[1] == python[1]
@@ -330,7 +349,12 @@ def test_mariadb_fast_path_equals_python_for_a_target_table_in_another_database(
         text = 'name = "m"\n' + text.replace('table = "new_users"', f'table = "{name}"')
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="authmigrate"):
-            said = _run(tmp_path / f"{switch}.toml", text.replace('"sqlite:///X"', f'"{url}"'), switch, monkeypatch)
+            said = _run(
+                tmp_path / f"{switch}.toml",
+                text.replace('"sqlite:///X"', f'"{url}"'),
+                switch,
+                monkeypatch,
+            )
         fast_batches = sum("fast path," in r.getMessage() for r in caplog.records)
         fast_batches -= sum(r.getMessage().endswith(": Python path") for r in caplog.records)
         outcomes.append((said, _dump_tables(url, quoted), fast_batches))
@@ -350,7 +374,9 @@ def test_mariadb_fast_path_equals_python_for_a_target_table_in_another_database(
     ],
     ids=["floats", "integers", "blobs", "mixed"],
 )
-@pytest.mark.parametrize("column", ["name TEXT", "name VARCHAR(40)", "name BIGINT"])
+@pytest.mark.parametrize(
+    "column", ["name TEXT", "name VARCHAR(40) CHARACTER SET latin1", "name BIGINT"]
+)
 def test_mariadb_fast_path_equals_python_for_source_values_of_other_types(
     names: list[Any],
     column: str,
@@ -365,7 +391,10 @@ def test_mariadb_fast_path_equals_python_for_source_values_of_other_types(
     src = tmp_path / "legacy.db"
     make_source(src, rows)
     table = DEFAULT_TABLE.replace("name TEXT", column)
-    python, fast, _ = run_both(mariadb_url, src, tmp_path, monkeypatch, caplog, table=table)
+    extra = 'name = { from = "name", max_length = 40 }' if "40" in column else 'name = "name"'
+    python, fast, _ = run_both(
+        mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], table=table, extra=extra
+    )
     assert fast == python
 
 
@@ -453,7 +482,9 @@ def test_mariadb_fast_path_waits_out_a_concurrent_writer_as_python(
     assert len(outcomes) == 2
     assert fast == python
     held = [r for r in fast["accounts"] if r[1] == "u7@x.org"]
-    assert held == ([(900, "u7@x.org", "shop")] if writer_ends == "commit" else [(7, "u7@x.org", "n7")])
+    assert held == (
+        [(900, "u7@x.org", "shop")] if writer_ends == "commit" else [(7, "u7@x.org", "n7")]
+    )
 
 
 def test_mariadb_fast_path_rerun_after_rollback_fix_sync_and_run_equals_python(
@@ -487,7 +518,10 @@ def test_mariadb_fast_path_rerun_after_rollback_fix_sync_and_run_equals_python(
         text = SPEC.format(src=src, dst="X", batch=3, duplicates="reject", extra='name = "name"')
         text = 'name = "m"\n' + text.replace('"sqlite:///X"', f'"{url}"')
         spec_file = work / "spec.toml"
-        steps: list[Any] = [_run(spec_file, text, switch, monkeypatch), _dump_tables(url, "new_users")]
+        steps: list[Any] = [
+            _run(spec_file, text, switch, monkeypatch),
+            _dump_tables(url, "new_users"),
+        ]
         steps.append(rollback(load_spec(spec_file)))
         steps.append(_dump_tables(url, "new_users"))
         conn = sqlite3.connect(src)
@@ -508,3 +542,28 @@ def test_mariadb_fast_path_rerun_after_rollback_fix_sync_and_run_equals_python(
         outcomes.append(steps)
     for i, (python, fast) in enumerate(zip(*outcomes, strict=True)):
         assert fast == python, i
+
+
+@pytest.mark.parametrize(
+    "column", ["name TINYINT(1)", "name INT", "name BIGINT UNSIGNED", "name SMALLINT"]
+)
+def test_mariadb_fast_path_equals_python_for_text_into_an_integer_column(
+    column: str,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Text values into an integer target column (a boolean ``TINYINT(1)``, an unsigned
+    one): a number spelled with spaces, a sign, an exponent, out of range, or not a number,
+    refused (strict session) or stored alike on both paths."""
+    names = ["1", "0", " 12", "12 ", "-3", "1e3", "0x10", "12abc", "true", "", "99999999999"]
+    names += [str(2**64 - 1), str(2**64), "-0", None]
+    rows = [(i + 1, f"u{i}@x.org", n) for i, n in enumerate(names)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    table = DEFAULT_TABLE.replace("name TEXT", column)
+    python, fast, fast_batches = run_both(
+        mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], table=table, batch=5
+    )
+    assert fast == python
