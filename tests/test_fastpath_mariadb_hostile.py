@@ -10,7 +10,6 @@ and restored after it (the session's private server; new connections read them).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -190,7 +189,7 @@ def test_mariadb_fast_path_equals_python_under_the_unique_columns_collation(
     src = tmp_path / "legacy.db"
     make_source(src, rows)
     table = DEFAULT_TABLE.replace("VARCHAR(320)", column)
-    python, fast, _ = run_both(
+    python, fast, fast_batches = run_both(
         mariadb_url,
         src,
         tmp_path,
@@ -207,10 +206,9 @@ def test_mariadb_fast_path_equals_python_under_the_unique_columns_collation(
 @pytest.mark.parametrize(
     "name",
     [
-        "name CHAR(20)",
-        "name VARCHAR(5)",
         "name TINYTEXT CHARACTER SET latin1",
-        "name VARCHAR(20) CHARACTER SET ascii",
+        "name TEXT CHARACTER SET ascii",
+        "name TINYTEXT",
     ],
 )
 def test_mariadb_fast_path_equals_python_for_narrow_name_columns(
@@ -220,16 +218,16 @@ def test_mariadb_fast_path_equals_python_for_narrow_name_columns(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Values too long for the column, trailing spaces a CHAR column strips, characters the
-    column's charset lacks: refused (strict session) or kept alike on both paths."""
-    names = ["ok", "abcdef", "trail   ", "  lead", "x" * 300, "é" * 5, "é" * 6, "😀", "", None]
+    """Values too long for the column (TINYTEXT: 255 bytes), characters the column's charset
+    lacks: refused (strict session) or kept alike on both paths. (A column of a declared
+    width needs ``max_length`` on the field, which keeps the run on the Python path.)"""
+    names = ["ok", "abcdef", "trail   ", "  lead", "x" * 300, "é" * 128, "é" * 200, "😀", ""]
+    names += [None, "plain", "text", "here"]
     rows = [(i + 1, f"u{i}@x.org", n) for i, n in enumerate(names)]
     src = tmp_path / "legacy.db"
     make_source(src, rows)
     table = DEFAULT_TABLE.replace("name TEXT", name)
-    width = re.search(r"\((\d+)\)", name)
-    extra = f'name = {{ from = "name", max_length = {width[1]} }}' if width else 'name = "name"'
-    python, fast, _ = run_both(
+    python, fast, fast_batches = run_both(
         mariadb_url,
         src,
         tmp_path,
@@ -238,7 +236,6 @@ def test_mariadb_fast_path_equals_python_for_narrow_name_columns(
         before=[],
         table=table,
         batch=4,
-        extra=extra,
     )
     assert fast == python
 
@@ -374,9 +371,7 @@ def test_mariadb_fast_path_equals_python_for_a_target_table_in_another_database(
     ],
     ids=["floats", "integers", "blobs", "mixed"],
 )
-@pytest.mark.parametrize(
-    "column", ["name TEXT", "name VARCHAR(40) CHARACTER SET latin1", "name BIGINT"]
-)
+@pytest.mark.parametrize("column", ["name TEXT", "name TEXT CHARACTER SET latin1", "name BIGINT"])
 def test_mariadb_fast_path_equals_python_for_source_values_of_other_types(
     names: list[Any],
     column: str,
@@ -391,9 +386,8 @@ def test_mariadb_fast_path_equals_python_for_source_values_of_other_types(
     src = tmp_path / "legacy.db"
     make_source(src, rows)
     table = DEFAULT_TABLE.replace("name TEXT", column)
-    extra = 'name = { from = "name", max_length = 40 }' if "40" in column else 'name = "name"'
-    python, fast, _ = run_both(
-        mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], table=table, extra=extra
+    python, fast, fast_batches = run_both(
+        mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], table=table
     )
     assert fast == python
 
@@ -476,7 +470,7 @@ def test_mariadb_fast_path_waits_out_a_concurrent_writer_as_python(
 
     monkeypatch.setattr(base, "run_migration", with_writer)
     with server_setting(mariadb_url, "innodb_lock_wait_timeout", 1):
-        python, fast, _ = run_both(
+        python, fast, fast_batches = run_both(
             mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], batch=10
         )
     assert len(outcomes) == 2
@@ -567,3 +561,40 @@ def test_mariadb_fast_path_equals_python_for_text_into_an_integer_column(
         mariadb_url, src, tmp_path, monkeypatch, caplog, before=[], table=table, batch=5
     )
     assert fast == python
+
+
+@pytest.mark.parametrize(
+    "mode",
+    ["PAD_CHAR_TO_FULL_LENGTH", "EMPTY_STRING_IS_NULL", "ORACLE", "TRADITIONAL", "ANSI"],
+)
+def test_mariadb_fast_path_equals_python_with_a_char_unique_column_under_the_sql_mode(
+    mode: str,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Modes that change what a value reads back as (a CHAR padded to its width, an empty
+    string as NULL) or how the statement parses, with a CHAR unique column (emails
+    normalized; collisions by case and spaces, an account held), and clean batches the
+    fast path takes itself. (A ``max_length`` on the field keeps the run on the Python
+    path: checked per row.)"""
+    emails = ["a@x.org", "A@x.org ", "", "b@x.org", "  ", "B@X.ORG", "c@x.org", "it's"]
+    emails += ["c@x.org", "d@x.org", "e@x.org", "f@x.org", "g@x.org", "h@x.org", "i@x.org"]
+    rows = [(i + 1, e, f"n{i}" if i % 3 else "") for i, e in enumerate(emails)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    table = DEFAULT_TABLE.replace("VARCHAR(320)", "CHAR(255)")
+    with server_setting(mariadb_url, "sql_mode", mode):
+        python, fast, fast_batches = run_both(
+            mariadb_url,
+            src,
+            tmp_path,
+            monkeypatch,
+            caplog,
+            before=[(900, "b@x.org", None)],
+            table=table,
+            batch=4,
+        )
+    assert fast == python
+    assert fast_batches >= 1
