@@ -598,3 +598,41 @@ def test_mariadb_fast_path_equals_python_with_a_char_unique_column_under_the_sql
         )
     assert fast == python
     assert fast_batches >= 1
+
+
+@pytest.mark.parametrize("charset", ["gbk", "sjis", "cp932", "latin1"])
+def test_mariadb_fast_path_equals_python_over_a_connection_charset_with_0x5c_trail_bytes(
+    charset: str,
+    mariadb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The target URL names a legacy connection charset (``?charset=gbk``): letters whose
+    second byte is 0x5c (a backslash) beside quotes must reach the server as themselves,
+    never end a literal early. Values the charset cannot encode are left out (they fail
+    in the driver on both paths)."""
+    names = ["乗'", "俓\\", "僜", "ソ'", "予\\'", "兔", "é'", "plain", "it's"]
+    names = [n for n in names if _encodes(n, charset)]
+    rows = [(i + 1, f"u{i}@x.org", n) for i, n in enumerate(names)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    server = mariadb_url.replace("charset=utf8mb4", f"charset={charset}")
+    assert server != mariadb_url
+    python, fast, fast_batches = run_both(server, src, tmp_path, monkeypatch, caplog)
+    assert fast == python
+    assert fast_batches == 1
+    read = [row[2] for row in fast["accounts"]]
+    if charset == "sjis":  # the server's sjis and Python's differ on a backslash (both paths)
+        read = [n.replace("\uff3c", "\\") for n in read]
+    assert read == names
+
+
+def _encodes(value: str, charset: str) -> bool:
+    import pymysql.charset
+
+    try:
+        value.encode(pymysql.charset.charset_by_name(charset).encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
