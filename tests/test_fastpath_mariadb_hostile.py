@@ -636,3 +636,44 @@ def _encodes(value: str, charset: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def test_mariadb_fast_path_account_written_under_a_batch_key_meanwhile_equals_python(
+    mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shop's new system commits an account under a key of the batch, with the batch's
+    email for it, after the fast path read which keys the target holds and before it
+    inserts: its insert is refused, and its duplicate lookup then finds the account under
+    the batch's own key. The batch must go on as the Python path does it with that account
+    there (``target.key_exists``), not stop the run with an internal error."""
+    from authmigrate.pipeline.fast_mariadb import MariaDBFastPath
+    from tests.test_fastpath_mariadb import dump, make_target
+
+    rows = [(i, f"u{i}@x.org", f"n{i}") for i in range(1, 11)]
+    src = tmp_path / "legacy.db"
+    make_source(src, rows)
+    shop = (7, "u7@x.org", "shop")
+    original = MariaDBFastPath._row_texts
+    outcomes = []
+    for switch in ("0", "1"):
+        url = fresh_database(mariadb_url, "fastmaria")
+        make_target(url, [shop] if switch == "0" else [])
+
+        def meanwhile(self: MariaDBFastPath, *args: Any, url: str = url) -> Any:
+            engine = sa.create_engine(url)
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT IGNORE INTO new_users VALUES (%s, %s, %s)", shop)
+            engine.dispose()
+            return original(self, *args)
+
+        monkeypatch.setattr(MariaDBFastPath, "_row_texts", meanwhile)
+        text = SPEC.format(src=src, dst="X", batch=10, duplicates="reject", extra='name = "name"')
+        said = _run(
+            tmp_path / f"{switch}.toml",
+            text.replace('"sqlite:///X"', f'"{url}"'),
+            switch,
+            monkeypatch,
+        )
+        outcomes.append((said, dump(url)))
+    assert outcomes[1] == outcomes[0]
+    assert ("7", "target.key_exists") in [(r[1], r[3]) for r in outcomes[1][1]["rejects"]]

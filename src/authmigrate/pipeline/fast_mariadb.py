@@ -400,10 +400,10 @@ class MariaDBFastPath(FastPath):
             if first is None:
                 taken[value] = k
             elif form(first) == form(k):
-                raise RuntimeError(
-                    f"account {k!r} was found as a duplicate of itself; stopping before "
-                    "anything of this batch is written"
-                )
+                # the key was free when the batch read the target's keys: another writer
+                # (the new system) has committed an account under it since; the Python path
+                # reads the keys again and rejects it as target.key_exists
+                raise _NotFast("an account appeared under a key of the batch while it was written")
             else:
                 out[k] = first
         return out
