@@ -70,8 +70,8 @@ _STATE_COLUMNS = (
 )
 
 STATEMENT_BYTES = 1_024_000
-"""Bytes of row text per ``INSERT`` (PyMySQL's ``executemany`` cuts at the same length; far
-below the server's default ``max_allowed_packet`` of 16 MiB)."""
+"""Bytes per ``INSERT`` at most (PyMySQL's ``executemany`` cuts at the same length: below a
+``max_allowed_packet`` of 1 MiB, older servers' default and a common my.cnf line)."""
 
 WRITTEN_TYPES = frozenset(
     {
@@ -339,13 +339,19 @@ class MariaDBFastPath(FastPath):
         return key_list, accounts, states, uniques
 
     def _insert(self, cur: Any, head: str, rows: list[str]) -> None:
-        """``head VALUES row, row, ...`` in statements of about :data:`STATEMENT_BYTES`."""
-        start, size = 0, 0
+        """``head VALUES row, row, ...`` in statements of at most :data:`STATEMENT_BYTES`
+        bytes, cut as PyMySQL's ``executemany`` cuts them: before the row that would cross the
+        bound (a longer row alone), counted in bytes, not characters (UTF-8's length bounds
+        every connection charset's), so that a server whose ``max_allowed_packet`` takes the
+        Python path's statements takes these too."""
+        empty = len(head.encode())
+        start, size = 0, empty
         for j, text in enumerate(rows):
-            size += len(text) + 1
-            if size >= STATEMENT_BYTES:
-                cur.execute(head + ",".join(rows[start : j + 1]))
-                start, size = j + 1, 0
+            n = (len(text) if text.isascii() else len(text.encode())) + 1
+            if j > start and size + n > STATEMENT_BYTES:
+                cur.execute(head + ",".join(rows[start:j]))
+                start, size = j, empty
+            size += n
         if start < len(rows):
             cur.execute(head + ",".join(rows[start:]))
 
@@ -394,10 +400,10 @@ class MariaDBFastPath(FastPath):
             if first is None:
                 taken[value] = k
             elif form(first) == form(k):
-                raise RuntimeError(
-                    f"account {k!r} was found as a duplicate of itself; stopping before "
-                    "anything of this batch is written"
-                )
+                # the key was free when the batch read the target's keys: another writer
+                # (the new system) has committed an account under it since; the Python path
+                # reads the keys again and rejects it as target.key_exists
+                raise _NotFast("an account appeared under a key of the batch while it was written")
             else:
                 out[k] = first
         return out
