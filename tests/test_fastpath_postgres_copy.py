@@ -1,4 +1,4 @@
-"""The PostgreSQL fast path's COPY data built in Arrow (text format).
+"""The PostgreSQL fast path's COPY data built in Arrow (text format), and its end-of-run count.
 
 The text format must carry every value a batch can hold exactly: each test loads values
 through a real PostgreSQL ``COPY`` and reads them back, or runs the same migration through the
@@ -8,18 +8,22 @@ Python path and the fast path and compares everything left behind (tests/test_fa
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from authmigrate.pipeline import run_migration
 from authmigrate.pipeline.copy_text import NotText, escape, text_column, text_payload
+from authmigrate.spec import load_spec
 from tests.pg_server import PgServer
-from tests.test_fastpath import SEED_EXTRA
+from tests.test_fastpath import SEED_EXTRA, SPEC
 from tests.test_fastpath_postgres import make_source, run_both
 
 _TEXT = st.text(
@@ -168,3 +172,60 @@ def test_postgres_fast_path_takes_write_row_on_a_latin1_connection_and_equals_py
     assert fast_batches == 2
     assert _ROUTE not in caplog.text
     assert fast == python
+
+
+# -- the end-of-run count of keys left to sync -------------------------------------------------
+
+
+def test_postgres_target_counts_keys_left_by_difference_after_reading_the_whole_source(
+    pg_server: PgServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that read the unchanged source from its first key into an empty key state
+    counts what it leaves to sync as a difference (no COPY of every source key to the
+    server); a rejected row is known to the key state, so nothing is left."""
+    src = tmp_path / "legacy.db"
+    make_source(src, [(k, "bad" if k == 5 else f"u{k}@x.org", None) for k in range(1, 61)])
+    url = pg_server.create_database("fastpg")
+    spec_file = tmp_path / "spec.toml"
+    text = SPEC.format(src=src, dst="X", batch=25, duplicates="reject", extra='name = "name"')
+    spec_file.write_text(text.replace('"sqlite:///X"', f'"{url}"'))
+    with caplog.at_level(logging.DEBUG, logger="authmigrate"):
+        result = run_migration(load_spec(spec_file))
+    assert (result.migrated, result.rejected, result.unsynced) == (59, 1, 0)
+    assert "counted by difference" in caplog.text
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        known = conn.exec_driver_sql("SELECT count(*) FROM authmigrate_key_state").scalar()
+    engine.dispose()
+    assert known == 60
+
+
+def test_postgres_target_counts_keys_in_full_when_the_source_changed_during_the_run(
+    pg_server: PgServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shop deletes an account already read and adds one below every key read: as many
+    keys as the key state holds, yet one is left to sync; only the server's count sees it."""
+    import sqlite3
+
+    src = tmp_path / "legacy.db"
+    make_source(src, [(k, f"u{k}@x.org", None) for k in range(1, 61)])
+    url = pg_server.create_database("fastpg")
+    spec_file = tmp_path / "spec.toml"
+    text = SPEC.format(src=src, dst="X", batch=25, duplicates="reject", extra='name = "name"')
+    spec_file.write_text(text.replace('"sqlite:///X"', f'"{url}"'))
+    changed: list[int] = []
+
+    def shop_writes(done: int, total: int) -> None:
+        if done and not changed:
+            conn = sqlite3.connect(src)
+            conn.execute("DELETE FROM old_users WHERE user_id = 1")
+            conn.execute("INSERT INTO old_users VALUES (0, 'zero@x.org', NULL)")
+            conn.commit()
+            conn.close()
+            changed.append(done)
+
+    with caplog.at_level(logging.DEBUG, logger="authmigrate"):
+        result = run_migration(load_spec(spec_file), progress=shop_writes)
+    assert changed and result.migrated == 60
+    assert result.unsynced == 1
+    assert "counted by difference" not in caplog.text

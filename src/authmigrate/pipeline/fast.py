@@ -1026,21 +1026,24 @@ def count_unsynced_keys(m: Migration) -> int | None:
     anti-join. None where that count is not provably the Python one (the fast path switched
     off, not two SQLite files, a query source, or keys that are not all integers), or the
     driver fails: the caller counts in Python. A PostgreSQL target counts on the server
-    (:func:`authmigrate.pipeline.fast_server.count_unsynced_keys`)."""
+    (:func:`authmigrate.pipeline.fast_server.count_unsynced_keys`). Into either, where the run
+    that just ended read the whole unchanged source into an empty key state, the count is a
+    difference (:meth:`FastPath.keys_left`)."""
     from authmigrate.sources.sql import SqlSource
 
     spec, src, target = m.spec, m.source, m.target
     if os.environ.get(SWITCH, "1").strip() == "0" or not spec.source.table:
         return None
+    fast = _READ_WHOLE.get(m)
+    if fast is not None:
+        # into any target: the proof is the source's and the key state's, not the target's
+        left = fast.keys_left()
+        if left is not None:
+            return left
     if target.engine.dialect.name == "postgresql":
         from authmigrate.pipeline.fast_server import count_unsynced_keys as on_server
 
         return on_server(m)
-    fast = _READ_WHOLE.get(m)
-    if fast is not None:
-        left = fast.keys_left()
-        if left is not None:
-            return left
     if type(src) is not SqlSource or src.engine.dialect.name != "sqlite":
         return None
     path = target.sqlite_path
