@@ -203,6 +203,9 @@ class _Rows:
 class PostgresFastPath(FastPath):
     """The fast path into a PostgreSQL target (see the module's docstring)."""
 
+    read_ahead = True
+    """The server writes a batch while the client reads and decides the next one."""
+
     def __init__(self, m: Migration, reader: Any) -> None:
         super().__init__(m, reader)
         groups = unique_groups(m.spec)
