@@ -276,18 +276,24 @@ class PostgresFastPath(FastPath):
         cols = self.target_cols
         n = fast.num_rows
         keys = fast.column("k").combine_chunks()
-        tokened: list[Record] = []
-        if self.tokens is not None:
+        tokens: dict[str, list[Any]] = {}
+        if self.tokens is not None and self.tokens.segments is None and not residue.records:
+            tokens = self.tokens.issue_columns(n)  # no residue: no record needed
+        elif self.tokens is not None:
+            # one call for the batch's fast rows and residue records alike (one expiry)
             tokened = [Record(k, {}, {}) for k in keys.to_pylist()]
             both = Batch(number=0, first_key=None, last_key=None, rows_read=0)
             both.records = [*tokened, *residue.records]
             self.tokens.process(both)
+            tokens = {
+                c.name: [r.values.get(c.name) for r in tokened] for c in self.tokens.columns()
+            }
         columns: list[pa.Array | list[Any]] = [keys]
         for c in cols[1:]:
             if c in fast.column_names:
                 columns.append(fast.column(c).combine_chunks())
-            elif tokened:
-                columns.append([r.values.get(c) for r in tokened])
+            elif c in tokens:
+                columns.append(tokens[c])
             else:
                 columns.append(pa.nulls(n))
         blake2b = hashlib.blake2b
