@@ -32,6 +32,10 @@ _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 """Backslash first, so the backslashes the other escapes add are not doubled."""
 
 
+_RESERVED = r"[\\\t\n\r]"
+"""RE2: a character :data:`_ESCAPES` rewrites."""
+
+
 class NotText(Exception):  # noqa: N818 - a control-flow signal
     """A column's values are not of a kind its target type takes as text here."""
 
@@ -68,6 +72,8 @@ def text_column(values: pa.Array | pa.ChunkedArray, pg_type: str) -> pa.Array:
         return pc.cast(values, pa.string())  # 'true' / 'false'
     if pg_type in TEXT_TYPES and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         out = values.cast(pa.string())
+        if not pc.any(pc.match_substring_regex(out, _RESERVED)).as_py():
+            return out  # one pass where nothing needs escaping (the fast rows: none does)
         for char, escaped in _ESCAPES:
             out = pc.replace_substring(out, char, escaped)
         return out
