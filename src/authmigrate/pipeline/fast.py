@@ -388,6 +388,10 @@ class _NotFast(Exception):  # noqa: N818 - a control-flow signal
 class FastPath:
     """Runs a migration's batches on the fast path (see the module's docstring)."""
 
+    read_ahead = False
+    """Read and split the next page in a thread while a batch commits (see
+    :class:`_ReadAhead`): worth it where the target works in another process."""
+
     def __init__(self, m: Migration, reader: SqliteArrowPages | None) -> None:
         self.m = m
         self.reader: Any = reader
@@ -490,38 +494,62 @@ class FastPath:
         """Commit every remaining batch; yield each one's outcome (a Python path's
         :class:`Batch` where the fast path handed a batch over)."""
         from authmigrate.pipeline.run import _commit_with_retry
-        from authmigrate.sources.arrow import ArrowPageError
 
         size = self.m.spec.run.batch_size
         if after is None and self._state_is_empty():
             self._version = self._data_version()
-        while True:
-            lock.ensure()
-            try:
-                page = self.reader.page(after, size)
-            except ArrowPageError as exc:
-                log.info("batch %d: the Arrow reader failed (%s): Python path", number, exc)
-                page = None
-            if page is not None and page.num_rows == 0:
-                self._read_whole()
-                return
-            done: Batch | _Done | None = None
-            if page is not None:
-                try:
-                    done = self.commit(number, self.split(page), run_id)
-                except _NotFast as exc:
-                    log.info("batch %d: %s: Python path", number, exc)
-            if done is None:
-                rows = self.m.source.page(after, size)
-                if not rows:
+        ahead = _ReadAhead(self, size) if self.read_ahead else None
+        try:
+            while True:
+                lock.ensure()
+                page, split = ahead.take(after) if ahead is not None else self._read(after, size)
+                if isinstance(page, Exception):  # the reader's ArrowPageError
+                    log.info("batch %d: the Arrow reader failed (%s): Python path", number, page)
+                    page = None
+                if page is not None and page.num_rows == 0:
                     self._read_whole()
                     return
-                done = _commit_with_retry(
-                    self.m, self.m.transform_batch(number, rows), dupes, run_id
-                )
-            yield done
-            after = done.last_key
-            number += 1
+                done: Batch | _Done | None = None
+                if page is not None:
+                    try:
+                        if not isinstance(split, _Page):
+                            raise split or _NotFast("no split")
+                        if ahead is not None:
+                            ahead.start(split.last_key)
+                        done = self.commit(number, split, run_id)
+                    except _NotFast as exc:
+                        log.info("batch %d: %s: Python path", number, exc)
+                if done is None:
+                    rows = self.m.source.page(after, size)
+                    if not rows:
+                        self._read_whole()
+                        return
+                    done = _commit_with_retry(
+                        self.m, self.m.transform_batch(number, rows), dupes, run_id
+                    )
+                yield done
+                after = done.last_key
+                number += 1
+        finally:
+            if ahead is not None:
+                ahead.close()
+
+    def _read(self, after: Any, size: int) -> tuple[pa.Table | Exception, _Page | _NotFast | None]:
+        """The page after ``after`` and its split: (the driver's error, None) where the Arrow
+        reader failed; (the page, the reason) where the split refused it; (an empty page, None)
+        at the end."""
+        from authmigrate.sources.arrow import ArrowPageError
+
+        try:
+            page = self.reader.page(after, size)
+        except ArrowPageError as exc:
+            return exc, None
+        if page.num_rows == 0:
+            return page, None
+        try:
+            return page, self.split(page)
+        except _NotFast as exc:
+            return page, exc
 
     # -- what the run leaves to sync ------------------------------------------------------------
 
@@ -953,6 +981,49 @@ class FastPath:
         return out
 
 
+class _ReadAhead:
+    """The next page read and split in a thread while the current batch commits, so the
+    client's reading and deciding overlaps the server's writing (the driver's wait for the
+    server releases the GIL, and so do the Arrow reader and compute).
+
+    Used in turn with the batch loop, never beside it: :meth:`take` always waits for the read
+    it started before the reader is used again, and a page read after another key than the
+    one the loop asks for (the batch went to the Python path, which read its own rows) is
+    dropped and read again. A thread, not a process: the reader's connection stays one.
+    """
+
+    def __init__(self, fast: FastPath, size: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.fast = fast
+        self.size = size
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authmigrate-read")
+        self.after: Any = None
+        self.future: Any = None
+
+    def start(self, after: Any) -> None:
+        """Begin reading the page after ``after``."""
+        self.after = after
+        self.future = self.pool.submit(self.fast._read, after, self.size)
+
+    def take(self, after: Any) -> tuple[pa.Table | Exception, _Page | _NotFast | None]:
+        """The page after ``after`` and its split (read now if the one read ahead is not it)."""
+        future, self.future = self.future, None
+        if future is not None:
+            if self.after == after:
+                got: tuple[pa.Table | Exception, _Page | _NotFast | None] = future.result()
+                return got
+            future.exception()  # wait for it: its page is not the one wanted
+        return self.fast._read(after, self.size)
+
+    def close(self) -> None:
+        """Wait for a read still under way (the reader is closed after this), then stop."""
+        if self.future is not None:
+            self.future.exception()
+            self.future = None
+        self.pool.shutdown(wait=True)
+
+
 @dataclass
 class _Done:
     """A batch the fast path committed: what the run tallies."""
@@ -1041,21 +1112,24 @@ def count_unsynced_keys(m: Migration) -> int | None:
     anti-join. None where that count is not provably the Python one (the fast path switched
     off, not two SQLite files, a query source, or keys that are not all integers), or the
     driver fails: the caller counts in Python. A PostgreSQL target counts on the server
-    (:func:`authmigrate.pipeline.fast_server.count_unsynced_keys`)."""
+    (:func:`authmigrate.pipeline.fast_server.count_unsynced_keys`). Into either, where the run
+    that just ended read the whole unchanged source into an empty key state, the count is a
+    difference (:meth:`FastPath.keys_left`)."""
     from authmigrate.sources.sql import SqlSource
 
     spec, src, target = m.spec, m.source, m.target
     if os.environ.get(SWITCH, "1").strip() == "0" or not spec.source.table:
         return None
+    fast = _READ_WHOLE.get(m)
+    if fast is not None:
+        # into any target: the proof is the source's and the key state's, not the target's
+        left = fast.keys_left()
+        if left is not None:
+            return left
     if target.engine.dialect.name == "postgresql":
         from authmigrate.pipeline.fast_server import count_unsynced_keys as on_server
 
         return on_server(m)
-    fast = _READ_WHOLE.get(m)
-    if fast is not None:
-        left = fast.keys_left()
-        if left is not None:
-            return left
     if type(src) is not SqlSource or src.engine.dialect.name != "sqlite":
         return None
     path = target.sqlite_path

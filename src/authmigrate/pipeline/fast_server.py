@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from authmigrate.pipeline.batch import Batch, Record, Reject
@@ -140,8 +141,70 @@ def _written_columns(m: Migration) -> list[str]:
     return cols + [c.name for stage in [*m.early, *m.late] for c in stage.columns()]
 
 
+class _Rows:
+    """A batch's accounts-to-be and fingerprints: the fast rows column-wise (Arrow arrays, or
+    Python lists where a stage gave Python values: tokens, fingerprints) and the residue's rows
+    as tuples in key order; each row is ``k``, each target column, ``fp``, ``cfp``, ``tfp``."""
+
+    def __init__(self, fast: list[pa.Array | list[Any]], residue: list[tuple[Any, ...]]) -> None:
+        self.fast = fast
+        self.residue = residue
+
+    def tuples(self) -> list[tuple[Any, ...]]:
+        """Every row as a tuple, in key order (for ``write_row``)."""
+        columns = [c.to_pylist() if isinstance(c, pa.Array) else c for c in self.fast]
+        rows = list(zip(*columns, strict=True))
+        if self.residue:
+            rows += self.residue
+            rows.sort(key=lambda row: row[0])
+        return rows
+
+    def column(self, i: int) -> list[Any]:
+        """Column ``i``'s values (fast rows, then the residue's)."""
+        c = self.fast[i]
+        return [*(c.to_pylist() if isinstance(c, pa.Array) else c), *(r[i] for r in self.residue)]
+
+    def keys(self) -> list[Any]:
+        """The rows' keys, in key order."""
+        return sorted(self.column(0)) if self.residue else self.column(0)
+
+    def text_columns(self, types: list[str]) -> tuple[pa.Array, list[pa.Array]]:
+        """The key column as Arrow integers and every column as COPY text fields (see
+        :mod:`~authmigrate.pipeline.copy_text`), in key order; ``types`` are the columns'
+        PostgreSQL types. Raises :class:`~authmigrate.pipeline.copy_text.NotText` where a
+        value is not of its column's kind."""
+        from authmigrate.pipeline.copy_text import NotText, text_column
+
+        try:
+            parts = [self.fast]
+            if self.residue:
+                parts.append([[r[i] for r in self.residue] for i in range(len(self.fast))])
+            arrays: list[list[pa.Array]] = [[] for _ in self.fast]
+            for part in parts:
+                for i, values in enumerate(part):
+                    array = values if isinstance(values, pa.Array) else pa.array(values)
+                    arrays[i].append(array)
+            if not all(pa.types.is_integer(a.type) for a in arrays[0]):
+                raise NotText("the keys are not integers")
+            keys = pa.concat_arrays([a.cast(pa.int64()) for a in arrays[0]])
+            texts = [
+                pa.concat_arrays([text_column(a, typ) for a in column])
+                for column, typ in zip(arrays, types, strict=True)
+            ]
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise NotText(f"a value Arrow cannot carry ({type(exc).__name__})") from None
+        if self.residue:
+            order = pc.sort_indices(keys)
+            keys = keys.take(order)
+            texts = [t.take(order) for t in texts]
+        return keys, texts
+
+
 class PostgresFastPath(FastPath):
     """The fast path into a PostgreSQL target (see the module's docstring)."""
+
+    read_ahead = True
+    """The server writes a batch while the client reads and decides the next one."""
 
     def __init__(self, m: Migration, reader: Any) -> None:
         super().__init__(m, reader)
@@ -152,6 +215,7 @@ class PostgresFastPath(FastPath):
         self._target_types: list[str] = []
         self._state_types: list[str] = []
         self._state_sql: str | None = None
+        self._state_sql_text = ""
 
     def commit(self, number: int, page: _Page, run_id: str) -> _Done:
         import psycopg
@@ -183,8 +247,9 @@ class PostgresFastPath(FastPath):
         rel = f"{_q(state.schema)}.{_q(state.name)}" if state.schema else _q(state.name)
         found = {str(n): str(t) for n, t in cur.execute(sql, (rel,)).fetchall()}
         self._state_types = [found.get(c, "") for c in _STATE_COLUMNS]
+        self._state_sql_text = f"COPY {rel} ({', '.join(_STATE_COLUMNS)}) FROM STDIN"
         self._state_sql = (
-            f"COPY {rel} ({', '.join(_STATE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            f"{self._state_sql_text} (FORMAT BINARY)"
             if all(t in STAGED_TYPES | {"timestamp"} for t in self._state_types)
             else None
         )
@@ -202,44 +267,51 @@ class PostgresFastPath(FastPath):
         )
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({columns}) ON COMMIT DELETE ROWS")
 
-    def _rows(self, fast: pa.Table, residue: Batch) -> list[tuple[Any, ...]]:
+    def _rows(self, fast: pa.Table, residue: Batch) -> _Rows:
         """The batch's accounts-to-be and their fingerprints (``k``, each target column, then
-        ``fp``, ``cfp``, ``tfp``), in key order. Tokens are issued here, one per row, by the
-        token stage itself."""
+        ``fp``, ``cfp``, ``tfp``). Tokens are issued here, one per row, by the token stage
+        itself."""
         from authmigrate.sinks.state import fingerprint, value_fp
 
         cols = self.target_cols
         n = fast.num_rows
-        keys = fast.column("k").to_pylist()
-        tokened: list[Record] = []
-        if self.tokens is not None:
-            tokened = [Record(k, {}, {}) for k in keys]
+        keys = fast.column("k").combine_chunks()
+        tokens: dict[str, list[Any]] = {}
+        if self.tokens is not None and self.tokens.segments is None and not residue.records:
+            tokens = self.tokens.issue_columns(n)  # no residue: no record needed
+        elif self.tokens is not None:
+            # one call for the batch's fast rows and residue records alike (one expiry)
+            tokened = [Record(k, {}, {}) for k in keys.to_pylist()]
             both = Batch(number=0, first_key=None, last_key=None, rows_read=0)
             both.records = [*tokened, *residue.records]
             self.tokens.process(both)
-        columns: list[list[Any]] = [keys]
+            tokens = {
+                c.name: [r.values.get(c.name) for r in tokened] for c in self.tokens.columns()
+            }
+        columns: list[pa.Array | list[Any]] = [keys]
         for c in cols[1:]:
             if c in fast.column_names:
-                columns.append(fast.column(c).to_pylist())
-            elif tokened:
-                columns.append([r.values.get(c) for r in tokened])
+                columns.append(fast.column(c).combine_chunks())
+            elif c in tokens:
+                columns.append(tokens[c])
             else:
-                columns.append([None] * n)
+                columns.append(pa.nulls(n))
+        blake2b = hashlib.blake2b
         for name in ("fp", "cfp", "tfp"):
             if name in fast.column_names:
                 columns.append(
                     [
-                        hashlib.blake2b(t, digest_size=16).hexdigest()
+                        blake2b(t, digest_size=16).hexdigest()
                         for t in fast.column(name).cast(pa.binary()).to_pylist()
                     ]
                 )
             else:
-                columns.append([None] * n)
-        rows = list(zip(*columns, strict=True))
+                columns.append(pa.nulls(n))
+        rows: list[tuple[Any, ...]] = []
         if residue.records:
             creds = self.m.target.cred_columns
             target = self.cred.target_column if self.cred is not None else None
-            rows += [
+            rows = [
                 (
                     *(r.values.get(c) for c in cols),
                     fingerprint(r.source, self.fp_columns),
@@ -249,7 +321,7 @@ class PostgresFastPath(FastPath):
                 for r in residue.records
             ]
             rows.sort(key=lambda row: row[0])
-        return rows
+        return _Rows(columns, rows)
 
     def _copy_stage(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         """COPY the rows into the stage."""
@@ -263,10 +335,14 @@ class PostgresFastPath(FastPath):
             # a residue value not of its column's type: the Python path lets the server convert
             raise _NotFast("a value the stage's binary COPY cannot carry") from None
 
-    def _direct(self, cur: Any, rows: list[tuple[Any, ...]], stamp: Any) -> bool:
+    def _direct(self, cur: Any, rows: _Rows, stamp: Any) -> bool:
         """COPY the rows straight into the accounts and their key state, inside a savepoint:
         True if the target took them all. False (rolled back) if it refused any, a unique
         value an account holds already most likely: the stage then decides which rows lose.
+
+        The COPY data is built column-wise in Arrow (text format, :meth:`_payloads`); where a
+        value is not of its column's kind, or the connection's encoding is not UTF-8, each row
+        goes through psycopg's binary ``write_row`` instead.
         """
         import psycopg
 
@@ -275,21 +351,63 @@ class PostgresFastPath(FastPath):
         ncols = len(self.target_cols)
         names = ", ".join(_q(c) for c in self.target_cols)
         migration = self.m.target.migration
+        payloads = self._payloads(cur, rows, stamp)
         cur.execute("SAVEPOINT authmigrate_fast")
         try:
-            with cur.copy(f"COPY {self.table_sql} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(self._target_types)
-                for row in rows:
-                    copy.write_row(row[:ncols])
-            with cur.copy(self._state_sql) as copy:
-                copy.set_types(self._state_types)
-                for row in rows:
-                    copy.write_row((migration, str(row[0]), "migrated", *row[ncols:], stamp))
+            if payloads is not None:
+                accounts, state = payloads
+                with cur.copy(f"COPY {self.table_sql} ({names}) FROM STDIN") as copy:
+                    copy.write(accounts)
+                with cur.copy(self._state_sql_text) as copy:
+                    copy.write(state)
+            else:
+                tuples = rows.tuples()
+                sql = f"COPY {self.table_sql} ({names}) FROM STDIN (FORMAT BINARY)"
+                with cur.copy(sql) as copy:
+                    copy.set_types(self._target_types)
+                    for row in tuples:
+                        copy.write_row(row[:ncols])
+                with cur.copy(self._state_sql) as copy:
+                    copy.set_types(self._state_types)
+                    for row in tuples:
+                        copy.write_row((migration, str(row[0]), "migrated", *row[ncols:], stamp))
         except (psycopg.Error, TypeError, ValueError, OverflowError, AttributeError):
             cur.execute("ROLLBACK TO SAVEPOINT authmigrate_fast")
             return False
         cur.execute("RELEASE SAVEPOINT authmigrate_fast")
         return True
+
+    def _payloads(self, cur: Any, rows: _Rows, stamp: Any) -> tuple[memoryview, memoryview] | None:
+        """The text-format COPY data of the accounts and of their key state rows, built in
+        Arrow; None where it cannot be (the caller then writes row by row)."""
+        from authmigrate.pipeline.copy_text import (
+            TEXT_TYPES,
+            NotText,
+            escape,
+            stamp_text,
+            text_payload,
+        )
+
+        if cur.connection.info.encoding != "utf-8":
+            return None  # the text data is UTF-8; the binary route lets psycopg encode
+        ncols = len(self.target_cols)
+        fp_types = self._state_types[3:6]
+        if any(t not in TEXT_TYPES for t in self._state_types[:6]):
+            return None
+        if self._state_types[6] != "timestamp":
+            return None
+        try:
+            keys, texts = rows.text_columns([*self._target_types, *fp_types])
+            when = stamp_text(stamp)
+            source_keys = pc.cast(keys, pa.string())  # state_key of an integer: its digits
+        except NotText as exc:
+            log.debug("COPY row by row: %s", exc)
+            return None
+        migration = escape(self.m.target.migration)
+        accounts = text_payload(texts[:ncols])
+        state = text_payload([migration, source_keys, "migrated", *texts[ncols:], when])
+        log.debug("COPY as text built in Arrow: %d rows", len(keys))
+        return memoryview(accounts), memoryview(state)
 
     # -- the batch --------------------------------------------------------------------------
 
@@ -319,11 +437,11 @@ class PostgresFastPath(FastPath):
         losers: dict[int, Any] = {}
         direct = not self._variants_among(conn, rows) and self._direct(cur, rows, stamp)
         if direct:
-            written = [row[0] for row in rows]
+            written = rows.keys()
         else:
             # duplicates: first in key order wins (the target's accounts before the batch's)
             self._create_stage(cur)
-            self._copy_stage(cur, rows)
+            self._copy_stage(cur, rows.tuples())
             losers = self._variant_losers(conn, cur)
             if losers:
                 cur.execute(f"DELETE FROM {STAGE} WHERE k = ANY(%s)", (sorted(losers),))
@@ -396,7 +514,7 @@ class PostgresFastPath(FastPath):
         )
         return sorted(k for (k,) in cur.execute(sql).fetchall())
 
-    def _variants_among(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> bool:
+    def _variants_among(self, conn: sa.Connection, rows: _Rows) -> bool:
         """True when a row's unique value is one the target holds spelled otherwise (such a
         row takes the stage, where :meth:`_variant_losers` decides it)."""
         variants = self._variants(conn)
@@ -404,7 +522,7 @@ class PostgresFastPath(FastPath):
             return False
         (column,) = self.groups[0]
         i = self.target_cols.index(column)
-        return any(row[i] in variants for row in rows)
+        return any(value in variants for value in rows.column(i))
 
     def _variants(self, conn: sa.Connection) -> dict[Any, Any]:
         """``{normalized value: key}`` of the target's accounts spelled otherwise (read once
