@@ -16,11 +16,18 @@ demo: $(STAMP)
 	$(BIN)/authmigrate demo
 
 # Installs the database servers the tests start themselves (PostgreSQL, MariaDB),
-# then runs lint, type checks and the whole suite.
+# then runs lint, type checks and the whole suite: first every test not marked `serial` on
+# TEST_WORKERS pytest-xdist workers (each with its own private servers; a test file stays on one
+# worker, files handed out in name order), then the `serial` ones (they measure time) alone.
+# Both parts always run; either failing fails the target.
+TEST_WORKERS ?= 2
 test: $(STAMP) servers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	@status=0; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial" || status=$$?; \
+	$(BIN)/pytest -q -m serial || status=$$((status ? status : $$?)); \
+	exit $$status
 
 servers:
 	@bash scripts/ensure-servers

@@ -15,6 +15,13 @@ from tests.pg_server import PgServer, pg_session
 # guard's own tests remove it with monkeypatch.
 os.environ["AUTHMIGRATE_ALLOW_TEST_PROFILE"] = "1"
 
+# The CLI's output is checked as a pipe or a CI log shows it: unwrapped lines, unless COLUMNS
+# says a width (a test that wants one passes it). pytest-xdist's workers inherit COLUMNS=80 and
+# LINES=24, and a developer's shell may export them: drop both, for this process and the CLI
+# subprocesses the tests start.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.pg_server import free_port as _free_port  # one port picker for the suite's servers
 
 
 @dataclass
@@ -58,12 +59,6 @@ def _binary(name: str) -> str | None:
         if os.access(f"{folder}/{name}", os.X_OK):
             return f"{folder}/{name}"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:

@@ -8,7 +8,9 @@ a socket inside its directory, and is stopped (fast) when the session ends.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -32,10 +34,42 @@ def _bin(tool: str) -> str:
     return candidates[-1]
 
 
+# Ports for the servers the tests start come from below the kernel's ephemeral range
+# (32768-60999 by default), so that no client connection of the suite is ever given one between
+# the pick and the server's bind; under pytest-xdist each worker picks in a slice of its own, so
+# two workers never hand out the same port. Within a slice the ports are walked in turn from a
+# random start, so one process does not pick again a port it just handed out.
+_PORTS = range(20000, 32000)
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = len(_PORTS) // max(count, 1)
+    start = _PORTS.start + (index % max(count, 1)) * size
+    return range(start, start + size)
+
+
+_next_ports: Iterator[int] | None = None
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nothing is bound to, in this process's slice (see ``_PORTS``)."""
+    global _next_ports
+    ports = _port_slice()
+    if _next_ports is None:
+        offset = random.randrange(len(ports))
+        _next_ports = itertools.cycle([*ports[offset:], *ports[:offset]])
+    for _ in range(len(ports)):
+        port = next(_next_ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port left for a test server")
 
 
 @dataclass

@@ -84,10 +84,11 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port nobody listens on right now (tests/pg_server.py's picker: workers of
+    pytest-xdist never get the same one)."""
+    from tests.pg_server import free_port as pick
+
+    return pick()
 
 
 @dataclass

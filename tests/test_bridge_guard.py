@@ -66,6 +66,7 @@ def test_basic_auth_with_the_secret_is_not_accepted(base) -> None:
     assert status == 401
 
 
+@pytest.mark.serial
 def test_a_declared_10_mb_body_is_refused_before_it_is_read(base) -> None:
     head = (
         "POST /kratos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -106,6 +107,7 @@ def test_a_head_over_16_kib_is_refused_and_the_server_lives_on(base) -> None:
     assert call(base, "POST", "/kratos", {"identifier": "x@example.com", "password": "y"})[0] == 403
 
 
+@pytest.mark.serial
 def test_unknown_user_malformed_hash_no_password_and_wrong_password_look_the_same(
     tmp_path: Path,
 ) -> None:
@@ -164,6 +166,7 @@ def test_rate_limit_memory_is_bounded() -> None:
     assert len(limit) == 1000
 
 
+@pytest.mark.serial
 def test_the_event_loop_answers_while_verifications_run(tmp_path: Path) -> None:
     """Magento 2's argon2id (64 MiB, 3 passes) takes a while to verify; while eight of them run
     in the thread pool, unauthenticated requests (answered on the loop) stay fast."""
@@ -201,6 +204,7 @@ def test_the_event_loop_answers_while_verifications_run(tmp_path: Path) -> None:
     assert len(pings) >= 5 and statistics.median(pings) < 0.15, pings
 
 
+@pytest.mark.serial
 def test_over_the_queue_bound_logins_get_503_with_retry_after_at_once(tmp_path: Path) -> None:
     """One verification slot and a queue of two: of eight logins at once against a slow hash,
     three are verified and five are refused at once, not queued behind them."""

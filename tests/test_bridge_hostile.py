@@ -46,6 +46,7 @@ def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> 
     return None
 
 
+@pytest.mark.serial
 def test_a_slow_or_silent_request_head_is_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +143,7 @@ def add_unmigrated(shop: Any, rows: list[tuple[int, str, str, str]]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_every_endpoint_answers_every_failure_alike_in_equal_time(tmp_path: Path) -> None:
     """Unknown user, malformed hash, no password, wrong password, and a wrong password for an
     account still only in the legacy source: one answer per provider, and the same time."""

@@ -93,6 +93,7 @@ def test_verify_of_an_unrecognised_credential_is_false_not_an_error() -> None:
     assert creds.verify_and_update("password", "not a hash at all") == (False, None)
 
 
+@pytest.mark.serial
 def test_unknown_credential_takes_about_as_long_as_a_wrong_password_on_argon2id() -> None:
     stored = argon2.PasswordHasher(memory_cost=19456, time_cost=2, parallelism=1).hash("pw")
 

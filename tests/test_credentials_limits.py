@@ -76,6 +76,7 @@ HOSTILE: list[tuple[str, str]] = [
 @pytest.mark.parametrize(
     ("scheme", "value"), HOSTILE, ids=[f"{s}-{i}" for i, (s, _) in enumerate(HOSTILE)]
 )
+@pytest.mark.serial
 def test_huge_work_factors_are_malformed_and_cost_nothing(scheme: str, value: str) -> None:
     with pytest.raises(MalformedHashError) as info:
         creds.import_hash(scheme, value)
@@ -146,6 +147,7 @@ def test_firebase_parameters_stay_within_the_scrypt_bounds() -> None:
         "$S$D" + "saltsalt" + "a" * 43,  # Drupal 7: 2^15 rounds
     ],
 )
+@pytest.mark.serial
 def test_a_huge_password_against_a_wrapped_slow_loop_costs_nothing(credential: str) -> None:
     wrapped = creds.wrap(creds.import_hash("auto", credential), profile="TEST")
     start = time.perf_counter()

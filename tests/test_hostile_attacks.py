@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.helpers_verify import cli
 
 SECRET = "Hunter2-Sw0rdfish"
@@ -159,6 +161,7 @@ def _sha512_crypt_at_budget(length: int, password: str) -> str:
     return str(sha512_crypt.using(rounds=rounds, salt="saltsalt").hash(password))
 
 
+@pytest.mark.serial
 def test_html_rule_prices_the_escaped_password_not_the_typed_one() -> None:
     """The html rule hashes ``htmlspecialchars(typed)``: 682 typed ``"`` are 4,092 escaped
     bytes, but the work was priced with 682, so a row at the budget for 682 bytes cost 5.6 s

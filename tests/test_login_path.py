@@ -308,6 +308,7 @@ def test_a_password_that_is_not_str_raises_type_error_up_front(password: Any) ->
 # -- item 5: what a login path needs besides verify --------------------------------------------
 
 
+@pytest.mark.serial
 def test_dummy_verify_costs_what_a_real_verification_does() -> None:
     real = argon2.PasswordHasher(
         memory_cost=creds.OWASP_2025.memory_cost,
@@ -394,6 +395,7 @@ def test_an_upgrade_with_no_race_is_written(target_url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.serial
 def test_the_async_variant_leaves_the_event_loop_free() -> None:
     stored = argon2.PasswordHasher(memory_cost=65536, time_cost=4, parallelism=1).hash("secret")
 
@@ -481,6 +483,7 @@ def _wall(fn: Any) -> float:
     return time.perf_counter() - start
 
 
+@pytest.mark.serial
 def test_with_the_floor_a_weak_md5_and_argon2id_answer_alike() -> None:
     md5 = "md5$$" + "5f4dcc3b5aa765d61d8327deb882cf99"
     argon = argon2.PasswordHasher(
@@ -501,6 +504,7 @@ def test_with_the_floor_a_weak_md5_and_argon2id_answer_alike() -> None:
     assert abs(md5_time - argon_time) <= 0.35 * max(md5_time, argon_time)
 
 
+@pytest.mark.serial
 def test_a_numeric_floor_is_a_minimum_and_bulk_use_has_none() -> None:
     md5 = "md5$$" + "5f4dcc3b5aa765d61d8327deb882cf99"
     assert _wall(lambda: creds.verify("password", md5, min_seconds=0.2)) >= 0.2

@@ -1046,6 +1046,7 @@ def test_tls_certificate_not_trusted_stops_with_nothing_claimed(tmp_path: Path, 
     assert [(r.status, r.attempts) for r in outbox_rows(engine)] == [("queued", 0)] * 2
 
 
+@pytest.mark.serial
 def test_password_is_never_sent_unencrypted_to_a_remote_host(tmp_path: Path) -> None:
     extra = f'username = "shop"\npassword = "env:{PASSWORD_ENV}"\n'
     spec = load_spec_text(
