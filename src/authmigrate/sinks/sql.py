@@ -389,18 +389,47 @@ class InLookup:
         out: list[tuple[Any, Any]] = []
         for i in range(0, len(values), self.largest):
             chunk = values[i : i + self.largest]
-            width = min(self.largest, 1 << max(len(chunk) - 1, 0).bit_length())
-            sql, names = self._statement(width)
-            chunk += [None] * (width - len(chunk))
-            params: Any = tuple(chunk) if self.positional else dict(zip(names, chunk, strict=True))
-            result = conn.exec_driver_sql(sql, params)
-            value_of, key_of = self._result_processors(result)
-            rows = [tuple(r) for r in result]
-            if value_of is not None or key_of is not None:
-                value_of, key_of = value_of or _identity, key_of or _identity
-                rows = [(value_of(v), key_of(k)) for v, k in rows]
-            out.extend(rows)
+            out.extend(self._query(conn, chunk))
         return out
+
+    def _query(self, conn: sa.Connection, chunk: list[Any]) -> list[tuple[Any, Any]]:
+        width = min(self.largest, 1 << max(len(chunk) - 1, 0).bit_length())
+        sql, names = self._statement(width)
+        padded = chunk + [None] * (width - len(chunk))
+        params: Any = tuple(padded) if self.positional else dict(zip(names, padded, strict=True))
+        try:
+            result = conn.exec_driver_sql(sql, params)
+        except sa.exc.DBAPIError as exc:
+            if not _beyond_charset(exc):
+                raise
+            return _halved(lambda part: self._query(conn, part), chunk)
+        value_of, key_of = self._result_processors(result)
+        rows = [tuple(r) for r in result]
+        if value_of is not None or key_of is not None:
+            value_of, key_of = value_of or _identity, key_of or _identity
+            rows = [(value_of(v), key_of(k)) for v, k in rows]
+        return rows
+
+
+_ILLEGAL_MIX = {1267, 1270, 1271}
+"""MariaDB/MySQL "Illegal mix of collations" (two, three or more operands)."""
+
+
+def _beyond_charset(exc: sa.exc.DBAPIError) -> bool:
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] in _ILLEGAL_MIX
+
+
+def _halved(query: Callable[[list[Any]], list[Any]], chunk: list[Any]) -> list[Any]:
+    """``query`` of a chunk of values that failed as a whole because one of them is beyond
+    the column's character set (MariaDB/MySQL: an emoji against a latin1 column): such a
+    value is in no row, so the chunk is halved until it stands alone, and matches nothing
+    (its insert is then refused as the row's own fault). A failed statement leaves the
+    transaction open there."""
+    if len(chunk) == 1:
+        return []
+    half = len(chunk) // 2
+    return query(chunk[:half]) + query(chunk[half:])
 
 
 Lookup = Callable[[sa.Connection, list[Any]], list[tuple[Any, Any]]]
@@ -1017,9 +1046,17 @@ class SqlTarget:
             return found
         probe = sa.tuple_(*cols)
         step = 900 if self.engine.dialect.name == "mysql" else 5000
+
+        def query(chunk: list[Any]) -> list[Any]:
+            try:
+                return list(conn.execute(sa.select(*cols, key).where(probe.in_(chunk))))
+            except sa.exc.DBAPIError as exc:
+                if not _beyond_charset(exc):
+                    raise
+                return _halved(query, chunk)
+
         for i in range(0, len(vals), step):
-            chunk = vals[i : i + step]
-            for row in conn.execute(sa.select(*cols, key).where(probe.in_(chunk))):
+            for row in query(vals[i : i + step]):
                 found[tuple(row[:-1])] = row[-1]
         return found
 
