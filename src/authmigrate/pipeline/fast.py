@@ -699,43 +699,8 @@ class FastPath:
         # bookkeeping: rejects, key state, the checkpoint
         target = m.target
         written = [k for (k,) in cur.execute(f"SELECT k FROM temp.{_STAGE} ORDER BY k")]
-        if rejects:
-            conn.execute(
-                target.rejects.insert(),
-                [
-                    {
-                        "migration": target.migration,
-                        "run_id": run_id,
-                        "batch_no": number,
-                        "source_key": None if j.key is None else encode_key(j.key),
-                        "outcome": j.outcome,
-                        "reason": j.reason,
-                        "column_name": j.column,
-                        "detail": j.detail,
-                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
-                        "raw": raw_row(j.source, m.redact),
-                    }
-                    for j in rejects
-                ],
-            )
         now = utcnow()
-        merged = sum(1 for j in rejects if j.outcome == "merged")
-        conn.execute(
-            target.batches.insert(),
-            {
-                "migration": target.migration,
-                "batch_no": number,
-                "run_id": run_id,
-                "first_key": encode_key(page.first_key),
-                "last_key": encode_key(page.last_key),
-                "rows_read": page.rows,
-                "migrated": len(written),
-                "rejected": len(rejects) - merged,
-                "merged": merged,
-                "written_keys": pack_keys(written),
-                "committed_at": now,
-            },
-        )
+        merged = self._checkpoint(conn, number, page, run_id, written, rejects, now)
         stamp = self.now_proc(now) if self.now_proc is not None else now
         state = _qualified(target.state)
         cur.execute(
@@ -892,6 +857,58 @@ class FastPath:
             )
             for k, first in sorted(losers.items())
         ]
+
+    def _checkpoint(
+        self,
+        conn: sa.Connection,
+        number: int,
+        page: Any,
+        run_id: str,
+        written: list[int],
+        rejects: list[Reject],
+        now: Any,
+    ) -> int:
+        """The batch's rejects and its checkpoint row, alike into every target; returns how
+        many of the rejects are merges."""
+        m = self.m
+        target = m.target
+        if rejects:
+            conn.execute(
+                target.rejects.insert(),
+                [
+                    {
+                        "migration": target.migration,
+                        "run_id": run_id,
+                        "batch_no": number,
+                        "source_key": None if j.key is None else encode_key(j.key),
+                        "outcome": j.outcome,
+                        "reason": j.reason,
+                        "column_name": j.column,
+                        "detail": j.detail,
+                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
+                        "raw": raw_row(j.source, m.redact),
+                    }
+                    for j in rejects
+                ],
+            )
+        merged = sum(1 for j in rejects if j.outcome == "merged")
+        conn.execute(
+            target.batches.insert(),
+            {
+                "migration": target.migration,
+                "batch_no": number,
+                "run_id": run_id,
+                "first_key": encode_key(page.first_key),
+                "last_key": encode_key(page.last_key),
+                "rows_read": page.rows,
+                "migrated": len(written),
+                "rejected": len(rejects) - merged,
+                "merged": merged,
+                "written_keys": pack_keys(written),
+                "committed_at": now,
+            },
+        )
+        return merged
 
     def _done(
         self,

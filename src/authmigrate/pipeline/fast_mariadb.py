@@ -51,8 +51,7 @@ import sqlalchemy as sa
 from authmigrate.pipeline.batch import Batch, Record, Reject
 from authmigrate.pipeline.fast import _REPRABLE, FastPath, _Done, _NotFast, _Page
 from authmigrate.pipeline.stages import unique_groups
-from authmigrate.sinks.keys import encode_key, pack_keys
-from authmigrate.sinks.sql import raw_row, utcnow
+from authmigrate.sinks.sql import utcnow
 
 if TYPE_CHECKING:
     from authmigrate.pipeline.run import Migration
@@ -415,7 +414,6 @@ class MariaDBFastPath(FastPath):
     ) -> _Done:
         import pymysql
 
-        m = self.m
         raw: Any = conn.connection.driver_connection
         cur = raw.cursor()
         clock = time.perf_counter()
@@ -471,43 +469,7 @@ class MariaDBFastPath(FastPath):
         written = keys
 
         # bookkeeping: rejects, the checkpoint
-        target = m.target
-        if rejects:
-            conn.execute(
-                target.rejects.insert(),
-                [
-                    {
-                        "migration": target.migration,
-                        "run_id": run_id,
-                        "batch_no": number,
-                        "source_key": None if j.key is None else encode_key(j.key),
-                        "outcome": j.outcome,
-                        "reason": j.reason,
-                        "column_name": j.column,
-                        "detail": j.detail,
-                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
-                        "raw": raw_row(j.source, m.redact),
-                    }
-                    for j in rejects
-                ],
-            )
-        merged = sum(1 for j in rejects if j.outcome == "merged")
-        conn.execute(
-            target.batches.insert(),
-            {
-                "migration": target.migration,
-                "batch_no": number,
-                "run_id": run_id,
-                "first_key": encode_key(page.first_key),
-                "last_key": encode_key(page.last_key),
-                "rows_read": page.rows,
-                "migrated": len(written),
-                "rejected": len(rejects) - merged,
-                "merged": merged,
-                "written_keys": pack_keys(written),
-                "committed_at": now,
-            },
-        )
+        merged = self._checkpoint(conn, number, page, run_id, written, rejects, now)
         cur.close()
         done = self._done(conn, page, number, written, residue, losers, rejects, merged)
         PROFILE["bookkeeping"] += time.perf_counter() - clock

@@ -38,8 +38,7 @@ import sqlalchemy as sa
 from authmigrate.pipeline.batch import Batch, Record, Reject
 from authmigrate.pipeline.fast import FastPath, _Done, _NotFast, _Page, _q
 from authmigrate.pipeline.stages import unique_groups
-from authmigrate.sinks.keys import encode_key, pack_keys
-from authmigrate.sinks.sql import raw_row, utcnow
+from authmigrate.sinks.sql import utcnow
 
 if TYPE_CHECKING:
     from authmigrate.pipeline.run import Migration
@@ -455,42 +454,7 @@ class PostgresFastPath(FastPath):
 
         # bookkeeping: rejects, the checkpoint, key state
         target = m.target
-        if rejects:
-            conn.execute(
-                target.rejects.insert(),
-                [
-                    {
-                        "migration": target.migration,
-                        "run_id": run_id,
-                        "batch_no": number,
-                        "source_key": None if j.key is None else encode_key(j.key),
-                        "outcome": j.outcome,
-                        "reason": j.reason,
-                        "column_name": j.column,
-                        "detail": j.detail,
-                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
-                        "raw": raw_row(j.source, m.redact),
-                    }
-                    for j in rejects
-                ],
-            )
-        merged = sum(1 for j in rejects if j.outcome == "merged")
-        conn.execute(
-            target.batches.insert(),
-            {
-                "migration": target.migration,
-                "batch_no": number,
-                "run_id": run_id,
-                "first_key": encode_key(page.first_key),
-                "last_key": encode_key(page.last_key),
-                "rows_read": page.rows,
-                "migrated": len(written),
-                "rejected": len(rejects) - merged,
-                "merged": merged,
-                "written_keys": pack_keys(written),
-                "committed_at": now,
-            },
-        )
+        merged = self._checkpoint(conn, number, page, run_id, written, rejects, now)
         if not direct:
             state = _q(target.state.name)
             if target.state.schema:
