@@ -710,26 +710,7 @@ class _Syncer:
         return self.table.c[name].type if name in self.table.c else sa.Boolean()
 
     def _write_rejects(self, conn: sa.Connection, number: int, rejects: list[Reject]) -> None:
-        if not rejects:
-            return
-        conn.execute(
-            self.target.rejects.insert(),
-            [
-                {
-                    "migration": self.target.migration,
-                    "run_id": self.run_id,
-                    "batch_no": number,
-                    "source_key": None if j.key is None else encode_key(j.key),
-                    "outcome": j.outcome,
-                    "reason": j.reason,
-                    "column_name": j.column,
-                    "detail": j.detail,
-                    "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
-                    "raw": raw_row(j.source, self.m.redact),
-                }
-                for j in rejects
-            ],
-        )
+        self.target.write_rejects(conn, self.run_id, number, rejects, self.m.redact)
 
     def _batch_row(
         self, conn: sa.Connection, number: int, delta: Counter[str], written: list[Any]

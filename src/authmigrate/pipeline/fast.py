@@ -47,7 +47,7 @@ from authmigrate.pipeline.batch import Batch, Record, Reject
 from authmigrate.pipeline.stages import unique_groups
 from authmigrate.pipeline.transform import _ASCII_EMAIL
 from authmigrate.sinks.keys import encode_key, pack_keys
-from authmigrate.sinks.sql import raw_row, utcnow
+from authmigrate.sinks.sql import utcnow
 from authmigrate.spec import FieldSpec, Spec
 
 if TYPE_CHECKING:
@@ -870,27 +870,8 @@ class FastPath:
     ) -> int:
         """The batch's rejects and its checkpoint row, alike into every target; returns how
         many of the rejects are merges."""
-        m = self.m
-        target = m.target
-        if rejects:
-            conn.execute(
-                target.rejects.insert(),
-                [
-                    {
-                        "migration": target.migration,
-                        "run_id": run_id,
-                        "batch_no": number,
-                        "source_key": None if j.key is None else encode_key(j.key),
-                        "outcome": j.outcome,
-                        "reason": j.reason,
-                        "column_name": j.column,
-                        "detail": j.detail,
-                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
-                        "raw": raw_row(j.source, m.redact),
-                    }
-                    for j in rejects
-                ],
-            )
+        target = self.m.target
+        target.write_rejects(conn, run_id, number, rejects, self.m.redact)
         merged = sum(1 for j in rejects if j.outcome == "merged")
         conn.execute(
             target.batches.insert(),

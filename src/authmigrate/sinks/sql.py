@@ -35,7 +35,7 @@ from authmigrate.db import (
     sqlite_file,
 )
 from authmigrate.errors import LockError, TargetError
-from authmigrate.pipeline.batch import Batch, InvalidValue, Stage
+from authmigrate.pipeline.batch import Batch, InvalidValue, Reject, Stage
 from authmigrate.sinks.keys import TargetKey, encode_key, pack_keys
 from authmigrate.sinks.keys import decode_key as decode_key
 from authmigrate.sinks.keys import unpack_keys as unpack_keys
@@ -1202,25 +1202,7 @@ class SqlTarget:
     ) -> None:
         if batch.records:
             self.accounts_writer()(conn, [r.values for r in batch.records])
-        if batch.rejects:
-            conn.execute(
-                self.rejects.insert(),
-                [
-                    {
-                        "migration": self.migration,
-                        "run_id": run_id,
-                        "batch_no": batch.number,
-                        "source_key": None if j.key is None else encode_key(j.key),
-                        "outcome": j.outcome,
-                        "reason": j.reason,
-                        "column_name": j.column,
-                        "detail": j.detail,
-                        "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
-                        "raw": raw_row(j.source, redact),
-                    }
-                    for j in batch.rejects
-                ],
-            )
+        self.write_rejects(conn, run_id, batch.number, batch.rejects, redact)
         for stage in self.stages:
             stage.write(conn, batch, run_id)
         merged = sum(1 for j in batch.rejects if j.outcome == "merged")
@@ -1244,6 +1226,36 @@ class SqlTarget:
         states = self.state_rows(batch)
         if states:
             self._insert_state(conn, states)
+
+    def write_rejects(
+        self,
+        conn: sa.Connection,
+        run_id: str,
+        number: int,
+        rejects: list[Reject],
+        redact: frozenset[str],
+    ) -> None:
+        """The rows of ``authmigrate_rejects`` for a batch's rejects (``raw`` redacted)."""
+        if not rejects:
+            return
+        conn.execute(
+            self.rejects.insert(),
+            [
+                {
+                    "migration": self.migration,
+                    "run_id": run_id,
+                    "batch_no": number,
+                    "source_key": None if j.key is None else encode_key(j.key),
+                    "outcome": j.outcome,
+                    "reason": j.reason,
+                    "column_name": j.column,
+                    "detail": j.detail,
+                    "merged_into": None if j.merged_into is None else encode_key(j.merged_into),
+                    "raw": raw_row(j.source, redact),
+                }
+                for j in rejects
+            ],
+        )
 
     def state_rows(self, batch: Batch) -> list[dict[str, Any]]:
         """The key-state rows of a batch's accounts and rejects (see :mod:`.state`)."""
