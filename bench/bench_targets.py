@@ -176,11 +176,11 @@ def postgres() -> Iterator[tuple[Any, int]]:
 
 
 @contextlib.contextmanager
-def mariadb() -> Iterator[tuple[Any, int]]:
+def mariadb(buffer_pool: str) -> Iterator[tuple[Any, int]]:
     from tests.mariadb_server import start_server
 
     base = Path(tempfile.mkdtemp(prefix="authmigrate-bench-mariadb-"))
-    server = start_server(base)
+    server = start_server(base, buffer_pool)
     try:
         yield server, server.process.pid
     finally:
@@ -377,6 +377,11 @@ def main() -> None:
     ap.add_argument("--target", nargs="+", default=["postgres", "mariadb"])
     ap.add_argument("--mapping", nargs="+", default=["email", "seed"])
     ap.add_argument("--paths", nargs="+", default=["fast"], choices=["python", "fast"])
+    ap.add_argument(
+        "--mariadb-buffer-pool",
+        default="1G",
+        help="the MariaDB server's innodb_buffer_pool_size (the tests' servers use 32M)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="authmigrate-bench-targets-"))
     src = work / "legacy.db"
@@ -385,7 +390,10 @@ def main() -> None:
     try:
         for target in args.target:
             servers = postgres if target == "postgres" else mariadb
-            with servers() as (server, pid):
+            started = servers() if target == "postgres" else mariadb(args.mariadb_buffer_pool)
+            with started as (server, pid):
+                if target == "mariadb":
+                    print(f"mariadb: innodb_buffer_pool_size={args.mariadb_buffer_pool}")
                 cpu = ServerCpu(pid)
                 for mapping in args.mapping:
                     runs: dict[str, dict[str, Any]] = {}

@@ -72,8 +72,10 @@ def _accepts(port: int) -> bool:
     return True
 
 
-def start_server(base: Path) -> MariaDBServer:
-    """Initialise a data directory under ``base`` and start ``mariadbd`` on it.
+def start_server(base: Path, buffer_pool: str = "32M") -> MariaDBServer:
+    """Initialise a data directory under ``base`` and start ``mariadbd`` on it, with an
+    InnoDB buffer pool of ``buffer_pool`` (small for the tests; the benchmarks give it a
+    production server's size).
 
     Raises:
         RuntimeError: the binaries are missing or the server did not come up in 60 s (the
@@ -96,7 +98,7 @@ def start_server(base: Path) -> MariaDBServer:
         [server, "--no-defaults", f"--datadir={datadir}", f"--socket={base / 'sock'}",
          f"--port={port}", "--bind-address=127.0.0.1", "--user=root", f"--log-error={log}",
          f"--pid-file={base / 'mariadbd.pid'}", "--skip-name-resolve",
-         "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
+         f"--innodb-buffer-pool-size={buffer_pool}", "--innodb-log-file-size=16M",
          "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin",
          # the platforms' install SQL predates strict mode; legacy shops run without it
          "--sql-mode=NO_ENGINE_SUBSTITUTION", "--character-set-server=latin1",
