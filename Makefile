@@ -23,6 +23,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP) servers
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	@status=0; \
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial" || status=$$?; \

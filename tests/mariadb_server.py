@@ -88,22 +88,43 @@ def start_server(base: Path, buffer_pool: str = "32M") -> MariaDBServer:
     datadir = base / "data"
     datadir.mkdir(parents=True)
     subprocess.run(
-        [install_db, "--no-defaults", f"--datadir={datadir}", "--user=root",
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            install_db,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     port = _free_port()
     log = base / "error.log"
     proc = subprocess.Popen(
-        [server, "--no-defaults", f"--datadir={datadir}", f"--socket={base / 'sock'}",
-         f"--port={port}", "--bind-address=127.0.0.1", "--user=root", f"--log-error={log}",
-         f"--pid-file={base / 'mariadbd.pid'}", "--skip-name-resolve",
-         f"--innodb-buffer-pool-size={buffer_pool}", "--innodb-log-file-size=16M",
-         "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin",
-         # the platforms' install SQL predates strict mode; legacy shops run without it
-         "--sql-mode=NO_ENGINE_SUBSTITUTION", "--character-set-server=latin1",
-         "--collation-server=latin1_swedish_ci"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            server,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            f"--socket={base / 'sock'}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--user=root",
+            f"--log-error={log}",
+            f"--pid-file={base / 'mariadbd.pid'}",
+            "--skip-name-resolve",
+            f"--innodb-buffer-pool-size={buffer_pool}",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--skip-log-bin",
+            # the platforms' install SQL predates strict mode; legacy shops run without it
+            "--sql-mode=NO_ENGINE_SUBSTITUTION",
+            "--character-set-server=latin1",
+            "--collation-server=latin1_swedish_ci",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     srv = MariaDBServer(datadir, port, proc)
     deadline = time.monotonic() + 60

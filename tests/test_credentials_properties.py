@@ -81,7 +81,13 @@ def test_aspnet_v3_blob_round_trips(prf: int, iterations: int, salt: bytes, subk
 
 
 @FAST
-@given(salt=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="$"), min_size=1, max_size=20))
+@given(
+    salt=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="$"),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_django_salted_forms_round_trip(salt: str) -> None:
     value = f"md5${salt}${hashlib.md5(salt.encode()).hexdigest().upper()}"
     canonical = creds.import_hash("django_md5", value)

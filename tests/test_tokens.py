@@ -36,8 +36,9 @@ def test_issued_token_verifies_and_stored_form_is_self_describing() -> None:
     assert (parsed.version, parsed.alg, parsed.purpose) == (1, "sha256", "activation")
     assert parsed.expires_at == NOW + 3600
     assert parsed.prefix == token_prefix(token) == token[:PREFIX_LENGTH]
-    assert re.fullmatch(r"\$amtok\$v=1,alg=sha256,purpose=activation,exp=\d+,prefix=\S{8}\$\S+",
-                        stored)
+    assert re.fullmatch(
+        r"\$amtok\$v=1,alg=sha256,purpose=activation,exp=\d+,prefix=\S{8}\$\S+", stored
+    )
 
 
 def test_stored_form_never_contains_the_plaintext() -> None:
@@ -175,8 +176,14 @@ def test_no_other_string_verifies(guess: str) -> None:
 
 
 def test_token_stage_fills_hash_and_prefix_and_keeps_plaintext_off_the_values() -> None:
-    stage = TokenStage(TokensSpec(column="auth_token", prefix_column="auth_token_prefix",
-                                  purpose="password_reset", expires_in="2d"))
+    stage = TokenStage(
+        TokensSpec(
+            column="auth_token",
+            prefix_column="auth_token_prefix",
+            purpose="password_reset",
+            expires_in="2d",
+        )
+    )
     batch = Batch(1, 1, 3, 3, [Record(i, {}, {"email": f"{i}@x"}) for i in range(3)])
 
     stage.process(batch)
@@ -217,8 +224,9 @@ def test_token_stage_reads_the_server_key_from_the_environment(
 def _legacy_db(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE old_users (user_id INTEGER PRIMARY KEY, email TEXT)")
-        conn.executemany("INSERT INTO old_users VALUES (?, ?)",
-                         [(i, f"u{i}@example.com") for i in range(1, 6)])
+        conn.executemany(
+            "INSERT INTO old_users VALUES (?, ?)", [(i, f"u{i}@example.com") for i in range(1, 6)]
+        )
 
 
 TOKENS_ONLY = """
@@ -245,32 +253,48 @@ def test_tokens_without_delivery_are_refused_before_anything_is_written(
     """1,992 token hashes whose plaintext nobody has: the spec must say so or add [notify]."""
     _legacy_db(tmp_path / "legacy.db")
     spec = tmp_path / "m.toml"
-    spec.write_text(TOKENS_ONLY.format(src=tmp_path / "legacy.db", dst=tmp_path / "new.db",
-                                       extra=""))
+    spec.write_text(
+        TOKENS_ONLY.format(src=tmp_path / "legacy.db", dst=tmp_path / "new.db", extra="")
+    )
 
-    done = subprocess.run([sys.executable, "-m", "authmigrate", command, str(spec)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "authmigrate", command, str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert done.returncode == 2, done.stdout + done.stderr
     said = " ".join((done.stdout + done.stderr).split())
     assert "tokens.delivery" in said and "[notify]" in said and 'delivery = "none"' in said
-    assert not (tmp_path / "new.db").exists() or not sqlite3.connect(
-        tmp_path / "new.db").execute("SELECT name FROM sqlite_master WHERE name = 'new_users'"
-                                     ).fetchall()
+    assert (
+        not (tmp_path / "new.db").exists()
+        or not sqlite3.connect(tmp_path / "new.db")
+        .execute("SELECT name FROM sqlite_master WHERE name = 'new_users'")
+        .fetchall()
+    )
 
 
 def test_tokens_with_delivery_none_said_explicitly_migrate(tmp_path: Path) -> None:
     _legacy_db(tmp_path / "legacy.db")
     spec = tmp_path / "m.toml"
-    spec.write_text(TOKENS_ONLY.format(src=tmp_path / "legacy.db", dst=tmp_path / "new.db",
-                                       extra='delivery = "none"'))
+    spec.write_text(
+        TOKENS_ONLY.format(
+            src=tmp_path / "legacy.db", dst=tmp_path / "new.db", extra='delivery = "none"'
+        )
+    )
 
-    done = subprocess.run([sys.executable, "-m", "authmigrate", "run", str(spec)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "authmigrate", "run", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert done.returncode == 0, done.stdout + done.stderr
-    stored = sqlite3.connect(tmp_path / "new.db").execute(
-        "SELECT auth_token FROM new_users").fetchall()
+    stored = (
+        sqlite3.connect(tmp_path / "new.db").execute("SELECT auth_token FROM new_users").fetchall()
+    )
     assert len(stored) == 5 and all(parse_stored(s) for (s,) in stored)
 
 
