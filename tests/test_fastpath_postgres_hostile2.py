@@ -8,6 +8,7 @@ reject naming the column, nothing lost, nothing doubled) are asserted directly.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 import tests.test_fastpath_postgres_hostile as hostile
+from authmigrate.pipeline import run_migration
+from authmigrate.reconcile import verify_migration
+from authmigrate.spec import load_spec
 from tests.pg_server import PgServer
+from tests.test_fastpath import SPEC
 from tests.test_fastpath_postgres import dump, make_source
 from tests.test_fastpath_postgres_hostile import both, promises
 
@@ -129,3 +134,38 @@ def test_column_numbered_by_a_sequence_gets_the_python_paths_numbers(
     assert [r[3] for r in python["accounts"]] == [1, 2, 3, 4]
     assert n == 2
     assert fast == python
+
+
+# -- 3. the read-ahead thread when the run ends between two batches ------------------------
+
+
+class _Stop(Exception):
+    """What a caller's progress callback raises to end the run."""
+
+
+def test_run_ended_between_batches_leaves_no_read_ahead_thread(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress callback fails after the first batch (as Ctrl-C there would): the run's
+    generator stays suspended with a read under way, and the reader's connection was closed
+    under that thread, which lived on (idle) for as long as the exception was held."""
+    src = tmp_path / "legacy.db"
+    make_source(src, [(k, f"u{k}@x.org", None) for k in range(1, 61)])
+    spec_file = tmp_path / "spec.toml"
+    text = SPEC.format(src=src, dst="X", batch=20, duplicates="reject", extra='name = "name"')
+    spec_file.write_text(text.replace('"sqlite:///X"', f'"{pg_url}"'))
+    monkeypatch.setenv("AUTHMIGRATE_FASTPATH", "1")
+    calls: list[int] = []
+
+    def progress(done: int, total: Any) -> None:
+        calls.append(done)
+        if len(calls) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop) as stopped:
+        run_migration(load_spec(spec_file), progress=progress)
+    left = [t.name for t in threading.enumerate() if t.name.startswith("authmigrate-read")]
+    assert stopped.value is not None and left == []
+    result = run_migration(load_spec(spec_file))
+    assert (result.migrated, result.unsynced) == (60, 0)
+    assert verify_migration(load_spec(spec_file)).ok
