@@ -91,7 +91,7 @@ def test_database_or_client_encoding_other_than_utf8(
     monkeypatch.setattr(hostile, "dump", lambda url: dump(_utf8(url)))
     server: Any = EncodedServer(pg_server, encoding, client)
     python, fast, _ = both(server, src, tmp_path, monkeypatch, caplog, batch=3)
-    assert python["result"][0] == "done"
+    assert python["result"][0] == "done" and python["verify"] == (True, True)
     promises(python, [k for k, _, _ in ENCODED])
     rejected = [(r[1], r[3], r[4]) for r in python["rejects"]]
     if encoding == "LATIN1":
