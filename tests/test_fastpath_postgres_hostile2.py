@@ -106,6 +106,39 @@ def test_database_or_client_encoding_other_than_utf8(
     assert fast == python
 
 
+@pytest.mark.parametrize("duplicates", ["reject", "merge"])
+def test_unique_value_a_latin1_database_cannot_hold_beside_duplicates(
+    duplicates: str,
+    pg_server: PgServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An emoji email in the batch made the server refuse the whole duplicate lookup (and
+    abort the transaction): the batch's duplicates were then found by inserting row by row
+    and rejected as ``target.constraint``, never merged. The lookup now halves the values
+    down to the one the database cannot hold, which matches nothing."""
+    src = tmp_path / "legacy.db"
+    rows = [(1, f"{EMOJI}@x.org", "a"), (2, "b@x.org", "b"), (3, "c@x.org", "c")]
+    make_source(src, [*rows, (4, "C@x.org", "d")])
+    setup = hostile.ddl(
+        "CREATE TABLE new_users (user_id BIGINT PRIMARY KEY, email VARCHAR(320) UNIQUE, name TEXT)",
+        "INSERT INTO new_users VALUES (900, 'b@x.org', NULL)",
+    )
+    server: Any = EncodedServer(pg_server, "LATIN1")
+    python, fast, _ = both(
+        server, src, tmp_path, monkeypatch, caplog, setup=setup, duplicates=duplicates
+    )
+    outcome = "merged" if duplicates == "merge" else "rejected"
+    assert [(r[1], r[2], r[3], r[4], r[6]) for r in python["rejects"]] == [
+        ("1", "rejected", "target.invalid_value", "email", None),
+        ("2", outcome, "duplicate.email", "email", "900"),
+        ("4", outcome, "duplicate.email", "email", "3"),
+    ]
+    assert [r[0] for r in python["accounts"]] == [3, 900]
+    assert fast == python
+
+
 # -- 2. a column the run does not write, numbered by a sequence ----------------------------
 
 
