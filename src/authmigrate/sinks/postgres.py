@@ -228,25 +228,36 @@ class AnyLookup:
         encoding cannot hold (an emoji against a LATIN1 database) makes the server refuse the
         whole statement, and on PostgreSQL a failed statement aborts the transaction. Such a
         value is in no row, so the list is halved until it stands alone and matches nothing
-        (its insert is then refused as the row's own fault, and rejected with its column)."""
+        (its insert is then refused as the row's own fault, and rejected with its column).
+
+        The savepoint goes through the driver's own cursor: the connection may be set to
+        stream its results (a server-side cursor), which cannot carry a ``SAVEPOINT``."""
         params: Any = (values,) if self.positional else {"values": values}
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute("SAVEPOINT authmigrate_lookup")
         try:
-            with conn.begin_nested():
-                result = conn.exec_driver_sql(self.sql, params)
-                if self._results is None:
-                    codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
-                    self._results = (
-                        self._impls[0].result_processor(self.dialect, codes[0]),
-                        self._impls[1].result_processor(self.dialect, codes[1]),
-                    )
-                return [tuple(r) for r in result]
+            result = conn.exec_driver_sql(self.sql, params)
+            if self._results is None:
+                codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
+                self._results = (
+                    self._impls[0].result_processor(self.dialect, codes[0]),
+                    self._impls[1].result_processor(self.dialect, codes[1]),
+                )
+            rows = [tuple(r) for r in result]
         except sa.exc.DataError as exc:
+            with raw.cursor() as cur:
+                cur.execute("ROLLBACK TO SAVEPOINT authmigrate_lookup")
+                cur.execute("RELEASE SAVEPOINT authmigrate_lookup")
             if getattr(exc.orig, "sqlstate", None) != UNTRANSLATABLE:
                 raise
             if len(values) == 1:
                 return []
             half = len(values) // 2
             return self._query(conn, values[:half]) + self._query(conn, values[half:])
+        with raw.cursor() as cur:
+            cur.execute("RELEASE SAVEPOINT authmigrate_lookup")
+        return rows
 
 
 def _identity(value: Any) -> Any:
