@@ -156,21 +156,23 @@ def test_postgres_fast_path_writes_the_seed_mapping_as_text_and_equals_python(
     assert fast == python
 
 
-def test_postgres_fast_path_takes_write_row_on_a_latin1_connection_and_equals_python(
+def test_postgres_fast_path_sends_utf8_text_whatever_pgclientencoding_says(
     pg_server: PgServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A client encoding other than UTF-8: the text data (UTF-8 bytes) would be read as
-    LATIN1, so the rows go through psycopg's binary ``write_row``, which encodes them."""
+    """``PGCLIENTENCODING=LATIN1`` in the environment: the run's connections ask for UTF8
+    anyway (authmigrate.db._libpq), so the text data built in Arrow (UTF-8 bytes) is read
+    as what it is."""
     rows = [(k, f"u{k}@x.org", "é" if k % 3 else "plain") for k in range(1, 41)]
     src = tmp_path / "legacy.db"
     make_source(src, rows)
     monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
     python, fast, fast_batches = run_both(pg_server, src, tmp_path, monkeypatch, caplog, batch=20)
     assert fast_batches == 2
-    assert _ROUTE not in caplog.text
+    assert caplog.text.count(_ROUTE) == 2
+    assert python["runs"][0][2] == 40
     assert fast == python
 
 

@@ -165,7 +165,8 @@ def make_engine(
 ) -> Engine:
     """Create an engine for ``url``; ``path`` is the spec key the URL came from.
 
-    MySQL/MariaDB connections ask for utf8mb4 so legacy latin1/utf8mb3 columns arrive as text.
+    MySQL/MariaDB connections ask for utf8mb4 so legacy latin1/utf8mb3 columns arrive as text;
+    PostgreSQL connections ask for UTF8 (see :func:`_libpq`).
 
     Args:
         readonly: every connection reads only, enforced by the database (sources).
@@ -187,6 +188,8 @@ def make_engine(
     backend = parsed.get_backend_name()
     if backend == "mysql" and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    if _libpq(parsed):
+        kwargs["connect_args"] = {"client_encoding": "utf8"}
     if backend == "sqlite":
         kwargs = {}
         _check_sqlite_name(parsed.database or "", path)
@@ -203,6 +206,22 @@ def make_engine(
     elif backend == "sqlite":
         _tune_sqlite(engine, synchronous)
     return engine
+
+
+def _libpq(parsed: URL) -> bool:
+    """True for a PostgreSQL URL whose driver passes libpq's connection parameters on.
+
+    Such a connection asks for the UTF8 client encoding, whatever the URL, the role, the
+    database or ``PGCLIENTENCODING`` say: Python's text travels as UTF-8 and the server
+    converts it to the database's encoding, so a value a LATIN1 database cannot hold is
+    refused by the server as the row's own fault (a ``DataError``: rejected with its column)
+    instead of by the driver's encoder (a ``UnicodeEncodeError`` that stopped the run), and a
+    ``SQL_ASCII`` database's text arrives as text, not bytes.
+    """
+    return parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in (
+        "psycopg",
+        "psycopg2",
+    )
 
 
 def _check_sqlite_name(db: str, path: str) -> None:

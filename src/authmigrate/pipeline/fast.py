@@ -421,10 +421,20 @@ class FastPath:
         self._version: int | None = None
         """The source's ``PRAGMA data_version`` on the reader's connection when this run
         started reading from the first key into an empty key state (None: it did not)."""
+        self._ahead: _ReadAhead | None = None
+        """The read-ahead of :meth:`batches` while it runs."""
 
     def close(self) -> None:
         """Release the Arrow reader's connection (and the migration's entry: the entry's
-        value refers to its key, which would keep both alive)."""
+        value refers to its key, which would keep both alive).
+
+        A read-ahead still under way is waited for and its thread stopped first: a run that
+        ends by an exception outside :meth:`batches` (Ctrl-C or a failing progress callback
+        between two batches) leaves the generator suspended, its ``finally`` not yet run, and
+        the reader must not be closed under the thread reading it."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
         _READ_WHOLE.pop(self.m, None)
         self.reader.close()
 
@@ -498,7 +508,7 @@ class FastPath:
         size = self.m.spec.run.batch_size
         if after is None and self._state_is_empty():
             self._version = self._data_version()
-        ahead = _ReadAhead(self, size) if self.read_ahead else None
+        ahead = self._ahead = _ReadAhead(self, size) if self.read_ahead else None
         try:
             while True:
                 lock.ensure()

@@ -215,6 +215,9 @@ class PostgresFastPath(FastPath):
         self._state_types: list[str] = []
         self._state_sql: str | None = None
         self._state_sql_text = ""
+        self._numbered = False
+        """A column the run does not write takes its default from a sequence (see
+        :meth:`_direct`)."""
 
     def commit(self, number: int, page: _Page, run_id: str) -> _Done:
         import psycopg
@@ -241,6 +244,16 @@ class PostgresFastPath(FastPath):
         if missing:
             raise _NotFast(f"the target column {missing[0]} is not staged in binary")
         self._target_types = [types[c] for c in self.target_cols]
+        self._numbered = bool(
+            cur.execute(
+                "SELECT 1 FROM pg_attribute a LEFT JOIN pg_attrdef d "
+                "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+                "AND NOT a.attname = ANY(%s) AND (a.attidentity <> '' "
+                "OR position('nextval(' IN pg_get_expr(d.adbin, d.adrelid)) > 0)",
+                (_relation(self.m), self.target_cols),
+            ).fetchone()
+        )
         self._types = ["int8", *self._target_types[1:], "text", "text", "text"]
         state = self.m.target.state
         rel = f"{_q(state.schema)}.{_q(state.name)}" if state.schema else _q(state.name)
@@ -342,10 +355,14 @@ class PostgresFastPath(FastPath):
         The COPY data is built column-wise in Arrow (text format, :meth:`_payloads`); where a
         value is not of its column's kind, or the connection's encoding is not UTF-8, each row
         goes through psycopg's binary ``write_row`` instead.
+
+        Not where a column the run does not write is numbered by a sequence: a refused COPY
+        would have drawn a number for each of its rows (a sequence is not rolled back), and
+        the accounts would hold other numbers than the Python path gives them.
         """
         import psycopg
 
-        if self._state_sql is None:
+        if self._state_sql is None or self._numbered:
             return False
         ncols = len(self.target_cols)
         names = ", ".join(_q(c) for c in self.target_cols)

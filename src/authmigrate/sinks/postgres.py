@@ -184,6 +184,10 @@ class CopyInsert:
         self.copied += len(params)
 
 
+UNTRANSLATABLE = "22P05"
+"""PostgreSQL's SQLSTATE for a character the database's encoding has no equivalent for."""
+
+
 class AnyLookup:
     """``SELECT column, key WHERE column = ANY(:values)``: one short statement per lookup,
     however many values (the same answers as :class:`~authmigrate.sinks.sql.InLookup`).
@@ -210,20 +214,50 @@ class AnyLookup:
     def __call__(self, conn: sa.Connection, values: list[Any]) -> list[tuple[Any, Any]]:
         if self.proc is not None:
             values = [self.proc(v) for v in values]
-        params: Any = (values,) if self.positional else {"values": values}
-        result = conn.exec_driver_sql(self.sql, params)
+        rows = self._query(conn, values)
         if self._results is None:
-            codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
-            self._results = (
-                self._impls[0].result_processor(self.dialect, codes[0]),
-                self._impls[1].result_processor(self.dialect, codes[1]),
-            )
+            return rows  # no statement answered: no row either
         value_of, key_of = self._results
-        rows = [tuple(r) for r in result]
         if value_of is None and key_of is None:
             return rows
         value_of, key_of = value_of or _identity, key_of or _identity
         return [(value_of(v), key_of(k)) for v, k in rows]
+
+    def _query(self, conn: sa.Connection, values: list[Any]) -> list[tuple[Any, Any]]:
+        """The rows holding one of ``values``, in a savepoint: a value the database's
+        encoding cannot hold (an emoji against a LATIN1 database) makes the server refuse the
+        whole statement, and on PostgreSQL a failed statement aborts the transaction. Such a
+        value is in no row, so the list is halved until it stands alone and matches nothing
+        (its insert is then refused as the row's own fault, and rejected with its column).
+
+        The savepoint goes through the driver's own cursor: the connection may be set to
+        stream its results (a server-side cursor), which cannot carry a ``SAVEPOINT``."""
+        params: Any = (values,) if self.positional else {"values": values}
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute("SAVEPOINT authmigrate_lookup")
+        try:
+            result = conn.exec_driver_sql(self.sql, params)
+            if self._results is None:
+                codes = [d[1] for d in (result.cursor.description or [])] or [None, None]
+                self._results = (
+                    self._impls[0].result_processor(self.dialect, codes[0]),
+                    self._impls[1].result_processor(self.dialect, codes[1]),
+                )
+            rows = [tuple(r) for r in result]
+        except sa.exc.DataError as exc:
+            with raw.cursor() as cur:
+                cur.execute("ROLLBACK TO SAVEPOINT authmigrate_lookup")
+                cur.execute("RELEASE SAVEPOINT authmigrate_lookup")
+            if getattr(exc.orig, "sqlstate", None) != UNTRANSLATABLE:
+                raise
+            if len(values) == 1:
+                return []
+            half = len(values) // 2
+            return self._query(conn, values[:half]) + self._query(conn, values[half:])
+        with raw.cursor() as cur:
+            cur.execute("RELEASE SAVEPOINT authmigrate_lookup")
+        return rows
 
 
 def _identity(value: Any) -> Any:
