@@ -1,0 +1,76 @@
+"""What a second new user met following README and docs on a WooCommerce shop, a Magento 2
+shop and a home-grown table (session of 2026-12-01): each test is one finding."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``authmigrate`` as a user runs it in a pipe (no terminal, no COLUMNS)."""
+    base = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    return subprocess.run(
+        [sys.executable, "-m", "authmigrate", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={**base, **(env or {})},
+    )
+
+
+def _members(path: Path, n: int = 5) -> None:
+    """A home-grown accounts table: id, email, an md5 hex password."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE members (id INTEGER PRIMARY KEY, email TEXT NOT NULL, pw TEXT)")
+    db.executemany(
+        "INSERT INTO members VALUES (?, ?, ?)",
+        [(i, f"m{i}@shop.example", f"{i:032x}") for i in range(1, n + 1)],
+    )
+    db.commit()
+    db.close()
+
+
+def test_init_with_output_in_another_folder_writes_paths_the_spec_can_read(
+    tmp_path: Path,
+) -> None:
+    """`init -o specs/m.toml` run beside the database: the spec reads relative paths from its
+    own folder, so the paths typed on the command line are written re-based on it (the spec
+    `init` wrote used to name specs/data/shop.db, and `plan` found no such file)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "specs").mkdir()
+    _members(tmp_path / "data" / "shop.db")
+    made = run_cli(
+        "init",
+        "--from",
+        "sqlite:///data/shop.db",
+        "--to",
+        "sqlite:///auth.db",
+        "-o",
+        "specs/m.toml",
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    text = (tmp_path / "specs" / "m.toml").read_text(encoding="utf-8")
+    assert 'url = "sqlite:///../data/shop.db"' in text
+    assert 'url = "sqlite:///../auth.db"' in text
+    done = run_cli("run", "specs/m.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "auth.db").is_file()
+    assert not (tmp_path / "specs" / "auth.db").exists()
+    count = sqlite3.connect(tmp_path / "auth.db").execute("SELECT count(*) FROM accounts")
+    assert count.fetchone()[0] == 5
+
+
+def test_init_in_the_spec_folder_keeps_the_paths_as_typed(tmp_path: Path) -> None:
+    _members(tmp_path / "shop.db")
+    made = run_cli("init", "--from", "sqlite:///shop.db", "--to", "sqlite:///auth.db", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    text = (tmp_path / "migration.toml").read_text(encoding="utf-8")
+    assert 'url = "sqlite:///shop.db"' in text and 'url = "sqlite:///auth.db"' in text
