@@ -74,3 +74,43 @@ def test_init_in_the_spec_folder_keeps_the_paths_as_typed(tmp_path: Path) -> Non
     assert made.returncode == 0, made.stderr
     text = (tmp_path / "migration.toml").read_text(encoding="utf-8")
     assert 'url = "sqlite:///shop.db"' in text and 'url = "sqlite:///auth.db"' in text
+
+
+URL_SPEC = """\
+[source]
+url = "{url}"
+table = "members"
+key = "id"
+
+[target]
+url = "sqlite:///auth.db"
+table = "accounts"
+
+[fields]
+id = "id"
+"""
+
+
+def test_a_url_for_a_driver_authmigrate_lacks_says_which_url_to_write(tmp_path: Path) -> None:
+    """`postgres://` (the DATABASE_URL of many hosts), `mysql://` (SQLAlchemy's mysqlclient)
+    and `postgresql+psycopg2://`: the message named a plugin or a module the user cannot act
+    on; it now names the URL scheme whose driver authmigrate installs. Nothing is written and
+    the password never shows."""
+    cases = {
+        "postgres://u:Pw-9x@127.0.0.1:1/legacy": "postgresql+psycopg://",
+        "mysql://u:Pw-9x@127.0.0.1:1/legacy": "mysql+pymysql://",
+        "postgresql+psycopg2://u:Pw-9x@127.0.0.1:1/legacy": "postgresql+psycopg://",
+    }
+    for url, better in cases.items():
+        (tmp_path / "m.toml").write_text(URL_SPEC.format(url=url), encoding="utf-8")
+        done = run_cli("plan", "m.toml", cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.startswith("authmigrate: error: source.url: "), done.stderr
+        assert f"write the URL as {better}" in done.stderr, done.stderr
+        assert "Pw-9x" not in done.stdout + done.stderr
+        made = run_cli("init", "--from", url, "-o", "i.toml", cwd=tmp_path)
+        assert made.returncode == 2, made.stdout + made.stderr
+        assert f"write the URL as {better}" in made.stderr, made.stderr
+        assert "Pw-9x" not in made.stdout + made.stderr
+        assert not (tmp_path / "i.toml").exists()
+    assert not (tmp_path / "auth.db").exists()

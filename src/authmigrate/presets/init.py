@@ -130,14 +130,15 @@ def from_spec_folder(url: str, out: Path) -> str:
 def _engine(url: str) -> sa.Engine:
     if url.startswith(("csv:", "jsonl:")):
         raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
-    from authmigrate.db import make_engine
+    from authmigrate.db import driver_hint, make_engine
 
     try:
         sa.engine.make_url(url).get_dialect()
+    except NoSuchModuleError as exc:  # an ArgumentError: caught first
+        hint = driver_hint(sa.engine.make_url(url))
+        raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}{hint}") from None
     except (ArgumentError, ValueError):
         raise SpecError("--from", "not a database URL (e.g. mysql+pymysql://user@host/shop)")
-    except NoSuchModuleError as exc:
-        raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}")
     # read-only at the database level, like every source connection
     engine = make_engine(with_mysql_charset(url), path="--from", readonly=True)
     missing = _missing_sqlite_file(engine)
