@@ -114,3 +114,13 @@ def test_a_url_for_a_driver_authmigrate_lacks_says_which_url_to_write(tmp_path: 
         assert "Pw-9x" not in made.stdout + made.stderr
         assert not (tmp_path / "i.toml").exists()
     assert not (tmp_path / "auth.db").exists()
+
+
+def test_init_on_a_csv_file_says_how_to_write_the_spec(tmp_path: Path) -> None:
+    """`init --from csv:///users.csv` was refused with "a csv/jsonl source has no platform",
+    which names no way forward: it now says to write the spec by hand, and with what."""
+    (tmp_path / "users.csv").write_text("id,email\n1,a@x.example\n", encoding="utf-8")
+    made = run_cli("init", "--from", "csv:///users.csv", cwd=tmp_path)
+    assert made.returncode == 2
+    assert "write the spec by hand" in made.stderr and 'url = "csv:///' in made.stderr
+    assert not (tmp_path / "migration.toml").exists()

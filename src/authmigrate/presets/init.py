@@ -129,7 +129,12 @@ def from_spec_folder(url: str, out: Path) -> str:
 
 def _engine(url: str) -> sa.Engine:
     if url.startswith(("csv:", "jsonl:")):
-        raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
+        raise SpecError(
+            "--from",
+            "init inspects a database; for a csv/jsonl file write the spec by hand: README's "
+            'example with [source] url = "csv:///users.csv" (or jsonl:///) and key = its id '
+            "column, then `authmigrate plan` it (docs/spec.md, [source])",
+        )
     from authmigrate.db import driver_hint, make_engine
 
     try:
