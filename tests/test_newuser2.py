@@ -124,3 +124,43 @@ def test_init_on_a_csv_file_says_how_to_write_the_spec(tmp_path: Path) -> None:
     assert made.returncode == 2
     assert "write the spec by hand" in made.stderr and 'url = "csv:///' in made.stderr
     assert not (tmp_path / "migration.toml").exists()
+
+
+SYNC_SPEC = """\
+[source]
+url = "sqlite:///shop.db"
+table = "members"
+key = "id"
+
+[target]
+url = "sqlite:///auth.db"
+table = "accounts"
+
+[fields]
+id = "id"
+email = { from = "email", normalize = "email" }
+"""
+
+
+def test_rollback_announces_the_accounts_it_then_removes_after_a_sync(tmp_path: Path) -> None:
+    """After a sync that disabled an account deleted in the source, rollback announced one
+    account fewer than it removed (the batch rows' net count): the preview now counts the
+    accounts the target holds, as the rollback removes them."""
+    _members(tmp_path / "shop.db", n=6)
+    (tmp_path / "m.toml").write_text(SYNC_SPEC, encoding="utf-8")
+    assert run_cli("run", "m.toml", cwd=tmp_path).returncode == 0
+    shop = sqlite3.connect(tmp_path / "shop.db")
+    shop.execute("DELETE FROM members WHERE id = 2")
+    shop.execute("INSERT INTO members VALUES (7, 'm7@shop.example', NULL)")
+    shop.commit()
+    shop.close()
+    synced = run_cli("sync", "m.toml", cwd=tmp_path)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    auth = sqlite3.connect(tmp_path / "auth.db")
+    held = auth.execute("SELECT count(*) FROM accounts").fetchone()[0]
+    auth.close()
+    assert held == 7  # 6 migrated, 1 new, the deleted one kept disabled
+    done = run_cli("rollback", "m.toml", "--yes", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f": {held} accounts," in done.stdout, done.stdout
+    assert f"removed {held} accounts" in done.stdout, done.stdout
