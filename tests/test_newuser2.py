@@ -164,3 +164,33 @@ def test_rollback_announces_the_accounts_it_then_removes_after_a_sync(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert f": {held} accounts," in done.stdout, done.stdout
     assert f"removed {held} accounts" in done.stdout, done.stdout
+
+
+def test_verify_after_the_source_changed_points_to_sync(tmp_path: Path) -> None:
+    """A shop that stays open: after the run a customer signs up, one changes their email and
+    one leaves. verify said "plan (after the fix), then run", which carries none of it; it
+    now says sync, and sync makes verify hold. After a rollback it still says run."""
+    import json
+
+    _members(tmp_path / "shop.db", n=6)
+    (tmp_path / "m.toml").write_text(SYNC_SPEC, encoding="utf-8")
+    assert run_cli("run", "m.toml", cwd=tmp_path).returncode == 0
+    shop = sqlite3.connect(tmp_path / "shop.db")
+    shop.execute("INSERT INTO members VALUES (7, 'm7@shop.example', NULL)")
+    shop.execute("UPDATE members SET email = 'new3@shop.example' WHERE id = 3")
+    shop.execute("DELETE FROM members WHERE id = 2")
+    shop.commit()
+    shop.close()
+    drift = run_cli("verify", "m.toml", "--json", cwd=tmp_path)
+    assert drift.returncode == 1
+    body = json.loads(drift.stdout)
+    assert body["missing"] == [7] and body["extra"] == [2]
+    assert body["next_step"]["action"] == "sync"
+    assert body["next_step"]["command"] == "authmigrate sync m.toml, then authmigrate verify m.toml"
+    shown = run_cli("verify", "m.toml", cwd=tmp_path)
+    assert "next: authmigrate sync m.toml" in shown.stdout, shown.stdout
+    assert run_cli("sync", "m.toml", cwd=tmp_path).returncode == 0
+    assert run_cli("verify", "m.toml", cwd=tmp_path).returncode == 0
+    assert run_cli("rollback", "m.toml", "--yes", cwd=tmp_path).returncode == 0
+    gone = json.loads(run_cli("verify", "m.toml", "--json", cwd=tmp_path).stdout)
+    assert gone["next_step"]["action"] == "fix-and-rerun"
