@@ -194,3 +194,13 @@ def test_verify_after_the_source_changed_points_to_sync(tmp_path: Path) -> None:
     assert run_cli("rollback", "m.toml", "--yes", cwd=tmp_path).returncode == 0
     gone = json.loads(run_cli("verify", "m.toml", "--json", cwd=tmp_path).stdout)
     assert gone["next_step"]["action"] == "fix-and-rerun"
+
+
+def test_a_sync_pass_over_one_row_says_row_not_rows(tmp_path: Path) -> None:
+    """A sync pass over one row printed "1 rows compared"."""
+    _members(tmp_path / "shop.db", n=1)
+    (tmp_path / "m.toml").write_text(SYNC_SPEC, encoding="utf-8")
+    assert run_cli("run", "m.toml", cwd=tmp_path).returncode == 0
+    done = run_cli("sync", "m.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "full pass, 1 row compared, 0 changes" in done.stdout, done.stdout
