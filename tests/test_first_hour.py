@@ -616,7 +616,7 @@ def test_run_report_lists_rejects_by_reason_with_example_keys_and_the_next_step(
     broken = run_cli("verify", "m.toml", "--json", cwd=tmp_path)
     assert broken.returncode == 1
     body = json.loads(broken.stdout)
-    assert body["missing"] == [7] and body["next_step"]["action"] == "fix-and-rerun"
+    assert body["missing"] == [7] and body["next_step"]["action"] == "sync"
 
 
 def test_report_of_a_failed_run_holds_its_error_and_says_fix_and_rerun(tmp_path: Path) -> None:

@@ -416,7 +416,8 @@ def _keys_line(title: str, keys: list[Any], *, raw: bool = False) -> None:
 
 def _print_sync(result: Any) -> None:
     click.echo(
-        f"sync {result.migration}: {result.mode} pass, {result.compared:,} rows compared, "
+        f"sync {result.migration}: {result.mode} pass, {result.compared:,} "
+        f"row{'' if result.compared == 1 else 's'} compared, "
         f"{result.changes:,} change{'' if result.changes == 1 else 's'}, "
         f"{result.seconds:.2f} s ({result.status})"
     )

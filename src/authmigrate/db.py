@@ -198,7 +198,8 @@ def make_engine(
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (sa.exc.NoSuchModuleError, ImportError, sa.exc.ArgumentError) as exc:
-        raise SpecError(path, f"cannot use {safe_url(parsed)}: {scrub(str(exc))}") from None
+        hint = driver_hint(parsed)
+        raise SpecError(path, f"cannot use {safe_url(parsed)}: {scrub(str(exc))}{hint}") from None
     if backend in _UTC_SESSION:
         _session_in_utc(engine)
     if readonly:
@@ -222,6 +223,25 @@ def _libpq(parsed: URL) -> bool:
         "psycopg",
         "psycopg2",
     )
+
+
+_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+"""The URL scheme of each database through the driver authmigrate installs."""
+
+
+def driver_hint(url: URL) -> str:
+    """What to write instead of a URL whose dialect or driver is not installed: the Heroku
+    style ``postgres://``, ``mysql://`` (SQLAlchemy's default mysqlclient), ``postgresql+psycopg2://``.
+    Empty for any other URL."""
+    better = _DRIVERS.get(url.get_backend_name())
+    if better is None or url.drivername == better:
+        return ""
+    return f" (write the URL as {better}://...: authmigrate installs that driver)"
 
 
 def _check_sqlite_name(db: str, path: str) -> None:

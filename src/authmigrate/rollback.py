@@ -117,7 +117,8 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
     counts = RollbackCounts()
     try:
         with t.engine.connect() as conn:
-            if t.reflect(conn) is None:
+            table = t.reflect(conn)
+            if table is None:
                 return counts
             b, r = t.batches, t.rejects
             counts.batches = int(
@@ -131,7 +132,7 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
                 ).scalar_one()
             )
             recorded = bookkeeping_counts(conn, t.migration)
-            counts.accounts = recorded.migrated
+            counts.accounts = _accounts_present(conn, t, table)
             counts.rejected, counts.merged = recorded.rejected, recorded.merged
             counts.outbox = _outbox_count(conn, t.migration)
             counts.runs = int(
@@ -148,6 +149,34 @@ def rollback_preview(spec: Spec) -> RollbackCounts:
     finally:
         t.engine.dispose()
     return counts
+
+
+def _accounts_present(conn: sa.Connection, t: _Target, table: sa.Table) -> int:
+    """The accounts of the migration's batches the target holds: what :func:`rollback`
+    removes. A batch row's ``migrated`` is no such count: sync's is net of the accounts it
+    found deleted in the source, which stay in the target (disabled) until the rollback."""
+    form = TargetKey(table.c[t.spec.target_key].type, t.engine.dialect.name)
+    key = form.column(table.c[t.spec.target_key])
+    numbers = list(
+        conn.execute(sa.select(t.batches.c.batch_no).where(t.batches.c.migration == t.migration))
+        .scalars()
+        .all()
+    )
+    present = 0
+    for number in numbers:  # one batch's keys in memory at a time
+        blob = conn.execute(
+            sa.select(t.batches.c.written_keys).where(
+                t.batches.c.migration == t.migration, t.batches.c.batch_no == number
+            )
+        ).scalar()
+        keys = [_stored(form, k) for k in unpack_keys(blob)]
+        for part in _slices([k for k in keys if k is not _UNSTORABLE], _IN_LIST):
+            present += int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(table).where(key.in_(part))
+                ).scalar_one()
+            )
+    return present
 
 
 def _export_files(spec: Spec) -> list[Any]:

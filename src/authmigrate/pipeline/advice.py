@@ -106,12 +106,13 @@ def bookkeeping(migration: str) -> dict[str, Any]:
 
 
 def next_step(action: str, why: str, spec_path: str | None = None) -> dict[str, str]:
-    """``{"action", "command", "why"}``: ``action`` is run, verify, notify, fix-and-rerun or
-    done."""
+    """``{"action", "command", "why"}``: ``action`` is run, verify, sync, notify,
+    fix-and-rerun or done."""
     spec = spec_path or "migration.toml"
     commands = {
         "run": f"authmigrate run {spec}",
         "verify": f"authmigrate verify {spec}",
+        "sync": f"authmigrate sync {spec}, then authmigrate verify {spec}",
         "notify": f"authmigrate notify {spec} --dry-run --out outbox/  (then without --dry-run)",
         "fix-and-rerun": f"authmigrate plan {spec}  (after the fix), then authmigrate run {spec}",
         "done": "",

@@ -105,17 +105,45 @@ def _write_secret_free(text: str, section: str, url: str) -> str:
     return "".join(lines)
 
 
+def from_spec_folder(url: str, out: Path) -> str:
+    """``url`` as the spec at ``out`` must name it: a relative SQLite path given on the
+    command line (taken from the current folder) re-based on the spec's folder, from which
+    the spec's relative paths are read (``init -o specs/m.toml`` run beside the database).
+    Any other URL is returned as it is."""
+    import os
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except (ArgumentError, ValueError):
+        return url
+    db = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:":
+        return url
+    if db.startswith("file:") or Path(db).is_absolute():
+        return url
+    rebased = os.path.relpath(Path(db).resolve(), Path(out).resolve().parent)
+    if rebased == db:
+        return url
+    return parsed.set(database=rebased).render_as_string(hide_password=False)
+
+
 def _engine(url: str) -> sa.Engine:
     if url.startswith(("csv:", "jsonl:")):
-        raise SpecError("--from", "init inspects a database; a csv/jsonl source has no platform")
-    from authmigrate.db import make_engine
+        raise SpecError(
+            "--from",
+            "init inspects a database; for a csv/jsonl file write the spec by hand: README's "
+            'example with [source] url = "csv:///users.csv" (or jsonl:///) and key = its id '
+            "column, then `authmigrate plan` it (docs/spec.md, [source])",
+        )
+    from authmigrate.db import driver_hint, make_engine
 
     try:
         sa.engine.make_url(url).get_dialect()
+    except NoSuchModuleError as exc:  # an ArgumentError: caught first
+        hint = driver_hint(sa.engine.make_url(url))
+        raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}{hint}") from None
     except (ArgumentError, ValueError):
         raise SpecError("--from", "not a database URL (e.g. mysql+pymysql://user@host/shop)")
-    except NoSuchModuleError as exc:
-        raise SpecError("--from", f"no SQLAlchemy driver for this URL: {exc}")
     # read-only at the database level, like every source connection
     engine = make_engine(with_mysql_charset(url), path="--from", readonly=True)
     missing = _missing_sqlite_file(engine)
@@ -194,22 +222,25 @@ def write_init_spec(
     out = Path(out)
     if out.exists():
         raise SpecError("--output", f"{out} already exists (remove it or choose another -o)")
+    # the spec reads a relative file path from its own folder, the command line from this one
+    written_from = from_spec_folder(from_url, out)
+    written_to = from_spec_folder(to_url, out) if to_url else to_url
     try:
         chosen, prefix, detected = resolve(from_url, preset)
         text = render_spec(
             chosen,
             prefix,
-            with_mysql_charset(from_url),
-            to_url,
+            with_mysql_charset(written_from),
+            written_to,
             detected=detected,
             quote=quoter(from_url),
         )
     except NoPlatform:
-        text = _generic(from_url, to_url or DEFAULT_TARGET_URL)
+        text = _generic(from_url, written_to or DEFAULT_TARGET_URL, written_from)
     # a password given on the command line never lands in the spec: an env: reference does
-    text = _write_secret_free(text, "source", with_mysql_charset(from_url))
-    if to_url:
-        text = _write_secret_free(text, "target", to_url)
+    text = _write_secret_free(text, "source", with_mysql_charset(written_from))
+    if written_to:
+        text = _write_secret_free(text, "target", written_to)
     out.write_text(text, encoding="utf-8")
     return out
 
@@ -218,13 +249,15 @@ class NoPlatform(SourceError):
     """No preset's tables are in the source."""
 
 
-def _generic(from_url: str, to_url: str) -> str:
-    """The spec of a home-grown accounts table (see :mod:`authmigrate.presets.generic`)."""
+def _generic(from_url: str, to_url: str, written_from: str) -> str:
+    """The spec of a home-grown accounts table (see :mod:`authmigrate.presets.generic`):
+    ``from_url`` is inspected, ``written_from`` (the same source, as the spec names it) is
+    written."""
     from authmigrate.presets.generic import render_generic_spec
 
     engine = _engine(from_url)
     try:
-        return render_generic_spec(with_mysql_charset(from_url), to_url, engine)
+        return render_generic_spec(with_mysql_charset(written_from), to_url, engine)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
         raise SourceError(f"cannot read {_safe_url(from_url)}: {reason}") from None

@@ -281,7 +281,17 @@ def verify_report(spec: Spec, res: VerifyResult, spec_path: str | None = None) -
     finally:
         engine.dispose()
     body["bookkeeping"] = bookkeeping(spec.migration_name)
-    if not res.ok:
+    drifted = res.missing or res.extra or res.different
+    other = res.doubled or res.credential_problems or res.unnotified
+    if not res.ok and res.migrated and drifted and not other:
+        # rows missing, extra or different are what a source that stays open makes
+        why = (
+            "rows differ from the source: if it changed since the run (a shop that stays "
+            "open), sync carries its new, changed and deleted accounts; rows edited in the "
+            "target by hand stay listed after it"
+        )
+        step = next_step("sync", why, spec_path)
+    elif not res.ok:
         step = next_step("fix-and-rerun", "verify found problems: see the lists", spec_path)
     elif spec.notify is not None:
         step = next_step("notify", "every account is in place: tell the users", spec_path)
